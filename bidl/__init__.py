@@ -1,0 +1,1 @@
+"""BIDL: brain-inspired deep learning in PyTorch."""

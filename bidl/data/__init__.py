@@ -1,0 +1,1 @@
+"""Dataset readers, stand-in generators, preprocessing and downloads."""
