@@ -1,0 +1,83 @@
+"""Atomic file writes and safe checkpoint loading."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["redirect_output", "atomic_path", "atomic_write_text", "atomic_write_json", "atomic_torch_save", "load_checkpoint"]
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically, on error it is removed.
+
+    Readers never see a half-written file, and a crash leaves the previous version (or nothing) in place.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def _write_with(path: str | Path, writer: Callable[[Path], None]) -> Path:
+    with atomic_path(path) as tmp:
+        writer(tmp)
+    return Path(path)
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically."""
+    return _write_with(path, lambda tmp: tmp.write_text(text))
+
+
+def atomic_write_json(path: str | Path, data: Any) -> Path:
+    """Write ``data`` as indented JSON to ``path`` atomically."""
+    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to ``path`` atomically."""
+    return _write_with(path, lambda tmp: torch.save(obj, tmp))
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """Load a checkpoint with ``weights_only=True`` (no arbitrary code from pickles)."""
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+@contextmanager
+def redirect_output(log_path: str | Path | None) -> Iterator[None]:
+    """Send stdout and stderr to ``log_path`` (appending) for the duration; a no-op for ``None``."""
+    if log_path is None:
+        yield
+        return
+    import contextlib
+    import sys
+
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a", buffering=1) as handle, contextlib.redirect_stdout(handle), contextlib.redirect_stderr(
+        handle
+    ):
+        try:
+            yield
+        except BaseException:
+            import traceback
+
+            traceback.print_exc(file=handle)
+            sys.stderr.flush()
+            raise

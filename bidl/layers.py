@@ -1,0 +1,224 @@
+"""Spatio-temporal (ST) blocks and temporal aggregation.
+
+An ST block is ``synapse (conv or linear) -> optional pooling -> optional BatchNorm on the synaptic current
+-> neuron (LIF or LIAF, optionally with BatchNorm on its membrane)``. ``norm="state"`` puts BatchNorm on the
+membrane inside the neuron step (the authors' ``norm_state=True`` default); ``norm="input"`` puts it on the
+synaptic current, which in IIM runs once over all ``B*T`` frames; ``norm=None`` uses none.
+
+Shapes (batch-first): IIM ``[B, T, C, H, W] -> [B, T, C', H', W']`` (conv) and ``[B, T, ...] -> [B, T, F]``
+(linear, trailing dims flattened); EIM the same without T, one step per call.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .neurons import LIAF, LIF
+from .state import SpatioTemporalModule, StatefulModule
+
+__all__ = [
+    "NORM_PLACEMENTS",
+    "AGGREGATIONS",
+    "TimeDistributed",
+    "STBlock",
+    "ConvLIF",
+    "ConvLIAF",
+    "FCLIF",
+    "FCLIAF",
+    "TemporalAggregation",
+]
+
+NORM_PLACEMENTS = ("state", "input", None)
+AGGREGATIONS = ("sum", "mean", "last")
+
+
+class TimeDistributed(SpatioTemporalModule):
+    """Apply a stateless module to every timestep: on ``[B*T, ...]`` at once in IIM, per call in EIM."""
+
+    def __init__(self, module: nn.Module, iteration: str = "internal"):
+        super().__init__(iteration)
+        self.module = module
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.iteration == "external":
+            return self.module(x)
+        b, t = x.shape[:2]
+        y = self.module(x.reshape(b * t, *x.shape[2:]))
+        return y.reshape(b, t, *y.shape[1:])
+
+
+class STBlock(SpatioTemporalModule):
+    """Synapse, optional pooling and norm, neuron: the common body of the four ST blocks."""
+
+    def __init__(
+        self,
+        synapse: nn.Module,
+        out_channels: int,
+        *,
+        spatial_dims: int,
+        neuron_cls: type[LIF],
+        pooling: int | None = None,
+        pool_type: str = "max",
+        norm: str | None = "state",
+        iteration: str = "internal",
+        **neuron_kwargs,
+    ):
+        super().__init__(iteration)
+        if norm not in NORM_PLACEMENTS:
+            raise ValueError(f"norm: unknown placement {norm!r}; choose one of {NORM_PLACEMENTS}")
+        self.synapse = synapse
+        self.spatial_dims = spatial_dims
+        if pooling:
+            if spatial_dims != 2:
+                raise ValueError("pooling: only convolutional blocks can pool")
+            pool_cls = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}[pool_type]
+            self.pool = pool_cls(pooling)
+        else:
+            self.pool = None
+        bn_cls = nn.BatchNorm2d if spatial_dims == 2 else nn.BatchNorm1d
+        self.input_norm = bn_cls(out_channels) if norm == "input" else None
+        if neuron_kwargs.get("sharing") == "channel":
+            neuron_kwargs.setdefault("channels", out_channels)
+        state_norm = bn_cls(out_channels) if norm == "state" else None
+        self.neuron = neuron_cls(norm=state_norm, iteration=iteration, **neuron_kwargs)
+
+    def _current(self, x: Tensor) -> Tensor:
+        """Synaptic current of a batch of frames ``[N, ...]``."""
+        if self.spatial_dims == 0:
+            x = x.flatten(1)
+        y = self.synapse(x)
+        if self.pool is not None:
+            y = self.pool(y)
+        if self.input_norm is not None:
+            y = self.input_norm(y)
+        return y
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.iteration == "external":
+            return self.neuron(self._current(x))
+        b, t = x.shape[:2]
+        current = self._current(x.reshape(b * t, *x.shape[2:]))
+        return self.neuron(current.reshape(b, t, *current.shape[1:]))
+
+
+class ConvLIF(STBlock):
+    """Conv2d -> [MaxPool] -> [BN] -> LIF. Keyword arguments beyond the conv's go to :class:`~bidl.LIF`.
+
+    Example:
+        >>> block = ConvLIF(2, 8, 3, stride=2, padding=1)
+        >>> block(torch.rand(4, 10, 2, 16, 16)).shape
+        torch.Size([4, 10, 8, 8, 8])
+    """
+
+    neuron_cls: type[LIF] = LIF
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        *,
+        bias: bool = True,
+        pooling: int | None = None,
+        pool_type: str = "max",
+        norm: str | None = "state",
+        iteration: str = "internal",
+        **neuron_kwargs,
+    ):
+        conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
+        super().__init__(
+            conv,
+            out_channels,
+            spatial_dims=2,
+            neuron_cls=self.neuron_cls,
+            pooling=pooling,
+            pool_type=pool_type,
+            norm=norm,
+            iteration=iteration,
+            **neuron_kwargs,
+        )
+
+
+class ConvLIAF(ConvLIF):
+    """Conv2d -> [MaxPool] -> [BN] -> LIAF (analog output)."""
+
+    neuron_cls = LIAF
+
+
+class FCLIF(STBlock):
+    """Linear -> [BN] -> LIF; inputs with more trailing dims are flattened first.
+
+    Example:
+        >>> FCLIF(64, 10)(torch.rand(4, 10, 4, 4, 4)).shape
+        torch.Size([4, 10, 10])
+    """
+
+    neuron_cls: type[LIF] = LIF
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        bias: bool = True,
+        norm: str | None = "state",
+        iteration: str = "internal",
+        **neuron_kwargs,
+    ):
+        super().__init__(
+            nn.Linear(in_features, out_features, bias=bias),
+            out_features,
+            spatial_dims=0,
+            neuron_cls=self.neuron_cls,
+            norm=norm,
+            iteration=iteration,
+            **neuron_kwargs,
+        )
+
+
+class FCLIAF(FCLIF):
+    """Linear -> [BN] -> LIAF (analog output)."""
+
+    neuron_cls = LIAF
+
+
+class TemporalAggregation(StatefulModule):
+    r"""Aggregate over time: ``sum``, ``mean`` or ``last``.
+
+    IIM: ``[B, T, ...] -> [B, ...]``. EIM: an accumulator :math:`Acc(t) = Acc(t-1) + x_t` (reset to 0) and a
+    step count; each call returns the aggregate so far (``Acc``, ``Acc / n`` or ``x_t``), so reading it after
+    step ``T-1`` gives the IIM result.
+    """
+
+    def __init__(self, mode: str = "mean", iteration: str = "internal"):
+        super().__init__(iteration)
+        if mode not in AGGREGATIONS:
+            raise ValueError(f"aggregation: unknown mode {mode!r}; choose one of {AGGREGATIONS}")
+        self.mode = mode
+        self.accumulator: Tensor | None = None
+        self.steps = 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.iteration == "internal":
+            if self.mode == "sum":
+                return x.sum(1)
+            if self.mode == "mean":
+                return x.mean(1)
+            return x[:, -1]
+        if self.mode == "last":
+            self.steps += 1
+            return x
+        self.accumulator = x if self.accumulator is None else self.accumulator + x
+        self.steps += 1
+        return self.accumulator if self.mode == "sum" else self.accumulator / self.steps
+
+    def reset_state(self) -> None:
+        """Set the accumulator back to zero."""
+        self.accumulator = None
+        self.steps = 0
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode!r}, {super().extra_repr()}"

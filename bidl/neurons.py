@@ -1,0 +1,203 @@
+r"""LIF and LIAF neuron modules (paper eqs. 6-11), in both iteration modes.
+
+The math lives in :mod:`bidl.functional`; these modules hold the parameters and the EIM state.
+
+Shapes: in IIM ``x: [B, T, ...] -> [B, T, ...]``; in EIM ``x: [B, ...] -> [B, ...]`` per call. With
+``sharing="channel"`` the channel axis is the one right after B (and T in IIM).
+
+Example:
+    >>> import torch
+    >>> from bidl import LIF
+    >>> lif = LIF(alpha=0.3, theta=0.5)
+    >>> lif(torch.ones(2, 4, 3)).shape
+    torch.Size([2, 4, 3])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from .functional import LIAF_MODES, LIAF_READOUTS, RESET_MODES, get_surrogate, lif_multi_step, lif_step
+from .state import StatefulModule
+
+__all__ = ["LIF", "LIAF", "SHARING_MODES", "ACTIVATIONS"]
+
+SHARING_MODES = ("all", "channel")
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "relu": torch.relu,
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+    "identity": lambda x: x,
+}
+_PARAM_NAMES = ("alpha", "beta", "theta", "v_reset")
+
+
+class LIF(StatefulModule):
+    r"""Leaky integrate-and-fire neuron.
+
+    .. math::
+        U_t = X_t + V_{t-1};\quad F_t = 1[U_t > \theta];\quad
+        V_t = \alpha\,(F_t v_{reset} + (1-F_t) U_t) + \beta \ \text{(hard)}\ |\ \alpha (U_t - F_t\theta) + \beta
+        \ \text{(soft)};\quad Y_t = F_t
+
+    Args:
+        alpha: leak factor applied after the reset (authors' default 0.3).
+        beta: constant leak term (0).
+        theta: firing threshold (0.5).
+        v_reset: reset potential for the hard reset (0).
+        reset: ``"hard"`` or ``"soft"`` (RMP: subtract theta).
+        sharing: ``"all"`` (ASM: one scalar per layer) or ``"channel"`` (CSM: one value per channel,
+            stored with shape ``[C]`` and broadcast over the channel axis).
+        channels: the number of channels, required for channel sharing.
+        learnable: learn alpha, beta, theta and v_reset by BPTT (authors: fixed).
+        noise: training-noise scale (authors: 1e-3 typical; 0 disables); active only in ``train()``.
+        surrogate: ``"rectangle"`` (default), ``"sigmoid"`` or ``"arctan"``; ``surrogate_scale`` its width/k.
+        norm: optional module applied to the membrane each step (BatchNorm on the state, "norm_state").
+        iteration: ``"internal"`` (IIM) or ``"external"`` (EIM).
+    """
+
+    analog = False
+
+    def __init__(
+        self,
+        *,
+        alpha: float = 0.3,
+        beta: float = 0.0,
+        theta: float = 0.5,
+        v_reset: float = 0.0,
+        reset: str = "hard",
+        sharing: str = "all",
+        channels: int | None = None,
+        learnable: bool = False,
+        noise: float = 0.0,
+        surrogate: str = "rectangle",
+        surrogate_scale: float | None = None,
+        norm: nn.Module | None = None,
+        iteration: str = "internal",
+    ):
+        super().__init__(iteration)
+        if reset not in RESET_MODES:
+            raise ValueError(f"reset: unknown mode {reset!r}; choose one of {RESET_MODES}")
+        if sharing not in SHARING_MODES:
+            raise ValueError(f"sharing: unknown mode {sharing!r}; choose one of {SHARING_MODES}")
+        if sharing == "channel" and not channels:
+            raise ValueError("channels: channel sharing needs the number of channels")
+        self.reset = reset
+        self.sharing = sharing
+        self.channels = channels if sharing == "channel" else None
+        self.learnable = learnable
+        self.noise = float(noise)
+        self.surrogate = surrogate
+        self.surrogate_scale = surrogate_scale
+        self.spike_fn = get_surrogate(surrogate, surrogate_scale)
+        self.norm = norm
+        shape = (channels,) if sharing == "channel" else ()
+        for name, value in zip(_PARAM_NAMES, (alpha, beta, theta, v_reset), strict=True):
+            tensor = torch.full(shape, float(value))
+            if learnable:
+                self.register_parameter(name, nn.Parameter(tensor))
+            else:
+                self.register_buffer(name, tensor)
+        self.v: Tensor | None = None
+
+    # -- parameters -----------------------------------------------------------------------------------
+    def neuron_parameters(self, ndim: int) -> dict[str, Tensor]:
+        """alpha, beta, theta, v_reset shaped to broadcast against a ``[B, C, ...]`` state of ``ndim`` dims."""
+        params = {name: getattr(self, name) for name in _PARAM_NAMES}
+        if self.sharing == "channel":
+            view = (1, self.channels) + (1,) * (ndim - 2)
+            params = {name: p.view(view) for name, p in params.items()}
+        return params
+
+    def _step_kwargs(self, ndim: int) -> dict:
+        return dict(
+            **self.neuron_parameters(ndim),
+            reset=self.reset,
+            spike_fn=self.spike_fn,
+            norm=self.norm,
+            noise=self.noise if self.training else 0.0,
+            analog=self.analog,
+            **self._analog_kwargs(),
+        )
+
+    def _analog_kwargs(self) -> dict:
+        return {}
+
+    # -- forward --------------------------------------------------------------------------------------
+    def forward(self, x: Tensor) -> Tensor:
+        if self.iteration == "internal":
+            if x.dim() < 2:
+                raise ValueError(f"{type(self).__name__} in IIM expects [B, T, ...], got shape {tuple(x.shape)}")
+            y, _ = lif_multi_step(x.transpose(0, 1), None, **self._step_kwargs(x.dim() - 1))
+            return y.transpose(0, 1)
+        if self.v is None or self.v.shape != x.shape:
+            if self.v is not None:
+                raise RuntimeError(
+                    f"{type(self).__name__}: input shape {tuple(x.shape)} differs from the held state "
+                    f"{tuple(self.v.shape)}; call bidl.reset_states(network) before a new batch"
+                )
+            self.v = torch.zeros_like(x)
+        y, self.v = lif_step(x, self.v, **self._step_kwargs(x.dim()))
+        return y
+
+    def reset_state(self) -> None:
+        """Forget the EIM membrane; the next step starts from zero."""
+        self.v = None
+
+    def extra_repr(self) -> str:
+        return (
+            f"reset={self.reset!r}, sharing={self.sharing!r}, channels={self.channels}, "
+            f"learnable={self.learnable}, noise={self.noise}, surrogate={self.surrogate!r}, "
+            f"{super().extra_repr()}"
+        )
+
+
+class LIAF(LIF):
+    r"""Leaky integrate-and-analog-fire neuron: LIF dynamics, analog output.
+
+    .. math:: Y_t = g(U_t)\ \text{(NTR)}\quad|\quad g(U_t - \theta)\ \text{(TR)}
+
+    with ``liaf_readout="pre_reset"`` (the authors' code, the default) or :math:`g(V_t)` /
+    :math:`g(V_t - \theta)` with ``liaf_readout="post_leak"`` (the paper's eq. 11).
+
+    Args:
+        activation: ``"relu"`` (default), ``"sigmoid"``, ``"tanh"`` or ``"identity"``.
+        liaf_mode: ``"NTR"`` (default) or ``"TR"``.
+        liaf_readout: ``"pre_reset"`` (default) or ``"post_leak"``.
+        **kwargs: as :class:`LIF`.
+    """
+
+    analog = True
+
+    def __init__(
+        self,
+        *,
+        activation: str = "relu",
+        liaf_mode: str = "NTR",
+        liaf_readout: str = "pre_reset",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation: unknown {activation!r}; choose one of {tuple(ACTIVATIONS)}")
+        if liaf_mode not in LIAF_MODES:
+            raise ValueError(f"liaf_mode: unknown {liaf_mode!r}; choose one of {LIAF_MODES}")
+        if liaf_readout not in LIAF_READOUTS:
+            raise ValueError(f"liaf_readout: unknown {liaf_readout!r}; choose one of {LIAF_READOUTS}")
+        self.activation = activation
+        self.liaf_mode = liaf_mode
+        self.liaf_readout = liaf_readout
+
+    def _analog_kwargs(self) -> dict:
+        return dict(
+            activation=ACTIVATIONS[self.activation], liaf_mode=self.liaf_mode, liaf_readout=self.liaf_readout
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"activation={self.activation!r}, liaf_mode={self.liaf_mode!r}, "
+            f"liaf_readout={self.liaf_readout!r}, {super().extra_repr()}"
+        )
