@@ -1,0 +1,60 @@
+"""Loading and validating pipeline configurations against a JSON schema, with errors naming the key."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from .errors import ConfigError
+
+__all__ = ["load_yaml", "validate_config", "load_config", "key_path"]
+
+
+def load_yaml(path: str | Path) -> Any:
+    """``yaml.safe_load`` a file; a syntax error becomes a :class:`ConfigError` naming the file."""
+    path = Path(path)
+    try:
+        with path.open() as handle:
+            return yaml.safe_load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+
+
+def key_path(parts) -> str:
+    """``['experiments', 'a', 'recipe', 'lr']`` -> ``experiments.a.recipe.lr``; list indices in brackets."""
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "<top level>"
+
+
+def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any] | str | Path, source: str = "config") -> None:
+    """Validate ``config`` against ``schema`` (a mapping or a YAML file); raise one ConfigError listing every
+    problem, each prefixed with the dotted key it concerns."""
+    if not isinstance(schema, Mapping):
+        schema = load_yaml(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    problems = []
+    for error in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
+        where = key_path(error.absolute_path)
+        if error.validator == "additionalProperties":
+            extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+            allowed = sorted(error.schema.get("properties", {}))
+            problems.append(f"{where}: unknown key(s) {extra}; allowed: {allowed}")
+        else:
+            problems.append(f"{where}: {error.message}")
+    if problems:
+        raise ConfigError(f"{source}: invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def load_config(path: str | Path, schema: Mapping[str, Any] | str | Path) -> dict[str, Any]:
+    """Load a YAML config and validate it."""
+    config = load_yaml(path)
+    validate_config(config, schema, source=str(path))
+    return config

@@ -1,0 +1,105 @@
+"""Render the paper's Table 2 (ours vs paper) from the experiments' metrics JSON files, as Markdown and CSV."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from bidl.data.catalog import describe_source
+from bidl.io import atomic_write_text
+
+COLUMNS = (
+    "experiment",
+    "dataset",
+    "network",
+    "input shape",
+    "neuron",
+    "sharing",
+    "iteration mode",
+    "parameters",
+    "top-1 ours (IIM)",
+    "top-1 ours (EIM)",
+    "top-1 time-shuffled",
+    "top-1 paper",
+    "data source",
+    "scaled from the paper",
+)
+
+
+def table_rows(metrics: list[dict[str, Any]], config: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for m in metrics:
+        exp = config["experiments"][m["experiment"]]
+        source = config["datasets"][m["dataset"]]["source"]
+        rows.append(
+            {
+                "experiment": m["experiment"],
+                "dataset": m["dataset"],
+                "network": exp["paper"]["network"],
+                "input shape": "[" + ", ".join(map(str, m["input_shape"])) + "]",
+                "neuron": m["neuron"],
+                "sharing": m["sharing"],
+                "iteration mode": m["iteration_modes"],
+                "parameters": f"{m['parameters']:,}",
+                "top-1 ours (IIM)": f"{m['top1_iim']:.1f}",
+                "top-1 ours (EIM)": f"{m['top1_eim']:.1f}",
+                "top-1 time-shuffled": f"{m['top1_time_shuffled']:.1f}",
+                "top-1 paper": f"{exp['paper']['top1']:.1f}",
+                "data source": describe_source(m["dataset"], source),
+                "scaled from the paper": exp.get("scaled", "no"),
+            }
+        )
+    return rows
+
+
+def to_markdown(rows: list[dict[str, Any]], config: dict[str, Any]) -> str:
+    sources = sorted({r["data source"] for r in rows})
+    lines = [
+        f"# Table 2 (preset `{config['name']}`)",
+        "",
+        f"Config: `{config['name']}` ({config.get('description', '')}). Data: {'; '.join(sources)}.",
+        "Top-1 on the validation split; time-shuffled = the same model on frames permuted in time.",
+        "",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "|".join("---" for _ in COLUMNS) + "|",
+    ]
+    lines += ["| " + " | ".join(str(r[c]) for c in COLUMNS) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def main(metrics_files: list[Path], config: dict[str, Any], markdown: Path, csv_file: Path) -> None:
+    metrics = [json.loads(Path(p).read_text()) for p in metrics_files]
+    rows = table_rows(metrics, config)
+    atomic_write_text(csv_file, to_csv(rows))
+    atomic_write_text(markdown, to_markdown(rows, config))
+
+
+if "snakemake" in globals():
+    main(
+        [Path(p) for p in snakemake.input.metrics],  # noqa: F821
+        snakemake.config,  # noqa: F821
+        Path(snakemake.output.markdown),  # noqa: F821
+        Path(snakemake.output.csv),  # noqa: F821
+    )
+elif __name__ == "__main__":
+    from bidl.config import load_yaml
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--markdown", type=Path, required=True)
+    parser.add_argument("--csv", type=Path, required=True)
+    parser.add_argument("metrics", type=Path, nargs="+")
+    args = parser.parse_args()
+    main(args.metrics, load_yaml(args.config), args.markdown, args.csv)

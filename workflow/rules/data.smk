@@ -1,0 +1,56 @@
+# Raw data (generated stand-in, or the real download / placed files) and preprocessing to cached frames.
+
+
+rule dvs128_standin:
+    output:
+        marker="resources/dvs128_gesture/standin/.complete",
+    params:
+        seed=lambda w: config["datasets"]["dvs128_gesture"].get("standin", {}).get("seed", 0),
+        n_users=lambda w: config["datasets"]["dvs128_gesture"].get("standin", {}).get("n_users", 29),
+        reps_per_class=lambda w: config["datasets"]["dvs128_gesture"].get("standin", {}).get("reps_per_class", 4),
+    log:
+        "logs/dvs128_gesture/standin.log",
+    threads: 1
+    conda:
+        "../../envs/bidl.yaml"
+    script:
+        "../../scripts/make_dvs128_standin.py"
+
+
+rule dvs128_fetch:
+    output:
+        marker="resources/dvs128_gesture/{source}/.complete",
+    wildcard_constraints:
+        source="ibm|tonic",
+    params:
+        dataset="dvs128_gesture",
+        source=lambda w: w.source,
+    log:
+        "logs/dvs128_gesture/fetch_{source}.log",
+    threads: 1
+    retries: 2
+    conda:
+        "../../envs/bidl.yaml"
+    script:
+        "../../scripts/fetch_data.py"
+
+
+rule dvs128_preprocess:
+    input:
+        marker=raw_marker("dvs128_gesture"),
+    output:
+        train=f"{CACHE}/dvs128_gesture/train.npz",
+        test=f"{CACHE}/dvs128_gesture/test.npz",
+        split=f"{CACHE}/dvs128_gesture/split.json",
+    params:
+        layout=RAW_LAYOUTS[("dvs128_gesture", dataset_source("dvs128_gesture"))],
+        window_us=config["datasets"]["dvs128_gesture"]["preprocess"]["window_us"],
+        n_frames=config["datasets"]["dvs128_gesture"]["preprocess"]["n_frames"],
+        size=config["datasets"]["dvs128_gesture"]["preprocess"]["size"],
+    log:
+        f"{LOGS}/dvs128_gesture/preprocess.log",
+    threads: 1
+    conda:
+        "../../envs/bidl.yaml"
+    script:
+        "../../scripts/preprocess_dvs128.py"

@@ -1,0 +1,65 @@
+# Training (IIM, BPTT, resumable) and evaluation (IIM + EIM + time-shuffled control) per experiment.
+
+
+rule train:
+    input:
+        train=lambda w: experiment_split(w.experiment, "train"),
+        val=lambda w: experiment_split(w.experiment, "test"),
+    output:
+        model=f"{RESULTS}/experiments/{{experiment}}/model.pt",
+        history=f"{RESULTS}/experiments/{{experiment}}/history.csv",
+    params:
+        experiment=lambda w: experiment(w.experiment),
+        seed=config["seed"],
+        device=config.get("device", "auto"),
+    log:
+        f"{LOGS}/train/{{experiment}}.log",
+    benchmark:
+        f"benchmarks/{PRESET}/train/{{experiment}}.tsv"
+    threads: THREADS
+    resources:
+        mem_mb=8000,
+    conda:
+        "../../envs/bidl.yaml"
+    script:
+        "../../scripts/train.py"
+
+
+rule evaluate:
+    input:
+        model=rules.train.output.model,
+        test=lambda w: experiment_split(w.experiment, "test"),
+    output:
+        metrics=f"{RESULTS}/experiments/{{experiment}}/metrics.json",
+    params:
+        experiment=lambda w: experiment(w.experiment),
+        seed=config["seed"],
+    log:
+        f"{LOGS}/evaluate/{{experiment}}.log",
+    threads: THREADS
+    resources:
+        mem_mb=8000,
+    conda:
+        "../../envs/bidl.yaml"
+    script:
+        "../../scripts/evaluate.py"
+
+
+rule plot_history:
+    input:
+        history=rules.train.output.history,
+    output:
+        figure=report(
+            f"{RESULTS}/experiments/{{experiment}}/history.png",
+            caption="../report/history.rst",
+            category="Training curves",
+        ),
+    params:
+        title=lambda w: f"{w.experiment} ({PRESET})",
+    log:
+        f"{LOGS}/plot_history/{{experiment}}.log",
+    threads: 1
+    conda:
+        "../../envs/bidl.yaml"
+    script:
+        "../../scripts/plot_history.py"
