@@ -1,0 +1,182 @@
+"""Declarative registry of the real data sources the pipeline can fetch or check.
+
+Each dataset has one or more named :class:`Source` entries; a source lists its :class:`RemoteFile` items
+(file name, mirror URLs in the order they are tried, checksums). ``scripts/fetch_data.py`` turns a source
+into downloads (``bidl.data.download.download``), archive extraction and, for ``manual`` sources, a check of
+files the user placed by hand (``check_placed_files``). Adding a dataset means appending ``Source`` objects
+to ``_ALL_SOURCES`` below; the machinery does not change.
+
+Checksums and URLs are those hard-coded by the libraries that download these datasets (see
+``/work/shared/DATASETS.md``); every file is verified against them before it is used.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from bidl.errors import ConfigError
+
+__all__ = ["SOURCES", "RemoteFile", "Source", "figshare_urls", "get_source"]
+
+_MD5 = re.compile(r"^[0-9a-f]{32}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def figshare_urls(file_id: int) -> tuple[str, ...]:
+    """Scriptable URLs of a figshare file, in the order to try them.
+
+    ``figshare.com/ndownloader/files/<id>`` sits behind an AWS WAF challenge (HTTP 202) since 2026; the API
+    endpoint is tried first and the ``ndownloader.figshare.com`` host second (DATASETS.md section 0).
+    """
+    return (
+        f"https://api.figshare.com/v2/file/download/{file_id}",
+        f"https://ndownloader.figshare.com/files/{file_id}",
+    )
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file of a source.
+
+    ``name`` is the file's path relative to the download directory; ``urls`` are mirrors tried in order
+    (empty for a file that can only be placed by hand); ``md5``/``sha256``/``size`` are what the file must
+    match (``None``: not checked). Validated on construction.
+    """
+
+    name: str
+    urls: tuple[str, ...]
+    md5: str | None
+    sha256: str | None = None
+    size: int | None = None
+
+    def __post_init__(self) -> None:
+        p = PurePosixPath(self.name)
+        if not self.name or p.is_absolute() or ".." in p.parts or "\\" in self.name:
+            raise ConfigError(f"RemoteFile.name {self.name!r}: must be a plain relative path")
+        if not isinstance(self.urls, tuple) or not all(isinstance(u, str) and u for u in self.urls):
+            raise ConfigError(f"RemoteFile {self.name!r}: urls must be a tuple of non-empty strings")
+        if self.md5 is not None and not _MD5.match(self.md5):
+            raise ConfigError(f"RemoteFile {self.name!r}: md5 {self.md5!r} is not 32 lower-case hex digits")
+        if self.sha256 is not None and not _SHA256.match(self.sha256):
+            raise ConfigError(f"RemoteFile {self.name!r}: sha256 {self.sha256!r} is not 64 lower-case hex")
+        if self.size is not None and self.size < 0:
+            raise ConfigError(f"RemoteFile {self.name!r}: negative size {self.size}")
+
+
+@dataclass(frozen=True)
+class Source:
+    """A way to obtain one dataset.
+
+    ``manual`` sources cannot be fully scripted: their files are taken from ``urls`` where a mirror exists
+    and otherwise must be placed by hand following ``instructions``. ``layout`` names the on-disk layout
+    the files produce after extraction, for the readers (e.g. ``ibm_aedat31``, ``tonic_npy``).
+    """
+
+    dataset: str
+    name: str
+    files: tuple[RemoteFile, ...]
+    manual: bool
+    homepage: str
+    instructions: str
+    layout: str
+
+    def __post_init__(self) -> None:
+        if not self.files:
+            raise ConfigError(f"source {self.dataset}/{self.name}: no files")
+        names = [f.name for f in self.files]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"source {self.dataset}/{self.name}: duplicate file names {names}")
+        if not self.manual and any(not f.urls for f in self.files):
+            raise ConfigError(f"source {self.key}: a non-manual source needs URLs for all its files")
+
+    @property
+    def key(self) -> str:
+        """``"<dataset>/<name>"``."""
+        return f"{self.dataset}/{self.name}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# DVS128 Gesture (DATASETS.md section 1)
+# ---------------------------------------------------------------------------------------------------------
+
+_IBM_BOX = "https://ibm.ent.box.com/s/3hiq58ww1pbbjrinh367ykfdf60xsfm8/folder/50167556794"
+
+DVS128_GESTURE_IBM = Source(
+    dataset="dvs128_gesture",
+    name="ibm",
+    files=(
+        RemoteFile(
+            "DvsGesture.tar.gz",
+            # snnTorch's Dropbox mirror (snntorch/spikevision/spikedata/dvs_gesture.py); IBM's MD5 applies.
+            ("https://www.dropbox.com/s/cct5kyilhtsliup/DvsGesture.tar.gz?dl=1",),
+            "8a5c71fb11e24e5ca5b11866ca6c00a1",
+        ),
+        RemoteFile("gesture_mapping.csv", (), "109b2ae64a0e1f3ef535b18ad7367fd1"),
+        RemoteFile("LICENSE.txt", (), "065e10099753156f18f51941e6e44b66"),
+        RemoteFile("README.txt", (), "a0663d3b1d8307c329a43d949ee32d19"),
+    ),
+    manual=True,
+    homepage="https://research.ibm.com/interactive/dvsgesture/",
+    instructions=(
+        "IBM distributes DVS128 Gesture through a Box folder that cannot be downloaded by script: open "
+        f"{_IBM_BOX} in a browser and download the four files DvsGesture.tar.gz, gesture_mapping.csv, "
+        "LICENSE.txt and README.txt separately (a gesture_mapping.csv taken from inside the tar has been "
+        "reported not to match the expected MD5). "
+        "DvsGesture.tar.gz (about 3 GB) is first tried from the snnTorch Dropbox mirror; if that mirror is "
+        "unreachable or its bytes differ from IBM's MD5, take it from Box. Licence: CC BY 4.0."
+    ),
+    layout="ibm_aedat31",
+)
+
+DVS128_GESTURE_TONIC = Source(
+    dataset="dvs128_gesture",
+    name="tonic",
+    files=(
+        RemoteFile("ibmGestureTrain.tar.gz", figshare_urls(38022171), "3a8f0d4120a166bac7591f77409cb105"),
+        RemoteFile("ibmGestureTest.tar.gz", figshare_urls(38020584), "56070e45dadaa85fff82e0fbfbc06de5"),
+    ),
+    manual=False,
+    homepage="https://tonic.readthedocs.io/",
+    instructions=(
+        "tonic's preprocessed copy of DVS128 Gesture on figshare (train about 2.4 GB, test 691 MB): one .npy "
+        "(x, y, p, t in ms) per gesture under ibmGesture{Train,Test}/userNN_<lighting>/<label>.npy. If both "
+        "figshare hosts refuse scripted access, download https://api.figshare.com/v2/file/download/38022171 "
+        "(ibmGestureTrain.tar.gz) and https://api.figshare.com/v2/file/download/38020584 "
+        "(ibmGestureTest.tar.gz) in a browser and place them under those names in the download directory; "
+        "a placed file is used once its MD5 matches."
+    ),
+    layout="tonic_npy",
+)
+
+# Append new Source objects here (CIFAR10-DVS, Jester, LUNA16, IMDB, ...).
+_ALL_SOURCES: tuple[Source, ...] = (
+    DVS128_GESTURE_IBM,
+    DVS128_GESTURE_TONIC,
+)
+
+
+def _build_registry(sources: tuple[Source, ...]) -> dict[str, dict[str, Source]]:
+    registry: dict[str, dict[str, Source]] = {}
+    for src in sources:
+        by_name = registry.setdefault(src.dataset, {})
+        if src.name in by_name:
+            raise ConfigError(f"duplicate data source {src.key}")
+        by_name[src.name] = src
+    return registry
+
+
+#: ``SOURCES[dataset][source_name]``; a constant built once at import, never mutated.
+SOURCES: dict[str, dict[str, Source]] = _build_registry(_ALL_SOURCES)
+
+
+def get_source(dataset: str, name: str) -> Source:
+    """Return the source ``name`` of ``dataset``; raises :class:`ConfigError` naming an unknown key and the
+    known alternatives."""
+    if dataset not in SOURCES:
+        raise ConfigError(f"unknown dataset {dataset!r} for data sources; known: {sorted(SOURCES)}")
+    by_name = SOURCES[dataset]
+    if name not in by_name:
+        raise ConfigError(f"unknown source {name!r} for dataset {dataset!r}; known: {sorted(by_name)}")
+    return by_name[name]

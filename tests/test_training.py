@@ -1,0 +1,114 @@
+"""Training: seeded, checkpointed every epoch, resumes to the same weights, evaluation in both modes."""
+
+import csv
+from dataclasses import replace
+
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from bidl.evaluation import evaluate_model, shuffle_time
+from bidl.io import load_checkpoint
+from bidl.models import create_model
+from bidl.training import Recipe, train
+
+
+def order_task(n=96, t=8, seed=0):
+    """A tiny order task: a blob moves left-to-right (class 0) or right-to-left (class 1)."""
+    g = torch.Generator().manual_seed(seed)
+    frames = torch.zeros(n, t, 2, 16, 16)
+    labels = torch.arange(n) % 2
+    for i in range(n):
+        row = int(torch.randint(2, 14, (1,), generator=g))
+        cols = range(t) if labels[i] == 0 else reversed(range(t))
+        for step, col in enumerate(cols):
+            frames[i, step, 1, row - 1 : row + 2, 2 * col : 2 * col + 2] = 2.0
+    return TensorDataset(frames, labels)
+
+
+def tiny_model():
+    # BatchNorm on the synaptic current: with only 8 strongly non-stationary steps, BatchNorm on the membrane
+    # evaluates with running statistics that match no single step (see docs on norm placement)
+    return create_model("dvs128_gesture", channels=(4, 8, 8), hidden=16, height=16, width=16, n_classes=2,
+                        alpha=0.8, noise=0.0, norm="input")
+
+
+RECIPE = Recipe(optimizer="adam", lr=5e-3, epochs=3, batch_size=16, schedule="cosine", fp16=False)
+
+
+def test_training_writes_checkpoint_history_and_model(tmp_path):
+    torch.manual_seed(0)
+    data = order_task()
+    history = train(tiny_model(), data, data, RECIPE, tmp_path, seed=1)
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    with (tmp_path / "history.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 3 and float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["epoch"] == 3 and set(state) >= {"model", "optimizer", "scheduler", "rng", "history"}
+    assert set(load_checkpoint(tmp_path / "model.pt")) == set(tiny_model().state_dict())
+
+
+def test_resumed_training_ends_with_the_same_weights(tmp_path, monkeypatch):
+    data = order_task()
+    torch.manual_seed(0)
+    straight = tiny_model()
+    train(straight, data, None, RECIPE, tmp_path / "straight", seed=3)
+
+    import bidl.training
+
+    real_run_epoch, calls = bidl.training.run_epoch, []
+
+    def dying_run_epoch(*args, **kwargs):  # the process is killed during the second epoch
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        return real_run_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(bidl.training, "run_epoch", dying_run_epoch)
+    torch.manual_seed(0)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_model(), data, None, RECIPE, tmp_path / "resumed", seed=3)
+    assert load_checkpoint(tmp_path / "resumed" / "checkpoint.pt")["epoch"] == 1
+    monkeypatch.setattr(bidl.training, "run_epoch", real_run_epoch)
+    torch.manual_seed(123)  # a fresh process with another global seed: resume must restore the RNG itself
+    resumed = tiny_model()
+    history = train(resumed, data, None, RECIPE, tmp_path / "resumed", seed=3)
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(tmp_path):
+    data = order_task(n=32)
+    train(tiny_model(), data, None, replace(RECIPE, epochs=1), tmp_path, seed=0)
+    before = load_checkpoint(tmp_path / "checkpoint.pt")["epoch"]
+    diverged = tiny_model()
+    with torch.no_grad():
+        diverged.fc2.synapse.bias.fill_(float("inf"))  # BatchNorm turns inf - inf into nan outputs
+    diverged.aggregate.register_forward_hook(lambda module, inputs, output: output * float("nan"))
+    with pytest.raises(FloatingPointError, match="loss became nan"):
+        train(diverged, data, None, replace(RECIPE, epochs=2), tmp_path, seed=0)
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == before
+
+
+def test_evaluation_reports_both_modes_and_the_time_shuffled_control(tmp_path):
+    torch.manual_seed(0)
+    data = order_task(n=128)
+    model = tiny_model()
+    train(model, data, None, replace(RECIPE, epochs=6), tmp_path, seed=0)
+    metrics = evaluate_model(model, data, batch_size=32, shuffle_seed=0)
+    assert metrics["top1_iim"] == metrics["top1_eim"]
+    assert metrics["iim_eim_prediction_agreement"] == 100.0
+    assert metrics["iim_eim_max_abs_diff"] < 1e-6
+    assert metrics["top1_iim"] >= 90.0, metrics
+    assert metrics["top1_time_shuffled"] <= metrics["top1_iim"] - 20.0, metrics
+    assert sum(map(sum, metrics["confusion"])) == 128
+
+
+def test_shuffle_time_permutes_each_sample_independently():
+    frames = torch.arange(2 * 5, dtype=torch.float32).view(2, 5, 1)
+    shuffled = shuffle_time(frames, torch.Generator().manual_seed(0))
+    for i in range(2):
+        assert sorted(shuffled[i].flatten().tolist()) == frames[i].flatten().tolist()
+    assert not torch.equal(shuffled, frames)
