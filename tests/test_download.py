@@ -12,7 +12,6 @@ import importlib.util
 import io
 import json
 import re
-import sys
 import tarfile
 import threading
 import zipfile
@@ -23,22 +22,17 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-try:
-    import bidl  # noqa: F401
-except ImportError:  # the package is not installed in this environment: use the checkout
-    sys.path.insert(0, str(REPO))
-
-from bidl.data import download as dl  # noqa: E402
-from bidl.data.download import (  # noqa: E402
+from bidl.data import download as dl
+from bidl.data.download import (
     check_placed_files,
     download,
     extract_archive,
     file_digest,
 )
-from bidl.data.sources import SOURCES, RemoteFile, Source, get_source  # noqa: E402
-from bidl.errors import ConfigError, DataFormatError, DownloadError  # noqa: E402
+from bidl.data.sources import SOURCES, RemoteFile, Source, get_source
+from bidl.errors import ConfigError, DataFormatError, DownloadError
 
+REPO = Path(__file__).resolve().parents[1]
 PAYLOAD = bytes(range(256)) * 64  # 16 KiB
 PAYLOAD_MD5 = hashlib.md5(PAYLOAD).hexdigest()
 PAYLOAD_SHA256 = hashlib.sha256(PAYLOAD).hexdigest()
