@@ -1,0 +1,320 @@
+"""Readers and a writer for DVS128 Gesture event files.
+
+Two on-disk forms of the same recordings are supported:
+
+- **AEDAT 3.1** (IBM's original release, ``DvsGesture/userNN_<lighting>.aedat``): ASCII header lines
+  starting with ``#`` and ending with the line ``#!END-HEADER\\r\\n``, then packets, each a 28-byte
+  little-endian header
+
+  ==========  ===============  ===============================================
+  offset      type             field
+  ==========  ===============  ===============================================
+  0           uint16           eventType (1 = polarity)
+  2           uint16           eventSource
+  4           uint32           eventSize (bytes per event; 8 for polarity)
+  8           uint32           eventTSOffset (byte offset of the timestamp)
+  12          uint32           eventTSOverflow (number of 2**31 µs wraps)
+  16          uint32           eventCapacity (events stored in the payload)
+  20          uint32           eventNumber (events present, <= capacity)
+  24          uint32           eventValid (valid events, <= number)
+  ==========  ===============  ===============================================
+
+  followed by ``eventCapacity * eventSize`` payload bytes. A polarity event is ``uint32 data, uint32 ts``
+  with ``x = (data >> 17) & 0x1FFF``, ``y = (data >> 2) & 0x1FFF``, ``p = (data >> 1) & 1`` and bit 0 the
+  valid mark; the full timestamp is ``ts | (eventTSOverflow << 31)`` in µs.
+
+- **tonic's copy** (``ibmGesture{Train,Test}/userNN_<lighting>/<label>.npy``): an ``(N, 4)`` array with
+  columns x, y, p, t where t is in **milliseconds** (tonic multiplies it by 1000 on load).
+
+Both readers return the same structured array (:data:`EVENT_DTYPE`): ``t`` int64 µs, ``x`` int16, ``y`` int16,
+``p`` int8 (0 = OFF, 1 = ON). Sensor size 128 x 128. All malformed input raises
+:class:`bidl.errors.DataFormatError` whose message starts with the offending file's path.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from bidl.errors import DataFormatError
+
+EVENT_DTYPE = np.dtype([("t", np.int64), ("x", np.int16), ("y", np.int16), ("p", np.int8)])
+"""Structured dtype of an event array: t (µs), x, y (pixels), p (0 = OFF, 1 = ON)."""
+
+SENSOR_SIZE = (128, 128)
+"""DVS128 sensor (height, width) in pixels."""
+
+POLARITY_EVENT_TYPE = 1
+POLARITY_EVENT_SIZE = 8
+_PACKET_HEADER = np.dtype(
+    [
+        ("eventType", "<u2"),
+        ("eventSource", "<u2"),
+        ("eventSize", "<u4"),
+        ("eventTSOffset", "<u4"),
+        ("eventTSOverflow", "<u4"),
+        ("eventCapacity", "<u4"),
+        ("eventNumber", "<u4"),
+        ("eventValid", "<u4"),
+    ]
+)
+_PACKET_HEADER_BYTES = _PACKET_HEADER.itemsize  # 28
+_POLARITY_EVENT = np.dtype([("data", "<u4"), ("ts", "<u4")])
+_END_HEADER = b"#!END-HEADER\r\n"
+_TS_BITS = 31  # an AEDAT 3.1 timestamp is a non-negative int32; overflow counts 2**31 wraps
+
+
+def empty_events(n: int = 0) -> np.ndarray:
+    """A zeroed event array of length ``n`` with dtype :data:`EVENT_DTYPE`."""
+    return np.zeros(n, dtype=EVENT_DTYPE)
+
+
+def _split_header(path: Path, raw: bytes) -> int:
+    """Return the byte offset of the first packet (just past ``#!END-HEADER\\r\\n``)."""
+    if not raw.startswith(b"#"):
+        raise DataFormatError(path, "not an AEDAT file: does not start with a '#' header line")
+    end = raw.find(_END_HEADER)
+    if end < 0:
+        raise DataFormatError(path, "AEDAT header has no '#!END-HEADER' line (file truncated or not AEDAT)")
+    first_line = raw[: raw.find(b"\n") + 1]
+    if first_line.startswith(b"#!AER-DAT") and not first_line.startswith(b"#!AER-DAT3"):
+        version = first_line.strip().decode("ascii", "replace")
+        raise DataFormatError(path, f"AEDAT version {version!r} is not 3.x")
+    return end + len(_END_HEADER)
+
+
+def read_aedat31(path: str | Path) -> np.ndarray:
+    """Read all polarity events of an AEDAT 3.1 file (the DVS128 Gesture original release).
+
+    Args:
+        path: the ``.aedat`` file.
+
+    Returns:
+        Structured array ``[N]`` of :data:`EVENT_DTYPE` in file order: ``t`` int64 µs (overflow applied),
+        ``x``/``y`` int16 in ``[0, 128)``, ``p`` int8 (0 = OFF, 1 = ON). Packets of other event types are
+        skipped; events whose valid bit (bit 0 of ``data``) is clear are dropped, as the format prescribes.
+        Timestamps are not required to be monotonic (real recordings jitter).
+
+    Raises:
+        DataFormatError: missing header end, a packet header or payload cut short, an event size that does
+            not fit the event type, more events than capacity, or coordinates outside 128 x 128.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataFormatError(path, f"cannot read file: {exc}") from exc
+    pos = _split_header(path, raw)
+    buf = memoryview(raw)
+    chunks: list[np.ndarray] = []
+    packet_index = 0
+    while pos < len(raw):
+        if len(raw) - pos < _PACKET_HEADER_BYTES:
+            raise DataFormatError(
+                path, f"truncated packet header at byte {pos} ({len(raw) - pos} of 28 bytes present)"
+            )
+        header = np.frombuffer(buf, dtype=_PACKET_HEADER, count=1, offset=pos)[0]
+        event_type = int(header["eventType"])
+        size = int(header["eventSize"])
+        capacity = int(header["eventCapacity"])
+        number = int(header["eventNumber"])
+        valid = int(header["eventValid"])
+        pos += _PACKET_HEADER_BYTES
+        if event_type == POLARITY_EVENT_TYPE and size != POLARITY_EVENT_SIZE:
+            raise DataFormatError(
+                path, f"packet {packet_index}: polarity packet with eventSize {size} (expected 8)"
+            )
+        if size == 0 and capacity > 0:
+            raise DataFormatError(path, f"packet {packet_index}: eventSize 0 with eventCapacity {capacity}")
+        if number > capacity or valid > number:
+            raise DataFormatError(
+                path,
+                f"packet {packet_index}: inconsistent counts (capacity {capacity}, number {number}, "
+                f"valid {valid})",
+            )
+        payload = capacity * size
+        if len(raw) - pos < payload:
+            raise DataFormatError(
+                path,
+                f"packet {packet_index}: truncated payload at byte {pos} "
+                f"({len(raw) - pos} of {payload} bytes present)",
+            )
+        if event_type == POLARITY_EVENT_TYPE and number > 0:
+            ev = np.frombuffer(buf, dtype=_POLARITY_EVENT, count=number, offset=pos)
+            data = ev["data"]
+            keep = (data & 1).astype(bool)
+            data = data[keep]
+            out = np.empty(data.shape[0], dtype=EVENT_DTYPE)
+            out["t"] = ev["ts"][keep].astype(np.int64) | (np.int64(header["eventTSOverflow"]) << _TS_BITS)
+            out["x"] = (data >> 17) & 0x1FFF
+            out["y"] = (data >> 2) & 0x1FFF
+            out["p"] = (data >> 1) & 1
+            chunks.append(out)
+        pos += payload
+        packet_index += 1
+    events = np.concatenate(chunks) if chunks else empty_events()
+    _check_coordinates(path, events)
+    return events
+
+
+def _check_coordinates(path: Path, events: np.ndarray) -> None:
+    """Raise if any event lies outside the 128 x 128 sensor."""
+    if events.shape[0] == 0:
+        return
+    height, width = SENSOR_SIZE
+    bad = (events["x"] < 0) | (events["x"] >= width) | (events["y"] < 0) | (events["y"] >= height)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataFormatError(
+            path,
+            f"{int(bad.sum())} event(s) outside the {width}x{height} sensor, first at index {i}: "
+            f"x={int(events['x'][i])}, y={int(events['y'][i])}",
+        )
+
+
+def _validate_events_for_writing(events: np.ndarray) -> None:
+    """Raise ValueError unless ``events`` can be stored as DVS128 polarity events."""
+    missing = {"t", "x", "y", "p"} - set(events.dtype.names or ())
+    if missing:
+        raise ValueError(f"events need fields t, x, y, p; missing {sorted(missing)}")
+    if events.shape[0] == 0:
+        return
+    if (events["t"] < 0).any():
+        raise ValueError("events: negative timestamps cannot be stored in AEDAT 3.1")
+    if not np.isin(events["p"], (0, 1)).all():
+        raise ValueError("events: polarity must be 0 or 1")
+    height, width = SENSOR_SIZE
+    x, y = events["x"], events["y"]
+    if ((x < 0) | (x >= width) | (y < 0) | (y >= height)).any():
+        raise ValueError(f"events: coordinates outside the {width}x{height} sensor")
+
+
+def encode_aedat31(events: np.ndarray, *, source_id: int = 1, packet_events: int = 4096,
+                   header_lines: tuple[str, ...] = ()) -> bytes:
+    """Encode events as the bytes of an AEDAT 3.1 file (see :func:`write_aedat31`)."""
+    _validate_events_for_writing(events)
+    if packet_events < 1:
+        raise ValueError(f"packet_events must be >= 1, got {packet_events}")
+    lines = ["#!AER-DAT3.1", "#Format: RAW", f"#Source {source_id}: DVS128", *header_lines, "#!END-HEADER"]
+    for line in lines:
+        if not line.startswith("#") or "\n" in line or "\r" in line:
+            raise ValueError(f"header line {line!r} must start with '#' and be a single line")
+    header = "".join(f"{line}\r\n" for line in lines).encode("ascii")
+    n = events.shape[0]
+    t = events["t"].astype(np.int64)
+    body = np.empty(n, dtype=_POLARITY_EVENT)
+    body["data"] = (
+        (events["x"].astype(np.uint32) << 17)
+        | (events["y"].astype(np.uint32) << 2)
+        | (events["p"].astype(np.uint32) << 1)
+        | np.uint32(1)
+    )
+    body["ts"] = (t & ((1 << _TS_BITS) - 1)).astype(np.uint32)
+    overflow = t >> _TS_BITS
+    # Packet boundaries: every packet_events events and wherever the overflow counter changes.
+    cuts = set(range(0, n, packet_events))
+    cuts.update((np.flatnonzero(np.diff(overflow)) + 1).tolist())
+    starts = sorted(cuts)
+    ends = starts[1:] + [n]
+    parts: list[bytes] = [header]
+    for start, end in zip(starts, ends):
+        count = end - start
+        ph = np.zeros(1, dtype=_PACKET_HEADER)
+        ph["eventType"] = POLARITY_EVENT_TYPE
+        ph["eventSource"] = source_id
+        ph["eventSize"] = POLARITY_EVENT_SIZE
+        ph["eventTSOffset"] = 4
+        ph["eventTSOverflow"] = int(overflow[start])
+        ph["eventCapacity"] = count
+        ph["eventNumber"] = count
+        ph["eventValid"] = count
+        parts.append(ph.tobytes())
+        parts.append(body[start:end].tobytes())
+    return b"".join(parts)
+
+
+def write_aedat31(path: str | Path, events: np.ndarray, *, source_id: int = 1, packet_events: int = 4096,
+                  header_lines: tuple[str, ...] = ()) -> None:
+    """Write polarity events as an AEDAT 3.1 file, atomically (temporary file, then rename).
+
+    Args:
+        path: destination ``.aedat`` file.
+        events: structured array ``[N]`` with fields ``t`` (µs, >= 0), ``x``, ``y`` (in ``[0, 128)``) and
+            ``p`` (0/1), e.g. :data:`EVENT_DTYPE`. Written in the given order.
+        source_id: the ``eventSource`` of every packet and the ``#Source`` header line.
+        packet_events: the most events per packet; a packet also ends where ``t >> 31`` changes, so each
+            packet has a single ``eventTSOverflow``.
+        header_lines: extra header lines, each starting with ``#``, put before ``#!END-HEADER``.
+    """
+    path = Path(path)
+    data = encode_aedat31(events, source_id=source_id, packet_events=packet_events,
+                          header_lines=header_lines)
+    atomic_write_bytes(path, data)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, default_file_mode())
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def default_file_mode(directory: bool = False) -> int:
+    """The mode a plain ``open`` / ``mkdir`` would give under the current umask (mkstemp gives 0o600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
+
+
+def read_tonic_npy(path: str | Path) -> np.ndarray:
+    """Read one sample of tonic's preprocessed DVS128 Gesture copy.
+
+    Args:
+        path: a ``.npy`` file holding an ``(N, 4)`` array with columns x, y, p, t, t in milliseconds.
+
+    Returns:
+        Structured array ``[N]`` of :data:`EVENT_DTYPE`; ``t = round(t_ms * 1000)`` µs (tonic multiplies by
+        1000 and truncates; rounding avoids float artefacts such as 0.001 * 1000 = 0.99999...).
+
+    Raises:
+        DataFormatError: unreadable file, wrong shape, non-finite or negative values, polarity not 0/1
+            (booleans accepted), non-integer coordinates or coordinates outside 128 x 128.
+    """
+    path = Path(path)
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataFormatError(path, f"cannot load as .npy: {exc}") from exc
+    if not isinstance(arr, np.ndarray) or arr.ndim != 2 or arr.shape[1] != 4:
+        raise DataFormatError(path, f"expected an (N, 4) array of x, y, p, t; got shape {np.shape(arr)}")
+    if arr.dtype.kind not in "biuf":
+        raise DataFormatError(path, f"expected a numeric array, got dtype {arr.dtype}")
+    values = arr.astype(np.float64)
+    if not np.isfinite(values).all():
+        raise DataFormatError(path, "non-finite values")
+    x, y, p, t_ms = values.T
+    if (np.round(x) != x).any() or (np.round(y) != y).any():
+        raise DataFormatError(path, "non-integer pixel coordinates")
+    if not np.isin(p, (0.0, 1.0)).all():
+        raise DataFormatError(path, "polarity column holds values other than 0/1")
+    if (t_ms < 0).any():
+        raise DataFormatError(path, "negative timestamps")
+    height, width = SENSOR_SIZE
+    if ((x < 0) | (x >= width) | (y < 0) | (y >= height)).any():
+        raise DataFormatError(path, f"event(s) outside the {width}x{height} sensor")
+    events = np.empty(arr.shape[0], dtype=EVENT_DTYPE)
+    events["x"] = x
+    events["y"] = y
+    events["p"] = p > 0
+    events["t"] = np.rint(t_ms * 1000.0).astype(np.int64)
+    return events

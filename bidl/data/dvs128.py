@@ -1,0 +1,841 @@
+"""DVS128 Gesture: raw readers, a generated stand-in in the original format, frame cache and Dataset.
+
+Raw layouts read by :func:`iter_samples` (the same loader serves the real data and the stand-in):
+
+- ``"ibm_aedat31"``, IBM's original release extracted under ``raw_root``::
+
+      raw_root/DvsGesture/userNN_<lighting>.aedat          AEDAT 3.1 recording of one trial
+      raw_root/DvsGesture/userNN_<lighting>_labels.csv     class,startTime_usec,endTime_usec (class 1..11)
+      raw_root/DvsGesture/trials_to_train.txt              one .aedat name per line (users 01-23)
+      raw_root/DvsGesture/trials_to_test.txt               (users 24-29)
+      raw_root/gesture_mapping.csv                         class names
+
+  (``raw_root`` may also be the ``DvsGesture`` folder itself.) Every labels row is one sample, cut with
+  ``startTime_usec <= t < endTime_usec`` independently of the other rows (one real file,
+  ``user22_led_labels.csv``, has overlapping rows).
+
+- ``"tonic_npy"``, tonic's pre-cut copy: ``raw_root/[DVSGesture/]ibmGesture{Train,Test}/userNN_<lighting>/
+  <label>.npy`` with label 0..10 (see :func:`bidl.data.aedat.read_tonic_npy`).
+
+The split is always the dataset's own: the trials of users 01-23 train, of users 24-29 test.
+
+Stand-in (:func:`generate_standin`): IBM's files cannot be fetched by a script (Box needs a login), so the
+pipeline can generate a recording set in exactly the original layout and format. Its 11 classes are motion
+patterns of a small bright disc (:data:`STANDIN_CLASSES`); eight of them form four pairs that differ only in
+the ORDER of two movements, so the task cannot be solved from single frames or time-averaged frames.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bidl.data.aedat import (
+    EVENT_DTYPE,
+    SENSOR_SIZE,
+    default_file_mode,
+    encode_aedat31,
+    read_aedat31,
+    read_tonic_npy,
+)
+from bidl.data.events import events_to_frames
+from bidl.errors import ConfigError, DataFormatError
+
+log = logging.getLogger(__name__)
+
+CLASSES: tuple[str, ...] = (
+    "hand_clapping",
+    "right_hand_wave",
+    "left_hand_wave",
+    "right_arm_clockwise",
+    "right_arm_counter_clockwise",
+    "left_arm_clockwise",
+    "left_arm_counter_clockwise",
+    "arm_roll",
+    "air_drums",
+    "air_guitar",
+    "other_gestures",
+)
+"""The 11 classes of the real DVS128 Gesture dataset; index = label (csv class - 1)."""
+
+STANDIN_CLASSES: tuple[str, ...] = (
+    "right_then_up",
+    "up_then_right",
+    "left_then_down",
+    "down_then_left",
+    "right_then_down",
+    "down_then_right",
+    "left_then_up",
+    "up_then_left",
+    "circle_clockwise",
+    "circle_counterclockwise",
+    "pulsing_disc",
+)
+"""The 11 motion patterns of the generated stand-in; index = label. Classes 2k and 2k+1 (k = 0..3) are the
+order-only pairs. "up" is towards row 0 (image coordinates, y grows downwards)."""
+
+ORDER_PAIRS: tuple[tuple[int, int], ...] = ((0, 1), (2, 3), (4, 5), (6, 7))
+"""Stand-in class pairs that differ only in the order of their two movements."""
+
+LAYOUTS = ("ibm_aedat31", "tonic_npy")
+SPLITS = ("train", "test")
+N_CLASSES = 11
+FRAME_US = 25_000
+"""The paper's window (µs); the stand-in aligns its movement changes with these windows."""
+
+LABELS_HEADER = ("class", "startTime_usec", "endTime_usec")
+
+# ---------------------------------------------------------------------------------------------------------
+# Stand-in parameters (pixels at 128 x 128, times in 25 ms frames unless stated)
+# ---------------------------------------------------------------------------------------------------------
+_DIRECTIONS = {"right": (1.0, 0.0), "left": (-1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}
+_PAIR_MOVES = (
+    ("right", "up"), ("up", "right"),
+    ("left", "down"), ("down", "left"),
+    ("right", "down"), ("down", "right"),
+    ("left", "up"), ("up", "left"),
+)
+_RADIUS = (4.0, 6.0)  # disc radius, drawn per repetition
+_SPEED = (1.6, 2.4)  # px per frame, drawn per segment, times the user's factor
+_USER_SPEED_FACTOR = (0.9, 1.1)
+_SEGMENT_FRAMES = (8, 12)  # inclusive range of one straight movement
+_PAUSE_FRAMES = (2, 5)  # inclusive range of the blank pause after each repetition
+_CIRCLE_RADIUS = (10.0, 16.0)
+_CIRCLE_PERIOD = (26.0, 34.0)  # frames per revolution
+_CIRCLE_FRAMES = (20, 30)  # frames of one repetition (about 3/4 to one revolution)
+_PULSE_MIN_RADIUS = 2.0
+_PULSE_MAX_RADIUS = (8.0, 10.0)
+_PULSE_HALF_FRAMES = (5, 7)  # frames to grow, then the same to shrink
+_PULSES_PER_REP = (2, 3)
+_GESTURE_MIN_FRAMES = 64  # 1.6 s, > the 60 windows of 25 ms the network sees
+_GAP_US = (200_000, 600_000)  # silence (background noise only) between gestures
+_LEAD_IN_US = (500_000, 1_500_000)  # noise before the first gesture
+_KEEP = 0.8  # probability that a pixel crossing by the disc's edge emits its event
+_NOISE_PER_FRAME = {"fluorescent": 6.0, "led": 4.0, "natural": 3.0}  # background events per 25 ms
+_DEFAULT_NOISE_PER_FRAME = 4.0
+
+
+# =========================================================================================================
+# Reading the raw layouts
+# =========================================================================================================
+def _ibm_dir(raw_root: Path) -> Path:
+    """The folder holding the .aedat files and trial lists (``raw_root/DvsGesture`` or ``raw_root``)."""
+    inner = raw_root / "DvsGesture"
+    return inner if inner.is_dir() else raw_root
+
+
+def read_labels_csv(path: str | Path) -> np.ndarray:
+    """Read a ``userNN_<lighting>_labels.csv`` file.
+
+    Returns:
+        int64 array ``[R, 3]``: label (0..10, i.e. csv class - 1), start µs, end µs, in file order.
+
+    Raises:
+        DataFormatError: missing file, wrong header, a row that is not three integers, a class outside
+            1..11, or an end not after its start.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="ascii")
+    except FileNotFoundError as exc:
+        raise DataFormatError(path, "labels csv is missing") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataFormatError(path, f"cannot read labels csv: {exc}") from exc
+    rows = [row for row in csv.reader(text.splitlines()) if any(cell.strip() for cell in row)]
+    if not rows or tuple(cell.strip() for cell in rows[0]) != LABELS_HEADER:
+        raise DataFormatError(path, f"expected header {','.join(LABELS_HEADER)!r}")
+    out = np.zeros((len(rows) - 1, 3), dtype=np.int64)
+    for i, row in enumerate(rows[1:]):
+        line = i + 2
+        if len(row) != 3:
+            raise DataFormatError(path, f"line {line}: expected 3 fields, got {len(row)}")
+        try:
+            cls, start, end = (int(cell.strip()) for cell in row)
+        except ValueError as exc:
+            raise DataFormatError(path, f"line {line}: non-integer field in {row}") from exc
+        if not 1 <= cls <= N_CLASSES:
+            raise DataFormatError(path, f"line {line}: unknown class {cls} (expected 1..{N_CLASSES})")
+        if end <= start:
+            raise DataFormatError(path, f"line {line}: endTime_usec {end} <= startTime_usec {start}")
+        out[i] = (cls - 1, start, end)
+    return out
+
+
+def _read_trial_list(path: Path) -> list[str]:
+    try:
+        text = path.read_text(encoding="ascii")
+    except FileNotFoundError as exc:
+        raise DataFormatError(path, "trial list is missing") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataFormatError(path, f"cannot read trial list: {exc}") from exc
+    names = [line.strip() for line in text.splitlines() if line.strip()]
+    for name in names:
+        if not name.endswith(".aedat") or "/" in name or "\\" in name:
+            raise DataFormatError(path, f"entry {name!r} is not a bare .aedat file name")
+    return names
+
+
+def _cut(events: np.ndarray, start: int, end: int) -> np.ndarray:
+    """Events with ``start <= t < end`` (binary search when sorted, a mask otherwise)."""
+    t = events["t"]
+    if t.shape[0] > 1 and not (np.diff(t) >= 0).all():
+        return events[(t >= start) & (t < end)]
+    lo, hi = np.searchsorted(t, [start, end], side="left")
+    return events[lo:hi]
+
+
+def _ibm_index(raw_root: Path, split: str) -> list[tuple[Path, str, np.ndarray]]:
+    """(aedat path, trial stem, labels [R, 3]) of every trial of a split; reads only the csv files."""
+    folder = _ibm_dir(raw_root)
+    index = []
+    for trial in _read_trial_list(folder / f"trials_to_{split}.txt"):
+        stem = trial[: -len(".aedat")]
+        index.append((folder / trial, stem, read_labels_csv(folder / f"{stem}_labels.csv")))
+    return index
+
+
+def _iter_ibm(raw_root: Path, split: str) -> Iterator[tuple[str, int, np.ndarray]]:
+    for aedat, stem, labels in _ibm_index(raw_root, split):
+        events = read_aedat31(aedat)
+        for row, (label, start, end) in enumerate(labels):
+            yield f"{stem}/{row:02d}", int(label), _cut(events, int(start), int(end))
+
+
+def _tonic_index(raw_root: Path, split: str) -> list[tuple[Path, str, int]]:
+    """(npy path, sample name, label) of every sample of a split of tonic's copy."""
+    sub = "ibmGestureTrain" if split == "train" else "ibmGestureTest"
+    folder = raw_root / sub
+    if not folder.is_dir():
+        folder = raw_root / "DVSGesture" / sub
+    if not folder.is_dir():
+        raise DataFormatError(raw_root / sub, "tonic DVSGesture folder is missing")
+    index = []
+    for user_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
+        files = []
+        for f in user_dir.glob("*.npy"):
+            if not f.stem.isdigit() or not 0 <= int(f.stem) < N_CLASSES:
+                raise DataFormatError(f, f"file name must be a label 0..{N_CLASSES - 1}")
+            files.append((int(f.stem), f))
+        index.extend((f, f"{user_dir.name}/{label}", label) for label, f in sorted(files))
+    return index
+
+
+def _iter_tonic(raw_root: Path, split: str) -> Iterator[tuple[str, int, np.ndarray]]:
+    for path, name, label in _tonic_index(raw_root, split):
+        yield name, label, read_tonic_npy(path)
+
+
+def _check_split_layout(split: str, layout: str) -> None:
+    if split not in SPLITS:
+        raise ConfigError(f"split: {split!r} is not one of {SPLITS}")
+    if layout not in LAYOUTS:
+        raise ConfigError(f"layout: {layout!r} is not one of {LAYOUTS}")
+
+
+def count_samples(raw_root: str | Path, split: str, layout: str) -> int:
+    """Number of samples :func:`iter_samples` yields, found from the labels csv files / file names only."""
+    _check_split_layout(split, layout)
+    raw_root = Path(raw_root)
+    if layout == "ibm_aedat31":
+        return sum(len(labels) for _, _, labels in _ibm_index(raw_root, split))
+    return len(_tonic_index(raw_root, split))
+
+
+def iter_samples(
+    raw_root: str | Path, split: str, layout: str
+) -> Iterator[tuple[str, int, np.ndarray]]:
+    """Yield every sample of one split of a raw DVS128 Gesture copy.
+
+    Args:
+        raw_root: root of the raw copy (see the module docstring for both layouts).
+        split: ``"train"`` or ``"test"`` (the dataset's own split: users 01-23 / 24-29).
+        layout: ``"ibm_aedat31"`` (original release, or the stand-in) or ``"tonic_npy"``.
+
+    Yields:
+        ``(name, label, events)``: a unique name (``"user01_fluorescent/03"`` = row 3 of that trial's labels
+        csv, or ``"user01_fluorescent/7"`` for tonic), the label 0..10 and the structured event array
+        ``[N]`` (:data:`bidl.data.aedat.EVENT_DTYPE`, t in µs on the recording's clock).
+
+    Raises:
+        ConfigError: unknown split or layout.
+        DataFormatError: any missing or malformed raw file, naming it.
+    """
+    _check_split_layout(split, layout)
+    raw_root = Path(raw_root)
+    if layout == "ibm_aedat31":
+        yield from _iter_ibm(raw_root, split)
+    else:
+        yield from _iter_tonic(raw_root, split)
+
+
+def read_gesture_mapping(path: str | Path) -> list[str]:
+    """Class names from a ``gesture_mapping.csv`` (rows ``name,class`` with class 1..11; header optional).
+
+    Returns:
+        The 11 names ordered by label 0..10.
+    """
+    path = Path(path)
+    try:
+        rows = list(csv.reader(path.read_text(encoding="utf-8").splitlines()))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataFormatError(path, f"cannot read: {exc}") from exc
+    names: dict[int, str] = {}
+    for row in rows:
+        cells = [c.strip() for c in row]
+        if len(cells) != 2 or not cells[1].isdigit():
+            continue  # header or blank line
+        names[int(cells[1])] = cells[0]
+    if sorted(names) != list(range(1, N_CLASSES + 1)):
+        raise DataFormatError(path, f"expected names for classes 1..{N_CLASSES}, found {sorted(names)}")
+    return [names[k] for k in range(1, N_CLASSES + 1)]
+
+
+# =========================================================================================================
+# The stand-in generator
+# =========================================================================================================
+def _events(t: np.ndarray, x: np.ndarray, y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    out = np.empty(t.shape[0], dtype=EVENT_DTYPE)
+    out["t"], out["x"], out["y"], out["p"] = t, x, y, p
+    return out
+
+
+def _thin(rng: np.random.Generator, *arrays: np.ndarray) -> list[np.ndarray]:
+    keep = rng.random(arrays[0].shape[0]) < _KEEP
+    return [a[keep] for a in arrays]
+
+
+def _translation_events(
+    rng: np.random.Generator,
+    starts: np.ndarray,
+    velocities: np.ndarray,
+    frames: np.ndarray,
+    t0: np.ndarray,
+    radius: float,
+) -> np.ndarray:
+    """Events of a bright disc sliding along K straight pieces (vectorised over pieces and pixels).
+
+    A pixel centre at distance < ``radius`` from the disc's centre is bright. Piece k moves the centre from
+    ``starts[k]`` with ``velocities[k]`` (px per frame) for ``frames[k]`` frames starting at ``t0[k]`` µs.
+    A pixel entering the disc emits an ON event at the exact crossing time, a pixel leaving it an OFF event
+    (solving ``|q - c - v s|^2 = r^2`` for s); each crossing is kept with probability ``_KEEP``.
+
+    Args:
+        rng: random generator (thinning).
+        starts: ``[K, 2]`` centre (x, y) at the start of each piece, px.
+        velocities: ``[K, 2]`` (x, y) px per frame, non-zero.
+        frames: ``[K]`` duration of each piece in frames (may be fractional).
+        t0: ``[K]`` int64 start time of each piece, µs.
+        radius: disc radius, px.
+
+    Returns:
+        Event array ``[N]`` (unsorted).
+    """
+    ends = starts + velocities * frames[:, None]
+    lo = np.floor(np.minimum(starts, ends).min(axis=0) - radius - 1).astype(int)
+    hi = np.ceil(np.maximum(starts, ends).max(axis=0) + radius + 1).astype(int)
+    height, width = SENSOR_SIZE
+    xs = np.arange(max(lo[0], 0), min(hi[0], width - 1) + 1)
+    ys = np.arange(max(lo[1], 0), min(hi[1], height - 1) + 1)
+    dx = xs[None, None, :] - starts[:, 0, None, None]  # [K, 1, W]
+    dy = ys[None, :, None] - starts[:, 1, None, None]  # [K, H, 1]
+    vx = velocities[:, 0, None, None]
+    vy = velocities[:, 1, None, None]
+    a = vx * vx + vy * vy
+    b = dx * vx + dy * vy
+    c = dx * dx + dy * dy - radius * radius
+    discriminant = b * b - a * c  # [K, H, W]
+    sq = np.sqrt(np.maximum(discriminant, 0.0))
+    crossing = discriminant > 0
+    dur = frames[:, None, None]
+    out = []
+    for polarity, s in ((1, (b - sq) / a), (0, (b + sq) / a)):
+        k, iy, ix = np.nonzero(crossing & (s >= 0) & (s < dur))
+        t = t0[k] + np.floor(s[k, iy, ix] * FRAME_US).astype(np.int64)
+        t, x, y = _thin(rng, t, xs[ix], ys[iy])
+        out.append(_events(t, x, y, np.full(t.shape[0], polarity)))
+    return np.concatenate(out)
+
+
+def _scaling_events(
+    rng: np.random.Generator, centre: np.ndarray, r0: float, r1: float, frames: int, t0: int
+) -> np.ndarray:
+    """Events of a disc at a fixed centre whose radius goes linearly from r0 to r1 in ``frames`` frames.
+
+    Pixels swept by a growing edge emit ON, by a shrinking edge OFF, at their crossing times.
+    """
+    rmax = max(r0, r1)
+    height, width = SENSOR_SIZE
+    xs = np.arange(max(int(centre[0] - rmax - 1), 0), min(int(centre[0] + rmax + 2), width))
+    ys = np.arange(max(int(centre[1] - rmax - 1), 0), min(int(centre[1] + rmax + 2), height))
+    rho = np.hypot(xs[None, :] - centre[0], ys[:, None] - centre[1])
+    s = (rho - r0) / ((r1 - r0) / frames)
+    iy, ix = np.nonzero((s >= 0) & (s < frames))
+    t = t0 + np.floor(s[iy, ix] * FRAME_US).astype(np.int64)
+    t, x, y = _thin(rng, t, xs[ix], ys[iy])
+    return _events(t, x, y, np.full(t.shape[0], 1 if r1 > r0 else 0))
+
+
+def _uniform_start(
+    rng: np.random.Generator, direction: np.ndarray, length: float, margin: float
+) -> np.ndarray:
+    """A start point such that a straight move of ``length`` px along ``direction`` stays on the sensor."""
+    height, width = SENSOR_SIZE
+    lo = np.array([margin, margin]) - np.minimum(direction * length, 0)
+    hi = np.array([width - 1 - margin, height - 1 - margin]) - np.maximum(direction * length, 0)
+    return rng.uniform(lo, hi)
+
+
+def _pair_rep_lengths(rng: np.random.Generator) -> tuple[int, int, int]:
+    """Frames of (first movement, second movement, pause) of one repetition."""
+    n1, n2 = (int(rng.integers(_SEGMENT_FRAMES[0], _SEGMENT_FRAMES[1] + 1)) for _ in range(2))
+    return n1, n2, int(rng.integers(_PAUSE_FRAMES[0], _PAUSE_FRAMES[1] + 1))
+
+
+def _pair_gesture(rng: np.random.Generator, label: int, speed_factor: float, t0: int) -> tuple[list, int]:
+    """Repetitions of (move d1, then at a frame boundary jump to a new random place and move d2), pause.
+
+    Both movements of a repetition start at independent uniform positions, so the time-averaged image (a
+    horizontal and a vertical streak at unrelated places) and each single frame are distributed the same for
+    the two classes of a pair; only the order d1 -> d2 tells them apart. The gesture starts at a uniformly
+    random frame of the repetition cycle (the first repetition is drawn length-biased, as for a stationary
+    renewal process): starting every gesture with d1 would give d1 more frames than d2 in a fixed window, a
+    cue that time-averaged frames could use.
+    """
+    d1, d2 = (np.array(_DIRECTIONS[d]) for d in _PAIR_MOVES[label])
+    longest = 2 * _SEGMENT_FRAMES[1] + _PAUSE_FRAMES[1]
+    while True:  # length-biased draw of the repetition that contains the gesture start
+        lengths = _pair_rep_lengths(rng)
+        if rng.random() * longest < sum(lengths):
+            break
+    parts, frame = [], -int(rng.integers(0, sum(lengths)))
+    while frame < _GESTURE_MIN_FRAMES:
+        radius = rng.uniform(*_RADIUS)
+        for direction, n in ((d1, lengths[0]), (d2, lengths[1])):
+            speed = rng.uniform(*_SPEED) * speed_factor
+            start = _uniform_start(rng, direction, speed * n, radius + 1)
+            ev = _translation_events(
+                rng, start[None], (direction * speed)[None], np.array([n]),
+                np.array([t0 + frame * FRAME_US]), radius,
+            )
+            parts.append(ev[ev["t"] >= t0] if frame < 0 else ev)
+            frame += n
+        frame += lengths[2]
+        lengths = _pair_rep_lengths(rng)
+    return parts, frame
+
+
+def _circle_gesture(
+    rng: np.random.Generator, clockwise: bool, speed_factor: float, t0: int
+) -> tuple[list, int]:
+    """Repetitions of the disc running 3/4 to 1 turn of a circle (one chord per frame), then a pause."""
+    height, width = SENSOR_SIZE
+    parts, frame = [], 0
+    while frame < _GESTURE_MIN_FRAMES:
+        radius = rng.uniform(*_RADIUS)
+        orbit = rng.uniform(*_CIRCLE_RADIUS)
+        margin = orbit + radius + 1
+        centre = rng.uniform([margin, margin], [width - 1 - margin, height - 1 - margin])
+        omega = 2 * np.pi / rng.uniform(*_CIRCLE_PERIOD) * speed_factor * (1 if clockwise else -1)
+        n = int(rng.integers(_CIRCLE_FRAMES[0], _CIRCLE_FRAMES[1] + 1))
+        # With y pointing down, increasing angle turns clockwise on the image.
+        angles = rng.uniform(0, 2 * np.pi) + omega * np.arange(n + 1)
+        points = centre + orbit * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+        parts.append(_translation_events(
+            rng, points[:-1], np.diff(points, axis=0), np.ones(n),
+            t0 + (frame + np.arange(n)) * FRAME_US, radius,
+        ))
+        frame += n + int(rng.integers(_PAUSE_FRAMES[0], _PAUSE_FRAMES[1] + 1))
+    return parts, frame
+
+
+def _pulse_gesture(rng: np.random.Generator, speed_factor: float, t0: int) -> tuple[list, int]:
+    """Repetitions of a disc at a random place growing and shrinking 2-3 times, then a pause."""
+    height, width = SENSOR_SIZE
+    parts, frame = [], 0
+    while frame < _GESTURE_MIN_FRAMES:
+        r_max = rng.uniform(*_PULSE_MAX_RADIUS)
+        margin = r_max + 1
+        centre = rng.uniform([margin, margin], [width - 1 - margin, height - 1 - margin])
+        for _ in range(int(rng.integers(_PULSES_PER_REP[0], _PULSES_PER_REP[1] + 1))):
+            for r0, r1 in ((_PULSE_MIN_RADIUS, r_max), (r_max, _PULSE_MIN_RADIUS)):
+                half = rng.integers(_PULSE_HALF_FRAMES[0], _PULSE_HALF_FRAMES[1] + 1)
+                n = max(3, round(half / speed_factor))
+                parts.append(_scaling_events(rng, centre, r0, r1, n, t0 + frame * FRAME_US))
+                frame += n
+        frame += int(rng.integers(_PAUSE_FRAMES[0], _PAUSE_FRAMES[1] + 1))
+    return parts, frame
+
+
+def _gesture(rng: np.random.Generator, label: int, speed_factor: float, t0: int) -> tuple[list, int]:
+    """Event arrays of one stand-in gesture starting at t0 µs, and its length in frames."""
+    if label < len(_PAIR_MOVES):
+        return _pair_gesture(rng, label, speed_factor, t0)
+    if label in (8, 9):
+        return _circle_gesture(rng, label == 8, speed_factor, t0)
+    return _pulse_gesture(rng, speed_factor, t0)
+
+
+def standin_trial(
+    seed: int, user: int, lighting: str, reps_per_class: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Generate one stand-in trial recording (deterministic in its arguments).
+
+    Returns:
+        ``(events, labels)``: events sorted by time (:data:`bidl.data.aedat.EVENT_DTYPE`, µs) and an int64
+        ``[11 * reps_per_class, 3]`` array of (csv class 1..11, start µs, end µs) rows in time order. Each
+        gesture lasts >= 1.6 s; its first event (a background event) lies exactly at its start, so 25 ms
+        windows counted from the first event of a cut line up with the gesture's movement changes.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([seed, user, *lighting.encode()]))
+    speed_factor = rng.uniform(*_USER_SPEED_FACTOR)
+    order = rng.permutation(np.repeat(np.arange(N_CLASSES), reps_per_class))
+    t = int(rng.integers(*_LEAD_IN_US))
+    parts: list[np.ndarray] = []
+    rows = []
+    starts = []
+    for label in order:
+        gesture_parts, n_frames = _gesture(rng, int(label), speed_factor, t)
+        parts.extend(gesture_parts)
+        end = t + n_frames * FRAME_US
+        rows.append((int(label) + 1, t, end))
+        starts.append(t)
+        t = end + int(rng.integers(*_GAP_US))
+    duration = t
+    noise_rate = _NOISE_PER_FRAME.get(lighting, _DEFAULT_NOISE_PER_FRAME) / FRAME_US
+    n_noise = int(rng.poisson(noise_rate * duration))
+    height, width = SENSOR_SIZE
+    noise_t = np.concatenate([np.array(starts, dtype=np.int64), rng.integers(0, duration, n_noise)])
+    n_noise += len(starts)
+    noise_x, noise_y = rng.integers(0, width, n_noise), rng.integers(0, height, n_noise)
+    parts.append(_events(noise_t, noise_x, noise_y, rng.integers(0, 2, n_noise)))
+    events = np.concatenate(parts)
+    events = events[np.argsort(events["t"], kind="stable")]
+    return events, np.array(rows, dtype=np.int64)
+
+
+def _standin_readme(seed: int, n_users: int, lightings: Sequence[str], reps_per_class: int,
+                    n_test_users: int) -> str:
+    n_train = n_users - n_test_users
+    classes = "\n".join(f"  {k + 1:2d} {name}" for k, name in enumerate(STANDIN_CLASSES))
+    return f"""GENERATED STAND-IN for the DVS128 Gesture dataset (IBM). NOT real sensor recordings.
+
+Written by bidl.data.dvs128.generate_standin(seed={seed}, n_users={n_users},
+lightings={tuple(lightings)}, reps_per_class={reps_per_class}) in the layout and file formats of IBM's
+release (DvsGesture/userNN_<lighting>.aedat in AEDAT 3.1, *_labels.csv with
+class,startTime_usec,endTime_usec, trials_to_train.txt / trials_to_test.txt, gesture_mapping.csv), so that
+the same reader handles both. Same arguments -> identical bytes.
+
+How it is made: a bright disc (radius 4-6 px on the 128x128 sensor) moves; pixels its leading edge sweeps
+emit ON events, pixels its trailing edge leaves emit OFF events, at the exact crossing times (80 % kept),
+plus uniform background noise (3-6 events per 25 ms, by lighting). Each trial file holds every class
+{reps_per_class} time(s) in random order, separated by 0.2-0.6 s of noise; each gesture lasts >= 1.6 s and its
+movement changes fall on 25 ms boundaries counted from the gesture start. Classes (csv class, name):
+{classes}
+Classes 1-8 are four pairs (1/2, 3/4, 5/6, 7/8): a repetition moves in one direction for 8-12 frames, jumps
+to a new random place at a frame boundary, moves in the other direction for 8-12 frames, then pauses 2-5
+frames; a gesture starts at a uniformly random frame of this cycle. The two classes of a pair differ ONLY
+in the order of the two directions (single frames and time-averaged frames carry no information about
+which of the pair it is). Classes 9-10 run the disc 3/4 to one turn of a circle (radius 10-16 px),
+clockwise or counter-clockwise; class 11 grows and shrinks it in place. Start places, speeds (1.6-2.4 px
+per 25 ms times a per-user factor 0.9-1.1) and lengths are random. (Frames are counted from the first
+event of each labelled cut, which the generator puts exactly at the label's start time.)
+
+Split: users 01-{n_train:02d} in trials_to_train.txt, users {n_train + 1:02d}-{n_users:02d} in
+trials_to_test.txt (the real release: 01-23 / 24-29).
+"""
+
+
+def generate_standin(
+    raw_root: str | Path,
+    *,
+    n_users: int = 29,
+    lightings: Sequence[str] = ("fluorescent", "led", "natural"),
+    reps_per_class: int = 4,
+    seed: int = 0,
+    n_test_users: int | None = None,
+) -> Path:
+    """Write a generated stand-in of DVS128 Gesture in IBM's original layout and formats.
+
+    Layout written (see the module docstring): ``raw_root/DvsGesture/userNN_<lighting>.aedat`` and
+    ``_labels.csv`` for every user and lighting, ``DvsGesture/trials_to_{train,test}.txt``,
+    ``raw_root/gesture_mapping.csv`` (:data:`STANDIN_CLASSES`) and ``raw_root/README.txt`` saying what it
+    is and how it was made. Everything is written into a temporary sibling folder that then replaces
+    ``raw_root`` (an existing ``raw_root`` is swapped out and removed), so a crash leaves no half-written
+    copy. Same arguments -> identical bytes.
+
+    Args:
+        raw_root: destination folder.
+        n_users: number of subjects (29 in the real dataset).
+        lightings: lighting conditions, one trial file per user and lighting.
+        reps_per_class: how many times each of the 11 classes occurs in each trial file.
+        seed: seed of everything random.
+        n_test_users: the last ``n_test_users`` users form the test split; default ``round(6/29 * n_users)``
+            (at least 1 when n_users >= 2), i.e. 24-29 of 29 as in the real release.
+
+    Returns:
+        ``raw_root``. Default size: 29 x 3 x 44 = 3828 gestures (3036 train, 792 test).
+    """
+    raw_root = Path(raw_root)
+    if n_users < 1 or reps_per_class < 1 or not lightings:
+        raise ValueError("n_users and reps_per_class must be >= 1 and lightings non-empty")
+    if n_test_users is None:
+        n_test_users = max(1, round(n_users * 6 / 29)) if n_users >= 2 else 0
+    if not 0 <= n_test_users <= n_users:
+        raise ValueError(f"n_test_users must be in 0..{n_users}, got {n_test_users}")
+    raw_root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=raw_root.parent, prefix=f".{raw_root.name}.tmp-"))
+    try:
+        tmp.chmod(default_file_mode(directory=True))
+        folder = tmp / "DvsGesture"
+        folder.mkdir()
+        train, test = [], []
+        for user in range(1, n_users + 1):
+            for lighting in lightings:
+                stem = f"user{user:02d}_{lighting}"
+                events, rows = standin_trial(seed, user, lighting, reps_per_class)
+                data = encode_aedat31(events, header_lines=(
+                    f"#bidl generated stand-in: seed={seed} user={user} lighting={lighting}",
+                ))
+                (folder / f"{stem}.aedat").write_bytes(data)
+                lines = [",".join(LABELS_HEADER)] + [f"{c},{s},{e}" for c, s, e in rows]
+                (folder / f"{stem}_labels.csv").write_text("\r\n".join(lines) + "\r\n", encoding="ascii")
+                (train if user <= n_users - n_test_users else test).append(f"{stem}.aedat")
+        (folder / "trials_to_train.txt").write_text("".join(f"{n}\n" for n in train), encoding="ascii")
+        (folder / "trials_to_test.txt").write_text("".join(f"{n}\n" for n in test), encoding="ascii")
+        mapping = "action,label\n" + "".join(f"{n},{k + 1}\n" for k, n in enumerate(STANDIN_CLASSES))
+        (tmp / "gesture_mapping.csv").write_text(mapping, encoding="ascii")
+        (tmp / "README.txt").write_text(
+            _standin_readme(seed, n_users, lightings, reps_per_class, n_test_users), encoding="utf-8"
+        )
+        _replace_dir(tmp, raw_root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return raw_root
+
+
+def _replace_dir(new: Path, dest: Path) -> None:
+    """Move folder ``new`` to ``dest``, swapping out (then deleting) whatever ``dest`` held."""
+    old = None
+    if dest.exists():
+        old = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.old-"))
+        os.rename(dest, old / "content")
+    os.rename(new, dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# =========================================================================================================
+# Frame cache
+# =========================================================================================================
+def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, default_file_mode())
+        with os.fdopen(fd, "wb") as f:
+            np.savez_compressed(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, default_file_mode())
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _class_names(raw_root: Path, layout: str) -> list[str]:
+    """Class names of the raw copy: its gesture_mapping.csv when readable, else the real :data:`CLASSES`."""
+    if layout == "ibm_aedat31":
+        candidates = (raw_root / "gesture_mapping.csv", _ibm_dir(raw_root).parent / "gesture_mapping.csv")
+        for candidate in candidates:
+            if candidate.is_file():
+                try:
+                    return read_gesture_mapping(candidate)
+                except DataFormatError as exc:
+                    log.warning("ignoring class names of %s", exc)
+    return list(CLASSES)
+
+
+def _frames_of_split(
+    raw_root: Path, split: str, layout: str, window_us: int, n_frames: int, size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Frames int16 [N, T, 2, size, size], labels int64 [N], names str [N] of one split."""
+    n = count_samples(raw_root, split, layout)
+    out = np.zeros((n, n_frames, 2, size, size), dtype=np.int16)  # filled in place: one copy in memory
+    labels = np.zeros(n, dtype=np.int64)
+    names: list[str] = []
+    for i, (name, label, events) in enumerate(iter_samples(raw_root, split, layout)):
+        if i >= n:
+            raise DataFormatError(raw_root, f"{split}: more samples than the {n} counted")
+        frames = events_to_frames(events, window_us=window_us, n_frames=n_frames, out_size=(size, size))
+        peak = int(frames.max(initial=0))
+        if peak > np.iinfo(np.int16).max:
+            raise DataFormatError(
+                raw_root, f"sample {name}: {peak} events in one cell exceed the int16 cache's range"
+            )
+        out[i] = frames
+        labels[i] = label
+        names.append(name)
+    if len(names) != n:
+        raise DataFormatError(raw_root, f"{split}: {len(names)} samples read, {n} counted")
+    return out, labels, np.array(names, dtype=str)
+
+
+def preprocess(
+    raw_root: str | Path,
+    out_dir: str | Path,
+    *,
+    layout: str,
+    window_us: int = FRAME_US,
+    n_frames: int = 60,
+    size: int = 40,
+    val_fraction: float | None = None,
+    seed: int = 0,
+) -> dict:
+    """Convert every sample of a raw copy to count frames and cache them.
+
+    Each sample's events become ``n_frames`` windows of ``window_us`` µs starting at its first event, at
+    ``size x size`` cells (:func:`bidl.data.events.events_to_frames`; 128 -> 40 is the paper's ``// 3.2``).
+    The split is the dataset's own (trial lists users 01-23 / 24-29, or tonic's Train/Test folders).
+
+    Writes, each atomically (temporary file + ``os.replace``):
+
+    - ``out_dir/train.npz``, ``out_dir/test.npz`` (``np.savez_compressed``): ``frames`` int16
+      ``[N, T, 2, H, W]`` (channel 0 OFF, 1 ON counts), ``labels`` int64 ``[N]`` (0..10), ``names`` str
+      ``[N]``.
+    - ``out_dir/split.json``: layout, raw root, parameters, class names, per split the sample names and the
+      counts per class, and, if ``val_fraction`` is set, a validation subset of the training samples drawn
+      per class with ``seed`` (``val.train_indices`` index rows of train.npz, which still holds them all).
+
+    Raises:
+        DataFormatError: malformed raw files, or a cell count beyond int16 (never wrapped).
+        ConfigError: unknown layout or a val_fraction outside (0, 1).
+
+    Returns:
+        The content of split.json.
+    """
+    raw_root, out_dir = Path(raw_root), Path(out_dir)
+    if layout not in LAYOUTS:
+        raise ConfigError(f"layout: {layout!r} is not one of {LAYOUTS}")
+    if val_fraction is not None and not 0.0 < val_fraction < 1.0:
+        raise ConfigError(f"val_fraction: must be in (0, 1), got {val_fraction}")
+    summary: dict = {
+        "dataset": "DVS128 Gesture",
+        "layout": layout,
+        "raw_root": str(raw_root),
+        "split_source": "the dataset's own: trials_to_train.txt (users 01-23) / trials_to_test.txt "
+        "(users 24-29); tonic_npy: ibmGestureTrain / ibmGestureTest",
+        "params": {"window_us": window_us, "n_frames": n_frames, "size": size,
+                   "val_fraction": val_fraction, "seed": seed, "t_start": "first event of each sample"},
+        "frames": {"dtype": "int16", "shape": ["N", n_frames, 2, size, size], "channels": ["OFF", "ON"]},
+        "class_names": _class_names(raw_root, layout),
+        "splits": {},
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for split in SPLITS:
+        frames, labels, names = _frames_of_split(raw_root, split, layout, window_us, n_frames, size)
+        log.info("%s: %d samples, frames %s", split, len(labels), frames.shape)
+        _atomic_savez(out_dir / f"{split}.npz", frames=frames, labels=labels, names=names)
+        summary["splits"][split] = {
+            "n": int(len(labels)),
+            "class_counts": np.bincount(labels, minlength=N_CLASSES).tolist(),
+            "names": names.tolist(),
+        }
+        if split == "train" and val_fraction is not None:
+            rng = np.random.default_rng(seed)
+            picked = []
+            for c in range(N_CLASSES):
+                idx = np.flatnonzero(labels == c)
+                k = int(round(val_fraction * len(idx)))
+                picked.extend(rng.choice(idx, size=k, replace=False).tolist())
+            picked.sort()
+            summary["val"] = {"fraction": val_fraction, "seed": seed, "train_indices": picked,
+                              "names": [str(names[i]) for i in picked]}
+        del frames
+    _atomic_write_text(out_dir / "split.json", json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+class DVS128Frames(torch.utils.data.Dataset):
+    """One cached split (``train.npz`` / ``test.npz`` from :func:`preprocess`), held in memory.
+
+    Args:
+        path: the ``.npz`` cache.
+        transform: optional callable applied to each float32 frame tensor ``[T, 2, H, W]``.
+        indices: optional rows to expose (e.g. split.json's ``val.train_indices`` or their complement).
+
+    ``dataset[i]`` is ``(frames, label)``: float32 ``[T, 2, H, W]`` event counts (T = 60, H = W = 40 by
+    default; channel 0 OFF, 1 ON) and an int label 0..10. The cache is kept as one int16 tensor
+    ``[N, T, 2, H, W]`` (:attr:`frames`), with :attr:`labels` int64 ``[N]`` and :attr:`names`.
+
+    Raises:
+        DataFormatError: the cache is missing, unreadable or has wrong keys, dtypes or shapes.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        indices: Sequence[int] | None = None,
+    ):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise DataFormatError(self.path, "frame cache is missing (run the preprocessing step)")
+        try:
+            with np.load(self.path, allow_pickle=False) as npz:
+                missing = {"frames", "labels", "names"} - set(npz.files)
+                if missing:
+                    raise DataFormatError(self.path, f"frame cache lacks {sorted(missing)}")
+                frames, labels, names = npz["frames"], npz["labels"], npz["names"]
+        except DataFormatError:
+            raise
+        except Exception as exc:  # zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error
+            raise DataFormatError(self.path, f"cannot read frame cache: {exc}") from exc
+        if frames.dtype != np.int16 or frames.ndim != 5 or frames.shape[2] != 2:
+            raise DataFormatError(
+                self.path, f"frames must be int16 [N, T, 2, H, W], got {frames.dtype} {frames.shape}"
+            )
+        n = frames.shape[0]
+        if labels.shape != (n,) or names.shape != (n,) or labels.dtype.kind not in "iu":
+            raise DataFormatError(self.path, f"labels/names do not match {n} samples")
+        if n and (labels.min() < 0 or labels.max() >= N_CLASSES):
+            raise DataFormatError(self.path, f"labels outside 0..{N_CLASSES - 1}")
+        if indices is not None:
+            idx = np.asarray(indices, dtype=np.int64)
+            if idx.size and (idx.min() < -n or idx.max() >= n):
+                raise IndexError(f"indices out of range for {n} samples")
+            frames, labels, names = frames[idx], labels[idx], names[idx]
+        self.frames = torch.from_numpy(np.ascontiguousarray(frames))
+        self.labels = torch.from_numpy(labels.astype(np.int64))
+        self.names = names.tolist()
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        x = self.frames[i].float()
+        if self.transform is not None:
+            x = self.transform(x)
+        return x, int(self.labels[i])
