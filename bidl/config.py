@@ -34,7 +34,9 @@ def key_path(parts) -> str:
     return text or "<top level>"
 
 
-def validate_config(config: Mapping[str, Any], schema: Mapping[str, Any] | str | Path, source: str = "config") -> None:
+def validate_config(
+    config: Mapping[str, Any], schema: Mapping[str, Any] | str | Path, source: str = "config"
+) -> None:
     """Validate ``config`` against ``schema`` (a mapping or a YAML file); raise one ConfigError listing every
     problem, each prefixed with the dotted key it concerns."""
     if not isinstance(schema, Mapping):

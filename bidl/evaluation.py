@@ -99,7 +99,7 @@ def evaluate_model(
 def streaming_throughput(
     model: nn.Module, sample: Tensor, *, repeats: int = 3, device: str | torch.device = "cpu"
 ) -> dict[str, float]:
-    """Batch-1 EIM streaming speed on one ``[T, ...]`` sample: samples/s and timesteps/s (median of repeats)."""
+    """Batch-1 EIM streaming speed on one ``[T, ...]`` sample: samples/s, timesteps/s (median of repeats)."""
     device = torch.device(device)
     model.eval().to(device)
     sample = sample.to(device).unsqueeze(0)

@@ -12,12 +12,19 @@ from typing import Any
 
 import torch
 
-__all__ = ["redirect_output", "atomic_path", "atomic_write_text", "atomic_write_json", "atomic_torch_save", "load_checkpoint"]
+__all__ = [
+    "redirect_output",
+    "atomic_path",
+    "atomic_write_text",
+    "atomic_write_json",
+    "atomic_torch_save",
+    "load_checkpoint",
+]
 
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically, on error it is removed.
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically, else it is deleted.
 
     Readers never see a half-written file, and a crash leaves the previous version (or nothing) in place.
     """
@@ -70,8 +77,10 @@ def redirect_output(log_path: str | Path | None) -> Iterator[None]:
     import sys
 
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "a", buffering=1) as handle, contextlib.redirect_stdout(handle), contextlib.redirect_stderr(
-        handle
+    with (
+        open(log_path, "a", buffering=1) as handle,
+        contextlib.redirect_stdout(handle),
+        contextlib.redirect_stderr(handle),
     ):
         try:
             yield

@@ -11,7 +11,6 @@ Shapes (batch-first): IIM ``[B, T, C, H, W] -> [B, T, C', H', W']`` (conv) and `
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from .neurons import LIAF, LIF

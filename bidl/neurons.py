@@ -40,8 +40,8 @@ class LIF(StatefulModule):
 
     .. math::
         U_t = X_t + V_{t-1};\quad F_t = 1[U_t > \theta];\quad
-        V_t = \alpha\,(F_t v_{reset} + (1-F_t) U_t) + \beta \ \text{(hard)}\ |\ \alpha (U_t - F_t\theta) + \beta
-        \ \text{(soft)};\quad Y_t = F_t
+        V_t = \alpha\,(F_t v_{reset} + (1-F_t) U_t) + \beta \ \text{(hard)}\ |\
+        \alpha (U_t - F_t\theta) + \beta \ \text{(soft)};\quad Y_t = F_t
 
     Args:
         alpha: leak factor applied after the reset (authors' default 0.3).
@@ -105,7 +105,7 @@ class LIF(StatefulModule):
 
     # -- parameters -----------------------------------------------------------------------------------
     def neuron_parameters(self, ndim: int) -> dict[str, Tensor]:
-        """alpha, beta, theta, v_reset shaped to broadcast against a ``[B, C, ...]`` state of ``ndim`` dims."""
+        """alpha, beta, theta, v_reset shaped to broadcast against a ``[B, C, ...]`` state of ``ndim`` dims"""
         params = {name: getattr(self, name) for name in _PARAM_NAMES}
         if self.sharing == "channel":
             view = (1, self.channels) + (1,) * (ndim - 2)
@@ -130,7 +130,9 @@ class LIF(StatefulModule):
     def forward(self, x: Tensor) -> Tensor:
         if self.iteration == "internal":
             if x.dim() < 2:
-                raise ValueError(f"{type(self).__name__} in IIM expects [B, T, ...], got shape {tuple(x.shape)}")
+                raise ValueError(
+                    f"{type(self).__name__} in IIM expects [B, T, ...], got shape {tuple(x.shape)}"
+                )
             y, _ = lif_multi_step(x.transpose(0, 1), None, **self._step_kwargs(x.dim() - 1))
             return y.transpose(0, 1)
         if self.v is None or self.v.shape != x.shape:

@@ -29,7 +29,7 @@ HISTORY_FIELDS = ("epoch", "lr", "train_loss", "train_top1", "val_loss", "val_to
 
 @dataclass(frozen=True)
 class Recipe:
-    """Optimisation recipe. ``fp16="auto"`` trains in fp16 (autocast + dynamic loss scale) when CUDA is used."""
+    """Optimisation recipe; ``fp16="auto"`` trains in fp16 (autocast + dynamic loss scale) on CUDA."""
 
     optimizer: str = "adam"
     lr: float = 1e-3
@@ -237,7 +237,12 @@ def train(
         val_loss, val_top1 = (float("nan"), float("nan"))
         if val_loader is not None:
             val_loss, val_top1 = run_epoch(
-                model, val_loader, device=device, criterion=criterion, fp16=fp16, desc=f"epoch {epoch + 1} val"
+                model,
+                val_loader,
+                device=device,
+                criterion=criterion,
+                fp16=fp16,
+                desc=f"epoch {epoch + 1} val",
             )
         row = dict(
             epoch=epoch + 1,

@@ -56,8 +56,13 @@ def main(
         **describe_neurons(model),
         "iteration_modes": "train IIM; eval IIM + EIM",
         **metrics,
-        "streaming_batch1": {**{k: round(v, 4) for k, v in speed.items()}, "device": device, "threads": threads,
-                             "machine": platform.machine(), "processor": platform.processor() or "unknown"},
+        "streaming_batch1": {
+            **{k: round(v, 4) for k, v in speed.items()},
+            "device": device,
+            "threads": threads,
+            "machine": platform.machine(),
+            "processor": platform.processor() or "unknown",
+        },
     }
     atomic_write_json(out_file, result)
     print(json.dumps({k: v for k, v in result.items() if k not in ("confusion",)}, indent=1), flush=True)

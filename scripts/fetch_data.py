@@ -110,12 +110,14 @@ def fetch(src: Source, root: Path, *, force: bool = False) -> Path:
     files = []
     for rf in src.files:
         path = downloads / rf.name
-        files.append({
-            "name": f"{DOWNLOADS_DIR}/{rf.name}",
-            "size": path.stat().st_size,
-            "md5": rf.md5 if rf.md5 is not None else file_digest(path, "md5"),
-            "sha256": rf.sha256,
-        })
+        files.append(
+            {
+                "name": f"{DOWNLOADS_DIR}/{rf.name}",
+                "size": path.stat().st_size,
+                "md5": rf.md5 if rf.md5 is not None else file_digest(path, "md5"),
+                "sha256": rf.sha256,
+            }
+        )
     payload = {
         "dataset": src.dataset,
         "source": src.name,

@@ -17,8 +17,14 @@ from bidl.data.dvs128 import generate_standin
 log = logging.getLogger("make_dvs128_standin")
 
 
-def main(raw_root: str | Path, *, seed: int = 0, n_users: int = 29, reps_per_class: int = 4,
-         marker: str | Path | None = None) -> Path:
+def main(
+    raw_root: str | Path,
+    *,
+    seed: int = 0,
+    n_users: int = 29,
+    reps_per_class: int = 4,
+    marker: str | Path | None = None,
+) -> Path:
     """Write the stand-in under ``raw_root``, then the marker file (default ``raw_root/.complete``).
 
     The marker is written last, so its presence means the whole copy is in place.
@@ -31,8 +37,14 @@ def main(raw_root: str | Path, *, seed: int = 0, n_users: int = 29, reps_per_cla
     size_mb = sum(p.stat().st_size for p in aedat) / 1e6
     seconds = time.perf_counter() - start
     log.info("wrote %d trial files (%.1f MB) to %s in %.1f s", len(aedat), size_mb, raw_root, seconds)
-    info = {"generator": "bidl.data.dvs128.generate_standin", "seed": seed, "n_users": n_users,
-            "reps_per_class": reps_per_class, "trial_files": len(aedat), "aedat_mb": round(size_mb, 2)}
+    info = {
+        "generator": "bidl.data.dvs128.generate_standin",
+        "seed": seed,
+        "n_users": n_users,
+        "reps_per_class": reps_per_class,
+        "trial_files": len(aedat),
+        "aedat_mb": round(size_mb, 2),
+    }
     marker.write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
     return marker
 
@@ -42,8 +54,12 @@ def _setup_logging(log_file: str | None) -> None:
     if log_file:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_file, mode="w"))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
-                        handlers=handlers, force=True)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        handlers=handlers,
+        force=True,
+    )
 
 
 def _cli() -> None:
@@ -62,7 +78,12 @@ if "snakemake" in globals():
     _sm = globals()["snakemake"]
     _setup_logging(_sm.log[0] if len(_sm.log) else None)
     _marker = Path(_sm.output["marker"])
-    main(_marker.parent, seed=int(_sm.params["seed"]), n_users=int(_sm.params["n_users"]),
-         reps_per_class=int(_sm.params["reps_per_class"]), marker=_marker)
+    main(
+        _marker.parent,
+        seed=int(_sm.params["seed"]),
+        n_users=int(_sm.params["n_users"]),
+        reps_per_class=int(_sm.params["reps_per_class"]),
+        marker=_marker,
+    )
 elif __name__ == "__main__":
     _cli()

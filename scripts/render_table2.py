@@ -1,4 +1,4 @@
-"""Render the paper's Table 2 (ours vs paper) from the experiments' metrics JSON files, as Markdown and CSV."""
+"""Render the paper's Table 2 (ours vs paper) from the experiments' metrics JSON files, as Markdown, CSV."""
 
 from __future__ import annotations
 

@@ -48,7 +48,7 @@ def test_writer_stores_overflow_in_packet_header_and_sets_valid_bit(tmp_path):
     path = tmp_path / "two.aedat"
     write_aedat31(path, ev)
     raw = path.read_bytes()
-    body = raw[raw.index(b"#!END-HEADER\r\n") + 14:]
+    body = raw[raw.index(b"#!END-HEADER\r\n") + 14 :]
     assert len(body) == 2 * (28 + 8)  # the overflow change splits the packets
     first = struct.unpack("<HHIIIIII", body[:28])
     second = struct.unpack("<HHIIIIII", body[36:64])

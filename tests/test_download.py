@@ -289,7 +289,7 @@ def _zip(path: Path, members: list[zipfile.ZipInfo | tuple[str, bytes]]) -> Path
 def _zip_symlink(name: str) -> zipfile.ZipInfo:
     info = zipfile.ZipInfo(name)
     info.create_system = 3
-    info.external_attr = (0o120777 << 16)
+    info.external_attr = 0o120777 << 16
     return info
 
 
@@ -304,8 +304,13 @@ UNSAFE = {
     "zip-symlink": lambda p: _zip(p / "a.zip", [("ok.txt", b"x"), _zip_symlink("link")]),
 }
 UNSAFE_MEMBER = {
-    "tar-absolute": "/tmp/evil.txt", "tar-dotdot": "d/../../evil.txt", "tar-symlink": "link",
-    "tar-hardlink": "hl", "tar-device": "dev", "zip-absolute": "/evil.txt", "zip-dotdot": "../evil.txt",
+    "tar-absolute": "/tmp/evil.txt",
+    "tar-dotdot": "d/../../evil.txt",
+    "tar-symlink": "link",
+    "tar-hardlink": "hl",
+    "tar-device": "dev",
+    "zip-absolute": "/evil.txt",
+    "zip-dotdot": "../evil.txt",
     "zip-symlink": "link",
 }
 
@@ -377,8 +382,12 @@ def test_check_placed_files_names_missing_and_mismatched(tmp_path: Path) -> None
     root.mkdir()
     (root / "good.txt").write_bytes(PAYLOAD)
     (root / "bad.txt").write_bytes(WRONG)
-    expected = {"good.txt": PAYLOAD_MD5, "bad.txt": PAYLOAD_MD5, "missing.tar.gz": PAYLOAD_MD5,
-                "any.csv": None}
+    expected = {
+        "good.txt": PAYLOAD_MD5,
+        "bad.txt": PAYLOAD_MD5,
+        "missing.tar.gz": PAYLOAD_MD5,
+        "any.csv": None,
+    }
     with pytest.raises(DownloadError) as info:
         check_placed_files(root, expected, dataset="demo", where_to_get="https://example.org/box")
     message = str(info.value)
@@ -413,10 +422,14 @@ def test_dvs128_gesture_sources() -> None:
     assert ibm.files[0].urls == ("https://www.dropbox.com/s/cct5kyilhtsliup/DvsGesture.tar.gz?dl=1",)
     assert not tonic.manual and tonic.layout == "tonic_npy"
     train = tonic.files[0]
-    assert train.urls == ("https://api.figshare.com/v2/file/download/38022171",
-                          "https://ndownloader.figshare.com/files/38022171")
-    assert {f.md5 for f in tonic.files} == {"3a8f0d4120a166bac7591f77409cb105",
-                                            "56070e45dadaa85fff82e0fbfbc06de5"}
+    assert train.urls == (
+        "https://api.figshare.com/v2/file/download/38022171",
+        "https://ndownloader.figshare.com/files/38022171",
+    )
+    assert {f.md5 for f in tonic.files} == {
+        "3a8f0d4120a166bac7591f77409cb105",
+        "56070e45dadaa85fff82e0fbfbc06de5",
+    }
     assert all(s.dataset == ds and s.name == name for ds, by in SOURCES.items() for name, s in by.items())
     with pytest.raises(ConfigError):
         RemoteFile("../x", ("u",), None)
@@ -441,18 +454,31 @@ def test_fetch_downloads_extracts_and_writes_marker(server: Server, tmp_path: Pa
     archive = _tar(tmp_path / "arch.tar.gz", [("data/x.txt", b"xx")]).read_bytes()
     server.routes["/arch.tar.gz"] = Route(archive)
     server.routes["/notes.txt"] = Route(PAYLOAD)
-    src = Source("demo", "web", (
-        RemoteFile("arch.tar.gz", (server.url("/blocked"), server.url("/arch.tar.gz")),
-                   hashlib.md5(archive).hexdigest()),
-        RemoteFile("notes.txt", (server.url("/notes.txt"),), None),
-    ), manual=False, homepage="-", instructions="get it", layout="demo")
+    src = Source(
+        "demo",
+        "web",
+        (
+            RemoteFile(
+                "arch.tar.gz",
+                (server.url("/blocked"), server.url("/arch.tar.gz")),
+                hashlib.md5(archive).hexdigest(),
+            ),
+            RemoteFile("notes.txt", (server.url("/notes.txt"),), None),
+        ),
+        manual=False,
+        homepage="-",
+        instructions="get it",
+        layout="demo",
+    )
     root = tmp_path / "real"
     marker = fetch_data.fetch(src, root)
     assert marker == root / ".complete"
     info = json.loads(marker.read_text())
     assert (info["dataset"], info["source"], info["layout"]) == ("demo", "web", "demo")
     assert {f["name"]: f["md5"] for f in info["files"]} == {
-        "downloads/arch.tar.gz": hashlib.md5(archive).hexdigest(), "downloads/notes.txt": PAYLOAD_MD5}
+        "downloads/arch.tar.gz": hashlib.md5(archive).hexdigest(),
+        "downloads/notes.txt": PAYLOAD_MD5,
+    }
     assert (root / "data" / "x.txt").read_bytes() == b"xx"
     n = len(server.seen)
     assert fetch_data.fetch(src, root) == marker and len(server.seen) == n  # marker trusted
@@ -461,10 +487,18 @@ def test_fetch_downloads_extracts_and_writes_marker(server: Server, tmp_path: Pa
 def test_fetch_manual_source_falls_back_to_placed_files(server: Server, tmp_path: Path, fetch_data) -> None:
     archive = _tar(tmp_path / "arch.tar.gz", [("DvsGesture/a.aedat", b"aa")]).read_bytes()
     server.routes["/mirror.tar.gz"] = Route(WRONG)
-    src = Source("demo", "box", (
-        RemoteFile("arch.tar.gz", (server.url("/mirror.tar.gz"),), hashlib.md5(archive).hexdigest()),
-        RemoteFile("README.txt", (), PAYLOAD_MD5),
-    ), manual=True, homepage="-", instructions="open https://box.example/folder", layout="demo")
+    src = Source(
+        "demo",
+        "box",
+        (
+            RemoteFile("arch.tar.gz", (server.url("/mirror.tar.gz"),), hashlib.md5(archive).hexdigest()),
+            RemoteFile("README.txt", (), PAYLOAD_MD5),
+        ),
+        manual=True,
+        homepage="-",
+        instructions="open https://box.example/folder",
+        layout="demo",
+    )
     root = tmp_path / "real"
     with pytest.raises(DownloadError) as info:
         fetch_data.fetch(src, root)

@@ -120,7 +120,9 @@ def test_iter_samples_reads_tonic_layout(tmp_path):
     np.save(user / "2.npy", np.array([[5, 6, 1, 0.0]]))
     samples = list(iter_samples(tmp_path, "train", "tonic_npy"))
     assert [(name, label) for name, label, _ in samples] == [
-        ("user02_natural/2", 2), ("user02_natural/10", 10)]
+        ("user02_natural/2", 2),
+        ("user02_natural/10", 10),
+    ]
     np.testing.assert_array_equal(samples[1][2]["t"], [500, 1000])
 
 
@@ -131,7 +133,11 @@ def test_standin_has_ibm_layout_and_right_label_counts_per_split(small_standin):
     folder = small_standin / "DvsGesture"
     assert (small_standin / "README.txt").read_text().startswith("GENERATED STAND-IN")
     assert (folder / "trials_to_train.txt").read_text().split() == [
-        "user01_led.aedat", "user01_natural.aedat", "user02_led.aedat", "user02_natural.aedat"]
+        "user01_led.aedat",
+        "user01_natural.aedat",
+        "user02_led.aedat",
+        "user02_natural.aedat",
+    ]
     assert (folder / "trials_to_test.txt").read_text().split() == ["user03_led.aedat", "user03_natural.aedat"]
     mapping = (small_standin / "gesture_mapping.csv").read_text().splitlines()
     assert mapping[1] == f"{STANDIN_CLASSES[0]},1" and len(mapping) == 12
@@ -153,8 +159,9 @@ def test_standin_gestures_last_long_enough_and_start_with_an_event():
 
 def _frame_directions(events: np.ndarray, n_frames: int) -> list[str]:
     """Per 25 ms frame: the direction from the OFF centroid to the ON centroid ('' for a blank frame)."""
-    frames = events_to_frames(events, window_us=25_000, n_frames=n_frames, out_size=(128, 128),
-                              t_start=0).astype(float)
+    frames = events_to_frames(
+        events, window_us=25_000, n_frames=n_frames, out_size=(128, 128), t_start=0
+    ).astype(float)
     grid = np.arange(128.0)
     out = []
     for on, off in zip(frames[:, 1], frames[:, 0]):

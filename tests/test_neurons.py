@@ -3,7 +3,17 @@
 import pytest
 import torch
 
-from bidl import FCLIAF, FCLIF, LIAF, LIF, ConvLIAF, ConvLIF, TemporalAggregation, reset_states, set_iteration_mode
+from bidl import (
+    FCLIAF,
+    FCLIF,
+    LIAF,
+    LIF,
+    ConvLIAF,
+    ConvLIF,
+    TemporalAggregation,
+    reset_states,
+    set_iteration_mode,
+)
 
 
 def test_lif_keeps_batch_first_shape():

@@ -49,9 +49,16 @@ def test_readme_has_exactly_two_quick_start_commands_and_ci_runs_the_second():
     assert len(commands) == 2, commands
     assert "snakemake --cores" in commands[0] and "pytest" in commands[1]
     extracted = subprocess.run(
-        ["awk", '/<!-- test-command -->/{found=1; next} found && /^```/{if (inblock) exit; inblock=1; next} '
-         "inblock{print}", "README.md"],
-        cwd=REPO, capture_output=True, text=True, check=True,
+        [
+            "awk",
+            "/<!-- test-command -->/{found=1; next} found && /^```/{if (inblock) exit; inblock=1; next} "
+            "inblock{print}",
+            "README.md",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     assert extracted == commands[1]
     assert "README.md" in (REPO / ".ci" / "run").read_text()

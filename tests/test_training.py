@@ -29,8 +29,17 @@ def order_task(n=96, t=8, seed=0):
 def tiny_model():
     # BatchNorm on the synaptic current: with only 8 strongly non-stationary steps, BatchNorm on the membrane
     # evaluates with running statistics that match no single step (see docs on norm placement)
-    return create_model("dvs128_gesture", channels=(4, 8, 8), hidden=16, height=16, width=16, n_classes=2,
-                        alpha=0.8, noise=0.0, norm="input")
+    return create_model(
+        "dvs128_gesture",
+        channels=(4, 8, 8),
+        hidden=16,
+        height=16,
+        width=16,
+        n_classes=2,
+        alpha=0.8,
+        noise=0.0,
+        norm="input",
+    )
 
 
 RECIPE = Recipe(optimizer="adam", lr=5e-3, epochs=3, batch_size=16, schedule="cosine", fp16=False)

@@ -24,7 +24,9 @@ def snakemake(*args, cwd=REPO, check=True):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     result = subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, env=env)
     if check and result.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        )
     return result
 
 
@@ -35,7 +37,10 @@ def test_presets_validate(preset):
 
 def test_schema_errors_name_the_key():
     config = load_yaml(REPO / "config" / "config.yaml")
-    config["experiments"]["dvs128_asm"]["recipe"] = {**config["experiments"]["dvs128_asm"]["recipe"], "lr": "fast"}
+    config["experiments"]["dvs128_asm"]["recipe"] = {
+        **config["experiments"]["dvs128_asm"]["recipe"],
+        "lr": "fast",
+    }
     config["datasets"]["dvs128_gesture"]["sourse"] = "standin"
     with pytest.raises(ConfigError) as err:
         validate_config(config, SCHEMA)
@@ -46,7 +51,10 @@ def test_schema_errors_name_the_key():
 
 def test_snakemake_rejects_a_bad_config_naming_the_key(tmp_path):
     config = load_yaml(REPO / "config" / "config.yaml")
-    config["experiments"]["dvs128_asm"]["recipe"] = {**config["experiments"]["dvs128_asm"]["recipe"], "epochs": 0}
+    config["experiments"]["dvs128_asm"]["recipe"] = {
+        **config["experiments"]["dvs128_asm"]["recipe"],
+        "epochs": 0,
+    }
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(config))
     result = snakemake("-n", "--configfile", str(bad), check=False)
@@ -73,8 +81,13 @@ def test_default_pipeline_end_to_end(tmp_path):
     """README command one's pipeline, in a copy of the repository: every rule runs, Table 2 is rendered,
     the DVS128 networks reach >= 85 % on the stand-in and lose >= 20 points on time-shuffled frames."""
     work = tmp_path / "repo"
-    shutil.copytree(REPO, work, ignore=shutil.ignore_patterns(".git", ".venv", "results", "resources", "logs",
-                                                              "benchmarks", ".snakemake", "__pycache__"))
+    shutil.copytree(
+        REPO,
+        work,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "results", "resources", "logs", "benchmarks", ".snakemake", "__pycache__"
+        ),
+    )
     snakemake("--cores", "2", cwd=work)
     table = work / "results" / "default" / "tables" / "table2.csv"
     rows = list(csv.DictReader(table.open()))
@@ -92,5 +105,7 @@ def test_default_pipeline_end_to_end(tmp_path):
     split = json.loads((work / "resources/cache/default/dvs128_gesture/split.json").read_text())
     assert split
     # a second run has nothing to do
-    assert "Nothing to be done" in snakemake("--cores", "2", "-n", cwd=work).stdout + snakemake(
-        "--cores", "2", "-n", cwd=work).stderr
+    assert (
+        "Nothing to be done"
+        in snakemake("--cores", "2", "-n", cwd=work).stdout + snakemake("--cores", "2", "-n", cwd=work).stderr
+    )

@@ -192,8 +192,9 @@ def _validate_events_for_writing(events: np.ndarray) -> None:
         raise ValueError(f"events: coordinates outside the {width}x{height} sensor")
 
 
-def encode_aedat31(events: np.ndarray, *, source_id: int = 1, packet_events: int = 4096,
-                   header_lines: tuple[str, ...] = ()) -> bytes:
+def encode_aedat31(
+    events: np.ndarray, *, source_id: int = 1, packet_events: int = 4096, header_lines: tuple[str, ...] = ()
+) -> bytes:
     """Encode events as the bytes of an AEDAT 3.1 file (see :func:`write_aedat31`)."""
     _validate_events_for_writing(events)
     if packet_events < 1:
@@ -236,8 +237,14 @@ def encode_aedat31(events: np.ndarray, *, source_id: int = 1, packet_events: int
     return b"".join(parts)
 
 
-def write_aedat31(path: str | Path, events: np.ndarray, *, source_id: int = 1, packet_events: int = 4096,
-                  header_lines: tuple[str, ...] = ()) -> None:
+def write_aedat31(
+    path: str | Path,
+    events: np.ndarray,
+    *,
+    source_id: int = 1,
+    packet_events: int = 4096,
+    header_lines: tuple[str, ...] = (),
+) -> None:
     """Write polarity events as an AEDAT 3.1 file, atomically (temporary file, then rename).
 
     Args:
@@ -250,8 +257,7 @@ def write_aedat31(path: str | Path, events: np.ndarray, *, source_id: int = 1, p
         header_lines: extra header lines, each starting with ``#``, put before ``#!END-HEADER``.
     """
     path = Path(path)
-    data = encode_aedat31(events, source_id=source_id, packet_events=packet_events,
-                          header_lines=header_lines)
+    data = encode_aedat31(events, source_id=source_id, packet_events=packet_events, header_lines=header_lines)
     atomic_write_bytes(path, data)
 
 

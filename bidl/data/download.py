@@ -156,8 +156,10 @@ class _Progress:
     def update(self, n: int) -> None:
         self.done += n
         now = time.monotonic()
-        crossed = self.total is not None and self.next_tenth is not None and (
-            self.done * 10 >= self.next_tenth * self.total
+        crossed = (
+            self.total is not None
+            and self.next_tenth is not None
+            and (self.done * 10 >= self.next_tenth * self.total)
         )
         if crossed and self.done < (self.total or 0):
             self.next_tenth = self.done * 10 // (self.total or 1) + 1
@@ -200,8 +202,9 @@ def _fetch_once(url: str, part: Path, *, size: int | None, timeout: float, chunk
         resp = urllib.request.urlopen(request, timeout=timeout)
     except urllib.error.HTTPError as exc:
         if exc.headers is not None and exc.headers.get("x-amzn-waf-action") is not None:
-            raise _Refused(f"WAF challenge (HTTP {exc.code}, x-amzn-waf-action: "
-                           f"{exc.headers.get('x-amzn-waf-action')})") from None
+            raise _Refused(
+                f"WAF challenge (HTTP {exc.code}, x-amzn-waf-action: {exc.headers.get('x-amzn-waf-action')})"
+            ) from None
         if exc.code == 416 and offset:
             return  # nothing beyond `offset`: the partial file holds everything; verification decides
         if exc.code in (408, 425, 429) or exc.code >= 500:
@@ -265,8 +268,9 @@ def _fetch_once(url: str, part: Path, *, size: int | None, timeout: float, chunk
         raise _Transient("no data received")
 
 
-def _fetch_with_retries(url: str, part: Path, *, size: int | None, timeout: float, chunk: int,
-                        retries: int, label: str) -> None:
+def _fetch_with_retries(
+    url: str, part: Path, *, size: int | None, timeout: float, chunk: int, retries: int, label: str
+) -> None:
     """Call ``_fetch_once`` until the body is complete.
 
     An attempt that enlarged ``part`` is continued at once and does not use up a retry; ``retries``
@@ -342,8 +346,9 @@ def download(
         for attempt in ("first", "from scratch"):
             problem: _Problem | None
             try:
-                _fetch_with_retries(url, part, size=size, timeout=timeout, chunk=chunk, retries=retries,
-                                    label=label)
+                _fetch_with_retries(
+                    url, part, size=size, timeout=timeout, chunk=chunk, retries=retries, label=label
+                )
             except _Refused as exc:
                 failures.append(f"{url}: {exc}")
                 break
@@ -358,8 +363,10 @@ def download(
             part.unlink(missing_ok=True)
             mismatches.append(problem)
             failures.append(f"{url} ({attempt} attempt): {problem}")
-            _log(f"{label}: {problem} from {url}" + ("; fetching again from scratch" if attempt == "first"
-                                                      else ""))
+            _log(
+                f"{label}: {problem} from {url}"
+                + ("; fetching again from scratch" if attempt == "first" else "")
+            )
 
     lines = [f"{label}: no source delivered a verified copy for {dest}."]
     if mismatches:
@@ -477,8 +484,9 @@ def extract_archive(archive: str | Path, dest_dir: str | Path, *, reserved: Coll
         extract(archive, tmp)
         clash = sorted(set(reserved) & {entry.name for entry in tmp.iterdir()})
         if clash:
-            raise DataFormatError(archive, f"top-level member(s) {clash} would replace reserved entries "
-                                           f"of {dest_dir}")
+            raise DataFormatError(
+                archive, f"top-level member(s) {clash} would replace reserved entries of {dest_dir}"
+            )
         if not dest_dir.exists():
             os.replace(tmp, dest_dir)
         else:
@@ -530,8 +538,10 @@ def check_placed_files(
                 mismatched.append(f"  {path}: expected MD5 {md5.lower()}, actual {actual}")
     if not missing and not mismatched:
         return
-    lines = [f"{dataset}: {len(missing) + len(mismatched)} of {len(expected)} required file(s) are not in "
-             f"place under {root}; they cannot be downloaded by script."]
+    lines = [
+        f"{dataset}: {len(missing) + len(mismatched)} of {len(expected)} required file(s) are not in "
+        f"place under {root}; they cannot be downloaded by script."
+    ]
     if missing:
         lines += ["Missing:", *missing]
     if mismatched:

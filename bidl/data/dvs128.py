@@ -22,7 +22,8 @@ The split is always the dataset's own: the trials of users 01-23 train, of users
 Stand-in (:func:`generate_standin`): IBM's files cannot be fetched by a script (Box needs a login), so the
 pipeline can generate a recording set in exactly the original layout and format. Its 11 classes are motion
 patterns of a small bright disc (:data:`STANDIN_CLASSES`); eight of them form four pairs that differ only in
-the ORDER of two movements, so the task cannot be solved from single frames or time-averaged frames.
+the ORDER of two movements (a path that turns right-then-up against up-then-right), so the task cannot be
+solved from single frames.
 """
 
 from __future__ import annotations
@@ -99,10 +100,14 @@ LABELS_HEADER = ("class", "startTime_usec", "endTime_usec")
 # ---------------------------------------------------------------------------------------------------------
 _DIRECTIONS = {"right": (1.0, 0.0), "left": (-1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}
 _PAIR_MOVES = (
-    ("right", "up"), ("up", "right"),
-    ("left", "down"), ("down", "left"),
-    ("right", "down"), ("down", "right"),
-    ("left", "up"), ("up", "left"),
+    ("right", "up"),
+    ("up", "right"),
+    ("left", "down"),
+    ("down", "left"),
+    ("right", "down"),
+    ("down", "right"),
+    ("left", "up"),
+    ("up", "left"),
 )
 _RADIUS = (4.0, 6.0)  # disc radius, drawn per repetition
 _SPEED = (1.6, 2.4)  # px per frame, drawn per segment, times the user's factor
@@ -250,9 +255,7 @@ def count_samples(raw_root: str | Path, split: str, layout: str) -> int:
     return len(_tonic_index(raw_root, split))
 
 
-def iter_samples(
-    raw_root: str | Path, split: str, layout: str
-) -> Iterator[tuple[str, int, np.ndarray]]:
+def iter_samples(raw_root: str | Path, split: str, layout: str) -> Iterator[tuple[str, int, np.ndarray]]:
     """Yield every sample of one split of a raw DVS128 Gesture copy.
 
     Args:
@@ -384,31 +387,31 @@ def _scaling_events(
     return _events(t, x, y, np.full(t.shape[0], 1 if r1 > r0 else 0))
 
 
-def _uniform_start(
-    rng: np.random.Generator, direction: np.ndarray, length: float, margin: float
-) -> np.ndarray:
-    """A start point such that a straight move of ``length`` px along ``direction`` stays on the sensor."""
-    height, width = SENSOR_SIZE
-    lo = np.array([margin, margin]) - np.minimum(direction * length, 0)
-    hi = np.array([width - 1 - margin, height - 1 - margin]) - np.maximum(direction * length, 0)
-    return rng.uniform(lo, hi)
-
-
 def _pair_rep_lengths(rng: np.random.Generator) -> tuple[int, int, int]:
     """Frames of (first movement, second movement, pause) of one repetition."""
     n1, n2 = (int(rng.integers(_SEGMENT_FRAMES[0], _SEGMENT_FRAMES[1] + 1)) for _ in range(2))
     return n1, n2, int(rng.integers(_PAUSE_FRAMES[0], _PAUSE_FRAMES[1] + 1))
 
 
-def _pair_gesture(rng: np.random.Generator, label: int, speed_factor: float, t0: int) -> tuple[list, int]:
-    """Repetitions of (move d1, then at a frame boundary jump to a new random place and move d2), pause.
+def _path_start(rng: np.random.Generator, offsets: np.ndarray, margin: float) -> np.ndarray:
+    """A uniform start point such that a path with the given ``[K, 2]`` offsets stays on the sensor."""
+    height, width = SENSOR_SIZE
+    lo = np.array([margin, margin]) - offsets.min(axis=0)
+    hi = np.array([width - 1 - margin, height - 1 - margin]) - offsets.max(axis=0)
+    return rng.uniform(lo, hi)
 
-    Both movements of a repetition start at independent uniform positions, so the time-averaged image (a
-    horizontal and a vertical streak at unrelated places) and each single frame are distributed the same for
-    the two classes of a pair; only the order d1 -> d2 tells them apart. The gesture starts at a uniformly
-    random frame of the repetition cycle (the first repetition is drawn length-biased, as for a stationary
-    renewal process): starting every gesture with d1 would give d1 more frames than d2 in a fixed window, a
-    cue that time-averaged frames could use.
+
+def _pair_gesture(rng: np.random.Generator, label: int, speed_factor: float, t0: int) -> tuple[list, int]:
+    """Repetitions of (move d1, then turn at a frame boundary and move d2 from where d1 ended), pause.
+
+    Each repetition starts at a uniformly random place, so every single frame (one straight movement, d1 or
+    d2, at a random position, with its ON/OFF edges) is distributed the same for the two classes of a pair:
+    only the order d1 -> d2 at the corner tells them apart, which a network sees by relating neighbouring
+    frames. The gesture starts at a uniformly random frame of the repetition cycle (the first repetition is
+    drawn length-biased, as for a stationary renewal process): starting every gesture with d1 would give d1
+    more frames than d2 in a fixed window, a cue that single frames could use. (A network that integrates
+    the whole recording could in principle still see the orientation of the corner in the accumulated image;
+    the time-shuffled control measures what a trained network takes from the order of frames.)
     """
     d1, d2 = (np.array(_DIRECTIONS[d]) for d in _PAIR_MOVES[label])
     longest = 2 * _SEGMENT_FRAMES[1] + _PAUSE_FRAMES[1]
@@ -419,16 +422,20 @@ def _pair_gesture(rng: np.random.Generator, label: int, speed_factor: float, t0:
     parts, frame = [], -int(rng.integers(0, sum(lengths)))
     while frame < _GESTURE_MIN_FRAMES:
         radius = rng.uniform(*_RADIUS)
-        for direction, n in ((d1, lengths[0]), (d2, lengths[1])):
-            speed = rng.uniform(*_SPEED) * speed_factor
-            start = _uniform_start(rng, direction, speed * n, radius + 1)
-            ev = _translation_events(
-                rng, start[None], (direction * speed)[None], np.array([n]),
-                np.array([t0 + frame * FRAME_US]), radius,
-            )
-            parts.append(ev[ev["t"] >= t0] if frame < 0 else ev)
-            frame += n
-        frame += lengths[2]
+        speed = rng.uniform(*_SPEED) * speed_factor
+        n1, n2 = lengths[0], lengths[1]
+        corner = d1 * speed * n1
+        start = _path_start(rng, np.stack([np.zeros(2), corner, corner + d2 * speed * n2]), radius + 1)
+        ev = _translation_events(
+            rng,
+            np.stack([start, start + corner]),
+            np.stack([d1 * speed, d2 * speed]),
+            np.array([n1, n2], dtype=float),
+            np.array([t0 + frame * FRAME_US, t0 + (frame + n1) * FRAME_US]),
+            radius,
+        )
+        parts.append(ev[ev["t"] >= t0] if frame < 0 else ev)
+        frame += n1 + n2 + lengths[2]
         lengths = _pair_rep_lengths(rng)
     return parts, frame
 
@@ -449,10 +456,16 @@ def _circle_gesture(
         # With y pointing down, increasing angle turns clockwise on the image.
         angles = rng.uniform(0, 2 * np.pi) + omega * np.arange(n + 1)
         points = centre + orbit * np.stack([np.cos(angles), np.sin(angles)], axis=1)
-        parts.append(_translation_events(
-            rng, points[:-1], np.diff(points, axis=0), np.ones(n),
-            t0 + (frame + np.arange(n)) * FRAME_US, radius,
-        ))
+        parts.append(
+            _translation_events(
+                rng,
+                points[:-1],
+                np.diff(points, axis=0),
+                np.ones(n),
+                t0 + (frame + np.arange(n)) * FRAME_US,
+                radius,
+            )
+        )
         frame += n + int(rng.integers(_PAUSE_FRAMES[0], _PAUSE_FRAMES[1] + 1))
     return parts, frame
 
@@ -484,9 +497,7 @@ def _gesture(rng: np.random.Generator, label: int, speed_factor: float, t0: int)
     return _pulse_gesture(rng, speed_factor, t0)
 
 
-def standin_trial(
-    seed: int, user: int, lighting: str, reps_per_class: int
-) -> tuple[np.ndarray, np.ndarray]:
+def standin_trial(seed: int, user: int, lighting: str, reps_per_class: int) -> tuple[np.ndarray, np.ndarray]:
     """Generate one stand-in trial recording (deterministic in its arguments).
 
     Returns:
@@ -522,8 +533,9 @@ def standin_trial(
     return events, np.array(rows, dtype=np.int64)
 
 
-def _standin_readme(seed: int, n_users: int, lightings: Sequence[str], reps_per_class: int,
-                    n_test_users: int) -> str:
+def _standin_readme(
+    seed: int, n_users: int, lightings: Sequence[str], reps_per_class: int, n_test_users: int
+) -> str:
     n_train = n_users - n_test_users
     classes = "\n".join(f"  {k + 1:2d} {name}" for k, name in enumerate(STANDIN_CLASSES))
     return f"""GENERATED STAND-IN for the DVS128 Gesture dataset (IBM). NOT real sensor recordings.
@@ -602,9 +614,10 @@ def generate_standin(
             for lighting in lightings:
                 stem = f"user{user:02d}_{lighting}"
                 events, rows = standin_trial(seed, user, lighting, reps_per_class)
-                data = encode_aedat31(events, header_lines=(
-                    f"#bidl generated stand-in: seed={seed} user={user} lighting={lighting}",
-                ))
+                data = encode_aedat31(
+                    events,
+                    header_lines=(f"#bidl generated stand-in: seed={seed} user={user} lighting={lighting}",),
+                )
                 (folder / f"{stem}.aedat").write_bytes(data)
                 lines = [",".join(LABELS_HEADER)] + [f"{c},{s},{e}" for c, s, e in rows]
                 (folder / f"{stem}_labels.csv").write_text("\r\n".join(lines) + "\r\n", encoding="ascii")
@@ -745,8 +758,14 @@ def preprocess(
         "raw_root": str(raw_root),
         "split_source": "the dataset's own: trials_to_train.txt (users 01-23) / trials_to_test.txt "
         "(users 24-29); tonic_npy: ibmGestureTrain / ibmGestureTest",
-        "params": {"window_us": window_us, "n_frames": n_frames, "size": size,
-                   "val_fraction": val_fraction, "seed": seed, "t_start": "first event of each sample"},
+        "params": {
+            "window_us": window_us,
+            "n_frames": n_frames,
+            "size": size,
+            "val_fraction": val_fraction,
+            "seed": seed,
+            "t_start": "first event of each sample",
+        },
         "frames": {"dtype": "int16", "shape": ["N", n_frames, 2, size, size], "channels": ["OFF", "ON"]},
         "class_names": _class_names(raw_root, layout),
         "splits": {},
@@ -769,8 +788,12 @@ def preprocess(
                 k = int(round(val_fraction * len(idx)))
                 picked.extend(rng.choice(idx, size=k, replace=False).tolist())
             picked.sort()
-            summary["val"] = {"fraction": val_fraction, "seed": seed, "train_indices": picked,
-                              "names": [str(names[i]) for i in picked]}
+            summary["val"] = {
+                "fraction": val_fraction,
+                "seed": seed,
+                "train_indices": picked,
+                "names": [str(names[i]) for i in picked],
+            }
         del frames
     _atomic_write_text(out_dir / "split.json", json.dumps(summary, indent=1) + "\n")
     return summary

@@ -4,12 +4,12 @@ One discrete step, as the authors' code runs it (``x``: the synaptic input, e.g.
 
 .. math::
 
-    U_t &= X_t + V_{t-1}                                  && \text{integrate} \\
-    U_t &\leftarrow \mathrm{BN}(U_t)                       && \text{optional: "norm\_state", BatchNorm on the membrane} \\
-    F_t &= 1[U_t > \theta]                                && \text{fire (strict)} \\
-    R_t &= F_t v_{reset} + (1 - F_t) U_t                  && \text{hard reset} \quad | \quad R_t = U_t - F_t\theta \ \text{(soft, RMP)} \\
-    V_t &= \alpha R_t + \beta                             && \text{leak after reset: the state carried to } t+1 \\
-    Y_t &= F_t \ \text{(LIF)} \quad | \quad Y_t = g(U_t) \ \text{(LIAF)}
+    U_t &= X_t + V_{t-1}              && \text{integrate} \\
+    U_t &\leftarrow \mathrm{BN}(U_t)   && \text{optional "norm\_state": BatchNorm on the membrane} \\
+    F_t &= 1[U_t > \theta]            && \text{fire (strict)} \\
+    R_t &= F_t v_{reset} + (1 - F_t) U_t  && \text{hard; soft (RMP): } R_t = U_t - F_t\theta \\
+    V_t &= \alpha R_t + \beta         && \text{leak after reset: the state carried to } t+1 \\
+    Y_t &= F_t \text{ (LIF)}          && \text{or } Y_t = g(U_t) \text{ (LIAF)}
 
 LIAF's analog output ``g`` comes in two modes (``liaf_mode``): ``"NTR"`` (no threshold removal,
 :math:`g = act(U_t)`, the authors' default with ``act = ReLU``) and ``"TR"`` (:math:`g = act(U_t - \theta)`).
@@ -86,7 +86,9 @@ def reset_with_decay(
     v: Tensor, spike: Tensor, v_reset: ParamLike, alpha: ParamLike, beta: ParamLike
 ) -> Tensor:
     """Inference built-in for the hard-reset neuron: ``alpha * (spike ? v_reset : v) + beta``."""
-    return leak(torch.where(spike > 0, torch.as_tensor(v_reset, dtype=v.dtype, device=v.device), v), alpha, beta)
+    return leak(
+        torch.where(spike > 0, torch.as_tensor(v_reset, dtype=v.dtype, device=v.device), v), alpha, beta
+    )
 
 
 def add_training_noise(u: Tensor, noise: float) -> Tensor:
@@ -150,9 +152,7 @@ def lif_step(
     return activation(source), v_next
 
 
-def lif_multi_step(
-    x_seq: Tensor, v0: Tensor | None = None, **step_kwargs
-) -> tuple[Tensor, Tensor]:
+def lif_multi_step(x_seq: Tensor, v0: Tensor | None = None, **step_kwargs) -> tuple[Tensor, Tensor]:
     """Reference multi-step neuron over a time-first sequence.
 
     Args:

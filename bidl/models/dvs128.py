@@ -1,8 +1,8 @@
 """The DVS128 Gesture network of the paper (section 5.1.2, Table 2; authors' ``SeqClif3Flif2DgItout``).
 
 ``BN(2) -> ConvLIF(2->64, k3 s2 p1) -> ConvLIF(64->128) -> ConvLIF(128->256) -> FCLIF(256*H/8*W/8 -> 256)
--> FCLIF(256 -> 11) -> mean over T`` (the output is the mean spike rate of the 11 class neurons). Every ST block
-has BatchNorm on its membrane (the authors' ``norm_state``); neuron parameters are fixed (alpha 0.3,
+-> FCLIF(256 -> 11) -> mean over T`` (the output is the mean spike rate of the 11 class neurons). Every ST
+block has BatchNorm on its membrane (the authors' ``norm_state``); neuron parameters are fixed (alpha 0.3,
 theta 0.5). With the paper's widths this has exactly the authors' 2,013,157 trainable parameters.
 """
 
