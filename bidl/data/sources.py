@@ -150,10 +150,76 @@ DVS128_GESTURE_TONIC = Source(
     layout="tonic_npy",
 )
 
-# Append new Source objects here (CIFAR10-DVS, Jester, LUNA16, IMDB, ...).
+# ---------------------------------------------------------------------------------------------------------
+# CIFAR10-DVS (DATASETS.md section 2)
+# ---------------------------------------------------------------------------------------------------------
+
+#: (class, figshare file id, MD5) of the ten per-class zips of figshare article 4724671, as hard-coded by
+#: spikingjelly ``spikingjelly/datasets/cifar10_dvs.py`` and BIDL ``datasets/bidl_cifar10dvs.py``.
+_CIFAR10_DVS_ZIPS: tuple[tuple[str, int, str], ...] = (
+    ("airplane", 7712788, "0afd5c4bf9ae06af762a77b180354fdd"),
+    ("automobile", 7712791, "8438dfeba3bc970c94962d995b1b9bdd"),
+    ("bird", 7712794, "a9c207c91c55b9dc2002dc21c684d785"),
+    ("cat", 7712812, "52c63c677c2b15fa5146a8daf4d56687"),
+    ("deer", 7712815, "b6bf21f6c04d21ba4e23fc3e36c8a4a3"),
+    ("dog", 7712818, "f379ebdf6703d16e0a690782e62639c3"),
+    ("frog", 7712842, "cad6ed91214b1c7388a5f6ee56d08803"),
+    ("horse", 7712851, "e7cbbf77bec584ffbf913f00e682782a"),
+    ("ship", 7712836, "41c7bd7d6b251be82557c6cce9a7d5c9"),
+    ("truck", 7712839, "89f3922fd147d9aeff89e76a2b0b70a7"),
+)
+
+CIFAR10_DVS_FIGSHARE = Source(
+    dataset="cifar10_dvs",
+    name="figshare",
+    files=tuple(RemoteFile(f"{cls}.zip", figshare_urls(fid), md5) for cls, fid, md5 in _CIFAR10_DVS_ZIPS),
+    manual=False,
+    homepage="https://figshare.com/articles/dataset/CIFAR10-DVS_New/4724671",
+    instructions=(
+        "The original CIFAR10-DVS release (Li et al. 2017): ten per-class zips on figshare, each extracting "
+        "to <class>/cifar10_<class>_<i>.aedat (jAER AEDAT 2.0, i = 0..999); about 11 GB in all. If both "
+        "figshare hosts refuse scripted access, download https://api.figshare.com/v2/file/download/<id> for "
+        "each zip in a browser (ids: "
+        + ", ".join(f"{cls}.zip {fid}" for cls, fid, _ in _CIFAR10_DVS_ZIPS)
+        + ") and place them under those names in the download directory; a placed file is used once its "
+        "MD5 matches. Cite Li et al., Front. Neurosci. 11:309 (2017); figshare licence unverified."
+    ),
+    layout="cifar10dvs_aedat2",
+)
+
+# ---------------------------------------------------------------------------------------------------------
+# IMDB Large Movie Review Dataset (DATASETS.md section 5)
+# ---------------------------------------------------------------------------------------------------------
+
+IMDB_STANFORD = Source(
+    dataset="imdb",
+    name="stanford",
+    files=(
+        RemoteFile(
+            "aclImdb_v1.tar.gz",
+            ("http://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz",),
+            "7c2ac02c03563afcf9b574c7e56c153a",
+            sha256="c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe",
+            size=84125825,
+        ),
+    ),
+    manual=False,
+    homepage="https://ai.stanford.edu/~amaas/data/sentiment/",
+    instructions=(
+        "Maas et al.'s Large Movie Review Dataset v1.0 (84 MB), served over plain HTTP by Stanford; it "
+        "extracts to aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt (25,000 + 25,000 reviews). If the "
+        "server is unreachable, place a copy of aclImdb_v1.tar.gz (MD5 7c2ac02c03563afcf9b574c7e56c153a) in "
+        "the download directory. No licence is stated; cite Maas et al., ACL 2011."
+    ),
+    layout="aclimdb",
+)
+
+# Append new Source objects here (Jester, LUNA16, ...).
 _ALL_SOURCES: tuple[Source, ...] = (
     DVS128_GESTURE_IBM,
     DVS128_GESTURE_TONIC,
+    CIFAR10_DVS_FIGSHARE,
+    IMDB_STANFORD,
 )
 
 
