@@ -1,8 +1,6 @@
 """Evaluate a trained experiment: top-1 in IIM and EIM, their agreement, the time-shuffled control and
 batch-1 streaming throughput; writes a metrics JSON."""
 
-from __future__ import annotations
-
 import argparse
 import json
 import platform

@@ -10,8 +10,6 @@ or from the command line::
     python scripts/fetch_data.py --dataset dvs128_gesture --source tonic --root resources/dvs128_gesture/real
 """
 
-from __future__ import annotations
-
 import argparse
 import contextlib
 import datetime as _dt

@@ -4,8 +4,6 @@ Snakemake: ``output.marker`` is ``<raw_root>/.complete`` (raw_root = its parent)
 ``per_class``; optional ``log[0]``. Command line: ``--help``.
 """
 
-from __future__ import annotations
-
 import argparse
 import json
 import logging

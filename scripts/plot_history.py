@@ -1,7 +1,5 @@
 """Plot one experiment's training curves (loss and top-1 per epoch) from its history.csv."""
 
-from __future__ import annotations
-
 import argparse
 import csv
 from pathlib import Path

@@ -4,8 +4,6 @@ Snakemake: ``input.marker`` (raw root = its parent); params ``layout``, ``window
 ``size``; outputs ``train``, ``test``, ``split`` (all in one folder); ``log[0]``. Command line: ``--help``.
 """
 
-from __future__ import annotations
-
 import argparse
 import logging
 import time

@@ -5,8 +5,6 @@ Snakemake: ``input.marker`` (raw root = its parent); params ``n_words``, ``max_l
 Command line: ``--help``.
 """
 
-from __future__ import annotations
-
 import argparse
 import logging
 import time

@@ -1,7 +1,5 @@
 """Render the paper's Table 2 (ours vs paper) from the experiments' metrics JSON files, as Markdown, CSV."""
 
-from __future__ import annotations
-
 import argparse
 import csv
 import io

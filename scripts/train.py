@@ -1,7 +1,5 @@
 """Train one experiment of the config by BPTT in IIM (resumes from its last checkpoint)."""
 
-from __future__ import annotations
-
 import argparse
 import json
 from pathlib import Path

@@ -109,3 +109,13 @@ def test_default_pipeline_end_to_end(tmp_path):
         "Nothing to be done"
         in snakemake("--cores", "2", "-n", cwd=work).stdout + snakemake("--cores", "2", "-n", cwd=work).stderr
     )
+
+
+@pytest.mark.parametrize("script", sorted((REPO / "scripts").glob("*.py")), ids=lambda p: p.name)
+def test_scripts_run_under_snakemake_preamble(script):
+    """Snakemake prepends a preamble to ``script:`` files, so a ``from __future__`` import would be a
+    SyntaxError there; every script also needs the ``snakemake`` adapter."""
+    source = script.read_text()
+    assert "from __future__" not in source
+    assert '"snakemake" in globals()' in source
+    compile("import sys\n" + source, str(script), "exec")
