@@ -52,7 +52,8 @@ class LIF(StatefulModule):
         sharing: ``"all"`` (ASM: one scalar per layer) or ``"channel"`` (CSM: one value per channel,
             stored with shape ``[C]`` and broadcast over the channel axis).
         channels: the number of channels, required for channel sharing.
-        learnable: learn alpha, beta, theta and v_reset by BPTT (authors: fixed).
+        learnable: learn alpha, beta, theta and v_reset by BPTT (the paper; the authors' code: fixed); a
+            learned alpha is clamped to [0, 1] in the forward pass.
         noise: training-noise scale (authors: 1e-3 typical; 0 disables); active only in ``train()``.
         surrogate: ``"rectangle"`` (default), ``"sigmoid"`` or ``"arctan"``; ``surrogate_scale`` its width/k.
         norm: optional module applied to the membrane each step (BatchNorm on the state, "norm_state").
@@ -107,6 +108,8 @@ class LIF(StatefulModule):
     def neuron_parameters(self, ndim: int) -> dict[str, Tensor]:
         """alpha, beta, theta, v_reset shaped to broadcast against a ``[B, C, ...]`` state of ``ndim`` dims"""
         params = {name: getattr(self, name) for name in _PARAM_NAMES}
+        if self.learnable:  # a learned leak factor must stay a leak: alpha in [0, 1]
+            params["alpha"] = params["alpha"].clamp(0.0, 1.0)
         if self.sharing == "channel":
             view = (1, self.channels) + (1,) * (ndim - 2)
             params = {name: p.view(view) for name, p in params.items()}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import random
 import time
 from dataclasses import asdict, dataclass, fields
@@ -54,6 +55,7 @@ class Recipe:
     loss_scale: float = 512.0
     grad_clip: float | None = None
     bn_recalibration_batches: int = 16
+    neuron_lr_scale: float = 1.0
 
     @classmethod
     def from_mapping(cls, mapping: dict[str, Any], where: str = "recipe") -> Recipe:
@@ -73,7 +75,16 @@ def seed_everything(seed: int) -> None:
 
 
 def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
+    """The recipe's optimizer; learnable neuron parameters (alpha, beta, theta, v_reset) form a second group
+    whose learning rate is ``lr * neuron_lr_scale``."""
+    from .neurons import LIF
+
+    neuron_ids = {id(p) for m in model.modules() if isinstance(m, LIF) for p in m.parameters(recurse=False)}
+    weights = [p for p in model.parameters() if p.requires_grad and id(p) not in neuron_ids]
+    neuron = [p for p in model.parameters() if p.requires_grad and id(p) in neuron_ids]
+    params = [{"params": weights}]
+    if neuron:
+        params.append({"params": neuron, "lr": recipe.lr * recipe.neuron_lr_scale})
     if recipe.optimizer == "adam":
         return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
     if recipe.optimizer == "adamw":
@@ -202,6 +213,13 @@ def recalibrate_batchnorm(
     return used
 
 
+def _free_name(folder: Path, pattern: str) -> Path:
+    n = 1
+    while (folder / pattern.format(n)).exists():
+        n += 1
+    return folder / pattern.format(n)
+
+
 def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
     with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS)
@@ -220,13 +238,16 @@ def train(
     device: str | torch.device = "cpu",
     num_workers: int = 0,
     max_train_samples: int | None = None,
+    fingerprint: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Train ``model`` in IIM for ``recipe.epochs`` epochs and return the per-epoch history.
 
     Writes into ``out_dir``: ``checkpoint.pt`` after every epoch (model, optimizer, scheduler, loss scaler,
     RNG state and history; atomically), ``history.csv`` (one row per epoch) and, at the end, ``model.pt``
     (the final weights). If ``checkpoint.pt`` exists, training resumes after its last completed epoch and,
-    being seeded per epoch, follows the same trajectory as an uninterrupted run.
+    being seeded per epoch, follows the same trajectory as an uninterrupted run. A checkpoint written for a
+    different ``fingerprint`` (model, recipe, data, seed: whatever the caller identifies the run by) is not
+    resumed: it is kept as ``checkpoint.stale-<n>.pt`` and training starts afresh.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -243,8 +264,14 @@ def train(
     start_epoch = 0
 
     checkpoint_path = out_dir / "checkpoint.pt"
-    if checkpoint_path.exists():
-        state = load_checkpoint(checkpoint_path, map_location=device)
+    fingerprint = {"recipe": asdict(recipe), "seed": seed, **(fingerprint or {})}
+    state = load_checkpoint(checkpoint_path, map_location=device) if checkpoint_path.exists() else None
+    if state is not None and state.get("fingerprint") != fingerprint:
+        stale = _free_name(out_dir, "checkpoint.stale-{}.pt")
+        os.replace(checkpoint_path, stale)
+        print(f"{checkpoint_path} belongs to another run configuration; kept it as {stale}, starting afresh")
+        state = None
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -314,6 +341,7 @@ def train(
                 rng=torch.get_rng_state(),
                 history=history,
                 recipe=asdict(recipe),
+                fingerprint=fingerprint,
                 fp16=fp16,
             ),
             checkpoint_path,

@@ -41,7 +41,22 @@ def main(
         f"{len(train_set)} train / {len(val_set)} val samples, recipe {recipe}, threads {threads}",
         flush=True,
     )
-    train(model, train_set, val_set, recipe, out_dir, seed=seed, device=resolve_device(device))
+    fingerprint = {
+        "model": experiment["model"],
+        "model_kwargs": experiment.get("model_kwargs", {}),
+        "dataset": experiment["dataset"],
+        "train_samples": len(train_set),
+    }
+    train(
+        model,
+        train_set,
+        val_set,
+        recipe,
+        out_dir,
+        seed=seed,
+        device=resolve_device(device),
+        fingerprint=fingerprint,
+    )
 
 
 def _from_snakemake(smk) -> None:

@@ -121,3 +121,19 @@ def test_shuffle_time_permutes_each_sample_independently():
     for i in range(2):
         assert sorted(shuffled[i].flatten().tolist()) == frames[i].flatten().tolist()
     assert not torch.equal(shuffled, frames)
+
+
+def test_checkpoint_of_another_configuration_is_kept_aside_not_resumed(tmp_path):
+    data = order_task(n=32)
+    train(tiny_model(), data, None, replace(RECIPE, epochs=1), tmp_path, seed=0, fingerprint={"width": 4})
+    history = train(
+        tiny_model(), data, None, replace(RECIPE, epochs=1), tmp_path, seed=0, fingerprint={"width": 8}
+    )
+    assert [row["epoch"] for row in history] == [1]  # trained afresh, not "resumed" as already complete
+    assert (tmp_path / "checkpoint.stale-1.pt").exists()
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["fingerprint"]["width"] == 8
+    # the same configuration resumes: nothing left to train
+    again = train(
+        tiny_model(), data, None, replace(RECIPE, epochs=1), tmp_path, seed=0, fingerprint={"width": 8}
+    )
+    assert again == history and not (tmp_path / "checkpoint.stale-2.pt").exists()
