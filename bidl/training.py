@@ -246,8 +246,8 @@ def train(
     RNG state and history; atomically), ``history.csv`` (one row per epoch) and, at the end, ``model.pt``
     (the final weights). If ``checkpoint.pt`` exists, training resumes after its last completed epoch and,
     being seeded per epoch, follows the same trajectory as an uninterrupted run. A checkpoint written for a
-    different ``fingerprint`` (model, recipe, data, seed: whatever the caller identifies the run by) is not
-    resumed: it is kept as ``checkpoint.stale-<n>.pt`` and training starts afresh.
+    different configuration (the recipe except its epoch count, the seed, and the caller's ``fingerprint``:
+    model, data, ...) is not resumed: it is kept as ``checkpoint.stale-<n>.pt`` and training starts afresh.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -264,7 +264,8 @@ def train(
     start_epoch = 0
 
     checkpoint_path = out_dir / "checkpoint.pt"
-    fingerprint = {"recipe": asdict(recipe), "seed": seed, **(fingerprint or {})}
+    # ``epochs`` is left out so that a finished run can be extended by raising it
+    fingerprint = {"recipe": {**asdict(recipe), "epochs": None}, "seed": seed, **(fingerprint or {})}
     state = load_checkpoint(checkpoint_path, map_location=device) if checkpoint_path.exists() else None
     if state is not None and state.get("fingerprint") != fingerprint:
         stale = _free_name(out_dir, "checkpoint.stale-{}.pt")
