@@ -214,12 +214,106 @@ IMDB_STANFORD = Source(
     layout="aclimdb",
 )
 
+# ---------------------------------------------------------------------------------------------------------
+# LUNA16 (DATASETS.md section 4)
+# ---------------------------------------------------------------------------------------------------------
+
+#: (Zenodo record, file names): LUNA16 is split over two records (Zenodo's 50 GB limit).
+_LUNA16_RECORDS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (
+        3723295,
+        (
+            "annotations.csv",
+            "candidates.csv",
+            "candidates_V2.zip",
+            "seg-lungs-LUNA16.zip",
+            *(f"subset{k}.zip" for k in range(7)),
+        ),
+    ),
+    (4121926, tuple(f"subset{k}.zip" for k in range(7, 10))),
+)
+
+LUNA16_ZENODO = Source(
+    dataset="luna16",
+    name="zenodo",
+    files=tuple(
+        RemoteFile(name, (f"https://zenodo.org/record/{rec}/files/{name}?download=1",), None)
+        for rec, names in _LUNA16_RECORDS
+        for name in names
+    ),
+    manual=False,
+    homepage="https://luna16.grand-challenge.org/Data/",
+    instructions=(
+        "LUNA16 on Zenodo, records 3723295 (csv files, lung masks, subset0-6) and 4121926 (subset7-9), "
+        "about 66 GB, no login. No library hard-codes the MD5s, so they are None here: take them from the "
+        "Zenodo API (https://zenodo.org/api/records/<record>, files[].checksum 'md5:...'; "
+        "bidl.data.luna16.fetch_zenodo_checksums does this) and check the files against them. Some subset "
+        "zips are reported to fail with plain unzip; '7z x' or 'zip -FFv' repair them. Extracted layout: "
+        "subsetK/<seriesuid>.mhd/.raw, seg-lungs-LUNA16/<seriesuid>.mhd/.raw, csv files in downloads/. "
+        "Licence CC BY 4.0 (LIDC-IDRI: CC BY 3.0)."
+    ),
+    layout="luna16_mhd",
+)
+
+# ---------------------------------------------------------------------------------------------------------
+# 20BN-Jester v1 (DATASETS.md section 3)
+# ---------------------------------------------------------------------------------------------------------
+
+JESTER_QUALCOMM = Source(
+    dataset="jester",
+    name="qualcomm",
+    files=tuple(
+        RemoteFile(name, (), None)
+        for name in (
+            "20bn-jester-download-package-labels.zip",
+            *(f"20bn-jester-v1-{k:02d}.zip" for k in range(23)),
+        )
+    ),
+    manual=True,
+    homepage="https://www.qualcomm.com/developer/software/jester-dataset",
+    instructions=(
+        "Jester is distributed by Qualcomm after a free registration/login "
+        "(https://www.qualcomm.com/developer/software/jester-dataset, formerly "
+        "https://developer.qualcomm.com/software/ai-datasets/jester); it cannot be downloaded by script. "
+        "Download the 24 archives 20bn-jester-download-package-labels.zip and 20bn-jester-v1-00.zip ... "
+        "20bn-jester-v1-22.zip (about 23 GB) into the download directory; they are extracted next to it and "
+        "the tar parts 20bn-jester-v1-?? inside them are joined by the preprocessing step "
+        "(bidl.data.jester.unpack_qualcomm_parts). The reader needs 20bn-jester-v1/<id>/%05d.jpg and "
+        "jester-v1-{labels,train,validation}.csv or labels/{labels,train,validation}.csv. No checksums "
+        "are published. Licence: Qualcomm's terms; do not redistribute."
+    ),
+    layout="jester_20bn",
+)
+
+# ---------------------------------------------------------------------------------------------------------
+# RGB-gesture (the BIDL authors' own recordings; not public)
+# ---------------------------------------------------------------------------------------------------------
+
+RGB_GESTURE_AUTHORS = Source(
+    dataset="rgb_gesture",
+    name="authors",
+    files=(RemoteFile("rgb_gesture.zip", (), None),),
+    manual=True,
+    homepage="https://github.com/LynxiTech/BIDL",
+    instructions=(
+        "The RGB-gesture dataset of the BIDL paper (Wu et al. 2023, section 5.1.1: 10 gestures, ordinary "
+        "camera, 25 fps, 760 training + 102 validation clips) is NOT public. To use recordings of your own, "
+        "zip the folders train/<class>/<clip>/%05d.jpg and val/<class>/<clip>/%05d.jpg (grey or RGB JPEG "
+        "frames at 25 fps; optionally classes.txt with the class names in label order) into "
+        "rgb_gesture.zip and place it in the download directory. Otherwise use the generated stand-in."
+    ),
+    layout="rgb_gesture_jpeg",
+)
+
 # Append new Source objects here (Jester, LUNA16, ...).
 _ALL_SOURCES: tuple[Source, ...] = (
     DVS128_GESTURE_IBM,
     DVS128_GESTURE_TONIC,
     CIFAR10_DVS_FIGSHARE,
     IMDB_STANFORD,
+    LUNA16_ZENODO,
+    JESTER_QUALCOMM,
+    RGB_GESTURE_AUTHORS,
 )
 
 

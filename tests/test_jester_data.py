@@ -1,0 +1,247 @@
+"""Jester: placed-file check, csv and JPEG readers, frame sampling, the stand-in and the clip cache."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bidl.data.jester import (
+    FRAMES_DIR,
+    REVERSED_PAIRS,
+    STANDIN_CLASSES,
+    JesterClips,
+    check_raw,
+    eval_indices,
+    generate_standin,
+    preprocess,
+    read_clip,
+    read_frame,
+    read_label_names,
+    read_split_csv,
+    standin_clip,
+    train_indices,
+    unpack_qualcomm_parts,
+)
+from bidl.errors import DataFormatError, DownloadError
+
+SMALL = {"n_train_per_class": 2, "n_val_per_class": 1, "seed": 3}
+NAMES = ["Doing other things", "Swiping Left", "Swiping Right"]
+
+
+def _jpeg(colour: tuple[int, int, int], size=(40, 30)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, colour).save(buf, format="JPEG", quality=95)
+    return buf.getvalue()
+
+
+def _write_copy(root: Path, clips: dict[str, int], train: str, validation: str) -> None:
+    """A tiny raw copy in the 20BN naming: clips {id: number of frames}, csv text given."""
+    for video, n in clips.items():
+        folder = root / FRAMES_DIR / video
+        folder.mkdir(parents=True)
+        for k in range(1, n + 1):
+            (folder / f"{k:05d}.jpg").write_bytes(_jpeg((10 * k, 100, 200)))
+    (root / "jester-v1-labels.csv").write_text("\n".join(NAMES) + "\n")
+    (root / "jester-v1-train.csv").write_text(train)
+    (root / "jester-v1-validation.csv").write_text(validation)
+
+
+@pytest.fixture(scope="module")
+def small_standin(tmp_path_factory) -> Path:
+    return generate_standin(tmp_path_factory.mktemp("jester") / "raw", **SMALL)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Readers
+# ---------------------------------------------------------------------------------------------------------
+def test_frames_and_csv_are_read_with_label_ids_from_the_labels_file(tmp_path):
+    _write_copy(tmp_path, {"7": 3, "12": 5}, "12;Swiping Right\n7;Doing other things\n", "")
+    names = read_label_names(tmp_path / "jester-v1-labels.csv")
+    assert names == NAMES
+    assert read_split_csv(tmp_path / "jester-v1-train.csv", names) == [("12", 2), ("7", 0)]
+    clip = read_clip(tmp_path / FRAMES_DIR / "12", size=16)
+    assert clip.shape == (5, 3, 16, 16) and clip.dtype == np.uint8
+    np.testing.assert_allclose(
+        clip[:, :, 8, 8].astype(float), [[10 * k, 100, 200] for k in range(1, 6)], atol=4
+    )
+    full = read_frame(tmp_path / FRAMES_DIR / "7" / "00001.jpg")
+    assert full.shape == (3, 30, 40)  # [3, H, W] without resizing
+
+
+def test_a_text_file_named_as_a_frame_raises_naming_it(tmp_path):
+    _write_copy(tmp_path, {"1": 2}, "", "")
+    bad = tmp_path / FRAMES_DIR / "1" / "00001.jpg"
+    bad.write_text("not an image")
+    with pytest.raises(DataFormatError, match=r"1/00001\.jpg: not a JPEG"):
+        read_clip(tmp_path / FRAMES_DIR / "1", size=8)
+    bad.write_bytes(b"\xff\xd8\xff" + b"\0" * 20)  # JPEG signature, broken body
+    with pytest.raises(DataFormatError, match=r"1/00001\.jpg: cannot decode JPEG"):
+        read_frame(bad)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("1;Swiping Left\n2;Swiping Sideways\n", r"line 2: unknown label 'Swiping Sideways'"),
+        ("1;Swiping Left\n2 Swiping Left\n", r"line 2: expected '<video id>;<label>'"),
+        ("1;Swiping Left\n1;Swiping Right\n", r"line 2: video 1 listed twice"),
+        ("../x;Swiping Left\n", r"line 1: bad video id"),
+    ],
+)
+def test_malformed_csv_lines_raise_naming_the_file_and_line(tmp_path, text, message):
+    path = tmp_path / "jester-v1-train.csv"
+    path.write_text(text)
+    with pytest.raises(DataFormatError, match=r"jester-v1-train\.csv: " + message):
+        read_split_csv(path, NAMES)
+
+
+def test_header_line_and_blank_lines_are_skipped(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_text("video;label\n\n34870;Swiping Left\n")
+    assert read_split_csv(path, NAMES) == [("34870", 1)]
+
+
+def test_empty_video_folder_raises_naming_it(tmp_path):
+    _write_copy(tmp_path, {"5": 0}, "5;Swiping Left\n", "")
+    with pytest.raises(DataFormatError, match=r"20bn-jester-v1/5: video folder has no %05d\.jpg frames"):
+        read_clip(tmp_path / FRAMES_DIR / "5", size=8)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Placed-file check, Qualcomm parts
+# ---------------------------------------------------------------------------------------------------------
+def test_check_raw_names_the_missing_files_and_the_download_page(tmp_path):
+    with pytest.raises(DownloadError) as info:
+        check_raw(tmp_path)
+    message = str(info.value)
+    assert f"missing folder {tmp_path / FRAMES_DIR}" in message
+    assert (
+        str(tmp_path / "jester-v1-train.csv") in message and str(tmp_path / "labels" / "train.csv") in message
+    )
+    assert "qualcomm.com" in message and "20bn-jester-v1-22.zip" in message
+
+
+def test_check_raw_accepts_qualcomm_label_names(tmp_path):
+    _write_copy(tmp_path, {"1": 1}, "", "")
+    (tmp_path / "labels").mkdir()
+    for old, new in (("labels", "labels"), ("train", "train"), ("validation", "validation")):
+        (tmp_path / f"jester-v1-{old}.csv").rename(tmp_path / "labels" / f"{new}.csv")
+    files = check_raw(tmp_path)
+    assert files["train"] == tmp_path.absolute() / "labels" / "train.csv"
+
+
+def test_qualcomm_tar_parts_are_joined_and_extracted(tmp_path):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for k in (1, 2):
+            data = _jpeg((50, 60, 70))
+            info = tarfile.TarInfo(f"{FRAMES_DIR}/9/{k:05d}.jpg")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    blob = buf.getvalue()
+    cut = len(blob) // 3
+    for k, part in enumerate((blob[:cut], blob[cut : 2 * cut], blob[2 * cut :])):
+        (tmp_path / f"{FRAMES_DIR}-{k:02d}").write_bytes(part)
+    assert unpack_qualcomm_parts(tmp_path)
+    assert sorted(p.name for p in (tmp_path / FRAMES_DIR / "9").iterdir()) == ["00001.jpg", "00002.jpg"]
+    assert not unpack_qualcomm_parts(tmp_path)  # already there
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Frame sampling
+# ---------------------------------------------------------------------------------------------------------
+def test_eval_indices_are_centred_with_stride_1_5():
+    # positions 18 + (k - 7.5) * 1.5 = 6.75, 8.25, ..., 29.25, rounded half up
+    expected = [7, 8, 10, 11, 13, 14, 16, 17, 19, 20, 22, 23, 25, 26, 28, 29]
+    assert eval_indices(37).tolist() == expected
+    # 24 frames: 11.5 + (k - 7.5) * 1.5 = 0.25 .. 22.75
+    assert eval_indices(24).tolist() == [0, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 23]
+    # too short for the span: stride (F - 1) / 15 = 1 covers the whole clip
+    assert eval_indices(16).tolist() == list(range(16))
+    assert eval_indices(1).tolist() == [0] * 16
+
+
+def test_train_indices_are_deterministic_per_seed_and_epoch_and_vary_across_epochs(tmp_path, small_standin):
+    rng_a, rng_b = np.random.default_rng([0, 1, 5]), np.random.default_rng([0, 1, 5])
+    assert train_indices(37, rng_a).tolist() == train_indices(37, rng_b).tolist()
+    draws = [train_indices(37, np.random.default_rng([0, e, 5])) for e in range(50)]
+    for idx in draws:
+        assert len(idx) == 16 and (np.diff(idx) >= 0).all() and idx.min() >= 0 and idx.max() <= 36
+        steps = (idx[-1] - idx[0]) / 15
+        assert 0.9 <= steps <= 2.1
+    assert len({tuple(d) for d in draws}) > 40
+
+    preprocess(small_standin, tmp_path / "cache", size=8)
+    data = JesterClips(tmp_path / "cache" / "train.npz", train=True, seed=4)
+    data.set_epoch(3)
+    first = [data.frame_indices(i).tolist() for i in range(len(data))]
+    again = JesterClips(tmp_path / "cache" / "train.npz", train=True, seed=4)
+    again.set_epoch(3)
+    assert [again.frame_indices(i).tolist() for i in range(len(data))] == first
+    torch_x = again[0][0]
+    again.set_epoch(4)
+    assert [again.frame_indices(i).tolist() for i in range(len(data))] != first
+    assert torch_x.shape == (16, 3, 8, 8)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Stand-in, preprocessing, Dataset
+# ---------------------------------------------------------------------------------------------------------
+def test_reversed_pair_clips_are_the_base_clips_played_backwards():
+    for reverse, forward in REVERSED_PAIRS.items():
+        a = standin_clip(0, 11, forward)
+        b = standin_clip(0, 11, reverse)
+        np.testing.assert_array_equal(a[::-1], b)
+        assert a.shape[1] == 100 and 20 <= a.shape[0] <= 37
+
+
+def test_standin_swipe_right_moves_right():
+    clip = standin_clip(1, 4, "Swiping Right").astype(float)
+    skin = (clip[..., 0] - clip[..., 2]) > 60  # red - blue: the hand
+    xs = [np.nonzero(f)[1].mean() for f in skin]
+    assert xs[-1] - xs[0] > 30
+
+
+def test_standin_layout_and_preprocess_cache(tmp_path, small_standin):
+    assert (small_standin / "README.txt").read_text().startswith("GENERATED STAND-IN")
+    names = read_label_names(small_standin / "jester-v1-labels.csv")
+    assert names == list(STANDIN_CLASSES)
+    train = read_split_csv(small_standin / "jester-v1-train.csv", names)
+    assert np.bincount([label for _, label in train]).tolist() == [2] * len(STANDIN_CLASSES)
+    summary = preprocess(small_standin, tmp_path / "cache", size=12)
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["split.json", "test.npz", "train.npz"]
+    assert json.loads((tmp_path / "cache" / "split.json").read_text())["class_names"] == list(STANDIN_CLASSES)
+    assert summary["splits"]["test"]["class_counts"] == [1] * len(STANDIN_CLASSES)
+    with np.load(tmp_path / "cache" / "train.npz") as npz:
+        frames, offsets, labels = npz["frames"], npz["offsets"], npz["labels"]
+        assert frames.dtype == np.uint8 and frames.shape[1:] == (3, 12, 12)
+        assert offsets[0] == 0 and offsets[-1] == len(frames) and len(offsets) == len(labels) + 1
+        first = str(npz["names"][0])
+    n_first = len(list((small_standin / FRAMES_DIR / first).glob("*.jpg")))
+    assert offsets[1] == n_first
+    test = JesterClips(tmp_path / "cache" / "test.npz", train=False)
+    x, y = test[0]
+    assert x.shape == (16, 3, 12, 12) and str(x.dtype) == "torch.float32" and float(x.min()) >= 0
+    assert float(x.max()) <= 1.0 and 0 <= y < len(STANDIN_CLASSES) and len(test) == len(STANDIN_CLASSES)
+
+
+def test_short_clips_are_dropped_and_listed(tmp_path):
+    _write_copy(tmp_path, {"1": 3, "2": 20}, "1;Swiping Left\n2;Swiping Right\n", "2;Swiping Right\n")
+    summary = preprocess(tmp_path, tmp_path / "cache", size=8, min_frames=16)
+    assert summary["splits"]["train"]["names"] == ["2"] and summary["splits"]["train"]["dropped_short"] == [
+        "1"
+    ]
+
+
+def test_standin_is_deterministic(tmp_path, small_standin):
+    again = generate_standin(tmp_path / "again", **SMALL)
+    files = sorted(p.relative_to(small_standin) for p in small_standin.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
+    assert all((small_standin / f).read_bytes() == (again / f).read_bytes() for f in files)
