@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 __all__ = [
+    "default_file_mode",
+    "atomic_write_bytes",
+    "atomic_savez",
+    "replace_dir",
     "redirect_output",
     "atomic_path",
     "atomic_write_text",
@@ -22,15 +28,24 @@ __all__ = [
 ]
 
 
+def default_file_mode(directory: bool = False) -> int:
+    """The mode a plain ``open`` / ``mkdir`` would give under the current umask (mkstemp gives 0o600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically, else it is deleted.
 
     Readers never see a half-written file, and a crash leaves the previous version (or nothing) in place.
+    The file gets the mode a plain ``open`` would give.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, default_file_mode())
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -48,8 +63,34 @@ def _write_with(path: str | Path, writer: Callable[[Path], None]) -> Path:
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically."""
-    return _write_with(path, lambda tmp: tmp.write_text(text))
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    return _write_with(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    return _write_with(path, lambda tmp: tmp.write_bytes(data))
+
+
+def atomic_savez(path: str | Path, **arrays: np.ndarray) -> Path:
+    """``np.savez_compressed`` to ``path`` atomically (the name is kept exactly, no ``.npz`` appended)."""
+
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as handle:
+            np.savez_compressed(handle, **arrays)
+
+    return _write_with(path, write)
+
+
+def replace_dir(new: Path, dest: Path) -> None:
+    """Move folder ``new`` to ``dest``, swapping out (then deleting) whatever ``dest`` held."""
+    old = None
+    if dest.exists():
+        old = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.old-"))
+        os.rename(dest, old / "content")
+    os.rename(new, dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def atomic_write_json(path: str | Path, data: Any) -> Path:

@@ -63,7 +63,7 @@ def test_snakemake_rejects_a_bad_config_naming_the_key(tmp_path):
 
 
 def test_paper_dry_run_lists_download_preprocessing_and_training():
-    out = snakemake("-n", "--configfile", "config/paper.yaml", "--nolock").stdout
+    out = snakemake("-n", "--forceall", "--configfile", "config/paper.yaml", "--nolock").stdout
     for rule in ("dvs128_fetch", "dvs128_preprocess", "train", "evaluate", "table2"):
         assert f"rule {rule}:" in out or f"\n{rule} " in out, rule
     assert "resources/dvs128_gesture/ibm/.complete" in out
@@ -71,7 +71,7 @@ def test_paper_dry_run_lists_download_preprocessing_and_training():
 
 
 def test_default_dry_run_uses_the_stand_in_and_does_not_merge_presets():
-    out = snakemake("-n", "--nolock").stdout
+    out = snakemake("-n", "--forceall", "--nolock").stdout
     assert "dvs128_standin" in out and "dvs128_fetch" not in out
     assert "results/default/tables/table2.md" in out
 

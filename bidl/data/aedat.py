@@ -33,13 +33,12 @@ Both readers return the same structured array (:data:`EVENT_DTYPE`): ``t`` int64
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from bidl.errors import DataFormatError
+from bidl.io import atomic_write_bytes, default_file_mode  # noqa: F401
 
 EVENT_DTYPE = np.dtype([("t", np.int64), ("x", np.int16), ("y", np.int16), ("p", np.int8)])
 """Structured dtype of an event array: t (µs), x, y (pixels), p (0 = OFF, 1 = ON)."""
@@ -259,27 +258,6 @@ def write_aedat31(
     path = Path(path)
     data = encode_aedat31(events, source_id=source_id, packet_events=packet_events, header_lines=header_lines)
     atomic_write_bytes(path, data)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, default_file_mode())
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def default_file_mode(directory: bool = False) -> int:
-    """The mode a plain ``open`` / ``mkdir`` would give under the current umask (mkstemp gives 0o600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return (0o777 if directory else 0o666) & ~umask
 
 
 def read_tonic_npy(path: str | Path) -> np.ndarray:

@@ -39,8 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bidl.data.aedat import EVENT_DTYPE, default_file_mode
+from bidl.data.aedat import EVENT_DTYPE
 from bidl.errors import DataFormatError
+from bidl.io import default_file_mode
 
 __all__ = [
     "AEDAT2_MAGIC",

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
 import tempfile
@@ -44,10 +43,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bidl.data.aedat import EVENT_DTYPE, default_file_mode
+from bidl.data.aedat import EVENT_DTYPE
 from bidl.data.aedat2 import SENSOR_SIZE, encode_aedat2, read_aedat2
 from bidl.data.events import events_to_frames
 from bidl.errors import ConfigError, DataFormatError
+from bidl.io import atomic_savez, atomic_write_text, default_file_mode, replace_dir
 
 log = logging.getLogger(__name__)
 
@@ -463,53 +463,16 @@ def generate_standin(raw_root: str | Path, *, per_class: int = 100, seed: int = 
                 header = (f"# bidl generated stand-in: seed={seed} class={cls} index={i}",)
                 (folder / f"cifar10_{cls}_{i}.aedat").write_bytes(encode_aedat2(events, header))
         (tmp / "README.txt").write_text(_standin_readme(seed, per_class), encoding="utf-8")
-        _replace_dir(tmp, raw_root)
+        replace_dir(tmp, raw_root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return raw_root
 
 
-def _replace_dir(new: Path, dest: Path) -> None:
-    """Move folder ``new`` to ``dest``, swapping out (then deleting) whatever ``dest`` held."""
-    old = None
-    if dest.exists():
-        old = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.old-"))
-        os.rename(dest, old / "content")
-    os.rename(new, dest)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 # =========================================================================================================
 # Frame cache
 # =========================================================================================================
-def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, default_file_mode())
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, default_file_mode())
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _sparse_frames(
     samples: Sequence[tuple[str, int, Path]], *, framing: str, window_us: int, n_frames: int, size: int
 ) -> dict[str, np.ndarray]:
@@ -612,13 +575,13 @@ def preprocess(
         chosen = [s for s, m in zip(samples, mask) if m]
         arrays = _sparse_frames(chosen, framing=framing, window_us=window_us, n_frames=n_frames, size=size)
         log.info("%s: %d samples, %d non-zero cells", split, len(chosen), arrays["index"].size)
-        _atomic_savez(out_dir / f"{split}.npz", **arrays)
+        atomic_savez(out_dir / f"{split}.npz", **arrays)
         summary["splits"][split] = {
             "n": len(chosen),
             "class_counts": np.bincount(arrays["labels"], minlength=N_CLASSES).tolist(),
             "names": arrays["names"].tolist(),
         }
-    _atomic_write_text(out_dir / "split.json", json.dumps(summary, indent=1) + "\n")
+    atomic_write_text(out_dir / "split.json", json.dumps(summary, indent=1) + "\n")
     return summary
 
 

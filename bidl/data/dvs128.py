@@ -31,7 +31,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -43,13 +42,13 @@ import torch
 from bidl.data.aedat import (
     EVENT_DTYPE,
     SENSOR_SIZE,
-    default_file_mode,
     encode_aedat31,
     read_aedat31,
     read_tonic_npy,
 )
 from bidl.data.events import events_to_frames
 from bidl.errors import ConfigError, DataFormatError
+from bidl.io import atomic_savez, atomic_write_text, default_file_mode, replace_dir
 
 log = logging.getLogger(__name__)
 
@@ -629,53 +628,16 @@ def generate_standin(
         (tmp / "README.txt").write_text(
             _standin_readme(seed, n_users, lightings, reps_per_class, n_test_users), encoding="utf-8"
         )
-        _replace_dir(tmp, raw_root)
+        replace_dir(tmp, raw_root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return raw_root
 
 
-def _replace_dir(new: Path, dest: Path) -> None:
-    """Move folder ``new`` to ``dest``, swapping out (then deleting) whatever ``dest`` held."""
-    old = None
-    if dest.exists():
-        old = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.old-"))
-        os.rename(dest, old / "content")
-    os.rename(new, dest)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 # =========================================================================================================
 # Frame cache
 # =========================================================================================================
-def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, default_file_mode())
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, default_file_mode())
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _class_names(raw_root: Path, layout: str) -> list[str]:
     """Class names of the raw copy: its gesture_mapping.csv when readable, else the real :data:`CLASSES`."""
     if layout == "ibm_aedat31":
@@ -774,7 +736,7 @@ def preprocess(
     for split in SPLITS:
         frames, labels, names = _frames_of_split(raw_root, split, layout, window_us, n_frames, size)
         log.info("%s: %d samples, frames %s", split, len(labels), frames.shape)
-        _atomic_savez(out_dir / f"{split}.npz", frames=frames, labels=labels, names=names)
+        atomic_savez(out_dir / f"{split}.npz", frames=frames, labels=labels, names=names)
         summary["splits"][split] = {
             "n": int(len(labels)),
             "class_counts": np.bincount(labels, minlength=N_CLASSES).tolist(),
@@ -795,7 +757,7 @@ def preprocess(
                 "names": [str(names[i]) for i in picked],
             }
         del frames
-    _atomic_write_text(out_dir / "split.json", json.dumps(summary, indent=1) + "\n")
+    atomic_write_text(out_dir / "split.json", json.dumps(summary, indent=1) + "\n")
     return summary
 
 

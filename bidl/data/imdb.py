@@ -44,7 +44,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import os
 import re
 import shutil
 import tempfile
@@ -54,8 +53,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bidl.data.aedat import default_file_mode
 from bidl.errors import ConfigError, DataFormatError
+from bidl.io import atomic_savez, atomic_write_text, default_file_mode, replace_dir
 
 log = logging.getLogger(__name__)
 
@@ -226,32 +225,6 @@ def encode(ids: np.ndarray, max_len: int = MAX_LEN) -> np.ndarray:
 # =========================================================================================================
 # Preprocessing
 # =========================================================================================================
-def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, default_file_mode())
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, default_file_mode())
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def preprocess(
     raw_root: str | Path,
     out_dir: str | Path,
@@ -343,7 +316,7 @@ def preprocess(
             tokens[k] = encode(table[pid], max_len)
         labels = np.array([label for _, label, _, _ in index], dtype=np.int64)
         names = np.array([name for name, _, _, _ in index], dtype=str)
-        _atomic_savez(
+        atomic_savez(
             out_dir / f"{split}.npz",
             tokens=tokens,
             labels=labels,
@@ -376,7 +349,7 @@ def preprocess(
                 "names": [str(names[i]) for i in picked],
             }
         log.info("%s: tokens %s -> %s", split, tokens.shape, out_dir / f"{split}.npz")
-    _atomic_write_text(out_dir / "split.json", json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
+    atomic_write_text(out_dir / "split.json", json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
     return summary
 
 
@@ -624,19 +597,8 @@ def generate_standin(raw_root: str | Path, *, n_train: int = 4000, n_test: int =
                     text = standin_review(rng, label)
                     (folder / f"{i}_{ratings[i]}.txt").write_text(text, encoding="utf-8")
         (acl / "README").write_text(_standin_readme(seed, n_train, n_test), encoding="utf-8")
-        _replace_dir(tmp, raw_root)
+        replace_dir(tmp, raw_root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return raw_root
-
-
-def _replace_dir(new: Path, dest: Path) -> None:
-    """Move folder ``new`` to ``dest``, swapping out (then deleting) whatever ``dest`` held."""
-    old = None
-    if dest.exists():
-        old = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.old-"))
-        os.rename(dest, old / "content")
-    os.rename(new, dest)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

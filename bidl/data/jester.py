@@ -56,9 +56,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from scipy import ndimage
 
-from bidl.data.aedat import default_file_mode
-from bidl.data.dvs128 import _atomic_savez, _atomic_write_text, _replace_dir
 from bidl.errors import ConfigError, DataFormatError, DownloadError
+from bidl.io import atomic_savez, atomic_write_text, default_file_mode, replace_dir
 
 log = logging.getLogger(__name__)
 
@@ -480,7 +479,7 @@ def preprocess(
                 frames[offsets[i] + j] = read_frame(p, size)
         labels = np.array([label for _, label, _ in entries], dtype=np.int64)
         names = np.array([video for video, _, _ in entries], dtype=str)
-        _atomic_savez(out_dir / f"{split}.npz", frames=frames, offsets=offsets, labels=labels, names=names)
+        atomic_savez(out_dir / f"{split}.npz", frames=frames, offsets=offsets, labels=labels, names=names)
         summary["splits"][split] = {
             "n": len(entries),
             "class_counts": np.bincount(labels, minlength=len(class_names)).tolist(),
@@ -500,7 +499,7 @@ def preprocess(
             min_frames,
         )
         del frames
-    _atomic_write_text(out_dir / "split.json", json.dumps(summary, indent=1) + "\n")
+    atomic_write_text(out_dir / "split.json", json.dumps(summary, indent=1) + "\n")
     return summary
 
 
@@ -811,7 +810,7 @@ def generate_standin(
         (tmp / "README.txt").write_text(
             _standin_readme(seed, n_train_per_class, n_val_per_class), encoding="utf-8"
         )
-        _replace_dir(tmp, raw_root)
+        replace_dir(tmp, raw_root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

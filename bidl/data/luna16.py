@@ -78,9 +78,8 @@ import torch
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
-from bidl.data.aedat import default_file_mode
-from bidl.data.dvs128 import _atomic_savez, _atomic_write_text, _replace_dir
 from bidl.errors import ConfigError, DataFormatError
+from bidl.io import atomic_savez, atomic_write_text, default_file_mode, replace_dir
 
 log = logging.getLogger(__name__)
 
@@ -679,7 +678,7 @@ def preprocess(
         cube_arr = np.concatenate(cubes) if cubes else np.zeros((0, *CUBE_SHAPE), np.uint8)
         label_arr = np.concatenate(labels) if labels else np.zeros(0, np.int64)
         world_arr = np.concatenate(world) if world else np.zeros((0, 3))
-        _atomic_savez(
+        atomic_savez(
             out_dir / f"{name}.npz",
             cubes=cube_arr,
             labels=label_arr,
@@ -692,7 +691,7 @@ def preprocess(
             "scans": split[name],
         }
         log.info("%s: %d cubes from %d scans", name, label_arr.size, len(split[name]))
-    _atomic_write_text(out_dir / "split.json", json.dumps(summary, indent=1) + "\n")
+    atomic_write_text(out_dir / "split.json", json.dumps(summary, indent=1) + "\n")
     return summary
 
 
@@ -1040,7 +1039,7 @@ def generate_standin(
         (tmp / "README.txt").write_text(
             _standin_readme(seed, n_scans, n_nodules, n_vessels), encoding="utf-8"
         )
-        _replace_dir(tmp, raw_root)
+        replace_dir(tmp, raw_root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

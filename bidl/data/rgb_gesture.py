@@ -49,9 +49,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from scipy import ndimage
 
-from bidl.data.aedat import default_file_mode
-from bidl.data.dvs128 import _atomic_savez, _atomic_write_text, _replace_dir
 from bidl.errors import ConfigError, DataFormatError, DownloadError
+from bidl.io import atomic_savez, atomic_write_text, default_file_mode, replace_dir
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +294,7 @@ def preprocess(
             frames[i] = difference_frames(gray, threshold=threshold, size=size, n_frames=n_frames)
         labels = np.array([label for _, label, _ in clips], dtype=np.int64)
         clip_names = np.array([name for name, _, _ in clips], dtype=str)
-        _atomic_savez(out_dir / f"{split}.npz", frames=frames, labels=labels, names=clip_names)
+        atomic_savez(out_dir / f"{split}.npz", frames=frames, labels=labels, names=clip_names)
         summary["splits"][split] = {
             "n": len(clips),
             "class_counts": np.bincount(labels, minlength=len(names)).tolist(),
@@ -304,7 +303,7 @@ def preprocess(
             "names": clip_names.tolist(),
         }
         log.info("%s: %d clips -> %s", split, len(clips), frames.shape)
-    _atomic_write_text(out_dir / "split.json", json.dumps(summary, indent=1) + "\n")
+    atomic_write_text(out_dir / "split.json", json.dumps(summary, indent=1) + "\n")
     return summary
 
 
@@ -515,7 +514,7 @@ def generate_standin(raw_root: str | Path, *, n_train: int = 300, n_val: int = 1
                     (folder / f"{t:05d}.jpg").write_bytes(_encode_jpeg(frame))
         (tmp / "classes.txt").write_text("".join(f"{n}\n" for n in STANDIN_CLASSES), encoding="utf-8")
         (tmp / "README.txt").write_text(_standin_readme(seed, n_train, n_val), encoding="utf-8")
-        _replace_dir(tmp, raw_root)
+        replace_dir(tmp, raw_root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
