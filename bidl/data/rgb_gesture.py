@@ -92,7 +92,7 @@ def _instructions(raw_root: Path) -> str:
         f"(grey or RGB, 25 fps, 00001.jpg, 00002.jpg, ... per clip) as {raw_root}/train/<class>/<clip>/ and "
         f"{raw_root}/val/<class>/<clip>/, optionally with {raw_root}/classes.txt listing the class names in "
         "label order (else: sorted folder names). Without them use the generated stand-in "
-        "(scripts/make_rgb_gesture_standin.py)."
+        "(scripts/make_standin.py rgb_gesture ...)."
     )
 
 

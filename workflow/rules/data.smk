@@ -5,16 +5,15 @@ rule dvs128_standin:
     output:
         marker="resources/dvs128_gesture/standin/.complete",
     params:
-        seed=lambda w: config["datasets"]["dvs128_gesture"].get("standin", {}).get("seed", 0),
-        n_users=lambda w: config["datasets"]["dvs128_gesture"].get("standin", {}).get("n_users", 29),
-        reps_per_class=lambda w: config["datasets"]["dvs128_gesture"].get("standin", {}).get("reps_per_class", 4),
+        dataset="dvs128_gesture",
+        standin=config["datasets"]["dvs128_gesture"].get("standin", {}),
     log:
         "logs/dvs128_gesture/standin.log",
     threads: 1
     conda:
         "../../envs/bidl.yaml"
     script:
-        "../../scripts/make_dvs128_standin.py"
+        "../../scripts/make_standin.py"
 
 
 rule dvs128_fetch:

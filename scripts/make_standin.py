@@ -1,0 +1,113 @@
+"""Generate a dataset's stand-in in the real raw on-disk format, then write ``<raw_root>/.complete``.
+
+One entry for every dataset: ``bidl.data.<module>.generate_standin(raw_root, seed=..., **params)`` writes the
+files atomically; this script times it, sizes what it wrote and writes the marker last, so the marker's
+presence means the whole copy is in place.
+
+Snakemake: ``output.marker`` is ``<raw_root>/.complete``; params ``dataset`` and ``standin`` (the keyword
+arguments of the generator, ``seed`` included); ``log[0]``. Command line::
+
+    python scripts/make_standin.py dvs128_gesture resources/dvs128_gesture/standin --param reps_per_class=2
+"""
+
+import argparse
+import importlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from bidl.io import atomic_write_text
+
+log = logging.getLogger("make_standin")
+
+#: dataset -> (module under bidl.data, glob of the raw files it writes)
+GENERATORS: dict[str, tuple[str, str]] = {
+    "dvs128_gesture": ("dvs128", "DvsGesture/*.aedat"),
+    "cifar10_dvs": ("cifar10dvs", "*/*.aedat"),
+    "imdb": ("imdb", "aclImdb/*/*/*.txt"),
+    "jester": ("jester", "**/*.jpg"),
+    "luna16": ("luna16", "**/*.raw"),
+    "rgb_gesture": ("rgb_gesture", "**/*.jpg"),
+}
+
+
+def main(dataset: str, raw_root: str | Path, *, marker: str | Path | None = None, **params: Any) -> Path:
+    """Write the stand-in of ``dataset`` under ``raw_root`` with the generator's keyword ``params``."""
+    if dataset not in GENERATORS:
+        raise KeyError(f"dataset: no stand-in generator for {dataset!r}; known: {sorted(GENERATORS)}")
+    module_name, pattern = GENERATORS[dataset]
+    generate = importlib.import_module(f"bidl.data.{module_name}").generate_standin
+    raw_root = Path(raw_root)
+    marker = Path(marker) if marker is not None else raw_root / ".complete"
+    start = time.perf_counter()
+    generate(raw_root, **params)
+    files = sorted(raw_root.glob(pattern))
+    size_mb = sum(p.stat().st_size for p in files) / 1e6
+    seconds = time.perf_counter() - start
+    log.info("%s: wrote %d files (%.1f MB) to %s in %.1f s", dataset, len(files), size_mb, raw_root, seconds)
+    info = {
+        "generator": f"bidl.data.{module_name}.generate_standin",
+        "dataset": dataset,
+        "params": params,
+        "files": len(files),
+        "megabytes": round(size_mb, 2),
+        "seconds": round(seconds, 2),
+    }
+    atomic_write_text(marker, json.dumps(info, indent=1) + "\n")
+    return marker
+
+
+def _setup_logging(log_file: str | None) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, mode="w"))
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        handlers=handlers,
+        force=True,
+    )
+
+
+def _cli() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("dataset", choices=sorted(GENERATORS))
+    parser.add_argument("raw_root", type=Path)
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a generator keyword argument, VALUE parsed as JSON (repeatable)",
+    )
+    parser.add_argument("--log", default=None, help="also log to this file")
+    args = parser.parse_args()
+    params = {}
+    for item in args.param:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--param {item!r}: expected KEY=VALUE")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    _setup_logging(args.log)
+    main(args.dataset, args.raw_root, **params)
+
+
+if "snakemake" in globals():
+    _sm = globals()["snakemake"]
+    _setup_logging(_sm.log[0] if len(_sm.log) else None)
+    main(
+        _sm.params["dataset"],
+        Path(_sm.output["marker"]).parent,
+        marker=_sm.output["marker"],
+        **dict(_sm.params["standin"]),
+    )
+elif __name__ == "__main__":
+    _cli()
