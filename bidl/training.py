@@ -237,7 +237,6 @@ def train(
     seed: int = 0,
     device: str | torch.device = "cpu",
     num_workers: int = 0,
-    max_train_samples: int | None = None,
     fingerprint: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Train ``model`` in IIM for ``recipe.epochs`` epochs and return the per-epoch history.
@@ -283,7 +282,6 @@ def train(
         start_epoch = int(state["epoch"])
         print(f"resuming from {checkpoint_path} after epoch {start_epoch}", flush=True)
 
-    n_train = len(train_set) if max_train_samples is None else min(len(train_set), max_train_samples)
     val_loader = (
         DataLoader(val_set, batch_size=recipe.batch_size, shuffle=False, num_workers=num_workers)
         if val_set is not None
@@ -291,7 +289,7 @@ def train(
     )
     for epoch in range(start_epoch, recipe.epochs):
         began = time.perf_counter()
-        order = _epoch_order(len(train_set), seed, epoch)[:n_train]
+        order = _epoch_order(len(train_set), seed, epoch)
         loader = DataLoader(
             Subset(train_set, order), batch_size=recipe.batch_size, shuffle=False, num_workers=num_workers
         )

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bidl.cli import parse_params, setup_logging
 from bidl.io import atomic_write_text
 
 log = logging.getLogger("make_standin")
@@ -59,19 +60,6 @@ def main(dataset: str, raw_root: str | Path, *, marker: str | Path | None = None
     return marker
 
 
-def _setup_logging(log_file: str | None) -> None:
-    handlers: list[logging.Handler] = [logging.StreamHandler()]
-    if log_file:
-        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file, mode="w"))
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-        handlers=handlers,
-        force=True,
-    )
-
-
 def _cli() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -87,22 +75,17 @@ def _cli() -> None:
     )
     parser.add_argument("--log", default=None, help="also log to this file")
     args = parser.parse_args()
-    params = {}
-    for item in args.param:
-        key, sep, value = item.partition("=")
-        if not sep:
-            parser.error(f"--param {item!r}: expected KEY=VALUE")
-        try:
-            params[key] = json.loads(value)
-        except json.JSONDecodeError:
-            params[key] = value
-    _setup_logging(args.log)
+    try:
+        params = parse_params(args.param)
+    except ValueError as err:
+        parser.error(str(err))
+    setup_logging(args.log)
     main(args.dataset, args.raw_root, **params)
 
 
 if "snakemake" in globals():
     _sm = globals()["snakemake"]
-    _setup_logging(_sm.log[0] if len(_sm.log) else None)
+    setup_logging(_sm.log[0] if len(_sm.log) else None)
     main(
         _sm.params["dataset"],
         Path(_sm.output["marker"]).parent,

@@ -45,6 +45,7 @@ import torch
 
 from bidl.data.aedat import EVENT_DTYPE
 from bidl.data.aedat2 import SENSOR_SIZE, encode_aedat2, read_aedat2
+from bidl.data.cache import load_cache
 from bidl.data.events import events_to_frames
 from bidl.errors import ConfigError, DataFormatError
 from bidl.io import atomic_savez, atomic_write_text, default_file_mode, replace_dir
@@ -611,18 +612,7 @@ class CIFAR10DVSFrames(torch.utils.data.Dataset):
         indices: Sequence[int] | None = None,
     ):
         self.path = Path(path)
-        if not self.path.is_file():
-            raise DataFormatError(self.path, "frame cache is missing (run the preprocessing step)")
-        try:
-            with np.load(self.path, allow_pickle=False) as npz:
-                missing = set(self._KEYS) - set(npz.files)
-                if missing:
-                    raise DataFormatError(self.path, f"frame cache lacks {sorted(missing)}")
-                arrays = {k: npz[k] for k in self._KEYS}
-        except DataFormatError:
-            raise
-        except Exception as exc:  # zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error
-            raise DataFormatError(self.path, f"cannot read frame cache: {exc}") from exc
+        arrays = load_cache(self.path, self._KEYS, kind="frame")
         shape = tuple(int(s) for s in arrays["frame_shape"].reshape(-1))
         index, count, offsets = arrays["index"], arrays["count"], arrays["offsets"]
         labels, names = arrays["labels"], arrays["names"]

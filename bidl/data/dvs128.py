@@ -46,6 +46,7 @@ from bidl.data.aedat import (
     read_aedat31,
     read_tonic_npy,
 )
+from bidl.data.cache import load_cache
 from bidl.data.events import events_to_frames
 from bidl.errors import ConfigError, DataFormatError
 from bidl.io import atomic_savez, atomic_write_text, default_file_mode, replace_dir
@@ -785,18 +786,8 @@ class DVS128Frames(torch.utils.data.Dataset):
         indices: Sequence[int] | None = None,
     ):
         self.path = Path(path)
-        if not self.path.is_file():
-            raise DataFormatError(self.path, "frame cache is missing (run the preprocessing step)")
-        try:
-            with np.load(self.path, allow_pickle=False) as npz:
-                missing = {"frames", "labels", "names"} - set(npz.files)
-                if missing:
-                    raise DataFormatError(self.path, f"frame cache lacks {sorted(missing)}")
-                frames, labels, names = npz["frames"], npz["labels"], npz["names"]
-        except DataFormatError:
-            raise
-        except Exception as exc:  # zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error
-            raise DataFormatError(self.path, f"cannot read frame cache: {exc}") from exc
+        arrays = load_cache(self.path, ("frames", "labels", "names"), kind="frame")
+        frames, labels, names = arrays["frames"], arrays["labels"], arrays["names"]
         if frames.dtype != np.int16 or frames.ndim != 5 or frames.shape[2] != 2:
             raise DataFormatError(
                 self.path, f"frames must be int16 [N, T, 2, H, W], got {frames.dtype} {frames.shape}"

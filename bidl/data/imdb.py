@@ -53,6 +53,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bidl.data.cache import load_cache
 from bidl.errors import ConfigError, DataFormatError
 from bidl.io import atomic_savez, atomic_write_text, default_file_mode, replace_dir
 
@@ -380,19 +381,9 @@ class IMDBTokens(torch.utils.data.Dataset):
         indices: Sequence[int] | None = None,
     ):
         self.path = Path(path)
-        if not self.path.is_file():
-            raise DataFormatError(self.path, "token cache is missing (run the preprocessing step)")
-        try:
-            with np.load(self.path, allow_pickle=False) as npz:
-                missing = set(self._KEYS) - set(npz.files)
-                if missing:
-                    raise DataFormatError(self.path, f"token cache lacks {sorted(missing)}")
-                tokens, labels, names = npz["tokens"], npz["labels"], npz["names"]
-                vocab_size = int(npz["vocab_size"])
-        except DataFormatError:
-            raise
-        except Exception as exc:  # zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error
-            raise DataFormatError(self.path, f"cannot read token cache: {exc}") from exc
+        arrays = load_cache(self.path, self._KEYS, kind="token")
+        tokens, labels, names = arrays["tokens"], arrays["labels"], arrays["names"]
+        vocab_size = int(arrays["vocab_size"])
         if tokens.ndim != 2 or tokens.dtype.kind not in "iu":
             raise DataFormatError(
                 self.path, f"tokens must be integer [N, L], got {tokens.dtype} {tokens.shape}"

@@ -56,6 +56,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from scipy import ndimage
 
+from bidl.data.cache import load_cache
 from bidl.errors import ConfigError, DataFormatError, DownloadError
 from bidl.io import atomic_savez, atomic_write_text, default_file_mode, replace_dir
 
@@ -537,18 +538,13 @@ class JesterClips(torch.utils.data.Dataset):
         indices: Sequence[int] | None = None,
     ):
         self.path = Path(path)
-        if not self.path.is_file():
-            raise DataFormatError(self.path, "clip cache is missing (run the preprocessing step)")
-        try:
-            with np.load(self.path, allow_pickle=False) as npz:
-                missing = {"frames", "offsets", "labels", "names"} - set(npz.files)
-                if missing:
-                    raise DataFormatError(self.path, f"clip cache lacks {sorted(missing)}")
-                frames, offsets, labels, names = npz["frames"], npz["offsets"], npz["labels"], npz["names"]
-        except DataFormatError:
-            raise
-        except Exception as exc:  # zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error
-            raise DataFormatError(self.path, f"cannot read clip cache: {exc}") from exc
+        arrays = load_cache(self.path, ("frames", "offsets", "labels", "names"), kind="clip")
+        frames, offsets, labels, names = (
+            arrays["frames"],
+            arrays["offsets"],
+            arrays["labels"],
+            arrays["names"],
+        )
         if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1] != 3:
             raise DataFormatError(
                 self.path, f"frames must be uint8 [F, 3, S, S], got {frames.dtype} {frames.shape}"

@@ -78,6 +78,7 @@ import torch
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
+from bidl.data.cache import load_cache
 from bidl.errors import ConfigError, DataFormatError
 from bidl.io import atomic_savez, atomic_write_text, default_file_mode, replace_dir
 
@@ -714,18 +715,8 @@ class Luna16Cubes(torch.utils.data.Dataset):
         indices: Sequence[int] | None = None,
     ):
         self.path = Path(path)
-        if not self.path.is_file():
-            raise DataFormatError(self.path, "cube cache is missing (run the preprocessing step)")
-        try:
-            with np.load(self.path, allow_pickle=False) as npz:
-                missing = {"cubes", "labels", "names"} - set(npz.files)
-                if missing:
-                    raise DataFormatError(self.path, f"cube cache lacks {sorted(missing)}")
-                cubes, labels, names = npz["cubes"], npz["labels"], npz["names"]
-        except DataFormatError:
-            raise
-        except Exception as exc:  # zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error
-            raise DataFormatError(self.path, f"cannot read cube cache: {exc}") from exc
+        arrays = load_cache(self.path, ("cubes", "labels", "names"), kind="cube")
+        cubes, labels, names = arrays["cubes"], arrays["labels"], arrays["names"]
         if cubes.dtype != np.uint8 or cubes.ndim != 4:
             raise DataFormatError(
                 self.path, f"cubes must be uint8 [N, D, H, W], got {cubes.dtype} {cubes.shape}"

@@ -49,6 +49,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from scipy import ndimage
 
+from bidl.data.cache import load_cache
 from bidl.errors import ConfigError, DataFormatError, DownloadError
 from bidl.io import atomic_savez, atomic_write_text, default_file_mode, replace_dir
 
@@ -325,18 +326,8 @@ class RGBGestureFrames(torch.utils.data.Dataset):
         indices: Sequence[int] | None = None,
     ):
         self.path = Path(path)
-        if not self.path.is_file():
-            raise DataFormatError(self.path, "frame cache is missing (run the preprocessing step)")
-        try:
-            with np.load(self.path, allow_pickle=False) as npz:
-                missing = {"frames", "labels", "names"} - set(npz.files)
-                if missing:
-                    raise DataFormatError(self.path, f"frame cache lacks {sorted(missing)}")
-                frames, labels, names = npz["frames"], npz["labels"], npz["names"]
-        except DataFormatError:
-            raise
-        except Exception as exc:  # zipfile.BadZipFile, OSError, ValueError, EOFError, zlib.error
-            raise DataFormatError(self.path, f"cannot read frame cache: {exc}") from exc
+        arrays = load_cache(self.path, ("frames", "labels", "names"), kind="frame")
+        frames, labels, names = arrays["frames"], arrays["labels"], arrays["names"]
         if frames.dtype != np.uint8 or frames.ndim != 5 or frames.shape[2] != 2:
             raise DataFormatError(
                 self.path, f"frames must be uint8 [N, T, 2, H, W], got {frames.dtype} {frames.shape}"

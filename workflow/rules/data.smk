@@ -42,14 +42,15 @@ rule dvs128_preprocess:
         test=f"{CACHE}/dvs128_gesture/test.npz",
         split=f"{CACHE}/dvs128_gesture/split.json",
     params:
-        layout=RAW_LAYOUTS[("dvs128_gesture", dataset_source("dvs128_gesture"))],
-        window_us=config["datasets"]["dvs128_gesture"]["preprocess"]["window_us"],
-        n_frames=config["datasets"]["dvs128_gesture"]["preprocess"]["n_frames"],
-        size=config["datasets"]["dvs128_gesture"]["preprocess"]["size"],
+        dataset="dvs128_gesture",
+        preprocess={
+            "layout": RAW_LAYOUTS[("dvs128_gesture", dataset_source("dvs128_gesture"))],
+            **config["datasets"]["dvs128_gesture"]["preprocess"],
+        },
     log:
         f"{LOGS}/dvs128_gesture/preprocess.log",
     threads: 1
     conda:
         "../../envs/bidl.yaml"
     script:
-        "../../scripts/preprocess_dvs128.py"
+        "../../scripts/preprocess.py"

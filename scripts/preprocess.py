@@ -1,0 +1,85 @@
+"""Convert a dataset's raw copy (real or stand-in) into its cached ST tensors and split file.
+
+One entry for every dataset: ``bidl.data.<module>.preprocess(raw_root, out_dir, **params)`` writes
+``out_dir/{train,test}.npz`` and ``out_dir/split.json`` atomically and returns split.json's content; see each
+module for its parameters (DVS128: ``layout, window_us, n_frames, size``; CIFAR10-DVS: ``framing, window_us,
+n_frames, size, test_fraction``; LUNA16: ``label_source, max_negatives_per_scan, ...``).
+
+Snakemake: ``input.marker`` (raw root = its parent); params ``dataset`` and ``preprocess`` (the keyword
+arguments); outputs ``train``, ``test``, ``split`` in one folder; ``log[0]``. Command line::
+
+    python scripts/preprocess.py dvs128_gesture resources/dvs128_gesture/standin out --param size=40
+"""
+
+import argparse
+import importlib
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from bidl.cli import parse_params, setup_logging
+
+log = logging.getLogger("preprocess")
+
+#: dataset -> module under bidl.data holding its ``preprocess``
+MODULES: dict[str, str] = {
+    "dvs128_gesture": "dvs128",
+    "cifar10_dvs": "cifar10dvs",
+    "imdb": "imdb",
+    "jester": "jester",
+    "luna16": "luna16",
+    "rgb_gesture": "rgb_gesture",
+}
+
+
+def main(dataset: str, raw_root: str | Path, out_dir: str | Path, **params: Any) -> dict:
+    """Preprocess ``dataset`` from ``raw_root`` into ``out_dir``; return the split summary."""
+    if dataset not in MODULES:
+        raise KeyError(f"dataset: no preprocessing for {dataset!r}; known: {sorted(MODULES)}")
+    preprocess = importlib.import_module(f"bidl.data.{MODULES[dataset]}").preprocess
+    start = time.perf_counter()
+    summary = preprocess(raw_root, out_dir, **params)
+    counts = {name: split.get("n", split) for name, split in summary.get("splits", {}).items()}
+    log.info("%s: %s -> %s in %.1f s", dataset, counts or "done", out_dir, time.perf_counter() - start)
+    return summary
+
+
+def _cli() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("dataset", choices=sorted(MODULES))
+    parser.add_argument("raw_root", type=Path)
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a keyword argument of the dataset's preprocess, VALUE read as JSON (repeatable)",
+    )
+    parser.add_argument("--log", default=None, help="also log to this file")
+    args = parser.parse_args()
+    try:
+        params = parse_params(args.param)
+    except ValueError as err:
+        parser.error(str(err))
+    setup_logging(args.log)
+    main(args.dataset, args.raw_root, args.out_dir, **params)
+
+
+if "snakemake" in globals():
+    _sm = globals()["snakemake"]
+    setup_logging(_sm.log[0] if len(_sm.log) else None)
+    _folders = {Path(_sm.output[k]).parent for k in ("train", "test", "split")}
+    if len(_folders) != 1:
+        raise ValueError(f"outputs train, test and split must share one folder, got {sorted(_folders)}")
+    main(
+        _sm.params["dataset"],
+        Path(_sm.input["marker"]).parent,
+        _folders.pop(),
+        **dict(_sm.params["preprocess"]),
+    )
+elif __name__ == "__main__":
+    _cli()
