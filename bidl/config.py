@@ -51,8 +51,24 @@ def validate_config(
             problems.append(f"{where}: unknown key(s) {extra}; allowed: {allowed}")
         else:
             problems.append(f"{where}: {error.message}")
+    if not problems:
+        problems = _dangling_references(config)
     if problems:
         raise ConfigError(f"{source}: invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def _dangling_references(config: Mapping[str, Any]) -> list[str]:
+    """Experiments of the pipeline config whose ``dataset`` is not declared under ``datasets``."""
+    datasets = config.get("datasets") if isinstance(config, Mapping) else None
+    experiments = config.get("experiments") if isinstance(config, Mapping) else None
+    if not isinstance(datasets, Mapping) or not isinstance(experiments, Mapping):
+        return []
+    return [
+        f"experiments.{name}.dataset: {exp['dataset']!r} is not declared under datasets "
+        f"(declared: {sorted(datasets)})"
+        for name, exp in experiments.items()
+        if isinstance(exp, Mapping) and "dataset" in exp and exp["dataset"] not in datasets
+    ]
 
 
 def load_config(path: str | Path, schema: Mapping[str, Any] | str | Path) -> dict[str, Any]:

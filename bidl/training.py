@@ -289,6 +289,8 @@ def train(
     )
     for epoch in range(start_epoch, recipe.epochs):
         began = time.perf_counter()
+        if hasattr(train_set, "set_epoch"):  # per-epoch random sampling (Jester's frame draws), resumable
+            train_set.set_epoch(epoch)
         order = _epoch_order(len(train_set), seed, epoch)
         loader = DataLoader(
             Subset(train_set, order), batch_size=recipe.batch_size, shuffle=False, num_workers=num_workers

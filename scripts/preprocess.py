@@ -5,20 +5,24 @@ One entry for every dataset: ``bidl.data.<module>.preprocess(raw_root, out_dir, 
 module for its parameters (DVS128: ``layout, window_us, n_frames, size``; CIFAR10-DVS: ``framing, window_us,
 n_frames, size, test_fraction``; LUNA16: ``label_source, max_negatives_per_scan, ...``).
 
+Besides, ``out_dir/preprocess.json`` records the parameters, the seconds it took and the cache's size.
+
 Snakemake: ``input.marker`` (raw root = its parent); params ``dataset`` and ``preprocess`` (the keyword
-arguments); outputs ``train``, ``test``, ``split`` in one folder; ``log[0]``. Command line::
+arguments); outputs ``train``, ``test``, ``split``, ``info`` in one folder; ``log[0]``. Command line::
 
     python scripts/preprocess.py dvs128_gesture resources/dvs128_gesture/standin out --param size=40
 """
 
 import argparse
 import importlib
+import json
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
 from bidl.cli import parse_params, setup_logging
+from bidl.io import atomic_write_text
 
 log = logging.getLogger("preprocess")
 
@@ -40,8 +44,20 @@ def main(dataset: str, raw_root: str | Path, out_dir: str | Path, **params: Any)
     preprocess = importlib.import_module(f"bidl.data.{MODULES[dataset]}").preprocess
     start = time.perf_counter()
     summary = preprocess(raw_root, out_dir, **params)
+    seconds = time.perf_counter() - start
     counts = {name: split.get("n", split) for name, split in summary.get("splits", {}).items()}
-    log.info("%s: %s -> %s in %.1f s", dataset, counts or "done", out_dir, time.perf_counter() - start)
+    log.info("%s: %s -> %s in %.1f s", dataset, counts or "done", out_dir, seconds)
+    cache_bytes = sum(p.stat().st_size for p in Path(out_dir).glob("*.npz"))
+    info = {
+        "dataset": dataset,
+        "preprocess": f"bidl.data.{MODULES[dataset]}.preprocess",
+        "raw_root": str(raw_root),
+        "params": params,
+        "samples": counts,
+        "seconds": round(seconds, 2),
+        "cache_megabytes": round(cache_bytes / 1e6, 2),
+    }
+    atomic_write_text(Path(out_dir) / "preprocess.json", json.dumps(info, indent=1) + "\n")
     return summary
 
 
@@ -72,9 +88,11 @@ def _cli() -> None:
 if "snakemake" in globals():
     _sm = globals()["snakemake"]
     setup_logging(_sm.log[0] if len(_sm.log) else None)
-    _folders = {Path(_sm.output[k]).parent for k in ("train", "test", "split")}
-    if len(_folders) != 1:
-        raise ValueError(f"outputs train, test and split must share one folder, got {sorted(_folders)}")
+    _folders = {Path(_sm.output[k]).parent for k in ("train", "test", "split", "info")}
+    if len(_folders) != 1 or Path(_sm.output["info"]).name != "preprocess.json":
+        raise ValueError(
+            f"outputs train, test, split, info (preprocess.json) must share a folder, got {sorted(_folders)}"
+        )
     main(
         _sm.params["dataset"],
         Path(_sm.input["marker"]).parent,

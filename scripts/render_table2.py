@@ -1,14 +1,13 @@
 """Render the paper's Table 2 (ours vs paper) from the experiments' metrics JSON files, as Markdown, CSV."""
 
 import argparse
-import csv
-import io
 import json
 from pathlib import Path
 from typing import Any
 
 from bidl.data.catalog import describe_source
 from bidl.io import atomic_write_text
+from bidl.tables import to_csv, to_markdown
 
 COLUMNS = (
     "experiment",
@@ -54,34 +53,16 @@ def table_rows(metrics: list[dict[str, Any]], config: dict[str, Any]) -> list[di
     return rows
 
 
-def to_markdown(rows: list[dict[str, Any]], config: dict[str, Any]) -> str:
-    sources = sorted({r["data source"] for r in rows})
-    lines = [
-        f"# Table 2 (preset `{config['name']}`)",
-        "",
-        f"Config: `{config['name']}` ({config.get('description', '')}). Data: {'; '.join(sources)}.",
-        "Top-1 on the validation split; time-shuffled = the same model on frames permuted in time.",
-        "",
-        "| " + " | ".join(COLUMNS) + " |",
-        "|" + "|".join("---" for _ in COLUMNS) + "|",
-    ]
-    lines += ["| " + " | ".join(str(r[c]) for c in COLUMNS) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
-
-
-def to_csv(rows: list[dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
 def main(metrics_files: list[Path], config: dict[str, Any], markdown: Path, csv_file: Path) -> None:
     metrics = [json.loads(Path(p).read_text()) for p in metrics_files]
     rows = table_rows(metrics, config)
-    atomic_write_text(csv_file, to_csv(rows))
-    atomic_write_text(markdown, to_markdown(rows, config))
+    sources = sorted({r["data source"] for r in rows})
+    notes = [
+        f"Config: `{config['name']}` ({config.get('description', '')}). Data: {'; '.join(sources)}.",
+        "Top-1 on the validation split; time-shuffled = the same model on frames permuted in time.",
+    ]
+    atomic_write_text(csv_file, to_csv(COLUMNS, rows))
+    atomic_write_text(markdown, to_markdown(f"Table 2 (preset `{config['name']}`)", COLUMNS, rows, notes))
 
 
 if "snakemake" in globals():

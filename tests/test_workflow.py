@@ -62,18 +62,59 @@ def test_snakemake_rejects_a_bad_config_naming_the_key(tmp_path):
     assert "experiments.dvs128_asm.recipe.epochs" in result.stdout + result.stderr
 
 
-def test_paper_dry_run_lists_download_preprocessing_and_training():
+def _jobs(dry_run_output: str) -> set[tuple[str, str]]:
+    """``(rule, output)`` of every job a dry run lists."""
+    jobs, rule = set(), None
+    for line in dry_run_output.splitlines():
+        if line.startswith(("rule ", "localrule ")):
+            rule = line.split()[1].rstrip(":")
+        elif rule and line.strip().startswith("output:"):
+            jobs |= {(rule, out.strip()) for out in line.split(":", 1)[1].split(",")}
+    return jobs
+
+
+def test_paper_dry_run_lists_a_download_or_a_check_for_every_dataset():
     out = snakemake("-n", "--forceall", "--configfile", "config/paper.yaml", "--nolock").stdout
-    for rule in ("dvs128_fetch", "dvs128_preprocess", "train", "evaluate", "table2"):
-        assert f"rule {rule}:" in out or f"\n{rule} " in out, rule
-    assert "resources/dvs128_gesture/ibm/.complete" in out
-    assert "dvs128_standin" not in out
+    jobs = _jobs(out)
+    expected = {
+        ("check_placed", "resources/dvs128_gesture/ibm/.complete"),
+        ("download", "resources/cifar10_dvs/figshare/.complete"),
+        ("download", "resources/imdb/stanford/.complete"),
+        ("check_placed", "resources/jester/qualcomm/.complete"),
+        ("download", "resources/luna16/zenodo/.complete"),
+        ("check_placed", "resources/rgb_gesture/authors/.complete"),
+    }
+    assert expected <= jobs
+    for dataset in ("dvs128_gesture", "cifar10_dvs", "imdb", "jester", "luna16", "rgb_gesture"):
+        assert ("preprocess", f"resources/cache/paper/{dataset}/train.npz") in jobs, dataset
+    assert {rule for rule, _ in jobs} >= {"train", "evaluate", "table2", "datasets"}
+    assert not any(rule == "standin" for rule, _ in jobs)
 
 
-def test_default_dry_run_uses_the_stand_in_and_does_not_merge_presets():
-    out = snakemake("-n", "--forceall", "--nolock").stdout
-    assert "dvs128_standin" in out and "dvs128_fetch" not in out
-    assert "results/default/tables/table2.md" in out
+def test_default_dry_run_uses_the_stand_ins_and_does_not_merge_presets():
+    jobs = _jobs(snakemake("-n", "--forceall", "--nolock").stdout)
+    standins = {out for rule, out in jobs if rule == "standin"}
+    assert standins == {
+        f"resources/{d}/standin/.complete"
+        for d in ("dvs128_gesture", "cifar10_dvs", "imdb", "jester", "luna16", "rgb_gesture")
+    }
+    assert not any(rule in ("download", "check_placed") for rule, _ in jobs)
+    assert ("table2", "results/default/tables/table2.md") in jobs
+    assert ("datasets", "results/default/tables/datasets.md") in jobs
+
+
+def test_an_experiment_on_an_undeclared_dataset_is_rejected_naming_it():
+    config = load_yaml(REPO / "config" / "config.yaml")
+    del config["datasets"]["dvs128_gesture"]
+    with pytest.raises(ConfigError, match=r"experiments.dvs128_asm.dataset: 'dvs128_gesture' is not decl"):
+        validate_config(config, SCHEMA)
+
+
+def test_a_source_of_another_dataset_is_rejected_naming_the_key():
+    config = load_yaml(REPO / "config" / "config.yaml")
+    config["datasets"]["imdb"]["source"] = "figshare"
+    with pytest.raises(ConfigError, match=r"datasets.imdb.source: 'figshare' is not one of"):
+        validate_config(config, SCHEMA)
 
 
 @pytest.mark.slow
@@ -102,8 +143,8 @@ def test_default_pipeline_end_to_end(tmp_path):
         metrics = json.loads((work / "results/default/experiments" / experiment / "metrics.json").read_text())
         assert metrics["iim_eim_prediction_agreement"] == 100.0
         assert (work / "results/default/experiments" / experiment / "history.png").stat().st_size > 0
-    split = json.loads((work / "resources/cache/default/dvs128_gesture/split.json").read_text())
-    assert split
+    datasets = list(csv.DictReader((work / "results/default/tables/datasets.csv").open()))
+    assert len(datasets) == 6 and all(r["data source"].startswith("stand-in") for r in datasets)
     # a second run has nothing to do
     assert (
         "Nothing to be done"

@@ -1,31 +1,170 @@
-"""One entry point from a dataset name and a cached split file to a torch ``Dataset``."""
+"""The datasets of the paper: one entry point from a dataset name and a cached split to a torch ``Dataset``.
+
+Every dataset has a module under ``bidl.data`` with the same four parts: a reader of the raw on-disk format,
+``generate_standin(raw_root, seed=..., **params)`` (a stand-in in that raw format), ``preprocess(raw_root,
+out_dir, **params)`` (``train.npz``, ``test.npz``, ``split.json``) and a :class:`bidl.data.cache.CachedSplit`
+subclass. :data:`DATASETS` names them; the workflow, the scripts and the tables read this table, so a new
+dataset is one module and one :class:`DatasetInfo` here.
+"""
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from torch.utils.data import Dataset
 
-__all__ = ["DATASET_NAMES", "open_split", "describe_source"]
+from bidl.data.sources import SOURCES
 
-DATASET_NAMES = ("dvs128_gesture",)
+__all__ = ["DATASETS", "DATASET_NAMES", "DatasetInfo", "describe_source", "get_dataset", "open_split"]
 
-_SOURCE_DESCRIPTIONS = {
-    ("dvs128_gesture", "standin"): "stand-in (generated, IBM AEDAT 3.1 layout)",
-    ("dvs128_gesture", "ibm"): "real (IBM DVS128 Gesture release)",
-    ("dvs128_gesture", "tonic"): "real (DVS128 Gesture, tonic's copy)",
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the pipeline needs to know about one dataset.
+
+    Attributes:
+        name: key used in configs, paths and :data:`bidl.data.sources.SOURCES`.
+        title: the dataset's name in tables.
+        module: module under ``bidl.data`` (reader, ``generate_standin``, ``preprocess``).
+        dataset_class: the :class:`~bidl.data.cache.CachedSplit` subclass in ``module``.
+        standin_layout: the raw layout the stand-in writes (the layout of one of the real sources).
+        layout_param: ``preprocess`` takes the raw ``layout`` as a keyword (datasets with several real
+            layouts, such as DVS128 Gesture's IBM release and tonic's copy).
+        standin_files: glob, relative to the raw root, of the raw files the stand-in writes.
+        temporal: the classes differ in the order of what happens (the time-shuffled control is meaningful);
+            False for CIFAR10-DVS, whose recordings are of still images.
+        train_flag: the dataset class takes ``train=`` (random temporal sampling for training).
+        standin_description: one line on the stand-in task, for tables.
+    """
+
+    name: str
+    title: str
+    module: str
+    dataset_class: str
+    standin_layout: str
+    standin_files: str
+    temporal: bool
+    standin_description: str
+    layout_param: bool = False
+    train_flag: bool = False
+
+    def load_module(self):
+        return importlib.import_module(f"bidl.data.{self.module}")
+
+    def layout(self, source: str) -> str:
+        """The raw layout of ``source`` (``standin`` or a name in :data:`SOURCES`)."""
+        if source == "standin":
+            return self.standin_layout
+        return SOURCES[self.name][source].layout
+
+    def sources(self) -> tuple[str, ...]:
+        """``standin`` followed by the real sources of the registry."""
+        return ("standin", *sorted(SOURCES.get(self.name, {})))
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    info.name: info
+    for info in (
+        DatasetInfo(
+            name="dvs128_gesture",
+            title="DVS128 Gesture",
+            module="dvs128",
+            dataset_class="DVS128Frames",
+            standin_layout="ibm_aedat31",
+            standin_files="DvsGesture/*.aedat",
+            temporal=True,
+            layout_param=True,
+            standin_description="moving-disc gestures; 4 class pairs differ only in the order of 2 moves",
+        ),
+        DatasetInfo(
+            name="cifar10_dvs",
+            title="CIFAR10-DVS",
+            module="cifar10dvs",
+            dataset_class="CIFAR10DVSFrames",
+            standin_layout="cifar10dvs_aedat2",
+            standin_files="*/*.aedat",
+            temporal=False,
+            standin_description="textured still images seen by a wandering sensor (spatial classes)",
+        ),
+        DatasetInfo(
+            name="imdb",
+            title="IMDB",
+            module="imdb",
+            dataset_class="IMDBTokens",
+            standin_layout="aclimdb",
+            standin_files="aclImdb/*/*/*.txt",
+            temporal=True,
+            standin_description="reviews whose sentiment depends on negation order; bags of words collide",
+        ),
+        DatasetInfo(
+            name="jester",
+            title="Jester",
+            module="jester",
+            dataset_class="JesterClips",
+            standin_layout="jester_20bn",
+            standin_files="**/*.jpg",
+            temporal=True,
+            train_flag=True,
+            standin_description="hand swipes and their reversals: pairs are the same frames played backwards",
+        ),
+        DatasetInfo(
+            name="luna16",
+            title="LUNA16",
+            module="luna16",
+            dataset_class="Luna16Cubes",
+            standin_layout="luna16_mhd",
+            standin_files="**/*.raw",
+            temporal=True,
+            standin_description="nodules (wide mid-slice) vs vessels (narrow waist) across slices",
+        ),
+        DatasetInfo(
+            name="rgb_gesture",
+            title="RGB-gesture",
+            module="rgb_gesture",
+            dataset_class="RGBGestureFrames",
+            standin_layout="rgb_gesture_jpeg",
+            standin_files="**/*.jpg",
+            temporal=True,
+            standin_description="grey-video hand gestures; pairs differ only in the order of moves",
+        ),
+    )
 }
 
+#: the dataset names, in the paper's order of Table 2
+DATASET_NAMES: tuple[str, ...] = tuple(DATASETS)
 
-def open_split(dataset: str, path: str | Path) -> Dataset:
-    """The cached split ``path`` of ``dataset`` as a ``Dataset`` of ``(frames [T, ...] float32, label)``."""
-    if dataset == "dvs128_gesture":
-        from .dvs128 import DVS128Frames
 
-        return DVS128Frames(path)
-    raise KeyError(f"dataset: unknown name {dataset!r}; known: {DATASET_NAMES}")
+def get_dataset(name: str) -> DatasetInfo:
+    """The :class:`DatasetInfo` of ``name``; raises ``KeyError`` naming the known datasets."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise KeyError(f"dataset: unknown name {name!r}; known: {list(DATASET_NAMES)}") from None
+
+
+def open_split(dataset: str, path: str | Path, *, train: bool = False, **kwargs: Any) -> Dataset:
+    """The cached split ``path`` of ``dataset`` as a ``Dataset`` of ``(x [T, ...], label)``.
+
+    ``train`` selects random temporal sampling where the dataset has it (Jester); ``kwargs`` go to the
+    dataset class (``transform``, ``indices``, Jester's ``n_frames`` ...).
+    """
+    info = get_dataset(dataset)
+    cls = getattr(info.load_module(), info.dataset_class)
+    if info.train_flag:
+        kwargs["train"] = train
+    return cls(path, **kwargs)
 
 
 def describe_source(dataset: str, source: str) -> str:
-    """Human-readable data source for tables, e.g. ``stand-in (generated, ...)``."""
-    return _SOURCE_DESCRIPTIONS.get((dataset, source), f"{source}")
+    """Human-readable data source for tables, e.g. ``stand-in (generated, ibm_aedat31 layout)``."""
+    info = DATASETS.get(dataset)
+    if source == "standin":
+        layout = info.standin_layout if info else "?"
+        return f"stand-in (generated, {layout} layout)"
+    src = SOURCES.get(dataset, {}).get(source)
+    if src is None:
+        return source
+    return f"real ({info.title if info else dataset}, {source}: {src.layout})"

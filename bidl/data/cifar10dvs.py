@@ -37,7 +37,7 @@ import logging
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +45,7 @@ import torch
 
 from bidl.data.aedat import EVENT_DTYPE
 from bidl.data.aedat2 import SENSOR_SIZE, encode_aedat2, read_aedat2
-from bidl.data.cache import load_cache
+from bidl.data.cache import CachedSplit
 from bidl.data.events import events_to_frames
 from bidl.errors import ConfigError, DataFormatError
 from bidl.io import atomic_savez, atomic_write_text, default_file_mode, replace_dir
@@ -586,76 +586,49 @@ def preprocess(
     return summary
 
 
-class CIFAR10DVSFrames(torch.utils.data.Dataset):
+class CIFAR10DVSFrames(CachedSplit):
     """One cached split (``train.npz`` / ``test.npz`` from :func:`preprocess`), held in memory sparsely.
-
-    Args:
-        path: the ``.npz`` cache.
-        transform: optional callable applied to each float32 frame tensor ``[T, 2, H, W]``.
-        indices: optional rows to expose (e.g. a validation subset).
 
     ``dataset[i]`` is ``(frames, label)``: float32 ``[T, 2, H, W]`` event counts (T = 10, H = W = 128 by
     default; channel 0 OFF, 1 ON), densified on access, and an int label 0..9 (:data:`CLASSES`).
-    :attr:`labels` is int64 ``[N]``, :attr:`names` the sample names, :attr:`frame_shape` ``(T, 2, H, W)``.
-
-    Raises:
-        DataFormatError: the cache is missing, unreadable or has wrong keys, dtypes or shapes.
+    :attr:`frame_shape` is ``(T, 2, H, W)``. Arguments, :attr:`labels`, :attr:`names` and errors: see
+    :class:`bidl.data.cache.CachedSplit`.
     """
 
-    _KEYS = ("index", "count", "offsets", "frame_shape", "labels", "names")
+    KEYS = ("index", "count", "offsets", "frame_shape")
+    KIND = "frame"
+    N_CLASSES = N_CLASSES
 
-    def __init__(
-        self,
-        path: str | Path,
-        *,
-        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        indices: Sequence[int] | None = None,
-    ):
-        self.path = Path(path)
-        arrays = load_cache(self.path, self._KEYS, kind="frame")
+    def _validate(self, arrays: dict[str, np.ndarray]) -> int:
         shape = tuple(int(s) for s in arrays["frame_shape"].reshape(-1))
         index, count, offsets = arrays["index"], arrays["count"], arrays["offsets"]
-        labels, names = arrays["labels"], arrays["names"]
-        n = labels.shape[0]
-        cells = int(np.prod(shape)) if len(shape) == 4 else 0
         if len(shape) != 4 or shape[1] != 2 or min(shape) < 1:
             raise DataFormatError(self.path, f"frame_shape must be (T, 2, H, W), got {shape}")
         if count.dtype != np.int16 or index.dtype.kind not in "iu" or index.shape != count.shape:
             raise DataFormatError(self.path, "index/count must be integer / int16 arrays of one length")
-        if offsets.shape != (n + 1,) or names.shape != (n,) or labels.dtype.kind not in "iu":
-            raise DataFormatError(self.path, f"offsets/labels/names do not match {n} samples")
-        if offsets[0] != 0 or offsets[-1] != index.size or (np.diff(offsets) < 0).any():
+        n = offsets.shape[0] - 1
+        if offsets.ndim != 1 or n < 0 or offsets[0] != 0 or offsets[-1] != index.size:
             raise DataFormatError(self.path, "offsets are not a non-decreasing cover of the cells")
-        if index.size and (index.min() < 0 or index.max() >= cells):
+        if (np.diff(offsets) < 0).any():
+            raise DataFormatError(self.path, "offsets are not a non-decreasing cover of the cells")
+        if index.size and (index.min() < 0 or index.max() >= int(np.prod(shape))):
             raise DataFormatError(self.path, f"cell index outside a {shape} sample")
-        if n and (labels.min() < 0 or labels.max() >= N_CLASSES):
-            raise DataFormatError(self.path, f"labels outside 0..{N_CLASSES - 1}")
-        rows = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64)
-        if rows.size and (rows.min() < -n or rows.max() >= n):
-            raise IndexError(f"indices out of range for {n} samples")
-        rows = np.where(rows < 0, rows + n, rows)
-        self.frame_shape: tuple[int, int, int, int] = shape  # type: ignore[assignment]
-        self._index = torch.from_numpy(index.astype(np.int64))
-        self._count = torch.from_numpy(count.astype(np.float32))
-        self._offsets = offsets
-        self._rows = rows
-        self.labels = torch.from_numpy(labels[rows].astype(np.int64))
-        self.names = names[rows].tolist()
-        self.transform = transform
+        return n
 
-    def __len__(self) -> int:
-        return int(self._rows.shape[0])
+    def _store(self, arrays: dict[str, np.ndarray], rows: np.ndarray) -> None:
+        shape = tuple(int(s) for s in arrays["frame_shape"].reshape(-1))
+        self.frame_shape: tuple[int, int, int, int] = shape  # type: ignore[assignment]
+        self._index = torch.from_numpy(arrays["index"].astype(np.int64))
+        self._count = torch.from_numpy(arrays["count"].astype(np.float32))
+        self._offsets = arrays["offsets"]
 
     def dense(self, i: int) -> torch.Tensor:
         """Sample ``i``'s frames as a float32 tensor ``[T, 2, H, W]`` (no transform)."""
-        row = int(self._rows[i])
+        row = int(self.rows[i])
         lo, hi = int(self._offsets[row]), int(self._offsets[row + 1])
         flat = torch.zeros(int(np.prod(self.frame_shape)), dtype=torch.float32)
         flat[self._index[lo:hi]] = self._count[lo:hi]
         return flat.view(self.frame_shape)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        x = self.dense(i)
-        if self.transform is not None:
-            x = self.transform(x)
-        return x, int(self.labels[i])
+    def _sample(self, i: int) -> torch.Tensor:
+        return self.dense(i)

@@ -33,7 +33,7 @@ import json
 import logging
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +46,7 @@ from bidl.data.aedat import (
     read_aedat31,
     read_tonic_npy,
 )
-from bidl.data.cache import load_cache
+from bidl.data.cache import CachedSplit
 from bidl.data.events import events_to_frames
 from bidl.errors import ConfigError, DataFormatError
 from bidl.io import atomic_savez, atomic_write_text, default_file_mode, replace_dir
@@ -762,56 +762,29 @@ def preprocess(
     return summary
 
 
-class DVS128Frames(torch.utils.data.Dataset):
+class DVS128Frames(CachedSplit):
     """One cached split (``train.npz`` / ``test.npz`` from :func:`preprocess`), held in memory.
 
-    Args:
-        path: the ``.npz`` cache.
-        transform: optional callable applied to each float32 frame tensor ``[T, 2, H, W]``.
-        indices: optional rows to expose (e.g. split.json's ``val.train_indices`` or their complement).
-
     ``dataset[i]`` is ``(frames, label)``: float32 ``[T, 2, H, W]`` event counts (T = 60, H = W = 40 by
-    default; channel 0 OFF, 1 ON) and an int label 0..10. The cache is kept as one int16 tensor
-    ``[N, T, 2, H, W]`` (:attr:`frames`), with :attr:`labels` int64 ``[N]`` and :attr:`names`.
-
-    Raises:
-        DataFormatError: the cache is missing, unreadable or has wrong keys, dtypes or shapes.
+    default; channel 0 OFF, 1 ON) and an int label 0..10. The exposed rows are kept as one int16 tensor
+    ``[N, T, 2, H, W]`` (:attr:`frames`). Arguments, :attr:`labels`, :attr:`names` and errors: see
+    :class:`bidl.data.cache.CachedSplit`.
     """
 
-    def __init__(
-        self,
-        path: str | Path,
-        *,
-        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        indices: Sequence[int] | None = None,
-    ):
-        self.path = Path(path)
-        arrays = load_cache(self.path, ("frames", "labels", "names"), kind="frame")
-        frames, labels, names = arrays["frames"], arrays["labels"], arrays["names"]
+    KEYS = ("frames",)
+    KIND = "frame"
+    N_CLASSES = N_CLASSES
+
+    def _validate(self, arrays: dict[str, np.ndarray]) -> int:
+        frames = arrays["frames"]
         if frames.dtype != np.int16 or frames.ndim != 5 or frames.shape[2] != 2:
             raise DataFormatError(
                 self.path, f"frames must be int16 [N, T, 2, H, W], got {frames.dtype} {frames.shape}"
             )
-        n = frames.shape[0]
-        if labels.shape != (n,) or names.shape != (n,) or labels.dtype.kind not in "iu":
-            raise DataFormatError(self.path, f"labels/names do not match {n} samples")
-        if n and (labels.min() < 0 or labels.max() >= N_CLASSES):
-            raise DataFormatError(self.path, f"labels outside 0..{N_CLASSES - 1}")
-        if indices is not None:
-            idx = np.asarray(indices, dtype=np.int64)
-            if idx.size and (idx.min() < -n or idx.max() >= n):
-                raise IndexError(f"indices out of range for {n} samples")
-            frames, labels, names = frames[idx], labels[idx], names[idx]
-        self.frames = torch.from_numpy(np.ascontiguousarray(frames))
-        self.labels = torch.from_numpy(labels.astype(np.int64))
-        self.names = names.tolist()
-        self.transform = transform
+        return frames.shape[0]
 
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
+    def _store(self, arrays: dict[str, np.ndarray], rows: np.ndarray) -> None:
+        self.frames = torch.from_numpy(np.ascontiguousarray(arrays["frames"][rows]))
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        x = self.frames[i].float()
-        if self.transform is not None:
-            x = self.transform(x)
-        return x, int(self.labels[i])
+    def _sample(self, i: int) -> torch.Tensor:
+        return self.frames[i].float()

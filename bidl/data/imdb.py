@@ -47,13 +47,13 @@ import logging
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from bidl.data.cache import load_cache
+from bidl.data.cache import CachedSplit
 from bidl.errors import ConfigError, DataFormatError
 from bidl.io import atomic_savez, atomic_write_text, default_file_mode, replace_dir
 
@@ -354,66 +354,35 @@ def preprocess(
     return summary
 
 
-class IMDBTokens(torch.utils.data.Dataset):
+class IMDBTokens(CachedSplit):
     """One cached split (``train.npz`` / ``test.npz`` from :func:`preprocess`), held in memory.
-
-    Args:
-        path: the ``.npz`` cache.
-        transform: optional callable applied to each int64 token tensor ``[max_len]``.
-        indices: optional rows to expose (e.g. split.json's ``val.train_indices`` or their complement).
 
     ``dataset[i]`` is ``(tokens, label)``: int64 ``[max_len]`` ids (500 by default; 0 = ``<pad>`` at the
     front, ``vocab_size - 1`` = ``<unk>``) and an int label (0 = negative, 1 = positive). :attr:`tokens` holds
-    the whole split as int64 ``[N, max_len]``, :attr:`labels` int64 ``[N]``, :attr:`vocab_size` the id
-    space (1001 by default), :attr:`names` the review names.
-
-    Raises:
-        DataFormatError: the cache is missing, unreadable or has wrong keys, dtypes, shapes or ids.
+    the exposed reviews as int64 ``[N, max_len]``, :attr:`vocab_size` the id space (1001 by default).
+    Arguments, :attr:`labels`, :attr:`names` and errors: see :class:`bidl.data.cache.CachedSplit`.
     """
 
-    _KEYS = ("tokens", "labels", "names", "vocab_size")
+    KEYS = ("tokens", "vocab_size")
+    KIND = "token"
+    N_CLASSES = 2
 
-    def __init__(
-        self,
-        path: str | Path,
-        *,
-        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        indices: Sequence[int] | None = None,
-    ):
-        self.path = Path(path)
-        arrays = load_cache(self.path, self._KEYS, kind="token")
-        tokens, labels, names = arrays["tokens"], arrays["labels"], arrays["names"]
-        vocab_size = int(arrays["vocab_size"])
+    def _validate(self, arrays: dict[str, np.ndarray]) -> int:
+        tokens, vocab_size = arrays["tokens"], int(arrays["vocab_size"])
         if tokens.ndim != 2 or tokens.dtype.kind not in "iu":
             raise DataFormatError(
                 self.path, f"tokens must be integer [N, L], got {tokens.dtype} {tokens.shape}"
             )
-        n = tokens.shape[0]
-        if labels.shape != (n,) or names.shape != (n,) or labels.dtype.kind not in "iu":
-            raise DataFormatError(self.path, f"labels/names do not match {n} reviews")
-        if n and (labels.min() < 0 or labels.max() > 1):
-            raise DataFormatError(self.path, "labels outside 0..1")
         if tokens.size and (tokens.min() < 0 or tokens.max() >= vocab_size):
             raise DataFormatError(self.path, f"token ids outside 0..{vocab_size - 1}")
-        if indices is not None:
-            idx = np.asarray(indices, dtype=np.int64)
-            if idx.size and (idx.min() < -n or idx.max() >= n):
-                raise IndexError(f"indices out of range for {n} reviews")
-            tokens, labels, names = tokens[idx], labels[idx], names[idx]
-        self.tokens = torch.from_numpy(tokens.astype(np.int64))
-        self.labels = torch.from_numpy(labels.astype(np.int64))
-        self.names = names.tolist()
-        self.vocab_size = vocab_size
-        self.transform = transform
+        return tokens.shape[0]
 
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
+    def _store(self, arrays: dict[str, np.ndarray], rows: np.ndarray) -> None:
+        self.tokens = torch.from_numpy(arrays["tokens"][rows].astype(np.int64))
+        self.vocab_size = int(arrays["vocab_size"])
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        x = self.tokens[i]
-        if self.transform is not None:
-            x = self.transform(x)
-        return x, int(self.labels[i])
+    def _sample(self, i: int) -> torch.Tensor:
+        return self.tokens[i]
 
 
 # =========================================================================================================

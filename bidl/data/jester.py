@@ -56,7 +56,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from scipy import ndimage
 
-from bidl.data.cache import load_cache
+from bidl.data.cache import CachedSplit
 from bidl.errors import ConfigError, DataFormatError, DownloadError
 from bidl.io import atomic_savez, atomic_write_text, default_file_mode, replace_dir
 
@@ -504,7 +504,7 @@ def preprocess(
     return summary
 
 
-class JesterClips(torch.utils.data.Dataset):
+class JesterClips(CachedSplit):
     """One cached split (``train.npz`` / ``test.npz`` of :func:`preprocess`), held in memory.
 
     ``dataset[i]`` is ``(clip, label)``: float32 ``[n_frames, 3, S, S]`` RGB in [0, 1] and an int label.
@@ -514,16 +514,16 @@ class JesterClips(torch.utils.data.Dataset):
     with); otherwise by :func:`eval_indices`.
 
     Args:
-        path: the ``.npz`` cache.
+        path: the ``.npz`` cache (every clip's frames, uint8 ``[F, 3, S, S]``, cut by ``offsets``).
         train: random (training) or fixed centred (evaluation) sampling.
         n_frames, stride, stride_jitter: the sampling parameters (16, 1.5, 0.5).
         seed: seed of the training draws.
-        transform: optional callable on each float32 clip tensor.
-        indices: optional subset of clips to expose.
-
-    Raises:
-        DataFormatError: the cache is missing, unreadable or inconsistent.
+        transform, indices: see :class:`bidl.data.cache.CachedSplit` (also :attr:`labels`, :attr:`names`
+            and the errors).
     """
+
+    KEYS = ("frames", "offsets")
+    KIND = "clip"
 
     def __init__(
         self,
@@ -537,38 +537,30 @@ class JesterClips(torch.utils.data.Dataset):
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
         indices: Sequence[int] | None = None,
     ):
-        self.path = Path(path)
-        arrays = load_cache(self.path, ("frames", "offsets", "labels", "names"), kind="clip")
-        frames, offsets, labels, names = (
-            arrays["frames"],
-            arrays["offsets"],
-            arrays["labels"],
-            arrays["names"],
-        )
-        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1] != 3:
-            raise DataFormatError(
-                self.path, f"frames must be uint8 [F, 3, S, S], got {frames.dtype} {frames.shape}"
-            )
-        n = labels.shape[0]
-        if (
-            offsets.shape != (n + 1,)
-            or names.shape != (n,)
-            or labels.dtype.kind not in "iu"
-            or (n and (offsets[0] != 0 or offsets[-1] != frames.shape[0] or (np.diff(offsets) < 1).any()))
-        ):
-            raise DataFormatError(
-                self.path, f"offsets/labels/names do not describe {n} clips of {len(frames)} frames"
-            )
-        self.frames = torch.from_numpy(np.ascontiguousarray(frames))
-        self.offsets = offsets.astype(np.int64)
-        self.labels = labels.astype(np.int64)
-        self.names = names.tolist()
-        self.index = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64)
         self.train = train
         self.n_frames, self.stride, self.stride_jitter = n_frames, stride, stride_jitter
         self.seed = seed
         self.epoch = 0
-        self.transform = transform
+        super().__init__(path, transform=transform, indices=indices)
+
+    def _validate(self, arrays: dict[str, np.ndarray]) -> int:
+        frames, offsets = arrays["frames"], arrays["offsets"]
+        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1] != 3:
+            raise DataFormatError(
+                self.path, f"frames must be uint8 [F, 3, S, S], got {frames.dtype} {frames.shape}"
+            )
+        n = offsets.shape[0] - 1
+        if (
+            offsets.ndim != 1
+            or n < 0
+            or (n and (offsets[0] != 0 or offsets[-1] != frames.shape[0] or (np.diff(offsets) < 1).any()))
+        ):
+            raise DataFormatError(self.path, f"offsets do not cut {len(frames)} frames into clips")
+        return n
+
+    def _store(self, arrays: dict[str, np.ndarray], rows: np.ndarray) -> None:
+        self.frames = torch.from_numpy(np.ascontiguousarray(arrays["frames"]))
+        self.offsets = arrays["offsets"].astype(np.int64)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose random frame draws training items use."""
@@ -576,23 +568,16 @@ class JesterClips(torch.utils.data.Dataset):
 
     def frame_indices(self, i: int) -> np.ndarray:
         """The frame indices (within the clip) item ``i`` uses now."""
-        clip = int(self.index[i])
+        clip = int(self.rows[i])
         length = int(self.offsets[clip + 1] - self.offsets[clip])
         if self.train:
             rng = np.random.default_rng([self.seed, self.epoch, int(i)])
             return train_indices(length, rng, self.n_frames, self.stride, self.stride_jitter)
         return eval_indices(length, self.n_frames, self.stride)
 
-    def __len__(self) -> int:
-        return int(self.index.shape[0])
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        clip = int(self.index[i])
-        rows = torch.from_numpy(self.offsets[clip] + self.frame_indices(i))
-        x = self.frames[rows].float().div_(255.0)
-        if self.transform is not None:
-            x = self.transform(x)
-        return x, int(self.labels[clip])
+    def _sample(self, i: int) -> torch.Tensor:
+        rows = torch.from_numpy(self.offsets[int(self.rows[i])] + self.frame_indices(i))
+        return self.frames[rows].float().div_(255.0)
 
 
 # =========================================================================================================

@@ -78,7 +78,7 @@ import torch
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
-from bidl.data.cache import load_cache
+from bidl.data.cache import CachedSplit
 from bidl.errors import ConfigError, DataFormatError
 from bidl.io import atomic_savez, atomic_write_text, default_file_mode, replace_dir
 
@@ -696,52 +696,32 @@ def preprocess(
     return summary
 
 
-class Luna16Cubes(torch.utils.data.Dataset):
+class Luna16Cubes(CachedSplit):
     """One cached split (``train.npz`` / ``test.npz`` from :func:`preprocess`), held in memory.
 
     ``dataset[i]`` is ``(cube, label)``: float32 ``[8, 1, 32, 32]`` = (T = depth slices, C = 1, H, W),
-    grey values / 255 in [0, 1], and an int label (0/1). The cache is kept as one uint8 tensor
-    :attr:`cubes` ``[N, 8, 32, 32]`` with :attr:`labels` int64 ``[N]`` and :attr:`names`.
-
-    Raises:
-        DataFormatError: the cache is missing, unreadable or has wrong keys, dtypes or shapes.
+    grey values / 255 in [0, 1], and an int label (0/1). The exposed rows are kept as one uint8 tensor
+    :attr:`cubes` ``[N, 8, 32, 32]``. Arguments, :attr:`labels`, :attr:`names` and errors: see
+    :class:`bidl.data.cache.CachedSplit`.
     """
 
-    def __init__(
-        self,
-        path: str | Path,
-        *,
-        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        indices: Sequence[int] | None = None,
-    ):
-        self.path = Path(path)
-        arrays = load_cache(self.path, ("cubes", "labels", "names"), kind="cube")
-        cubes, labels, names = arrays["cubes"], arrays["labels"], arrays["names"]
+    KEYS = ("cubes",)
+    KIND = "cube"
+    N_CLASSES = N_CLASSES
+
+    def _validate(self, arrays: dict[str, np.ndarray]) -> int:
+        cubes = arrays["cubes"]
         if cubes.dtype != np.uint8 or cubes.ndim != 4:
             raise DataFormatError(
                 self.path, f"cubes must be uint8 [N, D, H, W], got {cubes.dtype} {cubes.shape}"
             )
-        n = cubes.shape[0]
-        if labels.shape != (n,) or names.shape != (n,) or labels.dtype.kind not in "iu":
-            raise DataFormatError(self.path, f"labels/names do not match {n} samples")
-        if n and (labels.min() < 0 or labels.max() >= N_CLASSES):
-            raise DataFormatError(self.path, f"labels outside 0..{N_CLASSES - 1}")
-        if indices is not None:
-            idx = np.asarray(indices, dtype=np.int64)
-            cubes, labels, names = cubes[idx], labels[idx], names[idx]
-        self.cubes = torch.from_numpy(np.ascontiguousarray(cubes))
-        self.labels = torch.from_numpy(labels.astype(np.int64))
-        self.names = names.tolist()
-        self.transform = transform
+        return cubes.shape[0]
 
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
+    def _store(self, arrays: dict[str, np.ndarray], rows: np.ndarray) -> None:
+        self.cubes = torch.from_numpy(np.ascontiguousarray(arrays["cubes"][rows]))
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        x = self.cubes[i].float().div_(255.0).unsqueeze(1)
-        if self.transform is not None:
-            x = self.transform(x)
-        return x, int(self.labels[i])
+    def _sample(self, i: int) -> torch.Tensor:
+        return self.cubes[i].float().div_(255.0).unsqueeze(1)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ import logging
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +49,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from scipy import ndimage
 
-from bidl.data.cache import load_cache
+from bidl.data.cache import CachedSplit
 from bidl.errors import ConfigError, DataFormatError, DownloadError
 from bidl.io import atomic_savez, atomic_write_text, default_file_mode, replace_dir
 
@@ -308,49 +308,31 @@ def preprocess(
     return summary
 
 
-class RGBGestureFrames(torch.utils.data.Dataset):
+class RGBGestureFrames(CachedSplit):
     """One cached split (``train.npz`` / ``test.npz`` of :func:`preprocess`), held in memory.
 
     ``dataset[i]`` is ``(frames, label)``: float32 ``[60, 2, 40, 40]`` (T, channel 0 darker / 1 brighter,
-    H, W), the fraction of changed pixels per cell in [0, 1], and an int label.
-
-    Raises:
-        DataFormatError: the cache is missing, unreadable or has wrong keys, dtypes or shapes.
+    H, W), the fraction of changed pixels per cell in [0, 1], and an int label. The exposed rows are kept
+    as one uint8 tensor :attr:`frames`. Arguments, :attr:`labels`, :attr:`names` and errors: see
+    :class:`bidl.data.cache.CachedSplit`.
     """
 
-    def __init__(
-        self,
-        path: str | Path,
-        *,
-        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        indices: Sequence[int] | None = None,
-    ):
-        self.path = Path(path)
-        arrays = load_cache(self.path, ("frames", "labels", "names"), kind="frame")
-        frames, labels, names = arrays["frames"], arrays["labels"], arrays["names"]
+    KEYS = ("frames",)
+    KIND = "frame"
+
+    def _validate(self, arrays: dict[str, np.ndarray]) -> int:
+        frames = arrays["frames"]
         if frames.dtype != np.uint8 or frames.ndim != 5 or frames.shape[2] != 2:
             raise DataFormatError(
                 self.path, f"frames must be uint8 [N, T, 2, H, W], got {frames.dtype} {frames.shape}"
             )
-        n = frames.shape[0]
-        if labels.shape != (n,) or names.shape != (n,) or labels.dtype.kind not in "iu":
-            raise DataFormatError(self.path, f"labels/names do not match {n} samples")
-        if indices is not None:
-            idx = np.asarray(indices, dtype=np.int64)
-            frames, labels, names = frames[idx], labels[idx], names[idx]
-        self.frames = torch.from_numpy(np.ascontiguousarray(frames))
-        self.labels = torch.from_numpy(labels.astype(np.int64))
-        self.names = names.tolist()
-        self.transform = transform
+        return frames.shape[0]
 
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
+    def _store(self, arrays: dict[str, np.ndarray], rows: np.ndarray) -> None:
+        self.frames = torch.from_numpy(np.ascontiguousarray(arrays["frames"][rows]))
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        x = self.frames[i].float().div_(255.0)
-        if self.transform is not None:
-            x = self.transform(x)
-        return x, int(self.labels[i])
+    def _sample(self, i: int) -> torch.Tensor:
+        return self.frames[i].float().div_(255.0)
 
 
 # =========================================================================================================

@@ -2,6 +2,8 @@
 from pathlib import Path
 
 from bidl.config import validate_config
+from bidl.data.catalog import DATASET_NAMES, get_dataset
+from bidl.data.sources import SOURCES
 
 
 validate_config(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
@@ -13,12 +15,12 @@ LOGS = f"logs/{PRESET}"
 THREADS = config.get("threads", 2)
 EXPERIMENTS = sorted(config["experiments"])
 
-# raw on-disk layout read by the preprocessing for each (dataset, source)
-RAW_LAYOUTS = {
-    ("dvs128_gesture", "standin"): "ibm_aedat31",
-    ("dvs128_gesture", "ibm"): "ibm_aedat31",
-    ("dvs128_gesture", "tonic"): "tonic_npy",
-}
+DATASETS_DECLARED = [d for d in DATASET_NAMES if d in config["datasets"]]
+
+# wildcard patterns: dataset names, and the real sources that download by script or are placed by hand
+DATASET_PATTERN = "|".join(DATASET_NAMES)
+SCRIPTED_SOURCE_PATTERN = "|".join(sorted({s.name for d in SOURCES.values() for s in d.values() if not s.manual}))
+MANUAL_SOURCE_PATTERN = "|".join(sorted({s.name for d in SOURCES.values() for s in d.values() if s.manual}))
 
 
 def dataset_source(dataset):
@@ -28,6 +30,15 @@ def dataset_source(dataset):
 def raw_marker(dataset):
     """The marker file whose presence says the raw data of ``dataset`` is complete."""
     return f"resources/{dataset}/{dataset_source(dataset)}/.complete"
+
+
+def preprocess_params(dataset):
+    """Keyword arguments of the dataset's ``preprocess``: the config's, plus the raw layout where it takes one."""
+    params = dict(config["datasets"][dataset].get("preprocess", {}))
+    info = get_dataset(dataset)
+    if info.layout_param:
+        params["layout"] = info.layout(dataset_source(dataset))
+    return params
 
 
 def experiment(name):
@@ -40,6 +51,7 @@ def experiment_split(name, split):
 
 def final_outputs():
     return [
+        f"{RESULTS}/tables/datasets.md",
         f"{RESULTS}/tables/table2.md",
         f"{RESULTS}/tables/table2.csv",
         *expand(f"{RESULTS}/experiments/{{experiment}}/history.png", experiment=EXPERIMENTS),

@@ -1,14 +1,23 @@
-# Raw data (generated stand-in, or the real download / placed files) and preprocessing to cached frames.
+# Raw data and preprocessing, one set of rules for every dataset of bidl.data.catalog.DATASETS:
+#   standin       generate the stand-in in the real raw on-disk format      resources/<dataset>/standin/
+#   download      fetch a scriptable real source, verify, extract            resources/<dataset>/<source>/
+#   check_placed  check the files of a registration-only / private source    resources/<dataset>/<source>/
+#                 (tries a scripted mirror first where one exists), or fail naming the files and where they go
+#   preprocess    raw copy -> cached ST tensors and the seeded split         resources/cache/<preset>/<dataset>/
+#   datasets      one table of every dataset's source, splits, shapes, sizes and timings
+# A raw copy is complete when its .complete marker exists (written last, atomically).
 
 
-rule dvs128_standin:
+rule standin:
     output:
-        marker="resources/dvs128_gesture/standin/.complete",
+        marker="resources/{dataset}/standin/.complete",
+    wildcard_constraints:
+        dataset=DATASET_PATTERN,
     params:
-        dataset="dvs128_gesture",
-        standin=config["datasets"]["dvs128_gesture"].get("standin", {}),
+        dataset=lambda w: w.dataset,
+        standin=lambda w: config["datasets"][w.dataset].get("standin", {}),
     log:
-        "logs/dvs128_gesture/standin.log",
+        "logs/{dataset}/standin.log",
     threads: 1
     conda:
         "../../envs/bidl.yaml"
@@ -16,16 +25,17 @@ rule dvs128_standin:
         "../../scripts/make_standin.py"
 
 
-rule dvs128_fetch:
+rule download:
     output:
-        marker="resources/dvs128_gesture/{source}/.complete",
+        marker="resources/{dataset}/{source}/.complete",
     wildcard_constraints:
-        source="ibm|tonic",
+        dataset=DATASET_PATTERN,
+        source=SCRIPTED_SOURCE_PATTERN,
     params:
-        dataset="dvs128_gesture",
+        dataset=lambda w: w.dataset,
         source=lambda w: w.source,
     log:
-        "logs/dvs128_gesture/fetch_{source}.log",
+        "logs/{dataset}/download_{source}.log",
     threads: 1
     retries: 2
     conda:
@@ -34,23 +44,59 @@ rule dvs128_fetch:
         "../../scripts/fetch_data.py"
 
 
-rule dvs128_preprocess:
-    input:
-        marker=raw_marker("dvs128_gesture"),
+rule check_placed:
     output:
-        train=f"{CACHE}/dvs128_gesture/train.npz",
-        test=f"{CACHE}/dvs128_gesture/test.npz",
-        split=f"{CACHE}/dvs128_gesture/split.json",
+        marker="resources/{dataset}/{source}/.complete",
+    wildcard_constraints:
+        dataset=DATASET_PATTERN,
+        source=MANUAL_SOURCE_PATTERN,
     params:
-        dataset="dvs128_gesture",
-        preprocess={
-            "layout": RAW_LAYOUTS[("dvs128_gesture", dataset_source("dvs128_gesture"))],
-            **config["datasets"]["dvs128_gesture"]["preprocess"],
-        },
+        dataset=lambda w: w.dataset,
+        source=lambda w: w.source,
     log:
-        f"{LOGS}/dvs128_gesture/preprocess.log",
+        "logs/{dataset}/check_placed_{source}.log",
+    threads: 1
+    conda:
+        "../../envs/bidl.yaml"
+    script:
+        "../../scripts/fetch_data.py"
+
+
+rule preprocess:
+    input:
+        marker=lambda w: raw_marker(w.dataset),
+    output:
+        train=f"{CACHE}/{{dataset}}/train.npz",
+        test=f"{CACHE}/{{dataset}}/test.npz",
+        split=f"{CACHE}/{{dataset}}/split.json",
+        info=f"{CACHE}/{{dataset}}/preprocess.json",
+    wildcard_constraints:
+        dataset=DATASET_PATTERN,
+    params:
+        dataset=lambda w: w.dataset,
+        preprocess=lambda w: preprocess_params(w.dataset),
+    log:
+        f"{LOGS}/{{dataset}}/preprocess.log",
     threads: 1
     conda:
         "../../envs/bidl.yaml"
     script:
         "../../scripts/preprocess.py"
+
+
+rule datasets:
+    input:
+        markers=[raw_marker(d) for d in DATASETS_DECLARED],
+        infos=expand(f"{CACHE}/{{dataset}}/preprocess.json", dataset=DATASETS_DECLARED),
+        tests=expand(f"{CACHE}/{{dataset}}/test.npz", dataset=DATASETS_DECLARED),
+    output:
+        markdown=report(f"{RESULTS}/tables/datasets.md", caption="../report/datasets.rst", category="Tables"),
+        csv=f"{RESULTS}/tables/datasets.csv",
+    params:
+        datasets=DATASETS_DECLARED,
+    log:
+        f"{LOGS}/datasets.log",
+    conda:
+        "../../envs/bidl.yaml"
+    script:
+        "../../scripts/render_datasets.py"

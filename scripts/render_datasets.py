@@ -1,0 +1,148 @@
+"""Render the datasets table: per dataset its source, raw files and their size on disk, the time taken to
+generate (stand-in) and preprocess it, the cache size, the split sizes, classes and the sample shape.
+
+Reads only what the data rules left behind: each raw copy's ``.complete`` marker and files, and each cache's
+``preprocess.json``, ``split.json`` and ``test.npz`` (one sample is loaded for its shape).
+
+Snakemake: ``params.datasets``; ``input.markers`` and ``input.infos`` in that order; outputs ``markdown``
+and ``csv``. Command line::
+
+    python scripts/render_datasets.py --config config/config.yaml --cache resources/cache/default \\
+        --markdown datasets.md --csv datasets.csv
+"""
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from bidl.cli import setup_logging
+from bidl.data.catalog import describe_source, get_dataset, open_split
+from bidl.io import atomic_write_text
+from bidl.tables import to_csv, to_markdown
+
+COLUMNS = (
+    "dataset",
+    "data source",
+    "raw files",
+    "raw MB on disk",
+    "generated in s",
+    "preprocessed in s",
+    "cache MB",
+    "train",
+    "test",
+    "classes",
+    "sample (T first)",
+    "order matters",
+    "split",
+)
+
+
+def disk_usage(root: Path) -> tuple[int, int, int]:
+    """``(files, bytes allocated on disk, bytes of content)`` of everything under ``root``."""
+    files = allocated = content = 0
+    for folder, _, names in os.walk(root):
+        for name in names:
+            st = os.lstat(os.path.join(folder, name))
+            files += 1
+            allocated += st.st_blocks * 512
+            content += st.st_size
+    return files, allocated, content
+
+
+def dataset_row(dataset: str, source: str, marker: Path, info_file: Path) -> dict[str, Any]:
+    meta = get_dataset(dataset)
+    cache = info_file.parent
+    info = json.loads(info_file.read_text())
+    split = json.loads((cache / "split.json").read_text())
+    files, allocated, content = disk_usage(marker.parent)
+    generated = json.loads(marker.read_text()).get("seconds") if source == "standin" else None
+    x, _ = open_split(dataset, cache / "test.npz")[0]
+    cache_allocated = disk_usage(cache)[1]
+    return {
+        "dataset": meta.title,
+        "data source": describe_source(dataset, source),
+        "raw files": files,
+        "raw MB on disk": f"{allocated / 1e6:.1f}",
+        "raw MB of content": content / 1e6,
+        "generated in s": "-" if generated is None else f"{generated:.1f}",
+        "generated seconds": generated or 0.0,
+        "preprocessed in s": f"{info['seconds']:.1f}",
+        "preprocess seconds": info["seconds"],
+        "cache MB": f"{cache_allocated / 1e6:.1f}",
+        "cache bytes": cache_allocated,
+        "raw bytes": allocated,
+        "train": split["splits"]["train"]["n"],
+        "test": split["splits"]["test"]["n"],
+        "classes": len(split["class_names"]),
+        "sample (T first)": f"{list(x.shape)} {str(x.dtype).replace('torch.', '')}",
+        "order matters": (
+            f"yes: {meta.standin_description}"
+            if source == "standin" and meta.temporal
+            else ("no (spatial classes)" if source == "standin" else "-")
+        ),
+        "split": split["split_source"],
+    }
+
+
+def main(
+    config: dict[str, Any],
+    datasets: list[str],
+    markers: list[Path],
+    infos: list[Path],
+    markdown: Path,
+    csv_file: Path,
+) -> list[dict[str, Any]]:
+    rows = [
+        dataset_row(d, config["datasets"][d]["source"], Path(m), Path(i))
+        for d, m, i in zip(datasets, markers, infos, strict=True)
+    ]
+    disk = sum(r["raw bytes"] + r["cache bytes"] for r in rows) / 1e6
+    content = sum(r["raw MB of content"] for r in rows)
+    seconds = sum(r["generated seconds"] + r["preprocess seconds"] for r in rows)
+    notes = [
+        f"Config: `{config['name']}` ({config.get('description', '')}).",
+        f"All raw copies and caches: {disk:.1f} MB on disk ({content:.1f} MB of raw file content); "
+        f"generating the stand-ins and preprocessing took {seconds:.1f} s in all (one job each, as measured "
+        "by the jobs themselves).",
+        "Sample: the first test sample as the dataset class returns it (time first).",
+    ]
+    atomic_write_text(csv_file, to_csv(COLUMNS, rows))
+    atomic_write_text(markdown, to_markdown(f"Datasets (preset `{config['name']}`)", COLUMNS, rows, notes))
+    return rows
+
+
+def _cli() -> None:
+    from bidl.config import load_yaml
+    from bidl.data.catalog import DATASET_NAMES
+
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--cache", type=Path, required=True, help="resources/cache/<preset>")
+    parser.add_argument("--resources", type=Path, default=Path("resources"))
+    parser.add_argument("--markdown", type=Path, required=True)
+    parser.add_argument("--csv", type=Path, required=True)
+    args = parser.parse_args()
+    config = load_yaml(args.config)
+    datasets = [d for d in DATASET_NAMES if d in config["datasets"]]
+    markers = [args.resources / d / config["datasets"][d]["source"] / ".complete" for d in datasets]
+    infos = [args.cache / d / "preprocess.json" for d in datasets]
+    main(config, datasets, markers, infos, args.markdown, args.csv)
+
+
+if "snakemake" in globals():
+    _sm = globals()["snakemake"]
+    setup_logging(_sm.log[0] if len(_sm.log) else None)
+    main(
+        _sm.config,
+        list(_sm.params["datasets"]),
+        [Path(p) for p in _sm.input["markers"]],
+        [Path(p) for p in _sm.input["infos"]],
+        Path(_sm.output["markdown"]),
+        Path(_sm.output["csv"]),
+    )
+elif __name__ == "__main__":
+    _cli()
