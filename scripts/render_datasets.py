@@ -1,14 +1,15 @@
 """Render the datasets table: per dataset its source, raw files and their size on disk, the time taken to
 generate (stand-in) and preprocess it, the cache size, the split sizes, classes and the sample shape.
 
-Reads only what the data rules left behind: each raw copy's ``.complete`` marker and files, and each cache's
-``preprocess.json``, ``split.json`` and ``test.npz`` (one sample is loaded for its shape).
+Reads only what the data rules left behind: each raw copy's ``.complete`` marker and files, each cache's
+``preprocess.json``, ``split.json`` and ``test.npz`` (one sample is loaded for its shape), and each
+dataset's order probe (``probe.json``, see ``bidl.probe``).
 
-Snakemake: ``params.datasets``; ``input.markers`` and ``input.infos`` in that order; outputs ``markdown``
-and ``csv``. Command line::
+Snakemake: ``params.datasets``; ``input.markers``, ``input.infos`` and ``input.probes`` in that order;
+outputs ``markdown`` and ``csv``. Command line::
 
     python scripts/render_datasets.py --config config/config.yaml --cache resources/cache/default \\
-        --markdown datasets.md --csv datasets.csv
+        --results results/default --markdown datasets.md --csv datasets.csv
 """
 
 import argparse
@@ -34,9 +35,17 @@ COLUMNS = (
     "test",
     "classes",
     "sample (T first)",
-    "order matters",
+    "chance %",
+    "order-aware probe %",
+    "same, time-shuffled %",
+    "order-blind probe %",
+    "order matters (measured)",
+    "stand-in task",
     "split",
 )
+
+#: the order-aware probe must beat both controls by this many points for "order matters"
+ORDER_MARGIN = 10.0
 
 
 def disk_usage(root: Path) -> tuple[int, int, int]:
@@ -51,7 +60,14 @@ def disk_usage(root: Path) -> tuple[int, int, int]:
     return files, allocated, content
 
 
-def dataset_row(dataset: str, source: str, marker: Path, info_file: Path) -> dict[str, Any]:
+def order_verdict(probe: dict[str, Any]) -> str:
+    """ "yes" when the order-aware probe beats the time-shuffled and the order-blind controls by
+    :data:`ORDER_MARGIN` points, else "no"."""
+    margin = probe["order"] - max(probe["order_time_shuffled"], probe["static"])
+    return f"{'yes' if margin >= ORDER_MARGIN else 'no'} ({margin:+.1f})"
+
+
+def dataset_row(dataset: str, source: str, marker: Path, info_file: Path, probe_file: Path) -> dict[str, Any]:
     meta = get_dataset(dataset)
     cache = info_file.parent
     info = json.loads(info_file.read_text())
@@ -60,6 +76,7 @@ def dataset_row(dataset: str, source: str, marker: Path, info_file: Path) -> dic
     generated = json.loads(marker.read_text()).get("seconds") if source == "standin" else None
     x, _ = open_split(dataset, cache / "test.npz")[0]
     cache_allocated = disk_usage(cache)[1]
+    probe = json.loads(probe_file.read_text())
     return {
         "dataset": meta.title,
         "data source": describe_source(dataset, source),
@@ -77,11 +94,12 @@ def dataset_row(dataset: str, source: str, marker: Path, info_file: Path) -> dic
         "test": split["splits"]["test"]["n"],
         "classes": len(split["class_names"]),
         "sample (T first)": f"{list(x.shape)} {str(x.dtype).replace('torch.', '')}",
-        "order matters": (
-            f"yes: {meta.standin_description}"
-            if source == "standin" and meta.temporal
-            else ("no (spatial classes)" if source == "standin" else "-")
-        ),
+        "chance %": f"{probe['chance']:.1f}",
+        "order-aware probe %": f"{probe['order']:.1f}",
+        "same, time-shuffled %": f"{probe['order_time_shuffled']:.1f}",
+        "order-blind probe %": f"{probe['static']:.1f}",
+        "order matters (measured)": order_verdict(probe),
+        "stand-in task": meta.standin_description if source == "standin" else "-",
         "split": split["split_source"],
     }
 
@@ -91,12 +109,13 @@ def main(
     datasets: list[str],
     markers: list[Path],
     infos: list[Path],
+    probes: list[Path],
     markdown: Path,
     csv_file: Path,
 ) -> list[dict[str, Any]]:
     rows = [
-        dataset_row(d, config["datasets"][d]["source"], Path(m), Path(i))
-        for d, m, i in zip(datasets, markers, infos, strict=True)
+        dataset_row(d, config["datasets"][d]["source"], Path(m), Path(i), Path(p))
+        for d, m, i, p in zip(datasets, markers, infos, probes, strict=True)
     ]
     disk = sum(r["raw bytes"] + r["cache bytes"] for r in rows) / 1e6
     content = sum(r["raw MB of content"] for r in rows)
@@ -107,6 +126,10 @@ def main(
         f"generating the stand-ins and preprocessing took {seconds:.1f} s in all (one job each, as measured "
         "by the jobs themselves).",
         "Sample: the first test sample as the dataset class returns it (time first).",
+        "Probes (bidl.probe, trained on the train split, top-1 on the test split): order-aware = temporal "
+        "convolutions over per-step features; time-shuffled = the same model on test inputs with their "
+        "timesteps permuted; order-blind = an MLP on the features averaged over time. Order matters when the "
+        f"order-aware probe beats both controls by at least {ORDER_MARGIN:.0f} points (margin in brackets).",
     ]
     atomic_write_text(csv_file, to_csv(COLUMNS, rows))
     atomic_write_text(markdown, to_markdown(f"Datasets (preset `{config['name']}`)", COLUMNS, rows, notes))
@@ -123,6 +146,7 @@ def _cli() -> None:
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--cache", type=Path, required=True, help="resources/cache/<preset>")
     parser.add_argument("--resources", type=Path, default=Path("resources"))
+    parser.add_argument("--results", type=Path, required=True, help="results/<preset> (probes/<dataset>/)")
     parser.add_argument("--markdown", type=Path, required=True)
     parser.add_argument("--csv", type=Path, required=True)
     args = parser.parse_args()
@@ -130,7 +154,8 @@ def _cli() -> None:
     datasets = [d for d in DATASET_NAMES if d in config["datasets"]]
     markers = [args.resources / d / config["datasets"][d]["source"] / ".complete" for d in datasets]
     infos = [args.cache / d / "preprocess.json" for d in datasets]
-    main(config, datasets, markers, infos, args.markdown, args.csv)
+    probes = [args.results / "probes" / d / "probe.json" for d in datasets]
+    main(config, datasets, markers, infos, probes, args.markdown, args.csv)
 
 
 if "snakemake" in globals():
@@ -141,6 +166,7 @@ if "snakemake" in globals():
         list(_sm.params["datasets"]),
         [Path(p) for p in _sm.input["markers"]],
         [Path(p) for p in _sm.input["infos"]],
+        [Path(p) for p in _sm.input["probes"]],
         Path(_sm.output["markdown"]),
         Path(_sm.output["csv"]),
     )

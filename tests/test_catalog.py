@@ -147,7 +147,7 @@ def test_datasets_table_from_markers_and_caches(tiny_caches, tmp_path):
     preprocess_script = _load_script("preprocess")
     render = _load_script("render_datasets")
     names = sorted(TINY)
-    markers, infos = [], []
+    markers, infos, probes = [], [], []
     for name in names:
         raw, _ = tiny_caches[name]
         cache = tmp_path / "cache" / name
@@ -155,8 +155,11 @@ def test_datasets_table_from_markers_and_caches(tiny_caches, tmp_path):
         (raw / ".complete").write_text(json.dumps({"seconds": 1.5}))
         markers.append(raw / ".complete")
         infos.append(cache / "preprocess.json")
+        probe = {"chance": 50.0, "order": 90.0, "order_time_shuffled": 55.0, "static": 85.0}
+        probes.append(tmp_path / f"{name}-probe.json")
+        probes[-1].write_text(json.dumps(probe))
     config = {"name": "tiny", "datasets": {n: {"source": "standin"} for n in names}}
-    rows = render.main(config, names, markers, infos, tmp_path / "d.md", tmp_path / "d.csv")
+    rows = render.main(config, names, markers, infos, probes, tmp_path / "d.md", tmp_path / "d.csv")
     table = list(csv.DictReader((tmp_path / "d.csv").open()))
     assert [r["dataset"] for r in table] == [DATASETS[n].title for n in names]
     for name, row in zip(names, table, strict=True):
@@ -166,6 +169,7 @@ def test_datasets_table_from_markers_and_caches(tiny_caches, tmp_path):
         assert row["generated in s"] == "1.5" and row["data source"].startswith("stand-in")
         assert row["sample (T first)"].startswith(str(list(TINY[name][2])))
         assert int(row["raw files"]) > 0 and float(row["raw MB on disk"]) > 0
-    assert rows[names.index("cifar10_dvs")]["order matters"].startswith("no")
+    assert rows[0]["order matters (measured)"] == "no (+5.0)"  # 90 beats 85 by less than 10 points
+    assert rows[names.index("cifar10_dvs")]["stand-in task"].endswith("(spatial classes)")
     text = (tmp_path / "d.md").read_text()
     assert text.startswith("# Datasets (preset `tiny`)") and "MB on disk" in text

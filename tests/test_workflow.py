@@ -143,8 +143,14 @@ def test_default_pipeline_end_to_end(tmp_path):
         metrics = json.loads((work / "results/default/experiments" / experiment / "metrics.json").read_text())
         assert metrics["iim_eim_prediction_agreement"] == 100.0
         assert (work / "results/default/experiments" / experiment / "history.png").stat().st_size > 0
+    # every stand-in generated and preprocessed, within 300 MB on disk; each temporal stand-in needs order
     datasets = list(csv.DictReader((work / "results/default/tables/datasets.csv").open()))
     assert len(datasets) == 6 and all(r["data source"].startswith("stand-in") for r in datasets)
+    on_disk = sum(float(r["raw MB on disk"]) + float(r["cache MB"]) for r in datasets)
+    assert on_disk <= 300.0, on_disk
+    for row in datasets:
+        temporal = row["dataset"] != "CIFAR10-DVS"
+        assert row["order matters (measured)"].startswith("yes" if temporal else "no"), row
     # a second run has nothing to do
     assert (
         "Nothing to be done"

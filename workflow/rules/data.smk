@@ -4,7 +4,9 @@
 #   check_placed  check the files of a registration-only / private source    resources/<dataset>/<source>/
 #                 (tries a scripted mirror first where one exists), or fail naming the files and where they go
 #   preprocess    raw copy -> cached ST tensors and the seeded split         resources/cache/<preset>/<dataset>/
-#   datasets      one table of every dataset's source, splits, shapes, sizes and timings
+#   probe         does the data need order? an order-aware and an order-blind classifier, and the order-aware
+#                 one on time-shuffled test inputs (bidl.probe)
+#   datasets      one table of every dataset's source, splits, shapes, sizes, timings and probe results
 # A raw copy is complete when its .complete marker exists (written last, atomically).
 
 
@@ -89,6 +91,7 @@ rule datasets:
         markers=[raw_marker(d) for d in DATASETS_DECLARED],
         infos=expand(f"{CACHE}/{{dataset}}/preprocess.json", dataset=DATASETS_DECLARED),
         tests=expand(f"{CACHE}/{{dataset}}/test.npz", dataset=DATASETS_DECLARED),
+        probes=expand(f"{RESULTS}/probes/{{dataset}}/probe.json", dataset=DATASETS_DECLARED),
     output:
         markdown=report(f"{RESULTS}/tables/datasets.md", caption="../report/datasets.rst", category="Tables"),
         csv=f"{RESULTS}/tables/datasets.csv",
@@ -100,3 +103,26 @@ rule datasets:
         "../../envs/bidl.yaml"
     script:
         "../../scripts/render_datasets.py"
+
+
+rule probe:
+    input:
+        train=f"{CACHE}/{{dataset}}/train.npz",
+        test=f"{CACHE}/{{dataset}}/test.npz",
+        split=f"{CACHE}/{{dataset}}/split.json",
+    output:
+        json=f"{RESULTS}/probes/{{dataset}}/probe.json",
+    wildcard_constraints:
+        dataset=DATASET_PATTERN,
+    params:
+        dataset=lambda w: w.dataset,
+        probe=lambda w: config["datasets"][w.dataset].get("probe", {}),
+        loader=lambda w: config["datasets"][w.dataset].get("loader", {}),
+        seed=config["seed"],
+    log:
+        f"{LOGS}/{{dataset}}/probe.log",
+    threads: 1
+    conda:
+        "../../envs/bidl.yaml"
+    script:
+        "../../scripts/probe.py"
