@@ -12,6 +12,7 @@ or from the command line::
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as _dt
 import json
 import os
@@ -47,10 +48,38 @@ def _write_json_atomic(path: Path, payload: dict) -> None:
         raise
 
 
+def _with_checksums(src: Source) -> Source:
+    """``src`` with the MD5 and size of every unchecked file filled in from ``src.checksums``."""
+    if src.checksums is None or all(rf.md5 or rf.sha256 for rf in src.files):
+        return src
+    try:
+        table = src.checksums()
+    except Exception as exc:  # network, HTTP or JSON errors of the index
+        raise DownloadError(
+            f"{src.key}: cannot obtain the checksums that verify the downloads ({exc}); nothing was "
+            f"downloaded.\n{src.instructions}"
+        ) from exc
+    unchecked = [rf.name for rf in src.files if not (rf.md5 or rf.sha256)]
+    missing = [name for name in unchecked if name not in table]
+    if missing:
+        raise DownloadError(f"{src.key}: the checksum index lists no MD5 for {missing}; nothing downloaded")
+    files = tuple(
+        dataclasses.replace(rf, md5=table[rf.name]["md5"], size=table[rf.name].get("size"))
+        if rf.name in unchecked
+        else rf
+        for rf in src.files
+    )
+    _log(f"{src.key}: checksums of {len(unchecked)} files taken from the index")
+    return dataclasses.replace(src, files=files)
+
+
 def fetch(src: Source, root: Path, *, force: bool = False) -> Path:
     """Obtain every file of ``src`` under ``root`` and return the path of the written ``root/.complete``.
 
     * A marker already present for the same dataset/source is trusted and returned (unless ``force``).
+    * Files without a checksum get theirs from ``src.checksums`` (an authoritative index such as Zenodo's
+      API) first, when the source has one; a file it does not list, or an index that cannot be reached,
+      stops the fetch before anything is downloaded unverified.
     * Files with URLs are downloaded into ``root/downloads/`` and verified (a verified file already there is
       kept). For a non-manual source a failed download raises :class:`DownloadError` with the source's
       instructions; for a manual source the failure is reported and the file is then expected by hand.
@@ -72,6 +101,7 @@ def fetch(src: Source, root: Path, *, force: bool = False) -> Path:
             return marker
     marker.unlink(missing_ok=True)
     downloads.mkdir(parents=True, exist_ok=True)
+    src = _with_checksums(src)
 
     verified: set[str] = set()
     mirror_failures: list[str] = []

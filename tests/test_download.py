@@ -7,6 +7,7 @@ a server that ignores Range, and wrong content.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 import io
@@ -516,3 +517,56 @@ def test_fetch_manual_source_falls_back_to_placed_files(server: Server, tmp_path
 def test_fetch_main_unknown_source_raises(fetch_data, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="'nope'"):
         fetch_data.main("dvs128_gesture", "nope", tmp_path)
+
+
+def test_fetch_takes_missing_checksums_from_the_index(server: Server, tmp_path: Path, fetch_data) -> None:
+    server.routes["/a.bin"] = Route(PAYLOAD)
+    calls = []
+
+    def index():
+        calls.append(1)
+        return {"a.bin": {"md5": PAYLOAD_MD5, "size": len(PAYLOAD)}}
+
+    src = Source(
+        "demo",
+        "zenodo",
+        (RemoteFile("a.bin", (server.url("/a.bin"),), None),),
+        manual=False,
+        homepage="-",
+        instructions="see the record",
+        layout="demo",
+        checksums=index,
+    )
+    marker = fetch_data.fetch(src, tmp_path / "ok")
+    assert calls and json.loads(marker.read_text())["files"][0]["md5"] == PAYLOAD_MD5
+    # the index's MD5 is enforced
+    wrong = dataclasses.replace(src, checksums=lambda: {"a.bin": {"md5": "0" * 32, "size": None}})
+    with pytest.raises(DownloadError):
+        fetch_data.fetch(wrong, tmp_path / "wrong")
+    assert not (tmp_path / "wrong" / ".complete").exists()
+
+    def offline():
+        raise OSError("network unreachable")
+
+    with pytest.raises(DownloadError, match="cannot obtain the checksums .*network unreachable"):
+        fetch_data.fetch(dataclasses.replace(src, checksums=offline), tmp_path / "offline")
+    assert not (tmp_path / "offline" / "downloads" / "a.bin").exists()
+    with pytest.raises(DownloadError, match=r"lists no MD5 for \['a.bin'\]"):
+        fetch_data.fetch(dataclasses.replace(src, checksums=lambda: {}), tmp_path / "unlisted")
+
+
+def test_luna16_zenodo_files_are_verified_against_the_zenodo_api(monkeypatch) -> None:
+    src = get_source("luna16", "zenodo")
+    assert src.checksums is not None and all(rf.urls for rf in src.files)
+    assert {rf.name for rf in src.files} >= {"annotations.csv", "candidates.csv", "seg-lungs-LUNA16.zip"}
+    from bidl.data import luna16
+
+    asked = []
+
+    def fake(record, **_):
+        asked.append(record)
+        return {rf.name: {"md5": "a" * 32, "size": 1} for rf in src.files}
+
+    monkeypatch.setattr(luna16, "fetch_zenodo_checksums", fake)
+    table = src.checksums()
+    assert sorted(asked) == [3723295, 4121926] and set(table) == {rf.name for rf in src.files}

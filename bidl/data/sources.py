@@ -13,8 +13,10 @@ Checksums and URLs are those hard-coded by the libraries that download these dat
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import Any
 
 from bidl.errors import ConfigError
 
@@ -72,6 +74,9 @@ class Source:
     ``manual`` sources cannot be fully scripted: their files are taken from ``urls`` where a mirror exists
     and otherwise must be placed by hand following ``instructions``. ``layout`` names the on-disk layout
     the files produce after extraction, for the readers (e.g. ``ibm_aedat31``, ``tonic_npy``).
+    ``checksums``, for sources whose checksums no library hard-codes, returns ``{file name: {"md5": ...,
+    "size": ...}}`` from an authoritative index (Zenodo's API); the fetch step fills in every file without
+    a checksum from it before downloading, so nothing is kept unverified.
     """
 
     dataset: str
@@ -81,6 +86,7 @@ class Source:
     homepage: str
     instructions: str
     layout: str
+    checksums: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None
 
     def __post_init__(self) -> None:
         if not self.files:
@@ -233,6 +239,16 @@ _LUNA16_RECORDS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (4121926, tuple(f"subset{k}.zip" for k in range(7, 10))),
 )
 
+def _luna16_zenodo_checksums() -> dict[str, dict[str, Any]]:
+    """MD5 and size of every file of the two LUNA16 Zenodo records, from the Zenodo API (network)."""
+    from bidl.data import luna16
+
+    table: dict[str, dict[str, Any]] = {}
+    for record, _ in _LUNA16_RECORDS:
+        table.update(luna16.fetch_zenodo_checksums(record))
+    return table
+
+
 LUNA16_ZENODO = Source(
     dataset="luna16",
     name="zenodo",
@@ -245,14 +261,15 @@ LUNA16_ZENODO = Source(
     homepage="https://luna16.grand-challenge.org/Data/",
     instructions=(
         "LUNA16 on Zenodo, records 3723295 (csv files, lung masks, subset0-6) and 4121926 (subset7-9), "
-        "about 66 GB, no login. No library hard-codes the MD5s, so they are None here: take them from the "
-        "Zenodo API (https://zenodo.org/api/records/<record>, files[].checksum 'md5:...'; "
-        "bidl.data.luna16.fetch_zenodo_checksums does this) and check the files against them. Some subset "
+        "about 66 GB, no login. No library hard-codes the MD5s: the fetch step takes them from the Zenodo "
+        "API (https://zenodo.org/api/records/<record>, files[].checksum 'md5:...') before downloading and "
+        "verifies every file against them; a file placed by hand is used once it matches. Some subset "
         "zips are reported to fail with plain unzip; '7z x' or 'zip -FFv' repair them. Extracted layout: "
         "subsetK/<seriesuid>.mhd/.raw, seg-lungs-LUNA16/<seriesuid>.mhd/.raw, csv files in downloads/. "
         "Licence CC BY 4.0 (LIDC-IDRI: CC BY 3.0)."
     ),
     layout="luna16_mhd",
+    checksums=_luna16_zenodo_checksums,
 )
 
 # ---------------------------------------------------------------------------------------------------------
