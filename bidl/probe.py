@@ -62,7 +62,20 @@ def probe_features(sample: Tensor, *, pool: int = 8, vocab_size: int | None = No
     return _PoolFlatten(None), int(torch.tensor(step).prod()) if len(step) else 1
 
 
-class OrderProbe(nn.Module):
+class _Probe(nn.Module):
+    """Shared front of the probes: per-step features of ``[B, T, ...]``, layer-normalised, ``[B, T, F]``."""
+
+    def __init__(self, sample: Tensor, *, pool: int, vocab_size: int | None):
+        super().__init__()
+        self.front, self.width = probe_features(sample, pool=pool, vocab_size=vocab_size)
+        self.norm = nn.LayerNorm(self.width)
+
+    def steps(self, x: Tensor) -> Tensor:
+        b, t = x.shape[:2]
+        return self.norm(self.front(x.reshape(b * t, *x.shape[2:])).reshape(b, t, -1))
+
+
+class OrderProbe(_Probe):
     """Per-step features -> two temporal convolutions (kernel ``kernel``, ReLU) -> max over time -> linear.
 
     It detects local motifs in time wherever they occur (a negation before a word, a move followed by
@@ -79,12 +92,10 @@ class OrderProbe(nn.Module):
         vocab_size: int | None = None,
         kernel: int = 5,
     ):
-        super().__init__()
-        self.front, width = probe_features(sample, pool=pool, vocab_size=vocab_size)
-        self.norm = nn.LayerNorm(width)
+        super().__init__(sample, pool=pool, vocab_size=vocab_size)
         pad = kernel // 2
         self.temporal = nn.Sequential(
-            nn.Conv1d(width, hidden, kernel, padding=pad),
+            nn.Conv1d(self.width, hidden, kernel, padding=pad),
             nn.ReLU(),
             nn.Conv1d(hidden, hidden, kernel, padding=pad),
             nn.ReLU(),
@@ -92,12 +103,10 @@ class OrderProbe(nn.Module):
         self.readout = nn.Linear(hidden, n_classes)
 
     def forward(self, x: Tensor) -> Tensor:
-        b, t = x.shape[:2]
-        steps = self.norm(self.front(x.reshape(b * t, *x.shape[2:])).reshape(b, t, -1))
-        return self.readout(self.temporal(steps.transpose(1, 2)).amax(2))
+        return self.readout(self.temporal(self.steps(x).transpose(1, 2)).amax(2))
 
 
-class StaticProbe(nn.Module):
+class StaticProbe(_Probe):
     """Per-step features averaged over time -> Linear -> ReLU -> Linear: blind to order by construction.
 
     Input ``[B, T, ...]``; output ``[B, n_classes]``.
@@ -112,15 +121,11 @@ class StaticProbe(nn.Module):
         pool: int = 8,
         vocab_size: int | None = None,
     ):
-        super().__init__()
-        self.front, width = probe_features(sample, pool=pool, vocab_size=vocab_size)
-        self.norm = nn.LayerNorm(width)
-        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, n_classes))
+        super().__init__(sample, pool=pool, vocab_size=vocab_size)
+        self.mlp = nn.Sequential(nn.Linear(self.width, hidden), nn.ReLU(), nn.Linear(hidden, n_classes))
 
     def forward(self, x: Tensor) -> Tensor:
-        b, t = x.shape[:2]
-        steps = self.front(x.reshape(b * t, *x.shape[2:]))
-        return self.mlp(self.norm(steps.reshape(b, t, -1).mean(1)))
+        return self.mlp(self.steps(x).mean(1))
 
 
 @torch.no_grad()

@@ -11,7 +11,6 @@ arguments of the generator, ``seed`` included); ``log[0]``. Command line::
 """
 
 import argparse
-import importlib
 import json
 import logging
 import time
@@ -19,27 +18,18 @@ from pathlib import Path
 from typing import Any
 
 from bidl.cli import parse_params, setup_logging
+from bidl.data.catalog import DATASET_NAMES, get_dataset
 from bidl.io import atomic_write_text
 
 log = logging.getLogger("make_standin")
 
-#: dataset -> (module under bidl.data, glob of the raw files it writes)
-GENERATORS: dict[str, tuple[str, str]] = {
-    "dvs128_gesture": ("dvs128", "DvsGesture/*.aedat"),
-    "cifar10_dvs": ("cifar10dvs", "*/*.aedat"),
-    "imdb": ("imdb", "aclImdb/*/*/*.txt"),
-    "jester": ("jester", "**/*.jpg"),
-    "luna16": ("luna16", "**/*.raw"),
-    "rgb_gesture": ("rgb_gesture", "**/*.jpg"),
-}
 
 
 def main(dataset: str, raw_root: str | Path, *, marker: str | Path | None = None, **params: Any) -> Path:
     """Write the stand-in of ``dataset`` under ``raw_root`` with the generator's keyword ``params``."""
-    if dataset not in GENERATORS:
-        raise KeyError(f"dataset: no stand-in generator for {dataset!r}; known: {sorted(GENERATORS)}")
-    module_name, pattern = GENERATORS[dataset]
-    generate = importlib.import_module(f"bidl.data.{module_name}").generate_standin
+    info = get_dataset(dataset)
+    module_name, pattern = info.module, info.standin_files
+    generate = info.load_module().generate_standin
     raw_root = Path(raw_root)
     marker = Path(marker) if marker is not None else raw_root / ".complete"
     start = time.perf_counter()
@@ -64,7 +54,7 @@ def _cli() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("dataset", choices=sorted(GENERATORS))
+    parser.add_argument("dataset", choices=DATASET_NAMES)
     parser.add_argument("raw_root", type=Path)
     parser.add_argument(
         "--param",

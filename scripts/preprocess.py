@@ -14,7 +14,6 @@ arguments); outputs ``train``, ``test``, ``split``, ``info`` in one folder; ``lo
 """
 
 import argparse
-import importlib
 import json
 import logging
 import time
@@ -22,26 +21,17 @@ from pathlib import Path
 from typing import Any
 
 from bidl.cli import parse_params, setup_logging
+from bidl.data.catalog import DATASET_NAMES, get_dataset
 from bidl.io import atomic_write_text
 
 log = logging.getLogger("preprocess")
 
-#: dataset -> module under bidl.data holding its ``preprocess``
-MODULES: dict[str, str] = {
-    "dvs128_gesture": "dvs128",
-    "cifar10_dvs": "cifar10dvs",
-    "imdb": "imdb",
-    "jester": "jester",
-    "luna16": "luna16",
-    "rgb_gesture": "rgb_gesture",
-}
 
 
 def main(dataset: str, raw_root: str | Path, out_dir: str | Path, **params: Any) -> dict:
     """Preprocess ``dataset`` from ``raw_root`` into ``out_dir``; return the split summary."""
-    if dataset not in MODULES:
-        raise KeyError(f"dataset: no preprocessing for {dataset!r}; known: {sorted(MODULES)}")
-    preprocess = importlib.import_module(f"bidl.data.{MODULES[dataset]}").preprocess
+    info = get_dataset(dataset)
+    preprocess = info.load_module().preprocess
     start = time.perf_counter()
     summary = preprocess(raw_root, out_dir, **params)
     seconds = time.perf_counter() - start
@@ -50,7 +40,7 @@ def main(dataset: str, raw_root: str | Path, out_dir: str | Path, **params: Any)
     cache_bytes = sum(p.stat().st_size for p in Path(out_dir).glob("*.npz"))
     info = {
         "dataset": dataset,
-        "preprocess": f"bidl.data.{MODULES[dataset]}.preprocess",
+        "preprocess": f"bidl.data.{info.module}.preprocess",
         "raw_root": str(raw_root),
         "params": params,
         "samples": counts,
@@ -65,7 +55,7 @@ def _cli() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("dataset", choices=sorted(MODULES))
+    parser.add_argument("dataset", choices=DATASET_NAMES)
     parser.add_argument("raw_root", type=Path)
     parser.add_argument("out_dir", type=Path)
     parser.add_argument(
