@@ -36,6 +36,9 @@ __all__ = [
 HISTORY_FIELDS = ("epoch", "lr", "train_loss", "train_top1", "val_loss", "val_top1", "seconds")
 
 
+SCHEDULES = ("cosine", "step", "multistep", "none")
+
+
 @dataclass(frozen=True)
 class Recipe:
     """Optimisation recipe; ``fp16="auto"`` trains in fp16 (autocast + dynamic loss scale) on CUDA."""
@@ -47,6 +50,9 @@ class Recipe:
     schedule: str = "cosine"
     step_size: int = 30
     gamma: float = 0.1
+    milestones: tuple[int, ...] = ()
+    cosine_period: int | None = None
+    nesterov: bool = False
     epochs: int = 10
     batch_size: int = 16
     label_smoothing: float = 0.0
@@ -64,7 +70,10 @@ class Recipe:
         unknown = sorted(set(mapping) - known)
         if unknown:
             raise KeyError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
-        return cls(**mapping)
+        values = dict(mapping)
+        if "milestones" in values:
+            values["milestones"] = tuple(int(m) for m in values["milestones"])
+        return cls(**values)
 
 
 def seed_everything(seed: int) -> None:
@@ -91,25 +100,38 @@ def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
         return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
     if recipe.optimizer == "sgd":
         return torch.optim.SGD(
-            params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay, nesterov=False
+            params,
+            lr=recipe.lr,
+            momentum=recipe.momentum,
+            weight_decay=recipe.weight_decay,
+            nesterov=recipe.nesterov,
         )
     raise ValueError(f"recipe.optimizer: unknown {recipe.optimizer!r}; choose adam, adamw or sgd")
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe) -> torch.optim.lr_scheduler.LambdaLR:
-    """Per-epoch learning-rate factor: linear warm-up, then cosine / step / constant."""
+    """Per-epoch learning-rate factor: linear warm-up, then cosine / step / multistep / constant.
+
+    ``cosine``: ``0.5 (1 + cos(pi e / P))`` with ``e`` the epochs after warm-up and ``P`` =
+    ``cosine_period`` (PyTorch's ``CosineAnnealingLR(T_max=P)``, which rises again after ``P``, as the
+    authors' Jester config with ``T_max=40`` over 200 epochs does) or the remaining epochs. ``step``:
+    ``gamma ** (e // step_size)``. ``multistep``: ``gamma ** (number of milestones <= epoch)`` (mmcv's
+    ``MultiStepLR``, milestones in epochs counted from 0).
+    """
     epochs, warmup = recipe.epochs, recipe.warmup_epochs
-    if recipe.schedule not in ("cosine", "step", "none"):
-        raise ValueError(f"recipe.schedule: unknown {recipe.schedule!r}; choose cosine, step or none")
+    if recipe.schedule not in SCHEDULES:
+        raise ValueError(f"recipe.schedule: unknown {recipe.schedule!r}; choose one of {SCHEDULES}")
 
     def factor(epoch: int) -> float:
         if epoch < warmup:
             return (epoch + 1) / (warmup + 1)
         if recipe.schedule == "cosine":
-            span = max(1, epochs - warmup)
-            return 0.5 * (1 + math.cos(math.pi * (epoch - warmup) / span))
+            period = recipe.cosine_period or max(1, epochs - warmup)
+            return 0.5 * (1 + math.cos(math.pi * (epoch - warmup) / period))
         if recipe.schedule == "step":
             return recipe.gamma ** ((epoch - warmup) // recipe.step_size)
+        if recipe.schedule == "multistep":
+            return recipe.gamma ** sum(1 for m in recipe.milestones if epoch >= m)
         return 1.0
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

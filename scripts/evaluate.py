@@ -35,11 +35,13 @@ def main(
     seed: int = 0,
     threads: int = 1,
     device: str = "cpu",
+    loader: dict[str, Any] | None = None,
+    timestep_hz: float | None = None,
 ) -> dict[str, Any]:
     torch.set_num_threads(threads)
     model = create_model(experiment["model"], **experiment.get("model_kwargs", {}))
     model.load_state_dict(load_checkpoint(model_file))
-    test_set = open_split(experiment["dataset"], test_file)
+    test_set = open_split(experiment["dataset"], test_file, **dict(loader or {}))
     batch_size = experiment.get("eval_batch_size", 64)
     metrics = evaluate_model(model, test_set, batch_size=batch_size, device=device, shuffle_seed=seed)
     sample, _ = test_set[0]
@@ -60,6 +62,9 @@ def main(
             "threads": threads,
             "machine": platform.machine(),
             "processor": platform.processor() or "unknown",
+            # the sensor's timesteps per second, and how many times faster than that the stream is processed
+            "sensor_timesteps_per_s": timestep_hz,
+            "real_time_factor": round(speed["timesteps_per_s"] / timestep_hz, 3) if timestep_hz else None,
         },
     }
     atomic_write_json(out_file, result)
@@ -77,6 +82,8 @@ def _from_snakemake(smk) -> None:
             out_file=Path(smk.output.metrics),
             seed=smk.params.seed,
             threads=smk.threads,
+            loader=smk.params.loader,
+            timestep_hz=smk.params.timestep_hz,
         )
 
 
@@ -89,6 +96,8 @@ def _cli() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--loader-json", default="{}", help="dataset class keywords, as JSON")
+    parser.add_argument("--timestep-hz", type=float, default=None, help="the sensor's timesteps per second")
     args = parser.parse_args()
     main(
         experiment=json.loads(args.experiment_json),
@@ -98,6 +107,8 @@ def _cli() -> None:
         out_file=args.out,
         seed=args.seed,
         threads=args.threads,
+        loader=json.loads(args.loader_json),
+        timestep_hz=args.timestep_hz,
     )
 
 

@@ -24,7 +24,6 @@ from bidl.io import atomic_write_text
 log = logging.getLogger("make_standin")
 
 
-
 def main(dataset: str, raw_root: str | Path, *, marker: str | Path | None = None, **params: Any) -> Path:
     """Write the stand-in of ``dataset`` under ``raw_root`` with the generator's keyword ``params``."""
     info = get_dataset(dataset)

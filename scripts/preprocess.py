@@ -27,7 +27,6 @@ from bidl.io import atomic_write_text
 log = logging.getLogger("preprocess")
 
 
-
 def main(dataset: str, raw_root: str | Path, out_dir: str | Path, **params: Any) -> dict:
     """Preprocess ``dataset`` from ``raw_root`` into ``out_dir``; return the split summary."""
     info = get_dataset(dataset)

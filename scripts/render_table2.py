@@ -22,6 +22,9 @@ COLUMNS = (
     "top-1 ours (EIM)",
     "top-1 time-shuffled",
     "top-1 paper",
+    "batch-1 samples/s",
+    "batch-1 timesteps/s",
+    "real-time factor",
     "data source",
     "scaled from the paper",
 )
@@ -32,6 +35,7 @@ def table_rows(metrics: list[dict[str, Any]], config: dict[str, Any]) -> list[di
     for m in metrics:
         exp = config["experiments"][m["experiment"]]
         source = config["datasets"][m["dataset"]]["source"]
+        speed = m["streaming_batch1"]
         rows.append(
             {
                 "experiment": m["experiment"],
@@ -46,6 +50,13 @@ def table_rows(metrics: list[dict[str, Any]], config: dict[str, Any]) -> list[di
                 "top-1 ours (EIM)": f"{m['top1_eim']:.1f}",
                 "top-1 time-shuffled": f"{m['top1_time_shuffled']:.1f}",
                 "top-1 paper": f"{exp['paper']['top1']:.1f}",
+                "batch-1 samples/s": f"{speed['samples_per_s']:.2f}",
+                "batch-1 timesteps/s": f"{speed['timesteps_per_s']:.0f}",
+                "real-time factor": (
+                    f"{speed['real_time_factor']:.1f}x"
+                    if speed.get("real_time_factor")
+                    else "n/a (not a stream)"
+                ),
                 "data source": describe_source(m["dataset"], source),
                 "scaled from the paper": exp.get("scaled", "no"),
             }
@@ -60,6 +71,8 @@ def main(metrics_files: list[Path], config: dict[str, Any], markdown: Path, csv_
     notes = [
         f"Config: `{config['name']}` ({config.get('description', '')}). Data: {'; '.join(sources)}.",
         "Top-1 on the validation split; time-shuffled = the same model on frames permuted in time.",
+        "Speed: EIM streaming at batch 1 on this machine (samples/s; timesteps/s; real-time factor = "
+        "timesteps/s over the sensor's timesteps per second, > 1 is faster than the sensor).",
     ]
     atomic_write_text(csv_file, to_csv(COLUMNS, rows))
     atomic_write_text(markdown, to_markdown(f"Table 2 (preset `{config['name']}`)", COLUMNS, rows, notes))

@@ -8,8 +8,8 @@ from typing import Any
 import torch
 
 from bidl.data.catalog import open_split
-from bidl.io import redirect_output
-from bidl.models import count_parameters, create_model
+from bidl.io import load_checkpoint, redirect_output
+from bidl.models import count_parameters, create_model, load_matching_weights
 from bidl.training import Recipe, seed_everything, train
 
 
@@ -29,13 +29,19 @@ def main(
     seed: int = 0,
     threads: int = 1,
     device: str = "auto",
+    loader: dict[str, Any] | None = None,
+    init_file: Path | None = None,
 ) -> None:
     torch.set_num_threads(threads)
     seed_everything(seed)
     recipe = Recipe.from_mapping(experiment["recipe"], where=f"experiments.{name}.recipe")
     model = create_model(experiment["model"], **experiment.get("model_kwargs", {}))
-    train_set = open_split(experiment["dataset"], train_file)
-    val_set = open_split(experiment["dataset"], val_file)
+    if init_file is not None:
+        skipped = load_matching_weights(model, load_checkpoint(init_file))
+        print(f"initialised from {init_file}; kept the new model's own {skipped or 'nothing'}", flush=True)
+    loader = dict(loader or {})
+    train_set = open_split(experiment["dataset"], train_file, train=True, **loader)
+    val_set = open_split(experiment["dataset"], val_file, **loader)
     print(
         f"experiment {name}: model {experiment['model']} ({count_parameters(model):,} trainable parameters), "
         f"{len(train_set)} train / {len(val_set)} val samples, recipe {recipe}, threads {threads}",
@@ -46,6 +52,7 @@ def main(
         "model_kwargs": experiment.get("model_kwargs", {}),
         "dataset": experiment["dataset"],
         "train_samples": len(train_set),
+        "init_from": experiment.get("init_from"),
     }
     train(
         model,
@@ -70,6 +77,8 @@ def _from_snakemake(smk) -> None:
             seed=smk.params.seed,
             threads=smk.threads,
             device=smk.params.device,
+            loader=smk.params.loader,
+            init_file=Path(smk.input.init[0]) if len(smk.input.init) else None,
         )
 
 
@@ -83,6 +92,10 @@ def _cli() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--loader-json", default="{}", help="dataset class keywords, as JSON")
+    parser.add_argument(
+        "--init", type=Path, default=None, help="model.pt to initialise matching weights from"
+    )
     args = parser.parse_args()
     main(
         experiment=json.loads(args.experiment_json),
@@ -93,6 +106,8 @@ def _cli() -> None:
         seed=args.seed,
         threads=args.threads,
         device=args.device,
+        loader=json.loads(args.loader_json),
+        init_file=args.init,
     )
 
 

@@ -16,7 +16,10 @@ def test_registry_lists_and_builds_models():
 @pytest.mark.parametrize("sharing", ["all", "channel"])
 def test_dvs128_network_has_the_authors_parameter_count(sharing):
     # the authors' SeqClif3Flif2DgItout: 2,013,157 trainable parameters (fixed neuron parameters)
-    assert count_parameters(create_model("dvs128_gesture", sharing=sharing)) == 2_013_157
+    assert count_parameters(create_model("dvs128_gesture_authors", sharing=sharing)) == 2_013_157
+    # the paper's variant learns alpha, beta, theta, v_reset per layer (ASM: 4 scalars) or per channel (CSM)
+    learned = 4 * 5 if sharing == "all" else 4 * (64 + 128 + 256 + 256 + 11)
+    assert count_parameters(create_model("dvs128_gesture", sharing=sharing)) == 2_013_157 + learned
 
 
 @pytest.mark.parametrize("sharing", ["all", "channel"])

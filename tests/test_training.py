@@ -138,3 +138,23 @@ def test_checkpoint_of_another_configuration_is_kept_aside_not_resumed(tmp_path)
     )
     assert [(r["epoch"], r["train_loss"]) for r in again] == [(r["epoch"], r["train_loss"]) for r in history]
     assert not (tmp_path / "checkpoint.stale-2.pt").exists()
+
+
+def test_schedules_follow_the_authors_recipes():
+    from bidl.training import Recipe, make_scheduler
+
+    def factors(**kw):
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        sched = make_scheduler(opt, Recipe.from_mapping(kw))
+        out = []
+        for _ in range(kw["epochs"]):
+            out.append(round(opt.param_groups[0]["lr"], 6))
+            opt.step()
+            sched.step()
+        return out
+
+    # mmcv MultiStepLR(milestones=[2, 4]), gamma 0.1
+    assert factors(schedule="multistep", milestones=[2, 4], gamma=0.1, epochs=6) == [1, 1, 0.1, 0.1, 0.01, 0.01]
+    # CosineAnnealingLR(T_max=2): down to 0 at epoch 2 and up again
+    assert factors(schedule="cosine", cosine_period=2, epochs=5) == [1.0, 0.5, 0.0, 0.5, 1.0]
+    assert factors(schedule="cosine", epochs=3)[0] == 1.0 and factors(schedule="cosine", epochs=3)[2] == 0.25

@@ -18,7 +18,15 @@ from torch.utils.data import Dataset
 
 from bidl.data.sources import SOURCES
 
-__all__ = ["DATASETS", "DATASET_NAMES", "DatasetInfo", "describe_source", "get_dataset", "open_split"]
+__all__ = [
+    "DATASETS",
+    "DATASET_NAMES",
+    "DatasetInfo",
+    "describe_source",
+    "get_dataset",
+    "open_split",
+    "timestep_rate_hz",
+]
 
 
 @dataclass(frozen=True)
@@ -156,6 +164,34 @@ def open_split(dataset: str, path: str | Path, *, train: bool = False, **kwargs:
     if info.train_flag:
         kwargs["train"] = train
     return cls(path, **kwargs)
+
+
+def timestep_rate_hz(
+    dataset: str, preprocess: dict[str, Any], loader: dict[str, Any] | None = None
+) -> float | None:
+    """How many timesteps per second the sensor delivers for ``dataset`` under these preprocessing and
+    loader parameters, or None where a timestep is not a moment of time (LUNA16's slices, IMDB's words).
+
+    DVS128 Gesture and CIFAR10-DVS (time framing): one frame per ``window_us``; RGB-gesture: the camera's
+    25 fps; Jester: 12 fps sampled with stride 1.5 (8 timesteps per second).
+    """
+    loader = loader or {}
+    if dataset == "dvs128_gesture":
+        return 1e6 / preprocess.get("window_us", 25_000)
+    if dataset == "cifar10_dvs":
+        return (
+            1e6 / preprocess.get("window_us", 5_000) if preprocess.get("framing", "time") == "time" else None
+        )
+    if dataset == "rgb_gesture":
+        from bidl.data.rgb_gesture import FPS
+
+        return float(FPS)
+    if dataset == "jester":
+        from bidl.data.jester import FPS
+
+        return FPS / loader.get("stride", 1.5)
+    get_dataset(dataset)  # unknown names raise
+    return None
 
 
 def describe_source(dataset: str, source: str) -> str:

@@ -239,6 +239,7 @@ _LUNA16_RECORDS: tuple[tuple[int, tuple[str, ...]], ...] = (
     (4121926, tuple(f"subset{k}.zip" for k in range(7, 10))),
 )
 
+
 def _luna16_zenodo_checksums() -> dict[str, dict[str, Any]]:
     """MD5 and size of every file of the two LUNA16 Zenodo records, from the Zenodo API (network)."""
     from bidl.data import luna16

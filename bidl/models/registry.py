@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
+import torch
 from torch import nn
 
-__all__ = ["register_model", "create_model", "list_models", "count_parameters"]
+__all__ = ["register_model", "create_model", "list_models", "count_parameters", "load_matching_weights"]
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -39,3 +40,13 @@ def create_model(name: str, **overrides) -> nn.Module:
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     """Number of (trainable) parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def load_matching_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> list[str]:
+    """Copy every tensor of ``state_dict`` whose name and shape match one of ``model``'s into it (e.g. a
+    trained DVS128 network into the RGB-gesture network, as the paper initialises it); return the names of
+    ``model``'s entries that kept their own values (absent from ``state_dict`` or shaped differently)."""
+    own = model.state_dict()
+    matching = {k: v for k, v in state_dict.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(matching, strict=False)
+    return sorted(set(own) - set(matching))

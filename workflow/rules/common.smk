@@ -2,7 +2,7 @@
 from pathlib import Path
 
 from bidl.config import validate_config
-from bidl.data.catalog import DATASET_NAMES, get_dataset
+from bidl.data.catalog import DATASET_NAMES, get_dataset, timestep_rate_hz
 from bidl.data.sources import SOURCES
 
 
@@ -43,6 +43,27 @@ def preprocess_params(dataset):
 
 def experiment(name):
     return config["experiments"][name]
+
+
+def dataset_loader(dataset):
+    """Keyword arguments of the dataset class (Jester's frame sampling), from ``datasets.<name>.loader``."""
+    return dict(config["datasets"][dataset].get("loader", {}))
+
+
+def experiment_loader(name):
+    return dataset_loader(experiment(name)["dataset"])
+
+
+def experiment_init(name):
+    """The trained model an experiment starts from (``init_from: <experiment>``), as a list of 0 or 1 paths."""
+    source = experiment(name).get("init_from")
+    return [f"{RESULTS}/experiments/{source}/model.pt"] if source else []
+
+
+def experiment_timestep_hz(name):
+    dataset = experiment(name)["dataset"]
+    preprocess = config["datasets"][dataset].get("preprocess", {})
+    return timestep_rate_hz(dataset, preprocess, dataset_loader(dataset))
 
 
 def experiment_split(name, split):

@@ -5,11 +5,13 @@ rule train:
     input:
         train=lambda w: experiment_split(w.experiment, "train"),
         val=lambda w: experiment_split(w.experiment, "test"),
+        init=lambda w: experiment_init(w.experiment),
     output:
         model=f"{RESULTS}/experiments/{{experiment}}/model.pt",
         history=f"{RESULTS}/experiments/{{experiment}}/history.csv",
     params:
         experiment=lambda w: experiment(w.experiment),
+        loader=lambda w: experiment_loader(w.experiment),
         seed=config["seed"],
         device=config.get("device", "auto"),
     log:
@@ -33,6 +35,8 @@ rule evaluate:
         metrics=f"{RESULTS}/experiments/{{experiment}}/metrics.json",
     params:
         experiment=lambda w: experiment(w.experiment),
+        loader=lambda w: experiment_loader(w.experiment),
+        timestep_hz=lambda w: experiment_timestep_hz(w.experiment),
         seed=config["seed"],
     log:
         f"{LOGS}/evaluate/{{experiment}}.log",
