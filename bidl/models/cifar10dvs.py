@@ -1,0 +1,236 @@
+"""The CIFAR10-DVS network of the paper (section 5.1.2, Table 2; authors' ``SeqClif5Fc2CdItout``).
+
+Five ConvLIF blocks, each followed by 2x2 max-pooling of its output, a temporal aggregation and a two-layer
+FC head::
+
+    [B, 10, 2, 128, 128] -> ConvLIF(2->32, k5 s2 p2) -> MaxPool2 -> ConvLIF(32->64, k3 p1) -> MaxPool2
+    -> ConvLIF(64->128) -> MaxPool2 -> ConvLIF(128->256) -> MaxPool2 -> ConvLIF(256->512) -> MaxPool2
+    -> [B, T, 512, 2, 2] -> flatten 2048 -> {aggregate over T, FC 2048->512, ReLU, FC 512->10}
+
+:class:`ConvPoolClassifier` is the shape this network shares with Luna16Cls (:mod:`bidl.models.luna16`).
+
+Paper (:func:`cifar10_dvs`) vs authors' code (:func:`cifar10_dvs_authors`, config
+``clif5fc2cd/clif5fc2cd_itout-b64x1-cifar10dvs.py`` and ``vgg_cifar10dvs/backbone.py``):
+
+- neuron: paper "five Conv2DLIF layers" (section 5.1.2; Table 2: LIF) -> ``neuron="lif"``; the config sets
+  ``cmode='analog'`` -> LIAF (ReLU of the membrane before reset, ``liaf_readout="pre_reset"``).
+- aggregation and head: paper "followed by a SumLayer for time aggregation, and two FcBlock layers" -> the
+  2048-d features are summed over T, then the head runs once; ``SeqClif5Fc2CdItout.forward`` runs the head
+  on every step and averages its outputs (``xo = xo + x7 / t``), ``head_per_step=True, aggregation="mean"``.
+  (Their IIM class ``SeqClif5Fc2CdIt`` in ``backbone.py`` averages the features before the head; the
+  configs that match the paper's recipe, Adam 1e-2, use the ``Itout`` class.)
+- BatchNorm: the paper's ST block is "convolution, batch normalization, and LIF" (section 2) -> BN on the
+  synaptic current, ``norm="input"``; their ``Conv2dLif(norm_state=True)`` puts it on the membrane,
+  ``norm="state"``. Same parameter count either way.
+- neuron parameters: learned in the paper's variant (the paper: "The neuron parameters were trained in the
+  all-share mode", section 5.1.2, said of DVS128; SPEC section 1), fixed in the authors' code
+  (``SOMA_PARAMS['learn'] = False``): alpha 0.3, beta 0, theta 0.5, v_reset 0. ASM in both.
+
+Shared, from the authors' code where the paper is silent: the pooling comes after the neuron
+(``self.mp1(self.clif1(x))``), the FcBlock is ``Linear -> ReLU -> Linear`` with no BatchNorm, training noise
+0 (``noise=0`` in the config). With the default widths ``cifar10_dvs_authors`` has exactly the authors'
+2,625,514 trainable parameters; ``cifar10_dvs`` adds the 5 x 4 learned neuron scalars (2,625,534).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from ..layers import ConvLIAF, ConvLIF, TemporalAggregation, TimeDistributed
+from .registry import register_model
+
+__all__ = ["NEURONS", "ConvPoolClassifier", "cifar10_dvs", "cifar10_dvs_authors", "neuron_options"]
+
+NEURONS = ("lif", "liaf")
+
+
+def neuron_options(
+    neuron: str,
+    activation: str | None = None,
+    liaf_mode: str | None = None,
+    liaf_readout: str | None = None,
+) -> dict:
+    """The LIAF-only keyword arguments that were given (``None`` = the library default).
+
+    Raises ``ValueError`` for an unknown ``neuron`` or an LIAF option given with ``neuron="lif"``.
+    """
+    if neuron not in NEURONS:
+        raise ValueError(f"neuron: unknown {neuron!r}; choose one of {NEURONS}")
+    options = dict(activation=activation, liaf_mode=liaf_mode, liaf_readout=liaf_readout)
+    given = {name: value for name, value in options.items() if value is not None}
+    if neuron == "lif" and given:
+        raise ValueError(f"{', '.join(given)}: only for neuron='liaf'")
+    return given
+
+
+def _conv_out(size: int, kernel: int, stride: int) -> int:
+    return (size + 2 * (kernel // 2) - kernel) // stride + 1
+
+
+def _mlp(in_features: int, hidden: Sequence[int], n_classes: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for width in hidden:
+        layers += [nn.Linear(in_features, width), nn.ReLU()]
+        in_features = width
+    return nn.Sequential(*layers, nn.Linear(in_features, n_classes))
+
+
+class ConvPoolClassifier(nn.Module):
+    """ConvLIF (or ConvLIAF) blocks, each followed by 2x2 max-pooling of its output, then a temporal
+    aggregation and an MLP head (``Linear -> ReLU`` per hidden width, then ``Linear -> n_classes``).
+
+    Conv ``i`` has ``channels[i]`` filters of size ``kernels[i]``, stride ``strides[i]`` and padding
+    ``kernels[i] // 2``. With ``head_per_step=False`` the flattened features are aggregated over T and the
+    head runs once (IIM) or on the running aggregate (EIM); with ``head_per_step=True`` the head runs on
+    every step and its outputs are aggregated.
+
+    Input ``[B, T, C, H, W]`` in IIM (``[B, C, H, W]`` per step in EIM); output ``[B, n_classes]`` (in EIM:
+    the output up to the current step, equal to the IIM output after the last step).
+
+    Example:
+        >>> import torch
+        >>> net = ConvPoolClassifier(in_channels=1, height=8, width=8, channels=(4,), kernels=(3,),
+        ...                          strides=(1,), hidden=(8,), n_classes=3)
+        >>> net(torch.rand(2, 5, 1, 8, 8)).shape
+        torch.Size([2, 3])
+    """
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        height: int,
+        width: int,
+        channels: Sequence[int],
+        kernels: Sequence[int],
+        strides: Sequence[int],
+        hidden: Sequence[int],
+        n_classes: int,
+        neuron: str = "lif",
+        aggregation: str = "mean",
+        head_per_step: bool = False,
+        norm: str | None = "state",
+        iteration: str = "internal",
+        **neuron_kwargs,
+    ):
+        super().__init__()
+        if not len(channels) == len(kernels) == len(strides):
+            raise ValueError(f"channels, kernels, strides: lengths differ ({channels}, {kernels}, {strides})")
+        if neuron not in NEURONS:
+            raise ValueError(f"neuron: unknown {neuron!r}; choose one of {NEURONS}")
+        block_cls = ConvLIAF if neuron == "liaf" else ConvLIF
+        common = dict(norm=norm, iteration=iteration, **neuron_kwargs)
+        blocks: list[nn.Module] = []
+        h, w = height, width
+        for c_in, c_out, k, s in zip((in_channels, *channels[:-1]), channels, kernels, strides, strict=True):
+            blocks.append(block_cls(c_in, c_out, k, stride=s, padding=k // 2, **common))
+            blocks.append(TimeDistributed(nn.MaxPool2d(2), iteration=iteration))
+            h, w = _conv_out(h, k, s) // 2, _conv_out(w, k, s) // 2
+        if h < 1 or w < 1:
+            stages = len(channels)
+            raise ValueError(f"height, width: {height}x{width} is too small for {stages} conv+pool stages")
+        self.blocks = nn.Sequential(*blocks)
+        self.flatten = TimeDistributed(nn.Flatten(1), iteration=iteration)
+        self.feature_size = channels[-1] * h * w
+        head = _mlp(self.feature_size, hidden, n_classes)
+        self.head_per_step = head_per_step
+        self.head = TimeDistributed(head, iteration=iteration) if head_per_step else head
+        self.aggregate = TemporalAggregation(aggregation, iteration=iteration)
+
+    def features(self, x: Tensor) -> Tensor:
+        """Flattened output of the last pooling: ``[B, T, F]`` in IIM, ``[B, F]`` per step in EIM."""
+        return self.flatten(self.blocks(x))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.head_per_step:
+            return self.aggregate(self.head(self.features(x)))
+        return self.head(self.aggregate(self.features(x)))
+
+
+@register_model
+def cifar10_dvs(
+    *,
+    neuron: str = "lif",
+    aggregation: str = "sum",
+    head_per_step: bool = False,
+    learnable: bool = True,
+    norm: str | None = "input",
+    **kwargs,
+) -> ConvPoolClassifier:
+    """The paper's CIFAR10-DVS network: LIF, BatchNorm on the synaptic current, sum over T before the FC
+    head, learned neuron parameters (see the module docstring for each source). Other keyword arguments as
+    :func:`cifar10_dvs_authors`."""
+    return cifar10_dvs_authors(
+        neuron=neuron,
+        aggregation=aggregation,
+        head_per_step=head_per_step,
+        learnable=learnable,
+        norm=norm,
+        **kwargs,
+    )
+
+
+@register_model
+def cifar10_dvs_authors(
+    *,
+    channels: Sequence[int] = (32, 64, 128, 256, 512),
+    hidden: int = 512,
+    height: int = 128,
+    width: int = 128,
+    in_channels: int = 2,
+    n_classes: int = 10,
+    neuron: str = "liaf",
+    aggregation: str = "mean",
+    head_per_step: bool = True,
+    activation: str | None = None,
+    liaf_mode: str | None = None,
+    liaf_readout: str | None = None,
+    alpha: float = 0.3,
+    beta: float = 0.0,
+    theta: float = 0.5,
+    v_reset: float = 0.0,
+    reset: str = "hard",
+    sharing: str = "all",
+    learnable: bool = False,
+    noise: float = 0.0,
+    surrogate: str = "rectangle",
+    norm: str | None = "state",
+    iteration: str = "internal",
+) -> ConvPoolClassifier:
+    """CIFAR10-DVS as the authors' code builds it: ``[B, 10, 2, 128, 128]`` -> 10 logits; ConvLIAF (ReLU,
+    pre-reset readout) with BatchNorm on the membrane and fixed neuron parameters; the FC head on every step,
+    its outputs averaged over T. 2,625,514 trainable parameters at the default widths.
+
+    ``channels``: the five conv widths; ``hidden``: the FC hidden width; ``height``, ``width``: the input
+    frame (the FC input is ``channels[-1] * (H/64) * (W/64)``); ``activation``, ``liaf_mode``,
+    ``liaf_readout``: LIAF options (``None``: the library default), only with ``neuron="liaf"``.
+    """
+    if len(channels) != 5:
+        raise ValueError(f"channels: expected 5 widths, got {list(channels)}")
+    return ConvPoolClassifier(
+        in_channels=in_channels,
+        height=height,
+        width=width,
+        channels=channels,
+        kernels=(5, 3, 3, 3, 3),
+        strides=(2, 1, 1, 1, 1),
+        hidden=(hidden,),
+        n_classes=n_classes,
+        neuron=neuron,
+        aggregation=aggregation,
+        head_per_step=head_per_step,
+        norm=norm,
+        iteration=iteration,
+        alpha=alpha,
+        beta=beta,
+        theta=theta,
+        v_reset=v_reset,
+        reset=reset,
+        sharing=sharing,
+        learnable=learnable,
+        noise=noise,
+        surrogate=surrogate,
+        **neuron_options(neuron, activation, liaf_mode, liaf_readout),
+    )

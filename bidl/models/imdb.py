@@ -1,0 +1,150 @@
+"""The IMDB sentiment network of the paper (section 5.1.4, Table 2; authors' ``FastTextItout``).
+
+Each token of a review is one timestep; only the last step is read out::
+
+    tokens [B, 500] -> Embedding(vocab, E) -> [B, 500, E] -> FCLIAF(E -> 256) -> last step [B, 256]
+    -> Dropout 0.5 -> FC(256 -> n_classes)
+
+Paper (:func:`imdb`) vs authors' code (:func:`imdb_authors`, config ``fasttextIM/fasttext-b16x1-imdb.py``
+and ``imdb/backbone.py``):
+
+- embedding width: paper "The data are embedded in a tensor with shape [B, 500, 256]" (section 5.1.4) ->
+  ``embedding_dim=256``; the config ``embedding_dim=16``.
+- output: the paper's labels are 0 / 1 ("Binary classification was used for labeling") -> 2 logits for
+  cross-entropy, ``n_classes=2``; the authors' head is ``nn.Linear(hidden_dim, 1)`` with a sigmoid
+  cross-entropy (``CrossEntropyLoss, use_sigmoid=True``) -> ``n_classes=1`` here, output ``[B, 1]``.
+  **Training in this repository uses cross-entropy over ``n_classes`` outputs: build ``imdb_authors`` with
+  ``n_classes=2`` to train it** (with 1 output the cross-entropy is identically 0).
+- LIAF readout: the paper's eq. 11 outputs ``f(V_t)`` after reset and leak -> ``liaf_readout="post_leak"``;
+  their ``Lif`` returns ``relu(U)`` of the membrane before reset (``memb_mode=(0, relu)``) ->
+  ``"pre_reset"``. ReLU, no threshold subtraction ("NTR") in both.
+- BatchNorm: the paper's ST block is "convolution, batch normalization, and LIF" (section 2) -> BN on the
+  synaptic current, ``norm="input"``; their ``FcLif(norm_state=True)`` puts it on the membrane,
+  ``norm="state"``.
+- neuron parameters: learned in the paper's variant (SPEC section 1; the paper does not say for IMDB), fixed
+  in the authors' code: alpha 0.3, beta 0, theta 0.5, v_reset 0.
+
+Shared: 1001 token ids (the paper's "dictionary of size 1,000" plus padding: ``bidl.data.imdb`` encodes
+``0 = <pad>``, ``1..999`` words, ``1000 = <unk>``, as the authors' ``Embedding(1001, ...)``); from the
+authors' code where the paper is silent: hidden width 256, Dropout 0.5 before the FC, training noise 1e-3.
+Parameters at the defaults: ``imdb`` 323,078; ``imdb_authors`` 21,137 (their count).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from ..layers import FCLIAF, TemporalAggregation, TimeDistributed
+from .registry import register_model
+
+__all__ = ["IMDBNet", "imdb", "imdb_authors"]
+
+
+class IMDBNet(nn.Module):
+    """Embedding, an FCLIAF layer over the token sequence, and an FC classifier on its last step.
+
+    Input: token ids, int64 ``[B, L]`` in IIM (``[B]``, the ids of one step, per call in EIM); output
+    ``[B, n_classes]``: the logits of the last step (in EIM: of the current step).
+
+    Example:
+        >>> import torch
+        >>> net = IMDBNet(vocab_size=20, embedding_dim=8, hidden=16, n_classes=2)
+        >>> net(torch.randint(0, 20, (3, 7))).shape
+        torch.Size([3, 2])
+    """
+
+    def __init__(
+        self,
+        *,
+        vocab_size: int = 1001,
+        embedding_dim: int = 256,
+        hidden: int = 256,
+        n_classes: int = 2,
+        dropout: float = 0.5,
+        norm: str | None = "state",
+        iteration: str = "internal",
+        **neuron_kwargs,
+    ):
+        super().__init__()
+        self.embedding = TimeDistributed(nn.Embedding(vocab_size, embedding_dim), iteration=iteration)
+        self.liaf = FCLIAF(embedding_dim, hidden, norm=norm, iteration=iteration, **neuron_kwargs)
+        self.last = TemporalAggregation("last", iteration=iteration)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(hidden, n_classes)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        hidden = self.last(self.liaf(self.embedding(tokens)))
+        return self.classifier(self.dropout(hidden))
+
+
+@register_model
+def imdb(
+    *,
+    embedding_dim: int = 256,
+    n_classes: int = 2,
+    liaf_readout: str = "post_leak",
+    learnable: bool = True,
+    norm: str | None = "input",
+    **kwargs,
+) -> IMDBNet:
+    """The paper's IMDB network: ``[B, 500]`` tokens -> 2 logits; 256-wide embedding, FCLIAF with the
+    eq. 11 readout ``f(V_t)``, BatchNorm on the synaptic current, learned neuron parameters (see the module
+    docstring for each source). Other keyword arguments as :func:`imdb_authors`."""
+    return imdb_authors(
+        embedding_dim=embedding_dim,
+        n_classes=n_classes,
+        liaf_readout=liaf_readout,
+        learnable=learnable,
+        norm=norm,
+        **kwargs,
+    )
+
+
+@register_model
+def imdb_authors(
+    *,
+    vocab_size: int = 1001,
+    embedding_dim: int = 16,
+    hidden: int = 256,
+    n_classes: int = 1,
+    dropout: float = 0.5,
+    activation: str = "relu",
+    liaf_mode: str = "NTR",
+    liaf_readout: str = "pre_reset",
+    alpha: float = 0.3,
+    beta: float = 0.0,
+    theta: float = 0.5,
+    v_reset: float = 0.0,
+    reset: str = "hard",
+    sharing: str = "all",
+    learnable: bool = False,
+    noise: float = 1e-3,
+    surrogate: str = "rectangle",
+    norm: str | None = "state",
+    iteration: str = "internal",
+) -> IMDBNet:
+    """IMDB as the authors' code builds it: ``Embedding(1001, 16) -> FcLIAF(16 -> 256)`` with BatchNorm on the
+    membrane, fixed neuron parameters and the pre-reset readout ``relu(U)``, ``Dropout(0.5) -> Linear(256 ->
+    1)`` on the last step; 21,137 trainable parameters. Pass ``n_classes=2`` to train it with this
+    repository's cross-entropy loop."""
+    return IMDBNet(
+        vocab_size=vocab_size,
+        embedding_dim=embedding_dim,
+        hidden=hidden,
+        n_classes=n_classes,
+        dropout=dropout,
+        norm=norm,
+        iteration=iteration,
+        activation=activation,
+        liaf_mode=liaf_mode,
+        liaf_readout=liaf_readout,
+        alpha=alpha,
+        beta=beta,
+        theta=theta,
+        v_reset=v_reset,
+        reset=reset,
+        sharing=sharing,
+        learnable=learnable,
+        noise=noise,
+        surrogate=surrogate,
+    )
