@@ -1,6 +1,6 @@
 """The paper's networks behind a registry: ``create_model(name, **overrides)``, ``list_models()``."""
 
-from . import cifar10dvs, dvs128, imdb, luna16, rgb_gesture  # noqa: F401  (register their models)
+from . import cifar10dvs, dvs128, imdb, luna16, resnet, rgb_gesture  # noqa: F401  (register their models)
 from .dvs128 import DVS128GestureNet
 from .registry import count_parameters, create_model, list_models, load_matching_weights, register_model
 
