@@ -56,3 +56,57 @@ def test_dvs128_forward_backward_trains_the_weights():
     loss = torch.nn.functional.cross_entropy(model(x), torch.arange(8) % 11)
     loss.backward()
     assert model.conv1.synapse.weight.grad.abs().sum() > 0
+
+
+#: a tiny configuration and input of every registered model (a new model must add its own here)
+TINY = {
+    "cifar10_dvs": ({"channels": (4, 4, 4, 4, 4), "hidden": 8, "height": 64, "width": 64}, (2, 3, 2, 64, 64)),
+    "dvs128_gesture": ({"channels": (4, 4, 4), "hidden": 8}, (2, 3, 2, 40, 40)),
+    "imdb": ({"embedding_dim": 4, "hidden": 8, "n_classes": 2}, (2, 5)),
+    "jester_v1": ({"widths": (4, 8, 8, 8)}, (2, 3, 3, 32, 32)),
+    "jester_v2": ({"widths": (4, 8, 8, 8)}, (2, 3, 3, 32, 32)),
+    "luna16_cls": ({"channels": (4, 4, 4), "hidden": (8, 8)}, (2, 3, 1, 32, 32)),
+    "rgb_gesture": ({"channels": (4, 4, 4), "hidden": 8}, (2, 3, 2, 40, 40)),
+}
+
+
+def _tiny(name):
+    kwargs, shape = TINY[name.removesuffix("_authors")]
+    torch.manual_seed(0)
+    x = torch.randint(0, 1001, shape) if len(shape) == 2 else torch.rand(shape) * 2
+    return create_model(name, **kwargs), x
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_registered_model_trains_and_agrees_in_iim_and_eim(name):
+    model, x = _tiny(name)
+    out = model(x)
+    assert out.shape[0] == 2 and torch.isfinite(out).all()
+    torch.nn.functional.cross_entropy(out, torch.tensor([0, 1]) % out.shape[1]).backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert any(g is not None and g.abs().sum() > 0 for g in grads), "no gradient reached the weights"
+    model.eval()
+    with torch.no_grad():
+        out_iim = model(x)
+        set_iteration_mode(model, "external")
+        reset_states(model)
+        for t in range(x.shape[1]):
+            out_eim = model(x[:, t])
+    assert torch.allclose(out_iim, out_eim, atol=1e-5), (out_iim, out_eim)
+
+
+def test_every_registered_model_has_a_tiny_configuration():
+    assert {name.removesuffix("_authors") for name in list_models()} == set(TINY)
+
+
+@pytest.mark.parametrize(
+    ("name", "count"),
+    [
+        ("dvs128_gesture_authors", 2_013_157),
+        ("cifar10_dvs_authors", 2_625_514),
+        ("luna16_cls_authors", 1_208_130),
+        ("jester_v1_authors", 11_195_163),
+    ],
+)
+def test_the_authors_variants_have_the_authors_parameter_counts(name, count):
+    assert count_parameters(create_model(name)) == count
