@@ -155,7 +155,8 @@ def test_standin_is_deterministic_bytes_for_a_seed(tmp_path, small_standin):
 
 
 def _effective_label(tokens: list[str]) -> int:
-    """The stand-in's rule: a negator before a sentiment word (an intensifier may sit between) flips it."""
+    """The stand-in's rule: the last sentiment word decides; a negator before it (an intensifier may sit
+    between) flips it."""
     score = 0
     for i, tok in enumerate(tokens):
         polarity = 1 if tok in POSITIVE_WORDS else -1 if tok in NEGATIVE_WORDS else 0
@@ -165,18 +166,21 @@ def _effective_label(tokens: list[str]) -> int:
                 before[-1] in NEGATORS
                 or (before[-1] in INTENSIFIERS and len(before) == 2 and before[0] in NEGATORS)
             )
-            score += -polarity if negated else polarity
+            score = -polarity if negated else polarity
     assert score != 0
     return int(score > 0)
 
 
-def test_standin_label_follows_negation_order_and_bags_collide():
+def test_standin_label_follows_the_negated_verdict_and_bags_collide():
     rng = np.random.default_rng(0)
     bags: dict[tuple, set[int]] = {}
+    last_word_agrees = 0
     for k in range(400):
         label = k % 2
         tokens = tokenize(standin_review(rng, label))
         assert _effective_label(tokens) == label
+        last = [t for t in tokens if t in POSITIVE_WORDS + NEGATIVE_WORDS][-1]
+        last_word_agrees += (last in POSITIVE_WORDS) == (label == 1)
         negators = [i for i, t in enumerate(tokens) if t in NEGATORS]
         follow = [tokens[i + 1] for i in negators]
         assert all(t in POSITIVE_WORDS + NEGATIVE_WORDS + INTENSIFIERS for t in follow)
@@ -186,6 +190,8 @@ def test_standin_label_follows_negation_order_and_bags_collide():
     # the same sentiment bag (counts of positive, negative words and negators) occurs with both labels
     shared = [bag for bag, labels in bags.items() if labels == {0, 1}]
     assert len(shared) >= 8
+    # the verdict's word alone, without its negator, is no better than a coin
+    assert 0.4 <= last_word_agrees / 400 <= 0.6
 
 
 def test_preprocess_standin_shapes_and_dataset(small_standin, tmp_path):

@@ -154,7 +154,14 @@ def test_schedules_follow_the_authors_recipes():
         return out
 
     # mmcv MultiStepLR(milestones=[2, 4]), gamma 0.1
-    assert factors(schedule="multistep", milestones=[2, 4], gamma=0.1, epochs=6) == [1, 1, 0.1, 0.1, 0.01, 0.01]
+    assert factors(schedule="multistep", milestones=[2, 4], gamma=0.1, epochs=6) == [
+        1,
+        1,
+        0.1,
+        0.1,
+        0.01,
+        0.01,
+    ]
     # CosineAnnealingLR(T_max=2): down to 0 at epoch 2 and up again
     assert factors(schedule="cosine", cosine_period=2, epochs=5) == [1.0, 0.5, 0.0, 0.5, 1.0]
     assert factors(schedule="cosine", epochs=3)[0] == 1.0 and factors(schedule="cosine", epochs=3)[2] == 0.25

@@ -117,10 +117,27 @@ def test_a_source_of_another_dataset_is_rejected_naming_the_key():
         validate_config(config, SCHEMA)
 
 
+#: the eight experiments of Table 2 in the default preset
+EXPERIMENTS = (
+    "dvs128_asm",
+    "dvs128_csm",
+    "rgb_gesture",
+    "cifar10_dvs",
+    "luna16_cls",
+    "imdb",
+    "jester_v1",
+    "jester_v2",
+)
+#: not yet above twice chance (or 80 % for a binary task) on their stand-ins: open work of issue 4
+KNOWN_SHORT_OF_THE_BAR = {"luna16_cls", "jester_v1", "jester_v2"}
+
+
 @pytest.mark.slow
 def test_default_pipeline_end_to_end(tmp_path):
-    """README command one's pipeline, in a copy of the repository: every rule runs, Table 2 is rendered,
-    the DVS128 networks reach >= 85 % on the stand-in and lose >= 20 points on time-shuffled frames."""
+    """README command one's pipeline, in a copy of the repository: every rule runs, Table 2 is rendered
+    with all eight experiments, IIM and EIM agree, the DVS128 networks reach >= 85 % on the stand-in and
+    lose >= 20 points on time-shuffled frames, the others beat twice chance (80 % binary) with a lower
+    shuffled control except the listed ones, and the stand-ins fit in 300 MB and need order."""
     work = tmp_path / "repo"
     shutil.copytree(
         REPO,
@@ -131,18 +148,28 @@ def test_default_pipeline_end_to_end(tmp_path):
     )
     snakemake("--cores", "2", cwd=work)
     table = work / "results" / "default" / "tables" / "table2.csv"
-    rows = list(csv.DictReader(table.open()))
-    assert {r["experiment"] for r in rows} == {"dvs128_asm", "dvs128_csm"}
-    for row in rows:
-        assert row["data source"].startswith("stand-in")
+    rows = {r["experiment"]: r for r in csv.DictReader(table.open())}
+    assert set(rows) == set(EXPERIMENTS), rows.keys()
+    short = set()
+    for name, row in rows.items():
+        assert row["data source"].startswith("stand-in"), row
         top1, shuffled = float(row["top-1 ours (IIM)"]), float(row["top-1 time-shuffled"])
-        assert top1 >= 85.0, row
-        assert shuffled <= top1 - 20.0, row
         assert row["top-1 ours (IIM)"] == row["top-1 ours (EIM)"], row
-    for experiment in ("dvs128_asm", "dvs128_csm"):
-        metrics = json.loads((work / "results/default/experiments" / experiment / "metrics.json").read_text())
-        assert metrics["iim_eim_prediction_agreement"] == 100.0
-        assert (work / "results/default/experiments" / experiment / "history.png").stat().st_size > 0
+        metrics = json.loads((work / "results/default/experiments" / name / "metrics.json").read_text())
+        assert metrics["iim_eim_prediction_agreement"] == 100.0, name
+        assert (work / "results/default/experiments" / name / "history.png").stat().st_size > 0
+        n_classes = len(metrics["per_class_top1"])
+        bar = 80.0 if n_classes == 2 else 2 * 100.0 / n_classes  # issue 4: twice chance, 80 % for binary
+        temporal = row["dataset"] != "cifar10_dvs"
+        if top1 < bar or (temporal and shuffled >= top1):
+            short.add(name)
+    # the DVS128 networks (issue 2): >= 85 % and >= 20 points lost on time-shuffled frames
+    for name in ("dvs128_asm", "dvs128_csm"):
+        top1, shuffled = float(rows[name]["top-1 ours (IIM)"]), float(rows[name]["top-1 time-shuffled"])
+        assert top1 >= 85.0 and shuffled <= top1 - 20.0, rows[name]
+    # the experiments still short of issue 4's bar on the stand-ins are listed, so that any other one
+    # falling short fails here (README "Status" gives their numbers)
+    assert short <= KNOWN_SHORT_OF_THE_BAR, short - KNOWN_SHORT_OF_THE_BAR
     # every stand-in generated and preprocessed, within 300 MB on disk; each temporal stand-in needs order
     datasets = list(csv.DictReader((work / "results/default/tables/datasets.csv").open()))
     assert len(datasets) == 6 and all(r["data source"].startswith("stand-in") for r in datasets)

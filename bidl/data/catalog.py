@@ -105,7 +105,7 @@ DATASETS: dict[str, DatasetInfo] = {
             standin_layout="aclimdb",
             standin_files="aclImdb/*/*/*.txt",
             temporal=True,
-            standin_description="reviews whose sentiment depends on negation order; bags of words collide",
+            standin_description="reviews decided by a final, maybe negated, verdict; bags of words collide",
         ),
         DatasetInfo(
             name="jester",

@@ -28,20 +28,18 @@ validation subset is asked for):
   the last 500 tokens, which hold the reviewer's conclusion, are kept next to it).
 
 Stand-in (:func:`generate_standin`): a sentiment task whose label depends on WORD ORDER. Each review holds 3
-or 5 sentiment words (8 positive, 8 negative) among Zipf-distributed filler words; a negator ("not", "never",
-"hardly") directly before a sentiment word (optionally with an intensifier in between: "not very good")
-flips its polarity; the label is the majority of the effective polarities. Which words get negated is drawn
-AFTER the bag of words, so that for most reviews both labels are possible with the same bag (``"not good ...
-bad"`` is negative, ``"good ... not bad"`` positive): a bag-of-words classifier is at chance on those.
-About a quarter of the reviews carry no negator; their bag of words gives the label away. Measured on the
-default stand-in (4000 / 2000 reviews): bag-of-words logistic regression 56 % test accuracy (49 % on the
-reviews with negators), an embedding + 1-D conv (kernel 3) + sum-pooling model 86 %, the same model on the
-test reviews with their tokens shuffled 58 %.
+or 5 sentiment phrases (8 positive, 8 negative words) among Zipf-distributed filler words; a negator ("not",
+"never", "hardly") directly before a sentiment word (optionally with an intensifier in between: "not very
+good") flips its polarity. The review ends with its verdict, the last phrase, whose effective polarity is the
+label ("... not bad." is positive); the earlier phrases are distractors of random polarity, negated or not.
+The four verdict forms ("good", "not bad", "bad", "not good") are equally likely, so neither the words of
+the review nor their counts give the label away: which word the negator belongs to and which phrase comes
+last do. (The reviewer's conclusion at the end is also what the pre-padding keeps next to the network's
+last step.)
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import re
@@ -408,7 +406,7 @@ _ZIPF_SHIFT = 2.0
 _LEXICON_SEED = 20110619  # fixed: the lexicon is the same for every generator seed
 _FILLER_LEN = (40, 160)  # filler tokens per review
 _N_PHRASES = ((3, 0.6), (5, 0.4))  # sentiment phrases per review, probability
-_PLAIN_SHARE = 0.35  # drawn share of bags without negators (about a quarter of the reviews after rejection)
+_P_NEGATED = 0.4  # probability that a distractor phrase is negated
 _P_INTENSIFIER = 0.25
 _P_PERIOD, _P_COMMA, _P_EXCLAIM, _P_BREAK = 1 / 11, 1 / 14, 0.1, 0.15
 _RATING_P = {"neg": ((1, 2, 3, 4), (0.4, 0.2, 0.2, 0.2)), "pos": ((7, 8, 9, 10), (0.2, 0.25, 0.2, 0.35))}
@@ -433,46 +431,31 @@ def _filler_lexicon() -> tuple[np.ndarray, np.ndarray]:
 _FILLERS, _FILLER_P = _filler_lexicon()
 
 
-def _negation_table(n_phrases: int) -> dict[int, np.ndarray]:
-    """For each negator count m, all ways to negate m of the phrases: bool ``[C(n, m), n]``."""
-    return {
-        m: np.array(
-            [[i in combo for i in range(n_phrases)] for combo in itertools.combinations(range(n_phrases), m)],
-            dtype=bool,
-        ).reshape(-1, n_phrases)
-        for m in range(n_phrases + 1)
-    }
-
-
-_NEGATIONS = {n: _negation_table(n) for n, _ in _N_PHRASES}
-
-
 def _phrase_plan(rng: np.random.Generator, label: int) -> tuple[np.ndarray, np.ndarray]:
-    """Polarities ``[S]`` (+1/-1) of the sentiment words and which are negated ``[S]`` for a review whose
-    majority of effective polarities (polarity * (-1 if negated)) is ``label`` (1 = positive).
+    """Polarities ``[S]`` (+1/-1) of the sentiment words and which are negated ``[S]``; the LAST phrase's
+    effective polarity (polarity * (-1 if negated)) is ``label`` (1 = positive), the earlier ones are
+    distractors with random polarity and negation.
 
-    The bag (polarities and negator count) is drawn first, by rejection until ``label`` is reachable; the
-    negated positions are then drawn uniformly among those that give ``label``. By the +/- symmetry the bag
-    is distributed alike for both labels whenever both are reachable: such reviews carry no bag-of-words cue.
+    The final phrase's word and its negation are drawn as a pair with the right effective polarity, each of
+    the four forms ("good", "not bad", "bad", "not good") equally likely, so neither the final word nor the
+    presence of a negator alone tells the label.
     """
     sizes, probs = zip(*_N_PHRASES, strict=True)
+    n = int(rng.choice(sizes, p=probs))
+    polarity = rng.choice([-1, 1], size=n)
+    negated = rng.random(n) < _P_NEGATED
+    negated[-1] = rng.random() < 0.5
     target = 1 if label == 1 else -1
-    while True:
-        n = int(rng.choice(sizes, p=probs))
-        polarity = rng.choice([-1, 1], size=n)
-        m = 0 if rng.random() < _PLAIN_SHARE else int(rng.integers(1, n))
-        options = _NEGATIONS[n][m]
-        effective = np.where(options, -polarity, polarity).sum(axis=1)
-        good = np.flatnonzero(np.sign(effective) == target)
-        if good.size:
-            return polarity, options[good[rng.integers(good.size)]]
+    polarity[-1] = -target if negated[-1] else target
+    return polarity, negated
 
 
 def standin_review(rng: np.random.Generator, label: int) -> str:
     """One stand-in review text with the given label (1 = positive); see the module docstring.
 
     Sentences of Zipf-distributed filler words (capitalised, ``.``/``,``/``!``, ``<br /><br />`` paragraph
-    breaks) with the sentiment phrases (``[negator] [intensifier] word``) inserted at random places.
+    breaks) with the distractor phrases (``[negator] [intensifier] word``) inserted at random places and the
+    verdict phrase last, closing the review.
     """
     polarity, negated = _phrase_plan(rng, label)
     n = polarity.size
@@ -489,8 +472,9 @@ def standin_review(rng: np.random.Generator, label: int) -> str:
     n_fill = int(rng.integers(_FILLER_LEN[0], _FILLER_LEN[1] + 1))
     fill = _FILLERS[rng.choice(_FILLERS.size, size=n_fill, p=_FILLER_P)]
     tokens = np.insert(
-        fill.astype(object), np.sort(rng.integers(0, n_fill + 1, size=n)), phrases.astype(object)
+        fill.astype(object), np.sort(rng.integers(0, n_fill + 1, size=n - 1)), phrases[:-1].astype(object)
     )
+    tokens = np.append(tokens, phrases[-1])
     u = rng.random(tokens.size)
     ends = np.where(u < _P_PERIOD, np.where(rng.random(tokens.size) < _P_EXCLAIM, "!", "."), "")
     ends = np.where((u >= _P_PERIOD) & (u < _P_PERIOD + _P_COMMA), ",", ends)
@@ -518,11 +502,11 @@ The task depends on word order. A review holds 3 or 5 sentiment words (positive:
 negative: {", ".join(NEGATIVE_WORDS)}) among {_FILLER_LEN[0]}-{_FILLER_LEN[1]} filler words drawn from a Zipf
 distribution over {_N_FILLERS} words (some common English words, the rest pseudo-words). A negator
 ({", ".join(NEGATORS)}) right before a sentiment word, optionally with an intensifier in between ("not very
-good"), flips its polarity; the label is the majority of the flipped polarities. About a quarter
-of the reviews have no negator. In the others the bag of words (which sentiment words, how many negators) is
-drawn first and the negated words afterwards, so "not good ... bad" (negative) and "good ... not bad"
-(positive) have the same bag of words: a bag-of-words model is at chance on most of them, while a model that
-reads the order can solve every review.
+good"), flips its polarity. The review ends with its verdict: the label is the flipped polarity of the
+LAST sentiment phrase ("... not bad." is positive); the earlier phrases are distractors of random polarity,
+negated or not. The four verdict forms ("good", "not bad", "bad", "not good") are equally likely, so the
+words of a review and their counts do not give the label away; which word a negator belongs to and which
+phrase comes last do.
 """
 
 
