@@ -320,27 +320,9 @@ def jester_v1_authors(
 
 
 @register_model
-def jester_v1(
-    *,
-    widths: Sequence[int] = RESNET18_WIDTHS,
-    blocks: Sequence[int] = RESNET18_BLOCKS,
-    in_channels: int = 3,
-    n_classes: int = 27,
-    alpha: float = 0.3,
-    beta: float = 0.0,
-    theta: float = 0.5,
-    v_reset: float = 0.0,
-    reset: str = "hard",
-    sharing: str = "all",
-    learnable: bool = False,
-    noise: float = 1e-3,
-    surrogate: str = "rectangle",
-    activation: str = "relu",
-    liaf_mode: str = "NTR",
-    liaf_readout: str = "post_leak",
-    iteration: str = "internal",
-) -> JesterResNet:
-    """Jester v1 as the paper describes it (section 5.1.1): ``[B, 16, 3, 112, 112]`` -> 27 logits.
+def jester_v1(*, liaf_readout: str = "post_leak", **kwargs) -> JesterResNet:
+    """Jester v1 as the paper describes it (section 5.1.1): ``[B, 16, 3, 112, 112]`` -> 27 logits; keyword
+    arguments as :func:`jester_v1_authors`.
 
     The same architecture and parameters as :func:`jester_v1_authors` (11,195,163 trainable): the paper's
     "ResNet-18 with LIAF", "summed at the SumLayer and then divided by T" then FC, ASM (Table 2). The paper
@@ -353,27 +335,7 @@ def jester_v1(
       reset, eq. 11 makes a neuron that fires output ``f(alpha v_reset + beta) = 0`` and bounds the others'
       output by ``alpha theta`` (0.15): activity is small and carried by the sub-threshold neurons.
     """
-    return JesterResNet(
-        widths=widths,
-        blocks=blocks,
-        in_channels=in_channels,
-        n_classes=n_classes,
-        coupling=False,
-        coupling_kernel=3,
-        iteration=iteration,
-        alpha=alpha,
-        beta=beta,
-        theta=theta,
-        v_reset=v_reset,
-        reset=reset,
-        sharing=sharing,
-        learnable=learnable,
-        noise=noise,
-        surrogate=surrogate,
-        activation=activation,
-        liaf_mode=liaf_mode,
-        liaf_readout=liaf_readout,
-    )
+    return jester_v1_authors(liaf_readout=liaf_readout, **kwargs)
 
 
 @register_model
