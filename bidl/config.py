@@ -58,17 +58,28 @@ def validate_config(
 
 
 def _dangling_references(config: Mapping[str, Any]) -> list[str]:
-    """Experiments of the pipeline config whose ``dataset`` is not declared under ``datasets``."""
+    """Experiments of the pipeline config whose ``dataset`` is not declared under ``datasets``, or whose
+    ``init_from`` names no other experiment."""
     datasets = config.get("datasets") if isinstance(config, Mapping) else None
     experiments = config.get("experiments") if isinstance(config, Mapping) else None
     if not isinstance(datasets, Mapping) or not isinstance(experiments, Mapping):
         return []
-    return [
-        f"experiments.{name}.dataset: {exp['dataset']!r} is not declared under datasets "
-        f"(declared: {sorted(datasets)})"
-        for name, exp in experiments.items()
-        if isinstance(exp, Mapping) and "dataset" in exp and exp["dataset"] not in datasets
-    ]
+    problems = []
+    for name, exp in experiments.items():
+        if not isinstance(exp, Mapping):
+            continue
+        if "dataset" in exp and exp["dataset"] not in datasets:
+            problems.append(
+                f"experiments.{name}.dataset: {exp['dataset']!r} is not declared under datasets "
+                f"(declared: {sorted(datasets)})"
+            )
+        source = exp.get("init_from")
+        if source is not None and (source == name or source not in experiments):
+            problems.append(
+                f"experiments.{name}.init_from: {source!r} is not another experiment of this config "
+                f"(experiments: {sorted(experiments)})"
+            )
+    return problems
 
 
 def load_config(path: str | Path, schema: Mapping[str, Any] | str | Path) -> dict[str, Any]:

@@ -110,6 +110,14 @@ def test_an_experiment_on_an_undeclared_dataset_is_rejected_naming_it():
         validate_config(config, SCHEMA)
 
 
+@pytest.mark.parametrize("source", ["dvs128_asmm", "rgb_gesture"])
+def test_init_from_must_name_another_experiment(source):
+    config = load_yaml(REPO / "config" / "config.yaml")
+    config["experiments"]["rgb_gesture"]["init_from"] = source
+    with pytest.raises(ConfigError, match=rf"experiments.rgb_gesture.init_from: '{source}' is not another"):
+        validate_config(config, SCHEMA)
+
+
 def test_a_source_of_another_dataset_is_rejected_naming_the_key():
     config = load_yaml(REPO / "config" / "config.yaml")
     config["datasets"]["imdb"]["source"] = "figshare"
