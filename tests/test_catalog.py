@@ -173,3 +173,16 @@ def test_datasets_table_from_markers_and_caches(tiny_caches, tmp_path):
     assert rows[names.index("cifar10_dvs")]["stand-in task"].endswith("(spatial classes)")
     text = (tmp_path / "d.md").read_text()
     assert text.startswith("# Datasets (preset `tiny`)") and "MB on disk" in text
+
+
+def test_timestep_rates_of_the_sensors():
+    from bidl.data.catalog import timestep_rate_hz
+
+    assert timestep_rate_hz("dvs128_gesture", {"window_us": 25_000}) == 40.0
+    assert timestep_rate_hz("cifar10_dvs", {"window_us": 5_000}) == 200.0
+    assert timestep_rate_hz("cifar10_dvs", {"framing": "count"}) is None  # equal-count bins have no duration
+    assert timestep_rate_hz("rgb_gesture", {}) == 25.0
+    assert timestep_rate_hz("jester", {}, {"stride": 1.5}) == 8.0
+    assert timestep_rate_hz("luna16", {}) is None and timestep_rate_hz("imdb", {}) is None
+    with pytest.raises(KeyError, match="unknown name"):
+        timestep_rate_hz("mnist", {})
