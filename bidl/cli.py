@@ -1,12 +1,13 @@
 """Small helpers shared by the pipeline's scripts: logging to a rule's log file and ``KEY=VALUE`` options."""
 
+import argparse
 import json
 import logging
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["setup_logging", "parse_params"]
+__all__ = ["add_param_option", "cli_params", "parse_params", "setup_logging"]
 
 
 def setup_logging(log_file: str | Path | None) -> None:
@@ -36,3 +37,22 @@ def parse_params(items: Iterable[str]) -> dict[str, Any]:
         except json.JSONDecodeError:
             params[key] = value
     return params
+
+
+def add_param_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """Add the repeatable ``--param KEY=VALUE`` option; ``what`` says whose keyword arguments they are."""
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"{what}, VALUE read as JSON where it parses (repeatable)",
+    )
+
+
+def cli_params(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]:
+    """The ``--param`` options of ``args`` as keyword arguments; a malformed one exits through ``parser``."""
+    try:
+        return parse_params(args.param)
+    except ValueError as err:
+        parser.error(str(err))

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bidl.cli import parse_params, setup_logging
+from bidl.cli import add_param_option, cli_params, setup_logging
 from bidl.data.catalog import DATASET_NAMES, get_dataset
 from bidl.io import atomic_write_text
 
@@ -55,19 +55,10 @@ def _cli() -> None:
     )
     parser.add_argument("dataset", choices=DATASET_NAMES)
     parser.add_argument("raw_root", type=Path)
-    parser.add_argument(
-        "--param",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a generator keyword argument, VALUE parsed as JSON (repeatable)",
-    )
+    add_param_option(parser, "a keyword argument of the dataset's generate_standin")
     parser.add_argument("--log", default=None, help="also log to this file")
     args = parser.parse_args()
-    try:
-        params = parse_params(args.param)
-    except ValueError as err:
-        parser.error(str(err))
+    params = cli_params(parser, args)
     setup_logging(args.log)
     main(args.dataset, args.raw_root, **params)
 

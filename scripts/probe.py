@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from bidl.cli import parse_params, setup_logging
+from bidl.cli import add_param_option, cli_params, setup_logging
 from bidl.data.catalog import get_dataset, open_split
 from bidl.io import atomic_write_text, redirect_output
 from bidl.probe import run_probe
@@ -62,12 +62,9 @@ def _cli() -> None:
     parser.add_argument("cache", type=Path, help="folder with train.npz, test.npz, split.json")
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="run_probe keyword")
+    add_param_option(parser, "a keyword argument of bidl.probe.run_probe")
     args = parser.parse_args()
-    try:
-        params = parse_params(args.param)
-    except ValueError as err:
-        parser.error(str(err))
+    params = cli_params(parser, args)
     setup_logging(None)
     main(args.dataset, args.cache, args.out_dir, seed=args.seed, **params)
 

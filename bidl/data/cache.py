@@ -9,7 +9,7 @@ import torch
 
 from bidl.errors import DataFormatError
 
-__all__ = ["CachedSplit", "load_cache", "select_rows"]
+__all__ = ["CachedSplit", "DenseSplit", "load_cache", "select_rows"]
 
 
 def load_cache(path: str | Path, keys: Iterable[str], kind: str = "frame") -> dict[str, np.ndarray]:
@@ -125,3 +125,39 @@ class CachedSplit(torch.utils.data.Dataset):
         if self.transform is not None:
             x = self.transform(x)
         return x, int(self.labels[i])
+
+
+class DenseSplit(CachedSplit):
+    """A :class:`CachedSplit` whose samples are the rows of one dense array, ``KEYS[0]``.
+
+    Subclasses set :attr:`DTYPE` and :attr:`LAYOUT` (the array's axes, e.g. ``"[N, T, 2, H, W]"``; its
+    length sets the required ``ndim``, and a literal number in it the size of that axis) and, for integer
+    images, :attr:`SCALE` (a sample is ``row.float() / SCALE``). The exposed rows are kept as one tensor under
+    the array's own name (``dataset.frames``, ``dataset.cubes``).
+    """
+
+    DTYPE: type = np.uint8
+    LAYOUT = "[N, ...]"
+    SCALE = 1.0
+
+    @property
+    def _key(self) -> str:
+        return self.KEYS[0]
+
+    def _validate(self, arrays: dict[str, np.ndarray]) -> int:
+        array = arrays[self._key]
+        axes = self.LAYOUT.strip("[]").split(", ")
+        fixed = all(a == str(n) for a, n in zip(axes, array.shape, strict=False) if a.isdigit())
+        if array.dtype != self.DTYPE or array.ndim != len(axes) or not fixed:
+            expected = f"{np.dtype(self.DTYPE).name} {self.LAYOUT}"
+            raise DataFormatError(
+                self.path, f"{self._key} must be {expected}, got {array.dtype} {array.shape}"
+            )
+        return array.shape[0]
+
+    def _store(self, arrays: dict[str, np.ndarray], rows: np.ndarray) -> None:
+        setattr(self, self._key, torch.from_numpy(np.ascontiguousarray(arrays[self._key][rows])))
+
+    def _sample(self, i: int) -> torch.Tensor:
+        x = getattr(self, self._key)[i].float()
+        return x.div_(self.SCALE) if self.SCALE != 1.0 else x

@@ -37,7 +37,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from bidl.data.aedat import (
     EVENT_DTYPE,
@@ -46,7 +45,7 @@ from bidl.data.aedat import (
     read_aedat31,
     read_tonic_npy,
 )
-from bidl.data.cache import CachedSplit
+from bidl.data.cache import DenseSplit
 from bidl.data.events import events_to_frames
 from bidl.errors import ConfigError, DataFormatError
 from bidl.io import atomic_savez, atomic_write_text, default_file_mode, replace_dir
@@ -762,7 +761,7 @@ def preprocess(
     return summary
 
 
-class DVS128Frames(CachedSplit):
+class DVS128Frames(DenseSplit):
     """One cached split (``train.npz`` / ``test.npz`` from :func:`preprocess`), held in memory.
 
     ``dataset[i]`` is ``(frames, label)``: float32 ``[T, 2, H, W]`` event counts (T = 60, H = W = 40 by
@@ -774,17 +773,5 @@ class DVS128Frames(CachedSplit):
     KEYS = ("frames",)
     KIND = "frame"
     N_CLASSES = N_CLASSES
-
-    def _validate(self, arrays: dict[str, np.ndarray]) -> int:
-        frames = arrays["frames"]
-        if frames.dtype != np.int16 or frames.ndim != 5 or frames.shape[2] != 2:
-            raise DataFormatError(
-                self.path, f"frames must be int16 [N, T, 2, H, W], got {frames.dtype} {frames.shape}"
-            )
-        return frames.shape[0]
-
-    def _store(self, arrays: dict[str, np.ndarray], rows: np.ndarray) -> None:
-        self.frames = torch.from_numpy(np.ascontiguousarray(arrays["frames"][rows]))
-
-    def _sample(self, i: int) -> torch.Tensor:
-        return self.frames[i].float()
+    DTYPE = np.int16
+    LAYOUT = "[N, T, 2, H, W]"

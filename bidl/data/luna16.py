@@ -78,7 +78,7 @@ import torch
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
-from bidl.data.cache import CachedSplit
+from bidl.data.cache import DenseSplit
 from bidl.errors import ConfigError, DataFormatError
 from bidl.io import atomic_savez, atomic_write_text, default_file_mode, replace_dir
 
@@ -696,7 +696,7 @@ def preprocess(
     return summary
 
 
-class Luna16Cubes(CachedSplit):
+class Luna16Cubes(DenseSplit):
     """One cached split (``train.npz`` / ``test.npz`` from :func:`preprocess`), held in memory.
 
     ``dataset[i]`` is ``(cube, label)``: float32 ``[8, 1, 32, 32]`` = (T = depth slices, C = 1, H, W),
@@ -708,20 +708,12 @@ class Luna16Cubes(CachedSplit):
     KEYS = ("cubes",)
     KIND = "cube"
     N_CLASSES = N_CLASSES
-
-    def _validate(self, arrays: dict[str, np.ndarray]) -> int:
-        cubes = arrays["cubes"]
-        if cubes.dtype != np.uint8 or cubes.ndim != 4:
-            raise DataFormatError(
-                self.path, f"cubes must be uint8 [N, D, H, W], got {cubes.dtype} {cubes.shape}"
-            )
-        return cubes.shape[0]
-
-    def _store(self, arrays: dict[str, np.ndarray], rows: np.ndarray) -> None:
-        self.cubes = torch.from_numpy(np.ascontiguousarray(arrays["cubes"][rows]))
+    DTYPE = np.uint8
+    LAYOUT = "[N, D, H, W]"
+    SCALE = 255.0
 
     def _sample(self, i: int) -> torch.Tensor:
-        return self.cubes[i].float().div_(255.0).unsqueeze(1)
+        return super()._sample(i).unsqueeze(1)
 
 
 # ---------------------------------------------------------------------------------------------------------

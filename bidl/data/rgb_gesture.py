@@ -45,11 +45,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 from scipy import ndimage
 
-from bidl.data.cache import CachedSplit
+from bidl.data.cache import DenseSplit
 from bidl.errors import ConfigError, DataFormatError, DownloadError
 from bidl.io import atomic_savez, atomic_write_text, default_file_mode, replace_dir
 
@@ -308,7 +307,7 @@ def preprocess(
     return summary
 
 
-class RGBGestureFrames(CachedSplit):
+class RGBGestureFrames(DenseSplit):
     """One cached split (``train.npz`` / ``test.npz`` of :func:`preprocess`), held in memory.
 
     ``dataset[i]`` is ``(frames, label)``: float32 ``[60, 2, 40, 40]`` (T, channel 0 darker / 1 brighter,
@@ -319,20 +318,9 @@ class RGBGestureFrames(CachedSplit):
 
     KEYS = ("frames",)
     KIND = "frame"
-
-    def _validate(self, arrays: dict[str, np.ndarray]) -> int:
-        frames = arrays["frames"]
-        if frames.dtype != np.uint8 or frames.ndim != 5 or frames.shape[2] != 2:
-            raise DataFormatError(
-                self.path, f"frames must be uint8 [N, T, 2, H, W], got {frames.dtype} {frames.shape}"
-            )
-        return frames.shape[0]
-
-    def _store(self, arrays: dict[str, np.ndarray], rows: np.ndarray) -> None:
-        self.frames = torch.from_numpy(np.ascontiguousarray(arrays["frames"][rows]))
-
-    def _sample(self, i: int) -> torch.Tensor:
-        return self.frames[i].float().div_(255.0)
+    DTYPE = np.uint8
+    LAYOUT = "[N, T, 2, H, W]"
+    SCALE = 255.0
 
 
 # =========================================================================================================
