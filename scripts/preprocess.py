@@ -5,7 +5,9 @@ One entry for every dataset: ``bidl.data.<module>.preprocess(raw_root, out_dir, 
 module for its parameters (DVS128: ``layout, window_us, n_frames, size``; CIFAR10-DVS: ``framing, window_us,
 n_frames, size, test_fraction``; LUNA16: ``label_source, max_negatives_per_scan, ...``).
 
-Besides, ``out_dir/preprocess.json`` records the parameters, the seconds it took and the cache's size.
+Besides, ``out_dir/preprocess.json`` records the parameters, the seconds it took, the cache's size and
+whether the dataset class reads the raw copy when a split is opened (``reads_raw``: Jester's cache is an
+index of the JPEG frames, which are decoded on the fly, so its size excludes the frames).
 
 Snakemake: ``input.marker`` (raw root = its parent); params ``dataset`` and ``preprocess`` (the keyword
 arguments); outputs ``train``, ``test``, ``split``, ``info`` in one folder; ``log[0]``. Command line::
@@ -29,8 +31,8 @@ log = logging.getLogger("preprocess")
 
 def main(dataset: str, raw_root: str | Path, out_dir: str | Path, **params: Any) -> dict:
     """Preprocess ``dataset`` from ``raw_root`` into ``out_dir``; return the split summary."""
-    info = get_dataset(dataset)
-    preprocess = info.load_module().preprocess
+    meta = get_dataset(dataset)
+    preprocess = meta.load_module().preprocess
     start = time.perf_counter()
     summary = preprocess(raw_root, out_dir, **params)
     seconds = time.perf_counter() - start
@@ -39,12 +41,13 @@ def main(dataset: str, raw_root: str | Path, out_dir: str | Path, **params: Any)
     cache_bytes = sum(p.stat().st_size for p in Path(out_dir).glob("*.npz"))
     info = {
         "dataset": dataset,
-        "preprocess": f"bidl.data.{info.module}.preprocess",
+        "preprocess": f"bidl.data.{meta.module}.preprocess",
         "raw_root": str(raw_root),
         "params": params,
         "samples": counts,
         "seconds": round(seconds, 2),
         "cache_megabytes": round(cache_bytes / 1e6, 2),
+        "reads_raw": meta.reads_raw,
     }
     atomic_write_text(Path(out_dir) / "preprocess.json", json.dumps(info, indent=1) + "\n")
     return summary

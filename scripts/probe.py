@@ -1,8 +1,9 @@
 """Order probe of one dataset: an order-aware and an order-blind classifier on its cached splits, and the
 order-aware one on time-shuffled test inputs (``bidl.probe.run_probe``). Writes ``<out_dir>/probe.json``.
 
-Snakemake: ``input.train``, ``input.test``, ``input.split``; ``output.json``; params ``dataset``,
-``probe`` (keyword arguments of ``run_probe``), ``seed``, ``loader`` (dataset class keywords); ``log[0]``.
+Snakemake: ``input.train``, ``input.test``, ``input.split`` (and ``input.raw``, the raw copy's marker, for a
+dataset whose class reads its raw files: Jester); ``output.json``; params ``dataset``, ``probe`` (keyword
+arguments of ``run_probe``), ``seed``, ``loader`` (dataset class keywords); ``log[0]``.
 Command line::
 
     python scripts/probe.py luna16 resources/cache/default/luna16 results/default/probes/luna16 \\

@@ -101,6 +101,7 @@ def dataset_row(dataset: str, source: str, marker: Path, info_file: Path, probe_
         "order matters (measured)": order_verdict(probe),
         "stand-in task": meta.standin_description if source == "standin" else "-",
         "split": split["split_source"],
+        "reads raw": meta.reads_raw,
     }
 
 
@@ -126,6 +127,12 @@ def main(
         f"generating the stand-ins and preprocessing took {seconds:.1f} s in all (one job each, as measured "
         "by the jobs themselves).",
         "Sample: the first test sample as the dataset class returns it (time first).",
+        *(
+            f"{r['dataset']}: the cache is an index of the raw files, read from the raw copy when a sample "
+            "is loaded (cache MB excludes them)."
+            for r in rows
+            if r["reads raw"]
+        ),
         "Probes (bidl.probe, trained on the train split, top-1 on the test split): order-aware = temporal "
         "convolutions over per-step features; time-shuffled = the same model on test inputs with their "
         "timesteps permuted; order-blind = an MLP on the features averaged over time. Order matters when the "

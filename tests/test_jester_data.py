@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+import bidl.data.jester as jester
 from bidl.data.jester import (
     FRAMES_DIR,
     REVERSED_PAIRS,
@@ -217,19 +220,144 @@ def test_standin_layout_and_preprocess_cache(tmp_path, small_standin):
     assert np.bincount([label for _, label in train]).tolist() == [2] * len(STANDIN_CLASSES)
     summary = preprocess(small_standin, tmp_path / "cache", size=12)
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["split.json", "test.npz", "train.npz"]
-    assert json.loads((tmp_path / "cache" / "split.json").read_text())["class_names"] == list(STANDIN_CLASSES)
+    split = json.loads((tmp_path / "cache" / "split.json").read_text())
+    assert split["class_names"] == list(STANDIN_CLASSES) and "on the fly" in split["frames"]["source"]
     assert summary["splits"]["test"]["class_counts"] == [1] * len(STANDIN_CLASSES)
-    with np.load(tmp_path / "cache" / "train.npz") as npz:
-        frames, offsets, labels = npz["frames"], npz["offsets"], npz["labels"]
-        assert frames.dtype == np.uint8 and frames.shape[1:] == (3, 12, 12)
-        assert offsets[0] == 0 and offsets[-1] == len(frames) and len(offsets) == len(labels) + 1
+    with np.load(tmp_path / "cache" / "train.npz", allow_pickle=False) as npz:
+        assert sorted(npz.files) == ["frame_numbers", "labels", "names", "offsets", "raw_root", "size"]
+        numbers, offsets, labels = npz["frame_numbers"], npz["offsets"], npz["labels"]
+        assert numbers.dtype == np.int32 and offsets.dtype == np.int64
+        assert offsets[0] == 0 and offsets[-1] == len(numbers) and len(offsets) == len(labels) + 1
+        # relative to the index's folder, so that the project folder can move as a whole
+        assert str(npz["raw_root"]) == os.path.relpath(small_standin, tmp_path / "cache")
+        assert npz["size"].dtype == np.int64
+        assert int(npz["size"]) == 12
         first = str(npz["names"][0])
     n_first = len(list((small_standin / FRAMES_DIR / first).glob("*.jpg")))
-    assert offsets[1] == n_first
+    assert offsets[1] == n_first and numbers[:n_first].tolist() == list(range(1, n_first + 1))
     test = JesterClips(tmp_path / "cache" / "test.npz", train=False)
     x, y = test[0]
     assert x.shape == (16, 3, 12, 12) and str(x.dtype) == "torch.float32" and float(x.min()) >= 0
     assert float(x.max()) <= 1.0 and 0 <= y < len(STANDIN_CLASSES) and len(test) == len(STANDIN_CLASSES)
+    expected = np.stack([read_frame(p, 12) for p in test.frame_paths(0)]).astype(np.float32) / 255
+    np.testing.assert_array_equal(x.numpy(), expected)
+
+
+def _colour_copy(root: Path, clips: dict[str, list[int]], train: str, validation: str) -> None:
+    """A raw copy whose clip ``id`` holds the frame files ``numbers``, frame k red = 6 k."""
+    _write_copy(root, {video: 0 for video in clips}, train, validation)
+    for video, numbers in clips.items():
+        for k in numbers:
+            (root / FRAMES_DIR / video / f"{k:05d}.jpg").write_bytes(_jpeg((6 * k, 100, 200)))
+
+
+def test_items_decode_the_sampled_jpeg_files_of_the_index(tmp_path, monkeypatch):
+    gap = [k for k in range(1, 14) if k != 10]  # no 00010.jpg in the folder: the numbers come from the names
+    csv = "3;Swiping Left\n4;Swiping Right\n"
+    _colour_copy(tmp_path / "raw", {"3": list(range(1, 38)), "4": gap}, "", csv)
+    preprocess(tmp_path / "raw", tmp_path / "cache", size=8, min_frames=1)
+    with np.load(tmp_path / "cache" / "test.npz", allow_pickle=False) as npz:
+        assert npz["frame_numbers"].tolist() == list(range(1, 38)) + gap
+        assert npz["offsets"].tolist() == [0, 37, 49] and npz["names"].tolist() == ["3", "4"]
+    data = JesterClips(tmp_path / "cache" / "test.npz", train=False)
+    # F = 37: centred indices 7, 8, 10, ... (see test_eval_indices_are_centred_...): files 8, 9, 11, ...
+    numbers = [8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 23, 24, 26, 27, 29, 30]
+    files = [tmp_path / "raw" / FRAMES_DIR / "3" / f"{k:05d}.jpg" for k in numbers]
+    assert data.frame_paths(0) == [f.absolute() for f in files]
+    x, y = data[0]
+    assert y == 1 and x.shape == (16, 3, 8, 8)
+    expected = np.stack([read_frame(f, 8) for f in files]).astype(np.float32) / 255
+    np.testing.assert_array_equal(x.numpy(), expected)
+    np.testing.assert_allclose(x[:, 0, 4, 4].numpy() * 255, [6 * k for k in numbers], atol=4)
+    # F = 12 (shorter than 16 frames): indices 0, 1, 1, 2, 3, 4, 4, ..., 10, 10, 11 repeat; the last index
+    # (11) is file 00013.jpg, index 9 is 00011.jpg; each distinct frame is decoded once
+    indices = data.frame_indices(1).tolist()
+    assert indices == [0, 1, 1, 2, 3, 4, 4, 5, 6, 7, 7, 8, 9, 10, 10, 11]
+    assert [p.name for p in data.frame_paths(1)] == [f"{gap[k]:05d}.jpg" for k in indices]
+    assert data.frame_paths(1)[-1].name == "00013.jpg" and data.frame_paths(1, [9])[0].name == "00011.jpg"
+    calls = []
+    real = jester.read_frame
+    monkeypatch.setattr(jester, "read_frame", lambda p, size=None: calls.append(p) or real(p, size))
+    x, _ = data[1]
+    assert len(calls) == len(set(calls)) == 12
+    assert torch.equal(x[1], x[2]) and torch.equal(x[13], x[14])
+    expected = np.stack([read_frame(p, 8) for p in data.frame_paths(1)]).astype(np.float32) / 255
+    np.testing.assert_array_equal(x.numpy(), expected)
+
+
+def test_a_text_file_named_as_a_frame_is_refused_at_preprocessing_naming_it(tmp_path):
+    _write_copy(tmp_path, {"1": 16, "2": 16}, "1;Swiping Left\n", "2;Swiping Right\n")
+    (tmp_path / FRAMES_DIR / "2" / "00007.jpg").write_text("not an image")
+    with pytest.raises(DataFormatError, match=r"2/00007\.jpg: not a JPEG"):
+        preprocess(tmp_path, tmp_path / "cache", size=8)
+
+
+def test_a_frame_deleted_after_preprocessing_fails_naming_it_when_read(tmp_path):
+    _write_copy(tmp_path / "raw", {"1": 16}, "1;Swiping Left\n", "1;Swiping Left\n")
+    preprocess(tmp_path / "raw", tmp_path / "cache", size=8)
+    data = JesterClips(tmp_path / "cache" / "test.npz", train=False)
+    gone = data.frame_paths(0)[5]
+    gone.unlink()
+    with pytest.raises(DataFormatError, match=rf"{gone.name}: frame is missing.*raw Jester copy") as info:
+        data[0]
+    assert info.value.path == gone
+    gone.write_text("not an image")
+    with pytest.raises(DataFormatError, match=rf"{gone.name}: not a JPEG"):
+        data[0]
+
+
+def test_raw_root_overrides_the_stored_one_for_a_moved_copy(tmp_path):
+    _write_copy(tmp_path / "raw", {"1": 18, "2": 20}, "1;Swiping Left\n2;Swiping Right\n", "")
+    preprocess(tmp_path / "raw", tmp_path / "cache", size=8)
+    before = JesterClips(tmp_path / "cache" / "train.npz", train=True, seed=2)[1][0]
+    (tmp_path / "raw").rename(tmp_path / "moved")
+    with pytest.raises(DataFormatError, match=rf"raw/{FRAMES_DIR}: folder of the raw Jester copy is missing"):
+        JesterClips(tmp_path / "cache" / "train.npz", train=True, seed=2)
+    moved = JesterClips(tmp_path / "cache" / "train.npz", train=True, seed=2, raw_root=tmp_path / "moved")
+    assert moved.raw_root == (tmp_path / "moved").absolute()
+    assert torch.equal(moved[1][0], before)
+
+
+def test_the_index_follows_its_project_folder_when_both_move(tmp_path):
+    project = tmp_path / "project"
+    _write_copy(project / "raw", {"1": 18, "2": 20}, "1;Swiping Left\n2;Swiping Right\n", "")
+    preprocess(project / "raw", project / "cache", size=8)
+    before = JesterClips(project / "cache" / "train.npz", train=False)[0][0]
+    project.rename(tmp_path / "elsewhere")
+    moved = JesterClips(tmp_path / "elsewhere" / "cache" / "train.npz", train=False)
+    assert moved.raw_root == (tmp_path / "elsewhere" / "raw").absolute()
+    assert torch.equal(moved[0][0], before)
+
+
+def test_an_index_with_wrong_keys_or_dtypes_is_refused_naming_it(tmp_path):
+    _write_copy(tmp_path / "raw", {"1": 16, "2": 17}, "1;Swiping Left\n2;Swiping Right\n", "")
+    preprocess(tmp_path / "raw", tmp_path / "cache", size=8)
+    with np.load(tmp_path / "cache" / "train.npz", allow_pickle=False) as npz:
+        good = {k: npz[k] for k in npz.files}
+    bad = tmp_path / "cache" / "bad.npz"  # next to the good index: raw_root is relative to it
+    old_layout = {
+        "frames": np.zeros((33, 3, 8, 8), np.uint8),
+        **{k: good[k] for k in ("offsets", "labels", "names")},
+    }
+    cases = [
+        (old_layout, r"lacks \['frame_numbers', 'raw_root', 'size'\]"),
+        ({**good, "frame_numbers": good["frame_numbers"].astype(np.int64)}, "frame_numbers must be int32"),
+        ({**good, "frame_numbers": good["frame_numbers"][:, None]}, "frame_numbers must be int32"),
+        ({**good, "raw_root": np.array([str(tmp_path)])}, "raw_root must be a 0-d str"),
+        ({**good, "raw_root": np.array(3)}, "raw_root must be a 0-d str"),
+        ({**good, "size": np.array(8.0)}, "size must be a 0-d int64"),
+        ({**good, "size": np.array(0)}, "size must be a 0-d int64 >= 1"),
+        ({**good, "offsets": np.array([0, 16, 32])}, "offsets .* do not cut 33 frame numbers"),
+        ({**good, "offsets": np.array([0, 0, 33])}, "into clips of >= 1 frame"),
+        ({**good, "offsets": good["offsets"].astype(np.int32)}, "offsets"),
+        ({**good, "names": np.array([1, 2])}, "names must be video ids"),
+    ]
+    for arrays, message in cases:
+        np.savez(bad, **arrays)
+        with pytest.raises(DataFormatError, match=rf"{bad}: .*{message}"):
+            JesterClips(bad, train=False)
+    np.savez(bad, **good)
+    assert len(JesterClips(bad, train=False)) == 2
 
 
 def test_short_clips_are_dropped_and_listed(tmp_path):

@@ -103,6 +103,38 @@ def test_default_dry_run_uses_the_stand_ins_and_does_not_merge_presets():
     assert ("datasets", "results/default/tables/datasets.md") in jobs
 
 
+def _inputs(dry_run_output: str) -> dict[tuple[str, str], set[str]]:
+    """``(rule, first output)`` -> inputs of every job a dry run lists."""
+    jobs, rule, inputs = {}, None, set()
+    for line in dry_run_output.splitlines():
+        if line.startswith(("rule ", "localrule ")):
+            rule, inputs = line.split()[1].rstrip(":"), set()
+        elif rule and line.strip().startswith("input:"):
+            inputs = {p.strip() for p in line.split(":", 1)[1].split(",")}
+        elif rule and line.strip().startswith("output:"):
+            jobs[(rule, line.split(":", 1)[1].split(",")[0].strip())] = inputs
+    return jobs
+
+
+def test_rules_opening_jesters_splits_need_its_raw_copy():
+    """Jester's cache is an index of the raw JPEG frames (decoded when read): train, evaluate and probe of
+    Jester keep the raw copy as an input; the other datasets' do not."""
+    jobs = _inputs(snakemake("-n", "--forceall", "--nolock").stdout)
+    marker = "resources/jester/standin/.complete"
+    results = "results/default"
+    for key in (
+        ("train", f"{results}/experiments/jester_v1/model.pt"),
+        ("evaluate", f"{results}/experiments/jester_v2/metrics.json"),
+        ("probe", f"{results}/probes/jester/probe.json"),
+    ):
+        assert marker in jobs[key], key
+    for key in (
+        ("train", f"{results}/experiments/dvs128_asm/model.pt"),
+        ("probe", f"{results}/probes/imdb/probe.json"),
+    ):
+        assert not any(p.endswith("/.complete") for p in jobs[key]), key
+
+
 def test_an_experiment_on_an_undeclared_dataset_is_rejected_naming_it():
     config = load_yaml(REPO / "config" / "config.yaml")
     del config["datasets"]["dvs128_gesture"]

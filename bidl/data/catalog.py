@@ -45,6 +45,9 @@ class DatasetInfo:
         temporal: the classes differ in the order of what happens (the time-shuffled control is meaningful);
             False for CIFAR10-DVS, whose recordings are of still images.
         train_flag: the dataset class takes ``train=`` (random temporal sampling for training).
+        reads_raw: the dataset class reads the raw files at load time (its cache is an index of them, as
+            Jester's, whose frames are decoded from the JPEG folders), so rules that open a split also need
+            the raw copy.
         standin_description: one line on the stand-in task, for tables.
     """
 
@@ -58,6 +61,7 @@ class DatasetInfo:
     standin_description: str
     layout_param: bool = False
     train_flag: bool = False
+    reads_raw: bool = False
 
     def load_module(self):
         return importlib.import_module(f"bidl.data.{self.module}")
@@ -116,6 +120,7 @@ DATASETS: dict[str, DatasetInfo] = {
             standin_files="**/*.jpg",
             temporal=True,
             train_flag=True,
+            reads_raw=True,
             standin_description="hand swipes and their reversals: pairs are the same frames played backwards",
         ),
         DatasetInfo(

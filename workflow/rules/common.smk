@@ -70,6 +70,17 @@ def experiment_split(name, split):
     return f"{CACHE}/{experiment(name)['dataset']}/{split}.npz"
 
 
+def dataset_raw(dataset):
+    """The raw copy's marker as a list of 0 or 1 paths: 1 where the dataset class reads the raw files when a
+    split is opened (catalog ``reads_raw``: Jester decodes its frames from the JPEG folders), so that a rule
+    opening a split keeps the raw copy as a dependency."""
+    return [raw_marker(dataset)] if get_dataset(dataset).reads_raw else []
+
+
+def experiment_raw(name):
+    return dataset_raw(experiment(name)["dataset"])
+
+
 def final_outputs():
     return [
         f"{RESULTS}/tables/datasets.md",

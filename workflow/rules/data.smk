@@ -110,6 +110,7 @@ rule probe:
         train=f"{CACHE}/{{dataset}}/train.npz",
         test=f"{CACHE}/{{dataset}}/test.npz",
         split=f"{CACHE}/{{dataset}}/split.json",
+        raw=lambda w: dataset_raw(w.dataset),
     output:
         json=f"{RESULTS}/probes/{{dataset}}/probe.json",
     wildcard_constraints:

@@ -6,6 +6,7 @@ rule train:
         train=lambda w: experiment_split(w.experiment, "train"),
         val=lambda w: experiment_split(w.experiment, "test"),
         init=lambda w: experiment_init(w.experiment),
+        raw=lambda w: experiment_raw(w.experiment),
     output:
         model=f"{RESULTS}/experiments/{{experiment}}/model.pt",
         history=f"{RESULTS}/experiments/{{experiment}}/history.csv",
@@ -31,6 +32,7 @@ rule evaluate:
     input:
         model=rules.train.output.model,
         test=lambda w: experiment_split(w.experiment, "test"),
+        raw=lambda w: experiment_raw(w.experiment),
     output:
         metrics=f"{RESULTS}/experiments/{{experiment}}/metrics.json",
     params:
