@@ -718,8 +718,8 @@ def preprocess(
         "dataset": "DVS128 Gesture",
         "layout": layout,
         "raw_root": str(raw_root),
-        "split_source": "the dataset's own: trials_to_train.txt (users 01-23) / trials_to_test.txt "
-        "(users 24-29); tonic_npy: ibmGestureTrain / ibmGestureTest",
+        "split_source": "the dataset's own: trials_to_train.txt / trials_to_test.txt (the release: users "
+        "01-23 / 24-29); tonic_npy: ibmGestureTrain / ibmGestureTest",
         "params": {
             "window_us": window_us,
             "n_frames": n_frames,
