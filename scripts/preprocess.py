@@ -5,9 +5,8 @@ One entry for every dataset: ``bidl.data.<module>.preprocess(raw_root, out_dir, 
 module for its parameters (DVS128: ``layout, window_us, n_frames, size``; CIFAR10-DVS: ``framing, window_us,
 n_frames, size, test_fraction``; LUNA16: ``label_source, max_negatives_per_scan, ...``).
 
-Besides, ``out_dir/preprocess.json`` records the parameters, the seconds it took, the cache's size and
-whether the dataset class reads the raw copy when a split is opened (``reads_raw``: Jester's cache is an
-index of the JPEG frames, which are decoded on the fly, so its size excludes the frames).
+Besides, ``out_dir/preprocess.json`` records the parameters, the seconds it took and the cache's size (for
+a dataset whose cache is an index of the raw files, catalog ``reads_raw``, that size excludes them).
 
 Snakemake: ``input.marker`` (raw root = its parent); params ``dataset`` and ``preprocess`` (the keyword
 arguments); outputs ``train``, ``test``, ``split``, ``info`` in one folder; ``log[0]``. Command line::
@@ -47,7 +46,6 @@ def main(dataset: str, raw_root: str | Path, out_dir: str | Path, **params: Any)
         "samples": counts,
         "seconds": round(seconds, 2),
         "cache_megabytes": round(cache_bytes / 1e6, 2),
-        "reads_raw": meta.reads_raw,
     }
     atomic_write_text(Path(out_dir) / "preprocess.json", json.dumps(info, indent=1) + "\n")
     return summary

@@ -355,14 +355,7 @@ def read_frame(path: str | Path, size: int | None = None) -> np.ndarray:
             JPEG signature or not decodable.
     """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise DataFormatError(path, "frame is missing") from exc
-    except OSError as exc:
-        raise DataFormatError(path, f"cannot read frame: {exc}") from exc
-    if not data.startswith(_JPEG_MAGIC):
-        raise DataFormatError(path, _NOT_JPEG)
+    data = _frame_bytes(path)
     try:
         with Image.open(io.BytesIO(data)) as img:
             if size is not None:
@@ -376,22 +369,27 @@ def read_frame(path: str | Path, size: int | None = None) -> np.ndarray:
     return np.ascontiguousarray(array.transpose(2, 0, 1))
 
 
+def _frame_bytes(path: Path, n: int = -1) -> bytes:
+    """The first ``n`` bytes (all with -1) of a frame file that starts with the JPEG signature."""
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(n)
+    except FileNotFoundError as exc:
+        raise DataFormatError(path, "frame is missing") from exc
+    except OSError as exc:
+        raise DataFormatError(path, f"cannot read frame: {exc}") from exc
+    if not data.startswith(_JPEG_MAGIC):
+        raise DataFormatError(path, _NOT_JPEG)
+    return data
+
+
 def check_jpeg_signature(path: str | Path) -> None:
     """Check that a frame file starts with the JPEG signature (reads its first 3 bytes, decodes nothing).
 
     Raises:
         DataFormatError: naming the file: missing, unreadable or not a JPEG.
     """
-    path = Path(path)
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(len(_JPEG_MAGIC))
-    except FileNotFoundError as exc:
-        raise DataFormatError(path, "frame is missing") from exc
-    except OSError as exc:
-        raise DataFormatError(path, f"cannot read frame: {exc}") from exc
-    if head != _JPEG_MAGIC:
-        raise DataFormatError(path, _NOT_JPEG)
+    _frame_bytes(Path(path), len(_JPEG_MAGIC))
 
 
 def frame_path(raw_root: str | Path, video: str, number: int) -> Path:

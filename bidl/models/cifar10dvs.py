@@ -35,11 +35,12 @@ Shared, from the authors' code where the paper is silent: the pooling comes afte
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from torch import Tensor, nn
 
 from ..layers import ConvLIAF, ConvLIF, TemporalAggregation, TimeDistributed
-from .registry import register_model
+from .registry import authors_neuron, register_model
 
 __all__ = ["NEURONS", "ConvPoolClassifier", "cifar10_dvs", "cifar10_dvs_authors", "neuron_options"]
 
@@ -187,17 +188,9 @@ def cifar10_dvs_authors(
     activation: str | None = None,
     liaf_mode: str | None = None,
     liaf_readout: str | None = None,
-    alpha: float = 0.3,
-    beta: float = 0.0,
-    theta: float = 0.5,
-    v_reset: float = 0.0,
-    reset: str = "hard",
-    sharing: str = "all",
-    learnable: bool = False,
-    noise: float = 0.0,
-    surrogate: str = "rectangle",
     norm: str | None = "state",
     iteration: str = "internal",
+    **neuron_kwargs: Any,
 ) -> ConvPoolClassifier:
     """CIFAR10-DVS as the authors' code builds it: ``[B, 10, 2, 128, 128]`` -> 10 logits; ConvLIAF (ReLU,
     pre-reset readout) with BatchNorm on the membrane and fixed neuron parameters; the FC head on every step,
@@ -206,6 +199,10 @@ def cifar10_dvs_authors(
     ``channels``: the five conv widths; ``hidden``: the FC hidden width; ``height``, ``width``: the input
     frame (the FC input is ``channels[-1] * (H/64) * (W/64)``); ``activation``, ``liaf_mode``,
     ``liaf_readout``: LIAF options (``None``: the library default), only with ``neuron="liaf"``.
+
+    ``neuron_kwargs``: the neuron keywords (``alpha``, ``beta``, ``theta``, ``v_reset``, ``reset``,
+    ``sharing``, ``learnable``, ``noise``, ``surrogate``), by default
+    :data:`~bidl.models.registry.AUTHORS_NEURON` and this network's training noise 0.
     """
     if len(channels) != 5:
         raise ValueError(f"channels: expected 5 widths, got {list(channels)}")
@@ -223,14 +220,6 @@ def cifar10_dvs_authors(
         head_per_step=head_per_step,
         norm=norm,
         iteration=iteration,
-        alpha=alpha,
-        beta=beta,
-        theta=theta,
-        v_reset=v_reset,
-        reset=reset,
-        sharing=sharing,
-        learnable=learnable,
-        noise=noise,
-        surrogate=surrogate,
+        **authors_neuron(neuron_kwargs, noise=0.0),
         **neuron_options(neuron, activation, liaf_mode, liaf_readout),
     )

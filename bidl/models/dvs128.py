@@ -9,11 +9,12 @@ theta 0.5). With the paper's widths this has exactly the authors' 2,013,157 trai
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from torch import Tensor, nn
 
 from ..layers import FCLIF, ConvLIF, TemporalAggregation, TimeDistributed
-from .registry import register_model
+from .registry import authors_neuron, register_model
 
 __all__ = ["DVS128GestureNet", "dvs128_gesture"]
 
@@ -84,21 +85,15 @@ def dvs128_gesture_authors(
     height: int = 40,
     width: int = 40,
     n_classes: int = 11,
-    alpha: float = 0.3,
-    beta: float = 0.0,
-    theta: float = 0.5,
-    v_reset: float = 0.0,
-    reset: str = "hard",
-    learnable: bool = False,
-    noise: float = 1e-3,
-    surrogate: str = "rectangle",
     norm: str | None = "state",
     iteration: str = "internal",
+    **neuron_kwargs: Any,
 ) -> DVS128GestureNet:
     """DVS128 Gesture network as the authors' code builds it (``clif3flif2dg_itout-b16x1-dvsgesture.py``):
     ``[B, 60, 2, 40, 40]`` -> 11 mean spike rates, BatchNorm on the membrane, fixed neuron parameters
     (alpha 0.3, theta 0.5, training noise 1e-3); ASM or CSM via ``sharing``. 2,013,157 trainable parameters
-    at the default widths."""
+    at the default widths. ``neuron_kwargs``: neuron keywords (``alpha``, ``learnable``, ``noise``, ...), by
+    default :data:`~bidl.models.registry.AUTHORS_NEURON`."""
     return DVS128GestureNet(
         height=height,
         width=width,
@@ -107,13 +102,5 @@ def dvs128_gesture_authors(
         hidden=hidden,
         norm=norm,
         iteration=iteration,
-        sharing=sharing,
-        alpha=alpha,
-        beta=beta,
-        theta=theta,
-        v_reset=v_reset,
-        reset=reset,
-        learnable=learnable,
-        noise=noise,
-        surrogate=surrogate,
+        **authors_neuron(neuron_kwargs, noise=1e-3, sharing=sharing),
     )

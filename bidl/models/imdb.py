@@ -32,10 +32,12 @@ Parameters at the defaults: ``imdb`` 323,078; ``imdb_authors`` 21,137 (their cou
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor, nn
 
 from ..layers import FCLIAF, TemporalAggregation, TimeDistributed
-from .registry import register_model
+from .registry import authors_neuron, register_model
 
 __all__ = ["IMDBNet", "imdb", "imdb_authors"]
 
@@ -111,22 +113,18 @@ def imdb_authors(
     activation: str = "relu",
     liaf_mode: str = "NTR",
     liaf_readout: str = "pre_reset",
-    alpha: float = 0.3,
-    beta: float = 0.0,
-    theta: float = 0.5,
-    v_reset: float = 0.0,
-    reset: str = "hard",
-    sharing: str = "all",
-    learnable: bool = False,
-    noise: float = 1e-3,
-    surrogate: str = "rectangle",
     norm: str | None = "state",
     iteration: str = "internal",
+    **neuron_kwargs: Any,
 ) -> IMDBNet:
     """IMDB as the authors' code builds it: ``Embedding(1001, 16) -> FcLIAF(16 -> 256)`` with BatchNorm on the
     membrane, fixed neuron parameters and the pre-reset readout ``relu(U)``, ``Dropout(0.5) -> Linear(256 ->
     1)`` on the last step; 21,137 trainable parameters. Pass ``n_classes=2`` to train it with this
-    repository's cross-entropy loop."""
+    repository's cross-entropy loop.
+    ``neuron_kwargs``: the neuron keywords (``alpha``, ``beta``, ``theta``, ``v_reset``, ``reset``,
+    ``sharing``, ``learnable``, ``noise``, ``surrogate``), by default
+    :data:`~bidl.models.registry.AUTHORS_NEURON` and this network's training noise 1e-3.
+    """
     return IMDBNet(
         vocab_size=vocab_size,
         embedding_dim=embedding_dim,
@@ -138,13 +136,5 @@ def imdb_authors(
         activation=activation,
         liaf_mode=liaf_mode,
         liaf_readout=liaf_readout,
-        alpha=alpha,
-        beta=beta,
-        theta=theta,
-        v_reset=v_reset,
-        reset=reset,
-        sharing=sharing,
-        learnable=learnable,
-        noise=noise,
-        surrogate=surrogate,
+        **authors_neuron(neuron_kwargs, noise=1e-3),
     )

@@ -32,9 +32,10 @@ With the default widths ``luna16_cls_authors`` has exactly the authors' 1,208,13
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from .cifar10dvs import ConvPoolClassifier, neuron_options
-from .registry import register_model
+from .registry import authors_neuron, register_model
 
 __all__ = ["luna16_cls", "luna16_cls_authors"]
 
@@ -71,17 +72,9 @@ def luna16_cls_authors(
     activation: str | None = None,
     liaf_mode: str | None = None,
     liaf_readout: str | None = None,
-    alpha: float = 0.3,
-    beta: float = 0.0,
-    theta: float = 0.5,
-    v_reset: float = 0.0,
-    reset: str = "hard",
-    sharing: str = "all",
-    learnable: bool = False,
-    noise: float = 0.0,
-    surrogate: str = "rectangle",
     norm: str | None = "state",
     iteration: str = "internal",
+    **neuron_kwargs: Any,
 ) -> ConvPoolClassifier:
     """Luna16Cls as the authors' code builds it: ``[B, 8, 1, 32, 32]`` -> 2 logits; ConvLIAF (ReLU,
     pre-reset readout) with BatchNorm on the membrane and fixed neuron parameters; the FC head on every step,
@@ -90,6 +83,10 @@ def luna16_cls_authors(
     ``channels``: the three conv widths; ``hidden``: the two FC hidden widths; ``height``, ``width``: the
     input slice (the FC input is ``channels[-1] * (H/8) * (W/8)``); ``activation``, ``liaf_mode``,
     ``liaf_readout``: LIAF options (``None``: the library default), only with ``neuron="liaf"``.
+
+    ``neuron_kwargs``: the neuron keywords (``alpha``, ``beta``, ``theta``, ``v_reset``, ``reset``,
+    ``sharing``, ``learnable``, ``noise``, ``surrogate``), by default
+    :data:`~bidl.models.registry.AUTHORS_NEURON` and this network's training noise 0.
     """
     if len(channels) != 3:
         raise ValueError(f"channels: expected 3 widths, got {list(channels)}")
@@ -109,14 +106,6 @@ def luna16_cls_authors(
         head_per_step=head_per_step,
         norm=norm,
         iteration=iteration,
-        alpha=alpha,
-        beta=beta,
-        theta=theta,
-        v_reset=v_reset,
-        reset=reset,
-        sharing=sharing,
-        learnable=learnable,
-        noise=noise,
-        surrogate=surrogate,
+        **authors_neuron(neuron_kwargs, noise=0.0),
         **neuron_options(neuron, activation, liaf_mode, liaf_readout),
     )

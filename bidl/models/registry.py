@@ -3,11 +3,40 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["register_model", "create_model", "list_models", "count_parameters", "load_matching_weights"]
+__all__ = [
+    "AUTHORS_NEURON",
+    "authors_neuron",
+    "register_model",
+    "create_model",
+    "list_models",
+    "count_parameters",
+    "load_matching_weights",
+]
+
+AUTHORS_NEURON: dict[str, Any] = {
+    "alpha": 0.3,
+    "beta": 0.0,
+    "theta": 0.5,
+    "v_reset": 0.0,
+    "reset": "hard",
+    "sharing": "all",
+    "learnable": False,
+    "surrogate": "rectangle",
+}
+"""The neuron constants of every authors' config: fixed (not learned) alpha 0.3, beta 0, theta 0.5,
+v_reset 0, hard reset, ASM, rectangular surrogate gradient."""
+
+
+def authors_neuron(given: Mapping[str, Any], **defaults: Any) -> dict[str, Any]:
+    """The neuron keyword arguments of an ``_authors`` builder: :data:`AUTHORS_NEURON`, then the builder's
+    own ``defaults`` (e.g. its training noise), then what the caller ``given``."""
+    return {**AUTHORS_NEURON, **defaults, **given}
+
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 

@@ -73,6 +73,7 @@ the running mean). Reset the states (:func:`bidl.reset_states`) before every new
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -80,7 +81,7 @@ from torch import Tensor, nn
 from ..functional import lif_step
 from ..layers import TemporalAggregation, TimeDistributed
 from ..neurons import LIAF
-from .registry import register_model
+from .registry import authors_neuron, register_model
 
 __all__ = [
     "ElectricallyCoupledLIAF",
@@ -276,25 +277,21 @@ def jester_v1_authors(
     blocks: Sequence[int] = RESNET18_BLOCKS,
     in_channels: int = 3,
     n_classes: int = 27,
-    alpha: float = 0.3,
-    beta: float = 0.0,
-    theta: float = 0.5,
-    v_reset: float = 0.0,
-    reset: str = "hard",
-    sharing: str = "all",
-    learnable: bool = False,
-    noise: float = 1e-3,
-    surrogate: str = "rectangle",
     activation: str = "relu",
     liaf_mode: str = "NTR",
     liaf_readout: str = "pre_reset",
     iteration: str = "internal",
+    **neuron_kwargs: Any,
 ) -> JesterResNet:
     """Jester v1 as the authors' code builds it: ResNet18-LIAF, ``[B, 16, 3, 112, 112]`` -> 27 logits.
 
     BN on the synaptic currents, biased convs, fixed LIAF parameters (alpha 0.3, theta 0.5, hard reset, ASM),
     analog output ``ReLU(U_t)`` before reset (``liaf_readout="pre_reset"``), training noise 1e-3. 11,195,163
     trainable parameters with the defaults (see the module docstring for where they come from).
+
+    ``neuron_kwargs``: the neuron keywords (``alpha``, ``beta``, ``theta``, ``v_reset``, ``reset``,
+    ``sharing``, ``learnable``, ``noise``, ``surrogate``), by default
+    :data:`~bidl.models.registry.AUTHORS_NEURON` and this network's training noise 1e-3.
     """
     return JesterResNet(
         widths=widths,
@@ -304,15 +301,7 @@ def jester_v1_authors(
         coupling=False,
         coupling_kernel=3,
         iteration=iteration,
-        alpha=alpha,
-        beta=beta,
-        theta=theta,
-        v_reset=v_reset,
-        reset=reset,
-        sharing=sharing,
-        learnable=learnable,
-        noise=noise,
-        surrogate=surrogate,
+        **authors_neuron(neuron_kwargs, noise=1e-3),
         activation=activation,
         liaf_mode=liaf_mode,
         liaf_readout=liaf_readout,
@@ -347,19 +336,11 @@ def jester_v2(
     n_classes: int = 27,
     coupling: bool = True,
     coupling_kernel: int = 3,
-    alpha: float = 0.3,
-    beta: float = 0.0,
-    theta: float = 0.5,
-    v_reset: float = 0.0,
-    reset: str = "soft",
-    sharing: str = "all",
-    learnable: bool = False,
-    noise: float = 1e-3,
-    surrogate: str = "rectangle",
     activation: str = "relu",
     liaf_mode: str = "NTR",
     liaf_readout: str = "post_leak",
     iteration: str = "internal",
+    **neuron_kwargs: Any,
 ) -> JesterResNet:
     """Jester v2 (paper section 5.1.1): ResNet18 with electrically coupled LIAF-RMP, ``[B, 16, 3, 224, 224]``.
 
@@ -370,6 +351,10 @@ def jester_v2(
     from the cited ECLIF work (Wu et al. 2022b); the BIDL paper and the authors' code do not define it (see
     the module docstring). 23,765,787 trainable parameters with the defaults (the paper: "12 x 10^6 to
     24 x 10^6"). The 224 x 224 input only changes the data: the network pools globally.
+
+    ``neuron_kwargs``: the neuron keywords (``alpha``, ``beta``, ``theta``, ``v_reset``, ``reset``,
+    ``sharing``, ``learnable``, ``noise``, ``surrogate``), by default
+    :data:`~bidl.models.registry.AUTHORS_NEURON` and this network's training noise 1e-3 and soft reset.
     """
     return JesterResNet(
         widths=widths,
@@ -379,15 +364,7 @@ def jester_v2(
         coupling=coupling,
         coupling_kernel=coupling_kernel,
         iteration=iteration,
-        alpha=alpha,
-        beta=beta,
-        theta=theta,
-        v_reset=v_reset,
-        reset=reset,
-        sharing=sharing,
-        learnable=learnable,
-        noise=noise,
-        surrogate=surrogate,
+        **authors_neuron(neuron_kwargs, noise=1e-3, reset="soft"),
         activation=activation,
         liaf_mode=liaf_mode,
         liaf_readout=liaf_readout,
