@@ -1,4 +1,4 @@
-r"""LIF and LIAF neuron modules (paper eqs. 6-11), in both iteration modes.
+r"""LIF and LIAF neuron modules (paper eqs. 6-11) and the LIF+ neuron (paper Fig. 5), in both iteration modes.
 
 The math lives in :mod:`bidl.functional`; these modules hold the parameters and the EIM state.
 
@@ -15,15 +15,29 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
-from .functional import LIAF_MODES, LIAF_READOUTS, RESET_MODES, get_surrogate, lif_multi_step, lif_step
+from .functional import (
+    LIAF_MODES,
+    LIAF_READOUTS,
+    LIFPLUS_CONSTANTS,
+    RESET_MODES,
+    check_lifplus_modes,
+    get_surrogate,
+    init_lifplus_state,
+    lif_multi_step,
+    lif_step,
+    lifplus_constants,
+    lifplus_multi_step,
+    lifplus_step,
+)
 from .state import StatefulModule
 
-__all__ = ["LIF", "LIAF", "SHARING_MODES", "ACTIVATIONS"]
+__all__ = ["LIF", "LIAF", "LIFPlus", "SHARING_MODES", "ACTIVATIONS"]
 
 SHARING_MODES = ("all", "channel")
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
@@ -206,3 +220,123 @@ class LIAF(LIF):
             f"activation={self.activation!r}, liaf_mode={self.liaf_mode!r}, "
             f"liaf_readout={self.liaf_readout!r}, {super().extra_repr()}"
         )
+
+
+_LIF_KEYWORDS = tuple(name for name in inspect.signature(LIF.__init__).parameters if name != "self")
+
+
+class LIFPlus(LIF):
+    r"""LIF+ (paper Fig. 5): LIF with the five configurable stages of Flexon (Lee et al., ISCA 2018).
+
+    One step, with the stage terms that the modes switch on (:mod:`bidl.functional.lifplus` has every
+    equation and its Flexon feature name):
+
+    .. math::
+        X_t &\leftarrow X_t\,1[c_{t-1} = 0] \ \text{(AR)};\quad
+        I_t = X_t \ \text{(CUB)}\ |\ g_t \ \text{(COBE, COBA)},\ \times (v_g - V_{t-1}) \ \text{(REV)} \\
+        U_t &= V_{t-1} + I_t + S_t - w_t + r_t (v_{rr} - V_{t-1});\quad F_t = 1[U_t > \theta];\quad
+        R_t = \text{reset}(U_t, F_t) \ \text{as LIF} \\
+        V_t &= \alpha R_t + \beta \ \text{(linear)}\ |\ R_t - \tau^{-1}(R_t - v_{rest}) \ \text{(EXD)}\ |\
+        v_{rest} + \mathrm{sign}(d)\,\mathrm{relu}(|d| - v_{leak}),\ d = R_t - v_{rest} \ \text{(LID)};
+        \quad Y_t = F_t
+
+    with :math:`S_t` the spike-trigger term (EXI, QDI), :math:`w_t` the inhibitory current (ADT, SBT; it
+    jumps by :math:`b F_t` after firing), :math:`r_t` the relative-refractory conductance (RR; jumps by
+    :math:`q_r F_t`) and :math:`c_t` the absolute-refractory counter (AR; :math:`n_{ref}` after a spike). With
+    every stage at its default this is exactly :class:`LIF`. The output is spikes only (an analog LIF+ output
+    is out of scope).
+
+    Args:
+        decay: ``"linear"`` (LIF's leak, the default), ``"exponential"`` (EXD) or ``"lid"`` (LID).
+        accumulation: ``"cub"`` (current input, the default), ``"cobe"`` (exponential conductance) or
+            ``"coba"`` (alpha-synapse conductance).
+        reversal: scale the conductance by the driving force ``v_g - V`` (REV; only with cobe / coba).
+        trigger: ``"threshold"`` (the default), ``"exi"`` (exponential) or ``"qdi"`` (quadratic).
+        inhibition: ``"none"`` (the default), ``"adt"`` (adaptation) or ``"sbt"`` (subthreshold coupling).
+        refractory: ``"none"`` (the default), ``"absolute"`` (AR) or ``"relative"`` (RR).
+        **kwargs: the keywords of :class:`LIF` (alpha, beta, theta, v_reset, reset, sharing, channels,
+            learnable, noise, surrogate, norm, iteration; alpha and beta act only with ``decay="linear"``) and
+            overrides of the fixed constants :data:`~bidl.functional.LIFPLUS_CONSTANTS` (``tau_recip``,
+            ``v_rest``, ``eps_g``, ...). The constants are plain numbers, not buffers: a LIF+ network has the
+            same ``state_dict`` as its LIF counterpart.
+
+    In EIM the state is a dict (``self.state``: ``"v"`` and the variables the modes need); ``self.v`` is its
+    membrane.
+
+    Example:
+        >>> import torch
+        >>> lifplus = LIFPlus(inhibition="adt", theta=1.0, b=0.5)
+        >>> lifplus(torch.full((1, 4, 1), 1.25)).flatten().tolist()
+        [1.0, 0.0, 1.0, 0.0]
+    """
+
+    def __init__(
+        self,
+        *,
+        decay: str = "linear",
+        accumulation: str = "cub",
+        reversal: bool = False,
+        trigger: str = "threshold",
+        inhibition: str = "none",
+        refractory: str = "none",
+        **kwargs,
+    ):
+        constants = {name: kwargs.pop(name) for name in list(kwargs) if name in LIFPLUS_CONSTANTS}
+        unknown = sorted(set(kwargs) - set(_LIF_KEYWORDS))
+        if unknown:
+            raise TypeError(
+                f"{', '.join(unknown)}: unknown LIFPlus keyword; choose from the LIF keywords "
+                f"{_LIF_KEYWORDS} and the LIF+ constants {tuple(LIFPLUS_CONSTANTS)}"
+            )
+        super().__init__(**kwargs)
+        self.modes = check_lifplus_modes(
+            decay=decay,
+            accumulation=accumulation,
+            reversal=reversal,
+            trigger=trigger,
+            inhibition=inhibition,
+            refractory=refractory,
+        )
+        self.constants = lifplus_constants(**constants)
+        self.state: dict[str, Tensor] | None = None
+
+    def _step_kwargs(self, ndim: int) -> dict:
+        return dict(
+            **self.neuron_parameters(ndim),
+            reset=self.reset,
+            spike_fn=self.spike_fn,
+            norm=self.norm,
+            noise=self.noise if self.training else 0.0,
+            **self.modes,
+            **self.constants,
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.iteration == "internal":
+            if x.dim() < 2:
+                raise ValueError(
+                    f"{type(self).__name__} in IIM expects [B, T, ...], got shape {tuple(x.shape)}"
+                )
+            y, _ = lifplus_multi_step(x.transpose(0, 1), None, **self._step_kwargs(x.dim() - 1))
+            return y.transpose(0, 1)
+        if self.state is None or self.state["v"].shape != x.shape:
+            if self.state is not None:
+                raise RuntimeError(
+                    f"{type(self).__name__}: input shape {tuple(x.shape)} differs from the held state "
+                    f"{tuple(self.state['v'].shape)}; call bidl.reset_states(network) before a new batch"
+                )
+            self.state = init_lifplus_state(x, **self.modes)
+        y, self.state = lifplus_step(x, self.state, **self._step_kwargs(x.dim()))
+        self.v = self.state["v"]
+        return y
+
+    def reset_state(self) -> None:
+        """Forget the EIM state (membrane, conductances, currents, counter); the next step starts at 0."""
+        self.state = None
+        self.v = None
+
+    def extra_repr(self) -> str:
+        modes = ", ".join(f"{stage}={mode!r}" for stage, mode in self.modes.items())
+        changed = {k: v for k, v in self.constants.items() if v != LIFPLUS_CONSTANTS[k]}
+        constants = "".join(f", {k}={v}" for k, v in changed.items())
+        return f"{modes}{constants}, {super().extra_repr()}"

@@ -1,4 +1,5 @@
-"""Neuron math as plain functions: the single source of truth for modules, exporters and kernels."""
+"""Neuron math as plain functions (LIF / LIAF, LIF+): the single source of truth for modules, exporters and
+kernels."""
 
 from .lif import (
     LIAF_MODES,
@@ -14,6 +15,17 @@ from .lif import (
     reset_membrane,
     reset_with_decay,
 )
+from .lifplus import (
+    EXI_EXPONENT_CAP,
+    LIFPLUS_CONSTANTS,
+    LIFPLUS_MODES,
+    check_lifplus_modes,
+    init_lifplus_state,
+    lifplus_constants,
+    lifplus_multi_step,
+    lifplus_state_keys,
+    lifplus_step,
+)
 from .surrogate import (
     SURROGATE_NAMES,
     ArctanSpike,
@@ -26,8 +38,11 @@ from .surrogate import (
 )
 
 __all__ = [
+    "EXI_EXPONENT_CAP",
     "LIAF_MODES",
     "LIAF_READOUTS",
+    "LIFPLUS_CONSTANTS",
+    "LIFPLUS_MODES",
     "RESET_MODES",
     "SURROGATE_NAMES",
     "ArctanSpike",
@@ -35,13 +50,19 @@ __all__ = [
     "SigmoidSpike",
     "add_training_noise",
     "arctan",
+    "check_lifplus_modes",
     "cmp_and_fire",
     "fire",
     "get_surrogate",
+    "init_lifplus_state",
     "integrate",
     "leak",
     "lif_multi_step",
     "lif_step",
+    "lifplus_constants",
+    "lifplus_multi_step",
+    "lifplus_state_keys",
+    "lifplus_step",
     "rectangle",
     "reset_membrane",
     "reset_with_decay",

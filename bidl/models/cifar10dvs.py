@@ -30,6 +30,13 @@ Shared, from the authors' code where the paper is silent: the pooling comes afte
 (``self.mp1(self.clif1(x))``), the FcBlock is ``Linear -> ReLU -> Linear`` with no BatchNorm, training noise
 0 (``noise=0`` in the config). With the default widths ``cifar10_dvs_authors`` has exactly the authors'
 2,625,514 trainable parameters; ``cifar10_dvs`` adds the 5 x 4 learned neuron scalars (2,625,534).
+
+LIF+ (an extension, not a result of the paper's Table 2): ``neuron="lifplus"`` builds ConvLIFPlus blocks
+(:class:`~bidl.LIFPlus`, the paper's Fig. 5 neuron after Flexon); its stage keywords (``decay``,
+``accumulation``, ``reversal``, ``trigger``, ``inhibition``, ``refractory``;
+:data:`~bidl.functional.LIFPLUS_MODES`) and constants (:data:`~bidl.functional.LIFPLUS_CONSTANTS`) go with the
+other neuron keywords; LIAF's options are refused with it. With every stage at its default the network
+computes exactly what ``neuron="lif"`` does, and the two share one ``state_dict``.
 """
 
 from __future__ import annotations
@@ -39,12 +46,15 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..layers import ConvLIAF, ConvLIF, TemporalAggregation, TimeDistributed
+from ..functional import LIFPLUS_CONSTANTS, LIFPLUS_MODES
+from ..layers import ConvLIAF, ConvLIF, ConvLIFPlus, TemporalAggregation, TimeDistributed
 from .registry import authors_neuron, register_model
 
 __all__ = ["NEURONS", "ConvPoolClassifier", "cifar10_dvs", "cifar10_dvs_authors", "neuron_options"]
 
-NEURONS = ("lif", "liaf")
+NEURONS = ("lif", "liaf", "lifplus")
+_BLOCKS = {"lif": ConvLIF, "liaf": ConvLIAF, "lifplus": ConvLIFPlus}
+_LIFPLUS_KEYWORDS = (*LIFPLUS_MODES, "reversal", *LIFPLUS_CONSTANTS)
 
 
 def neuron_options(
@@ -55,13 +65,14 @@ def neuron_options(
 ) -> dict:
     """The LIAF-only keyword arguments that were given (``None`` = the library default).
 
-    Raises ``ValueError`` for an unknown ``neuron`` or an LIAF option given with ``neuron="lif"``.
+    Raises ``ValueError`` for an unknown ``neuron`` or an LIAF option given with another neuron (``"lif"``,
+    ``"lifplus"``).
     """
     if neuron not in NEURONS:
         raise ValueError(f"neuron: unknown {neuron!r}; choose one of {NEURONS}")
     options = dict(activation=activation, liaf_mode=liaf_mode, liaf_readout=liaf_readout)
     given = {name: value for name, value in options.items() if value is not None}
-    if neuron == "lif" and given:
+    if neuron != "liaf" and given:
         raise ValueError(f"{', '.join(given)}: only for neuron='liaf'")
     return given
 
@@ -79,13 +90,16 @@ def _mlp(in_features: int, hidden: Sequence[int], n_classes: int) -> nn.Sequenti
 
 
 class ConvPoolClassifier(nn.Module):
-    """ConvLIF (or ConvLIAF) blocks, each followed by 2x2 max-pooling of its output, then a temporal
-    aggregation and an MLP head (``Linear -> ReLU`` per hidden width, then ``Linear -> n_classes``).
+    """ConvLIF (or ConvLIAF, ConvLIFPlus) blocks, each followed by 2x2 max-pooling of its output, then a
+    temporal aggregation and an MLP head (``Linear -> ReLU`` per hidden width, then ``Linear -> n_classes``).
 
     Conv ``i`` has ``channels[i]`` filters of size ``kernels[i]``, stride ``strides[i]`` and padding
     ``kernels[i] // 2``. With ``head_per_step=False`` the flattened features are aggregated over T and the
     head runs once (IIM) or on the running aggregate (EIM); with ``head_per_step=True`` the head runs on
     every step and its outputs are aggregated.
+
+    ``neuron``: one of :data:`NEURONS`; ``neuron_kwargs`` go to every block's neuron (the LIF+ stage modes and
+    constants only with ``neuron="lifplus"``).
 
     Input ``[B, T, C, H, W]`` in IIM (``[B, C, H, W]`` per step in EIM); output ``[B, n_classes]`` (in EIM:
     the output up to the current step, equal to the IIM output after the last step).
@@ -121,7 +135,10 @@ class ConvPoolClassifier(nn.Module):
             raise ValueError(f"channels, kernels, strides: lengths differ ({channels}, {kernels}, {strides})")
         if neuron not in NEURONS:
             raise ValueError(f"neuron: unknown {neuron!r}; choose one of {NEURONS}")
-        block_cls = ConvLIAF if neuron == "liaf" else ConvLIF
+        lifplus_given = [name for name in neuron_kwargs if name in _LIFPLUS_KEYWORDS]
+        if neuron != "lifplus" and lifplus_given:
+            raise ValueError(f"{', '.join(lifplus_given)}: only for neuron='lifplus'")
+        block_cls = _BLOCKS[neuron]
         common = dict(norm=norm, iteration=iteration, **neuron_kwargs)
         blocks: list[nn.Module] = []
         h, w = height, width
@@ -162,7 +179,7 @@ def cifar10_dvs(
 ) -> ConvPoolClassifier:
     """The paper's CIFAR10-DVS network: LIF, BatchNorm on the synaptic current, sum over T before the FC
     head, learned neuron parameters (see the module docstring for each source). Other keyword arguments as
-    :func:`cifar10_dvs_authors`."""
+    :func:`cifar10_dvs_authors` (``neuron="lifplus"``: LIF+ blocks, with their stage keywords)."""
     return cifar10_dvs_authors(
         neuron=neuron,
         aggregation=aggregation,
@@ -202,7 +219,9 @@ def cifar10_dvs_authors(
 
     ``neuron_kwargs``: the neuron keywords (``alpha``, ``beta``, ``theta``, ``v_reset``, ``reset``,
     ``sharing``, ``learnable``, ``noise``, ``surrogate``), by default
-    :data:`~bidl.models.registry.AUTHORS_NEURON` and this network's training noise 0.
+    :data:`~bidl.models.registry.AUTHORS_NEURON` and this network's training noise 0; with
+    ``neuron="lifplus"`` also the LIF+ stage modes (``decay``, ``accumulation``, ``reversal``, ``trigger``,
+    ``inhibition``, ``refractory``) and constants (:data:`~bidl.functional.LIFPLUS_CONSTANTS`).
     """
     if len(channels) != 5:
         raise ValueError(f"channels: expected 5 widths, got {list(channels)}")
