@@ -1,11 +1,24 @@
 """BIDL: brain-inspired deep learning in PyTorch.
 
-LIF / LIAF neurons, spatio-temporal blocks, iteration modes (IIM / EIM) and temporal aggregation; see
-:mod:`bidl.functional` for the neuron math and :mod:`bidl.models` for the paper's networks.
+LIF / LIAF / LIF+ neurons, spatio-temporal blocks, iteration modes (IIM / EIM) and temporal aggregation; see
+:mod:`bidl.functional` for the neuron math, :mod:`bidl.models` for the paper's networks,
+:mod:`bidl.plasticity` for local learning (Hebb, STDP, R-STDP, user rules) and :mod:`bidl.colearning` for
+global-local co-learning.
 """
 
-from .layers import FCLIAF, FCLIF, ConvLIAF, ConvLIF, STBlock, TemporalAggregation, TimeDistributed
-from .neurons import LIAF, LIF
+from .layers import (
+    FCLIAF,
+    FCLIF,
+    ConvLIAF,
+    ConvLIF,
+    ConvLIFPlus,
+    FCLIFPlus,
+    STBlock,
+    TemporalAggregation,
+    TimeDistributed,
+)
+from .neurons import LIAF, LIF, LIFPlus
+from .plasticity import Plasticity, attach_plasticity, detach_plasticity
 from .state import (
     ITERATION_MODES,
     SpatioTemporalModule,
@@ -21,16 +34,22 @@ __version__ = "0.1.0"
 __all__ = [
     "FCLIAF",
     "FCLIF",
+    "FCLIFPlus",
     "ITERATION_MODES",
     "LIAF",
     "LIF",
+    "LIFPlus",
+    "Plasticity",
     "ConvLIAF",
     "ConvLIF",
+    "ConvLIFPlus",
     "STBlock",
     "SpatioTemporalModule",
     "StatefulModule",
     "TemporalAggregation",
     "TimeDistributed",
+    "attach_plasticity",
+    "detach_plasticity",
     "get_iteration_mode",
     "iteration_mode",
     "reset_states",

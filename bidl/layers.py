@@ -1,9 +1,9 @@
 """Spatio-temporal (ST) blocks and temporal aggregation.
 
 An ST block is ``synapse (conv or linear) -> optional pooling -> optional BatchNorm on the synaptic current
--> neuron (LIF or LIAF, optionally with BatchNorm on its membrane)``. ``norm="state"`` puts BatchNorm on the
-membrane inside the neuron step (the authors' ``norm_state=True`` default); ``norm="input"`` puts it on the
-synaptic current, which in IIM runs once over all ``B*T`` frames; ``norm=None`` uses none.
+-> neuron (LIF, LIAF or LIF+, optionally with BatchNorm on its membrane)``. ``norm="state"`` puts BatchNorm on
+the membrane inside the neuron step (the authors' ``norm_state=True`` default); ``norm="input"`` puts it on
+the synaptic current, which in IIM runs once over all ``B*T`` frames; ``norm=None`` uses none.
 
 Shapes (batch-first): IIM ``[B, T, C, H, W] -> [B, T, C', H', W']`` (conv) and ``[B, T, ...] -> [B, T, F]``
 (linear, trailing dims flattened); EIM the same without T, one step per call.
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .neurons import LIAF, LIF
+from .neurons import LIAF, LIF, LIFPlus
 from .state import SpatioTemporalModule, StatefulModule
 
 __all__ = [
@@ -23,8 +23,10 @@ __all__ = [
     "STBlock",
     "ConvLIF",
     "ConvLIAF",
+    "ConvLIFPlus",
     "FCLIF",
     "FCLIAF",
+    "FCLIFPlus",
     "TemporalAggregation",
 ]
 
@@ -81,6 +83,7 @@ class STBlock(SpatioTemporalModule):
             neuron_kwargs.setdefault("channels", out_channels)
         state_norm = bn_cls(out_channels) if norm == "state" else None
         self.neuron = neuron_cls(norm=state_norm, iteration=iteration, **neuron_kwargs)
+        self.plasticity = None  # a bidl.plasticity.Plasticity, attached with attach_plasticity(block, rule)
 
     def _current(self, x: Tensor) -> Tensor:
         """Synaptic current of a batch of frames ``[N, ...]``."""
@@ -95,7 +98,11 @@ class STBlock(SpatioTemporalModule):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.iteration == "external":
-            return self.neuron(self._current(x))
+            y = self.neuron(self._current(x))
+            if self.plasticity is not None:  # local learning, streamed per step (detached in IIM)
+                membrane = getattr(self.neuron, "v", None)
+                self.plasticity.observe(x, y, membrane if isinstance(membrane, Tensor) else None)
+            return y
         b, t = x.shape[:2]
         current = self._current(x.reshape(b * t, *x.shape[2:]))
         return self.neuron(current.reshape(b, t, *current.shape[1:]))
@@ -147,6 +154,13 @@ class ConvLIAF(ConvLIF):
     neuron_cls = LIAF
 
 
+class ConvLIFPlus(ConvLIF):
+    """Conv2d -> [MaxPool] -> [BN] -> LIF+ (:class:`~bidl.LIFPlus`; its stage modes and constants are keyword
+    arguments)."""
+
+    neuron_cls = LIFPlus
+
+
 class FCLIF(STBlock):
     """Linear -> [BN] -> LIF; inputs with more trailing dims are flattened first.
 
@@ -182,6 +196,12 @@ class FCLIAF(FCLIF):
     """Linear -> [BN] -> LIAF (analog output)."""
 
     neuron_cls = LIAF
+
+
+class FCLIFPlus(FCLIF):
+    """Linear -> [BN] -> LIF+ (:class:`~bidl.LIFPlus`)."""
+
+    neuron_cls = LIFPlus
 
 
 class TemporalAggregation(StatefulModule):

@@ -26,10 +26,13 @@ from .state import reset_states, set_iteration_mode
 __all__ = [
     "Recipe",
     "seed_everything",
+    "resolve_device",
     "train",
     "make_optimizer",
     "make_scheduler",
     "recalibrate_batchnorm",
+    "freeze_except",
+    "set_training",
     "HISTORY_FIELDS",
 ]
 
@@ -62,6 +65,7 @@ class Recipe:
     grad_clip: float | None = None
     bn_recalibration_batches: int = 16
     neuron_lr_scale: float = 1.0
+    train_only: tuple[str, ...] = ()
 
     @classmethod
     def from_mapping(cls, mapping: dict[str, Any], where: str = "recipe") -> Recipe:
@@ -73,7 +77,45 @@ class Recipe:
         values = dict(mapping)
         if "milestones" in values:
             values["milestones"] = tuple(int(m) for m in values["milestones"])
+        if "train_only" in values:
+            values["train_only"] = tuple(str(m) for m in values["train_only"])
         return cls(**values)
+
+
+def freeze_except(model: nn.Module, train_only: tuple[str, ...] | list[str]) -> list[nn.Module]:
+    """Fine-tune only the submodules named in ``train_only`` (e.g. ``["fc2"]``): every other parameter stops
+    requiring a gradient. Returns the frozen modules (those outside every named one), which
+    :func:`set_training` keeps in eval mode, so that their BatchNorm statistics and training noise stay as
+    trained. An empty ``train_only`` trains everything. An unknown name raises ``KeyError`` naming it."""
+    if not train_only:
+        return []
+    names = dict(model.named_modules())
+    unknown = [n for n in train_only if n not in names or not n]
+    if unknown:
+        raise KeyError(
+            f"recipe.train_only: no submodule named {unknown}; the model has {sorted(names)[1:12]}..."
+        )
+    kept = {id(m) for n in train_only for m in names[n].modules()}
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    for n in train_only:
+        for parameter in names[n].parameters():
+            parameter.requires_grad_(True)
+    return [m for m in model.modules() if not any(id(sub) in kept for sub in m.modules())]
+
+
+def set_training(model: nn.Module, training: bool, frozen: list[nn.Module] = ()) -> None:
+    """``model.train(training)``, except that the ``frozen`` modules stay in eval mode."""
+    model.train(training)
+    for module in frozen:
+        module.eval()
+
+
+def resolve_device(name: str) -> str:
+    """``"auto"`` -> ``"cuda"`` when a GPU is available, else ``"cpu"``; any other name as given."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
 
 
 def seed_everything(seed: int) -> None:
@@ -162,10 +204,12 @@ def run_epoch(
     fp16: bool = False,
     grad_clip: float | None = None,
     desc: str = "",
+    frozen: list[nn.Module] = (),
 ) -> tuple[float, float]:
-    """One pass over ``loader``; trains when ``optimizer`` is given. Returns (mean loss, top-1 %)."""
+    """One pass over ``loader``; trains when ``optimizer`` is given (the ``frozen`` modules stay in eval
+    mode). Returns (mean loss, top-1 %)."""
     training = optimizer is not None
-    model.train(training)
+    set_training(model, training, frozen)
     total_loss, correct, seen = 0.0, 0, 0
     bar = tqdm(loader, desc=desc, leave=False, mininterval=2.0, dynamic_ncols=True)
     with torch.set_grad_enabled(training):
@@ -200,7 +244,13 @@ def run_epoch(
 
 @torch.no_grad()
 def recalibrate_batchnorm(
-    model: nn.Module, loader: DataLoader, *, batches: int, device: torch.device, fp16: bool = False
+    model: nn.Module,
+    loader: DataLoader,
+    *,
+    batches: int,
+    device: torch.device,
+    fp16: bool = False,
+    frozen: list[nn.Module] = (),
 ) -> int:
     """Recompute every BatchNorm's running statistics for the current weights ("precise BN").
 
@@ -209,9 +259,15 @@ def recalibrate_batchnorm(
     suffers (measured on the DVS128 stand-in: 40 % top-1 with the lagging statistics, 82 % after
     recalibration, 81 % with batch statistics). This pass resets them and averages the batch statistics of
     ``batches`` training batches with equal weights, without gradients; the neurons stay in eval mode (no
-    training noise). Returns the number of batches used (0 when the model has no BatchNorm).
+    training noise). BatchNorms among the ``frozen`` modules keep their statistics. Returns the number of
+    batches used (0 when the model has no BatchNorm to recalibrate).
     """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    frozen_ids = {id(m) for m in frozen}
+    norms = [
+        m
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and id(m) not in frozen_ids
+    ]
     if not norms or batches <= 0:
         return 0
     was_training = model.training
@@ -276,6 +332,7 @@ def train(
     seed_everything(seed)
     set_iteration_mode(model, "internal")
     model.to(device)
+    frozen = freeze_except(model, recipe.train_only)
     fp16 = _use_fp16(recipe, device)
     optimizer = make_optimizer(model, recipe)
     scheduler = make_scheduler(optimizer, recipe)
@@ -328,10 +385,11 @@ def train(
             fp16=fp16,
             grad_clip=recipe.grad_clip,
             desc=f"epoch {epoch + 1}/{recipe.epochs} train",
+            frozen=frozen,
         )
         scheduler.step()
         recalibrate_batchnorm(
-            model, loader, batches=recipe.bn_recalibration_batches, device=device, fp16=fp16
+            model, loader, batches=recipe.bn_recalibration_batches, device=device, fp16=fp16, frozen=frozen
         )
         val_loss, val_top1 = (float("nan"), float("nan"))
         if val_loader is not None:

@@ -165,3 +165,23 @@ def test_schedules_follow_the_authors_recipes():
     # CosineAnnealingLR(T_max=2): down to 0 at epoch 2 and up again
     assert factors(schedule="cosine", cosine_period=2, epochs=5) == [1.0, 0.5, 0.0, 0.5, 1.0]
     assert factors(schedule="cosine", epochs=3)[0] == 1.0 and factors(schedule="cosine", epochs=3)[2] == 0.25
+
+
+def test_train_only_fine_tunes_the_named_module_and_freezes_the_rest(tmp_path):
+    torch.manual_seed(0)
+    model = tiny_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    recipe = replace(RECIPE, epochs=1, train_only=("fc2",), neuron_lr_scale=1.0)
+    train(model, order_task(32), None, recipe, tmp_path, seed=0)
+    changed = {k.split(".")[0] for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    # only the head moved: the backbone's weights and its BatchNorm statistics (kept in eval mode) did not
+    assert changed == {"fc2"}
+    assert all(p.requires_grad == n.startswith("fc2.") for n, p in model.named_parameters())
+
+
+def test_train_only_names_an_unknown_module():
+    from bidl.training import freeze_except
+
+    with pytest.raises(KeyError, match="fc9"):
+        freeze_except(tiny_model(), ["fc9"])
+    assert Recipe.from_mapping({"train_only": ["fc2"]}).train_only == ("fc2",)

@@ -53,6 +53,9 @@ class DVS128GestureNet(nn.Module):
         self.fc1 = FCLIF(c3 * spatial, hidden, **common)
         self.fc2 = FCLIF(hidden, n_classes, **common)
         self.aggregate = TemporalAggregation(aggregation, iteration=iteration)
+        # the class scores from the aggregated output neurons: the identity here; a population-coded head
+        # (bidl.colearning.with_population_head) decodes 7 neurons per class
+        self.readout: nn.Module = nn.Identity()
 
     def features(self, x: Tensor) -> Tensor:
         """The backbone: input to the hidden FCLIF's spikes."""
@@ -61,7 +64,7 @@ class DVS128GestureNet(nn.Module):
         return self.fc1(x)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.aggregate(self.fc2(self.features(x)))
+        return self.readout(self.aggregate(self.fc2(self.features(x))))
 
 
 def _conv_out(size: int, kernel: int = 3, stride: int = 2, padding: int = 1) -> int:
