@@ -76,7 +76,7 @@ def _from_snakemake(smk) -> None:
     with redirect_output(smk.log[0]):
         main(
             experiment=smk.params.experiment,
-            name=smk.wildcards.experiment,
+            name=smk.params.name,
             model_file=Path(smk.input.model),
             test_file=Path(smk.input.test),
             out_file=Path(smk.output.metrics),

@@ -10,13 +10,7 @@ import torch
 from bidl.data.catalog import open_split
 from bidl.io import load_checkpoint, redirect_output
 from bidl.models import count_parameters, create_model, load_matching_weights
-from bidl.training import Recipe, seed_everything, train
-
-
-def resolve_device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
+from bidl.training import Recipe, resolve_device, seed_everything, train
 
 
 def main(
@@ -70,7 +64,7 @@ def _from_snakemake(smk) -> None:
     with redirect_output(smk.log[0]):
         main(
             experiment=smk.params.experiment,
-            name=smk.wildcards.experiment,
+            name=smk.params.name,
             train_file=Path(smk.input.train),
             val_file=Path(smk.input.val),
             out_dir=Path(smk.output.model).parent,

@@ -89,6 +89,13 @@ def test_paper_dry_run_lists_a_download_or_a_check_for_every_dataset():
         assert ("preprocess", f"resources/cache/paper/{dataset}/train.npz") in jobs, dataset
     assert {rule for rule, _ in jobs} >= {"train", "evaluate", "table2", "datasets"}
     assert not any(rule == "standin" for rule, _ in jobs)
+    # the two studies: every LIF+ variant of Table 4 and the three networks of Figure 11
+    paper = load_yaml(REPO / "config" / "paper.yaml")
+    for variant in paper["lifplus_study"]["variants"]:
+        assert ("lifplus_train", f"results/paper/lifplus/{variant}/model.pt") in jobs, variant
+    assert {("colearn_finetune", f"results/paper/colearning/{m}/model.pt") for m in ("bptt", "rstdp")} <= jobs
+    assert ("table4", "results/paper/tables/table4.md") in jobs
+    assert ("fig11", "results/paper/figures/fig11.png") in jobs
 
 
 def test_default_dry_run_uses_the_stand_ins_and_does_not_merge_presets():
@@ -176,7 +183,8 @@ def test_default_pipeline_end_to_end(tmp_path):
     with all eight experiments, IIM and EIM agree, the DVS128 networks reach >= 85 % on the stand-in and
     lose >= 20 points on time-shuffled frames, every experiment beats twice chance (80 % for a binary task)
     and each temporal one loses accuracy on time-shuffled inputs, and the stand-ins fit in 300 MB and need
-    order."""
+    order; Figure 11 has three distinct measured curves over >= 5 noise ratios up to 0.4, and Table 4 all
+    default plus >= 6 one-stage LIF+ variants covering the five stages."""
     work = tmp_path / "repo"
     shutil.copytree(
         REPO,
@@ -216,6 +224,32 @@ def test_default_pipeline_end_to_end(tmp_path):
     for row in datasets:
         temporal = row["dataset"] != "CIFAR10-DVS"
         assert row["order matters (measured)"].startswith("yes" if temporal else "no"), row
+    # Figure 11: three networks, measured at >= 5 noise ratios from 0 to >= 0.4; distinct curves
+    fig11 = list(csv.DictReader((work / "results/default/figures/fig11.csv").open()))
+    curves = {}
+    for row in fig11:
+        assert row["data_source"].startswith("stand-in"), row
+        curves.setdefault(row["network"], {})[float(row["noise_ratio"])] = float(row["top1"])
+    assert set(curves) == {"original", "bptt_finetuned", "rstdp_finetuned"}
+    ratios = set(curves["original"])
+    assert all(set(c) == ratios for c in curves.values()) and len(ratios) >= 5
+    assert min(ratios) == 0.0 and max(ratios) >= 0.4
+    assert len({tuple(c[r] for r in sorted(ratios)) for c in curves.values()}) == 3, curves
+    assert (work / "results/default/figures/fig11.png").stat().st_size > 0
+    # Table 4: all default plus >= 6 rows that change one stage each, all trained; all default == LIF
+    table4 = list(csv.DictReader((work / "results/default/tables/table4.csv").open()))
+    variants = {r["configuration"]: r for r in table4}
+    assert variants["all_default"]["stage changed"] == "none (= LIF)"
+    one_stage = [r for r in table4[2:] if "," not in r["stage changed"]]  # after the LIF and all-default rows
+    assert len(one_stage) >= 6 and len({r["stage changed"] for r in one_stage}) == 5, table4
+    assert all(r["data source"].startswith("stand-in") for r in table4)
+    # LIF+ with every stage at its default computes exactly what LIF computes: the same training, to the bit
+    assert table4[0]["configuration"].startswith("LIF (experiment cifar10_dvs")
+    assert (
+        variants["all_default"]["top-1 (IIM)"]
+        == table4[0]["top-1 (IIM)"]
+        == rows["cifar10_dvs"]["top-1 ours (IIM)"]
+    )
     # a second run has nothing to do
     assert (
         "Nothing to be done"

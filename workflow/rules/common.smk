@@ -2,7 +2,7 @@
 from pathlib import Path
 
 from bidl.config import validate_config
-from bidl.data.catalog import DATASET_NAMES, get_dataset, timestep_rate_hz
+from bidl.data.catalog import DATASET_NAMES, describe_source, get_dataset, timestep_rate_hz
 from bidl.data.sources import SOURCES
 
 
@@ -25,6 +25,11 @@ MANUAL_SOURCE_PATTERN = "|".join(sorted({s.name for d in SOURCES.values() for s 
 
 def dataset_source(dataset):
     return config["datasets"][dataset]["source"]
+
+
+def describe_dataset_source(dataset):
+    """The dataset's source in words, for tables and figures (stand-in or real, and its layout)."""
+    return describe_source(dataset, dataset_source(dataset))
 
 
 def raw_marker(dataset):
@@ -81,10 +86,46 @@ def experiment_raw(name):
     return dataset_raw(experiment(name)["dataset"])
 
 
+# the studies: optional config sections
+COLEARN = config.get("colearning")
+LIFPLUS = config.get("lifplus_study")
+LIFPLUS_VARIANTS = sorted(LIFPLUS["variants"]) if LIFPLUS else []
+
+
+def _study_experiment(section, key):
+    name = section["experiment"]
+    if name not in config["experiments"]:
+        raise ValueError(f"{key}.experiment: {name!r} is not an experiment of this config")
+    return name
+
+
+COLEARN_EXPERIMENT = _study_experiment(COLEARN, "colearning") if COLEARN else None
+LIFPLUS_EXPERIMENT = _study_experiment(LIFPLUS, "lifplus_study") if LIFPLUS else None
+
+
+def colearn_input_bptt(method):
+    """R-STDP that starts from the BPTT fine-tuned head (``rstdp.init: bptt``) needs that model first."""
+    if method == "rstdp" and COLEARN["rstdp"].get("init", "copies") == "bptt":
+        return [f"{RESULTS}/colearning/bptt/model.pt"]
+    return []
+
+
+def lifplus_experiment(variant):
+    """The LIF+ study's row ``variant``: the base experiment with LIF+ neurons and the variant's stages."""
+    base = experiment(LIFPLUS_EXPERIMENT)
+    kwargs = {**base.get("model_kwargs", {}), "neuron": "lifplus", **LIFPLUS["variants"][variant]}
+    return {**base, "model_kwargs": kwargs}
+
+
 def final_outputs():
-    return [
+    outputs = [
         f"{RESULTS}/tables/datasets.md",
         f"{RESULTS}/tables/table2.md",
         f"{RESULTS}/tables/table2.csv",
         *expand(f"{RESULTS}/experiments/{{experiment}}/history.png", experiment=EXPERIMENTS),
     ]
+    if COLEARN:
+        outputs += [f"{RESULTS}/figures/fig11.png", f"{RESULTS}/figures/fig11.csv"]
+    if LIFPLUS:
+        outputs += [f"{RESULTS}/tables/table4.md", f"{RESULTS}/tables/table4.csv"]
+    return outputs

@@ -11,6 +11,7 @@ rule train:
         model=f"{RESULTS}/experiments/{{experiment}}/model.pt",
         history=f"{RESULTS}/experiments/{{experiment}}/history.csv",
     params:
+        name=lambda w: w.experiment,
         experiment=lambda w: experiment(w.experiment),
         loader=lambda w: experiment_loader(w.experiment),
         seed=config["seed"],
@@ -36,6 +37,7 @@ rule evaluate:
     output:
         metrics=f"{RESULTS}/experiments/{{experiment}}/metrics.json",
     params:
+        name=lambda w: w.experiment,
         experiment=lambda w: experiment(w.experiment),
         loader=lambda w: experiment_loader(w.experiment),
         timestep_hz=lambda w: experiment_timestep_hz(w.experiment),
