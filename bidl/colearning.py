@@ -16,7 +16,6 @@ r"""Global-local co-learning and the anti-noise study (paper sections 3.2.2 and 
 from __future__ import annotations
 
 import copy
-import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -268,7 +267,7 @@ def train_local(
     same columns; ``train_top1`` is the streamed top-1, ``val_top1`` the clean validation top-1 in IIM) and
     ``model.pt`` at the end. A checkpoint of another configuration (``fingerprint``) is kept aside as
     ``checkpoint.stale-<n>.pt`` and learning starts afresh."""
-    from .training import _epoch_order, _free_name, _write_history, run_epoch
+    from .training import _epoch_order, _write_history, resumable_state, run_epoch
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -278,12 +277,7 @@ def train_local(
     checkpoint_path = out_dir / "checkpoint.pt"
     history: list[dict[str, Any]] = []
     start = 0
-    state = load_checkpoint(checkpoint_path, map_location=device) if checkpoint_path.exists() else None
-    if state is not None and state.get("fingerprint") != fingerprint:
-        stale = _free_name(out_dir, "checkpoint.stale-{}.pt")
-        os.replace(checkpoint_path, stale)
-        print(f"{checkpoint_path} belongs to another run configuration; kept it as {stale}, starting afresh")
-        state = None
+    state = resumable_state(checkpoint_path, fingerprint, device)
     if state is not None:
         model.load_state_dict(state["model"])
         history, start = list(state["history"]), int(state["epoch"])

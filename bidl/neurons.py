@@ -144,23 +144,34 @@ class LIF(StatefulModule):
         return {}
 
     # -- forward --------------------------------------------------------------------------------------
+    def _multi_step(self, x_seq: Tensor) -> Tensor:
+        """IIM: outputs ``[T, B, ...]`` of a time-first input sequence, from the zero state."""
+        return lif_multi_step(x_seq, None, **self._step_kwargs(x_seq.dim() - 1))[0]
+
+    def _init_state(self, x: Tensor) -> None:
+        """EIM: the zero state for inputs shaped like ``x``."""
+        self.v = torch.zeros_like(x)
+
+    def _step(self, x: Tensor) -> Tensor:
+        """EIM: one step from the held state, which it updates."""
+        y, self.v = lif_step(x, self.v, **self._step_kwargs(x.dim()))
+        return y
+
     def forward(self, x: Tensor) -> Tensor:
         if self.iteration == "internal":
             if x.dim() < 2:
                 raise ValueError(
                     f"{type(self).__name__} in IIM expects [B, T, ...], got shape {tuple(x.shape)}"
                 )
-            y, _ = lif_multi_step(x.transpose(0, 1), None, **self._step_kwargs(x.dim() - 1))
-            return y.transpose(0, 1)
+            return self._multi_step(x.transpose(0, 1)).transpose(0, 1)
         if self.v is None or self.v.shape != x.shape:
             if self.v is not None:
                 raise RuntimeError(
                     f"{type(self).__name__}: input shape {tuple(x.shape)} differs from the held state "
                     f"{tuple(self.v.shape)}; call bidl.reset_states(network) before a new batch"
                 )
-            self.v = torch.zeros_like(x)
-        y, self.v = lif_step(x, self.v, **self._step_kwargs(x.dim()))
-        return y
+            self._init_state(x)
+        return self._step(x)
 
     def reset_state(self) -> None:
         """Forget the EIM membrane; the next step starts from zero."""
@@ -311,23 +322,16 @@ class LIFPlus(LIF):
             **self.constants,
         )
 
-    def forward(self, x: Tensor) -> Tensor:
-        if self.iteration == "internal":
-            if x.dim() < 2:
-                raise ValueError(
-                    f"{type(self).__name__} in IIM expects [B, T, ...], got shape {tuple(x.shape)}"
-                )
-            y, _ = lifplus_multi_step(x.transpose(0, 1), None, **self._step_kwargs(x.dim() - 1))
-            return y.transpose(0, 1)
-        if self.state is None or self.state["v"].shape != x.shape:
-            if self.state is not None:
-                raise RuntimeError(
-                    f"{type(self).__name__}: input shape {tuple(x.shape)} differs from the held state "
-                    f"{tuple(self.state['v'].shape)}; call bidl.reset_states(network) before a new batch"
-                )
-            self.state = init_lifplus_state(x, **self.modes)
-        y, self.state = lifplus_step(x, self.state, **self._step_kwargs(x.dim()))
+    def _multi_step(self, x_seq: Tensor) -> Tensor:
+        return lifplus_multi_step(x_seq, None, **self._step_kwargs(x_seq.dim() - 1))[0]
+
+    def _init_state(self, x: Tensor) -> None:
+        self.state = init_lifplus_state(x, **self.modes)
         self.v = self.state["v"]
+
+    def _step(self, x: Tensor) -> Tensor:
+        y, self.state = lifplus_step(x, self.state, **self._step_kwargs(x.dim()))
+        self.v = self.state["v"]  # the membrane, as LIF holds it (the held shape, the plasticity's membrane)
         return y
 
     def reset_state(self) -> None:

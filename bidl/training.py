@@ -298,6 +298,22 @@ def _free_name(folder: Path, pattern: str) -> Path:
     return folder / pattern.format(n)
 
 
+def resumable_state(
+    checkpoint_path: Path, fingerprint: dict[str, Any], device: str | torch.device = "cpu"
+) -> dict[str, Any] | None:
+    """The checkpoint to resume from: ``None`` when there is none, or when it was written for another run
+    configuration (its ``fingerprint`` differs), in which case it is kept as ``checkpoint.stale-<n>.pt``."""
+    if not checkpoint_path.exists():
+        return None
+    state = load_checkpoint(checkpoint_path, map_location=device)
+    if state.get("fingerprint") != fingerprint:
+        stale = _free_name(checkpoint_path.parent, "checkpoint.stale-{}.pt")
+        os.replace(checkpoint_path, stale)
+        print(f"{checkpoint_path} belongs to another run configuration; kept it as {stale}, starting afresh")
+        return None
+    return state
+
+
 def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
     with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS)
@@ -344,12 +360,7 @@ def train(
     checkpoint_path = out_dir / "checkpoint.pt"
     # ``epochs`` is left out so that a finished run can be extended by raising it
     fingerprint = {"recipe": {**asdict(recipe), "epochs": None}, "seed": seed, **(fingerprint or {})}
-    state = load_checkpoint(checkpoint_path, map_location=device) if checkpoint_path.exists() else None
-    if state is not None and state.get("fingerprint") != fingerprint:
-        stale = _free_name(out_dir, "checkpoint.stale-{}.pt")
-        os.replace(checkpoint_path, stale)
-        print(f"{checkpoint_path} belongs to another run configuration; kept it as {stale}, starting afresh")
-        state = None
+    state = resumable_state(checkpoint_path, fingerprint, device)
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
