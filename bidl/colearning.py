@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from .io import atomic_torch_save, load_checkpoint
 from .layers import STBlock
@@ -261,34 +261,69 @@ def train_local(
     seed: int = 0,
     device: str | torch.device = "cpu",
     fingerprint: dict[str, Any] | None = None,
+    interleave: Any | None = None,
 ) -> list[dict[str, Any]]:
     """Local learning for ``epochs`` epochs (:func:`local_epoch`, samples in a seeded order per epoch),
     resumable like :func:`bidl.training.train`: ``checkpoint.pt`` after every epoch, ``history.csv`` (the
     same columns; ``train_top1`` is the streamed top-1, ``val_top1`` the clean validation top-1 in IIM) and
     ``model.pt`` at the end. A checkpoint of another configuration (``fingerprint``) is kept aside as
-    ``checkpoint.stale-<n>.pt`` and learning starts afresh."""
-    from .training import _epoch_order, _write_history, resumable_state, run_epoch
+    ``checkpoint.stale-<n>.pt`` and learning starts afresh.
+
+    With ``interleave`` (a :class:`~bidl.training.Recipe`: its optimizer, lr, weight decay, batch size and
+    ``train_only``) every epoch is an :func:`interleaved_epoch` instead: per batch a BPTT step, then the
+    batch's samples streamed with local updates (``train_loss`` and ``train_top1`` are the BPTT steps').
+    """
+    from .training import (
+        _epoch_order,
+        _write_history,
+        freeze_except,
+        make_optimizer,
+        resumable_state,
+        run_epoch,
+    )
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(device)
     model.to(device)
-    fingerprint = {"seed": seed, "rule": plasticity.rule_name, **(fingerprint or {})}
+    fingerprint = {
+        "seed": seed,
+        "rule": plasticity.rule_name,
+        "interleave": repr(interleave),
+        **(fingerprint or {}),
+    }
+    frozen = freeze_except(model, interleave.train_only) if interleave is not None else []
+    optimizer = make_optimizer(model, interleave) if interleave is not None else None
     checkpoint_path = out_dir / "checkpoint.pt"
     history: list[dict[str, Any]] = []
     start = 0
     state = resumable_state(checkpoint_path, fingerprint, device)
     if state is not None:
         model.load_state_dict(state["model"])
+        if optimizer is not None:
+            optimizer.load_state_dict(state["optimizer"])
         history, start = list(state["history"]), int(state["epoch"])
         print(f"resuming from {checkpoint_path} after epoch {start}", flush=True)
     val_loader = DataLoader(val_set, batch_size=32, shuffle=False) if val_set is not None else None
     for epoch in range(start, epochs):
         began = time.perf_counter()
         order = _epoch_order(len(train_set), seed, epoch)
-        train_top1 = local_epoch(
-            model, train_set, plasticity, n_classes=n_classes, order=order, device=device
-        )
+        train_loss = float("nan")
+        if interleave is None:
+            train_top1 = local_epoch(
+                model, train_set, plasticity, n_classes=n_classes, order=order, device=device
+            )
+        else:
+            loader = DataLoader(Subset(train_set, order), batch_size=interleave.batch_size, shuffle=False)
+            train_loss, train_top1 = interleaved_epoch(
+                model,
+                loader,
+                plasticity,
+                optimizer=optimizer,
+                n_classes=n_classes,
+                frozen=frozen,
+                device=device,
+            )
         val_loss, val_top1 = float("nan"), float("nan")
         if val_loader is not None:
             set_iteration_mode(model, "internal")
@@ -301,8 +336,8 @@ def train_local(
             )
         row = dict(
             epoch=epoch + 1,
-            lr=float("nan"),
-            train_loss=float("nan"),
+            lr=optimizer.param_groups[0]["lr"] if optimizer is not None else float("nan"),
+            train_loss=round(train_loss, 6),
             train_top1=round(train_top1, 3),
             val_loss=round(val_loss, 6),
             val_top1=round(val_top1, 3),
@@ -311,7 +346,13 @@ def train_local(
         history.append(row)
         print(", ".join(f"{k}={v}" for k, v in row.items()), flush=True)
         atomic_torch_save(
-            dict(epoch=epoch + 1, model=model.state_dict(), history=history, fingerprint=fingerprint),
+            dict(
+                epoch=epoch + 1,
+                model=model.state_dict(),
+                optimizer=optimizer.state_dict() if optimizer is not None else {},
+                history=history,
+                fingerprint=fingerprint,
+            ),
             checkpoint_path,
         )
         _write_history(out_dir / "history.csv", history)

@@ -16,7 +16,7 @@ from bidl.plasticity import attach_plasticity
 from bidl.training import Recipe, resolve_device, seed_everything, train
 
 METHODS = ("bptt", "rstdp")
-RSTDP_KEYS = {"init", "epochs", "lr_plus", "lr_minus", "trace_decay", "trace_eta"}
+RSTDP_KEYS = {"init", "epochs", "lr_plus", "lr_minus", "trace_decay", "trace_eta", "interleave"}
 
 
 def main(
@@ -77,7 +77,14 @@ def main(
         trace_decay=rstdp.get("trace_decay", 0.95),
         trace_eta=rstdp.get("trace_eta", 1.0),
     )
-    print(f"R-STDP on {head}: {plasticity}", flush=True)
+    interleave = None
+    if rstdp.get(
+        "interleave", False
+    ):  # the unified flow: per batch a BPTT step (the bptt recipe), then R-STDP
+        interleave = Recipe.from_mapping({**study["bptt"], "train_only": [head]}, where="colearning.bptt")
+    print(
+        f"R-STDP on {head}: {plasticity}{', interleaved with BPTT steps' if interleave else ''}", flush=True
+    )
     train_local(
         network,
         train_set,
@@ -89,6 +96,7 @@ def main(
         seed=seed,
         device=device,
         fingerprint=fingerprint,
+        interleave=interleave,
     )
 
 

@@ -286,3 +286,37 @@ def test_noise_sweep_gives_every_network_the_same_noisy_frames():
     ]
     assert rows[0]["top1"] == rows[1]["top1"] and rows[2]["top1"] == rows[3]["top1"]
     assert all(r["n_samples"] == 5 for r in rows)
+
+
+@pytest.mark.parametrize("interleave", [False, True])
+def test_train_local_writes_history_and_resumes(tmp_path, interleave):
+    from bidl.colearning import train_local
+    from bidl.io import load_checkpoint
+    from bidl.training import Recipe
+
+    def run(epochs):
+        torch.manual_seed(0)
+        model = with_population_head(
+            _small_dvs(norm="input", alpha=0.8), head="fc2", n_classes=11, population=3
+        )
+        plasticity = attach_plasticity(model.fc2, "rstdp", rule_kwargs=dict(lr_plus=1e-2, lr_minus=1e-3))
+        recipe = Recipe(lr=1e-2, batch_size=2, train_only=("fc2",), fp16=False) if interleave else None
+        history = train_local(
+            model,
+            _toy_set(4),
+            _toy_set(2),
+            plasticity,
+            tmp_path,
+            epochs=epochs,
+            n_classes=11,
+            interleave=recipe,
+        )
+        return model, history
+
+    _, first = run(1)
+    model, history = run(2)  # resumes after epoch 1
+    assert [row["epoch"] for row in history] == [1, 2] and repr(history[0]) == repr(first[0])  # NaN-safe
+    assert (tmp_path / "history.csv").read_text().count("\n") == 3
+    saved = load_checkpoint(tmp_path / "model.pt")
+    assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
+    assert (history[0]["train_loss"] == history[0]["train_loss"]) is interleave  # a loss only with BPTT steps
