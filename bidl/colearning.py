@@ -277,6 +277,7 @@ def train_local(
         _epoch_order,
         _write_history,
         freeze_except,
+        history_row,
         make_optimizer,
         resumable_state,
         run_epoch,
@@ -334,17 +335,9 @@ def train_local(
                 criterion=nn.CrossEntropyLoss(),
                 desc=f"epoch {epoch + 1} val",
             )
-        row = dict(
-            epoch=epoch + 1,
-            lr=optimizer.param_groups[0]["lr"] if optimizer is not None else float("nan"),
-            train_loss=round(train_loss, 6),
-            train_top1=round(train_top1, 3),
-            val_loss=round(val_loss, 6),
-            val_top1=round(val_top1, 3),
-            seconds=round(time.perf_counter() - began, 2),
-        )
-        history.append(row)
-        print(", ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+        lr = optimizer.param_groups[0]["lr"] if optimizer is not None else float("nan")
+        seconds = time.perf_counter() - began
+        history.append(history_row(epoch + 1, lr, (train_loss, train_top1), (val_loss, val_top1), seconds))
         atomic_torch_save(
             dict(
                 epoch=epoch + 1,

@@ -136,9 +136,12 @@ class LIF(StatefulModule):
             spike_fn=self.spike_fn,
             norm=self.norm,
             noise=self.noise if self.training else 0.0,
-            analog=self.analog,
-            **self._analog_kwargs(),
+            **self._neuron_kwargs(),
         )
+
+    def _neuron_kwargs(self) -> dict:
+        """The step function's keywords beyond the LIF parameters (LIAF's readout, LIF+'s stages)."""
+        return dict(analog=self.analog, **self._analog_kwargs())
 
     def _analog_kwargs(self) -> dict:
         return {}
@@ -311,16 +314,8 @@ class LIFPlus(LIF):
         self.constants = lifplus_constants(**constants)
         self.state: dict[str, Tensor] | None = None
 
-    def _step_kwargs(self, ndim: int) -> dict:
-        return dict(
-            **self.neuron_parameters(ndim),
-            reset=self.reset,
-            spike_fn=self.spike_fn,
-            norm=self.norm,
-            noise=self.noise if self.training else 0.0,
-            **self.modes,
-            **self.constants,
-        )
+    def _neuron_kwargs(self) -> dict:
+        return {**self.modes, **self.constants}
 
     def _multi_step(self, x_seq: Tensor) -> Tensor:
         return lifplus_multi_step(x_seq, None, **self._step_kwargs(x_seq.dim() - 1))[0]

@@ -314,6 +314,23 @@ def resumable_state(
     return state
 
 
+def history_row(
+    epoch: int, lr: float, train: tuple[float, float], val: tuple[float, float], seconds: float
+) -> dict[str, Any]:
+    """One row of ``history.csv`` (:data:`HISTORY_FIELDS`, rounded), printed as it is made."""
+    row = dict(
+        epoch=epoch,
+        lr=lr,
+        train_loss=round(train[0], 6),
+        train_top1=round(train[1], 3),
+        val_loss=round(val[0], 6),
+        val_top1=round(val[1], 3),
+        seconds=round(seconds, 2),
+    )
+    print(", ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+    return row
+
+
 def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
     with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS)
@@ -412,17 +429,11 @@ def train(
                 fp16=fp16,
                 desc=f"epoch {epoch + 1} val",
             )
-        row = dict(
-            epoch=epoch + 1,
-            lr=lr,
-            train_loss=round(train_loss, 6),
-            train_top1=round(train_top1, 3),
-            val_loss=round(val_loss, 6),
-            val_top1=round(val_top1, 3),
-            seconds=round(time.perf_counter() - began, 2),
+        history.append(
+            history_row(
+                epoch + 1, lr, (train_loss, train_top1), (val_loss, val_top1), time.perf_counter() - began
+            )
         )
-        history.append(row)
-        print(", ".join(f"{k}={v}" for k, v in row.items()), flush=True)
         atomic_torch_save(
             dict(
                 epoch=epoch + 1,

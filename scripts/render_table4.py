@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bidl.functional import LIFPLUS_MODES
+from bidl.functional import LIFPLUS_DEFAULT_MODES
 from bidl.io import atomic_write_text
 from bidl.tables import to_csv, to_markdown
 
@@ -32,8 +32,7 @@ COLUMNS = (
 
 def describe_variant(variant: dict[str, Any]) -> tuple[str, str]:
     """(the stages the variant changes, its non-default settings), e.g. ("A decay", "decay=exponential")."""
-    defaults = {stage: modes[0] for stage, modes in LIFPLUS_MODES.items()} | {"reversal": False}
-    changed = {k: v for k, v in variant.items() if defaults.get(k, object()) != v}
+    changed = {k: v for k, v in variant.items() if LIFPLUS_DEFAULT_MODES.get(k, object()) != v}
     if not changed:
         return "none (= LIF)", "all default"
     stages = sorted({STAGES.get(k, "constants") for k in changed})

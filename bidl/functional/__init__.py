@@ -18,6 +18,7 @@ from .lif import (
 from .lifplus import (
     EXI_EXPONENT_CAP,
     LIFPLUS_CONSTANTS,
+    LIFPLUS_DEFAULT_MODES,
     LIFPLUS_MODES,
     check_lifplus_modes,
     init_lifplus_state,
@@ -42,6 +43,7 @@ __all__ = [
     "LIAF_MODES",
     "LIAF_READOUTS",
     "LIFPLUS_CONSTANTS",
+    "LIFPLUS_DEFAULT_MODES",
     "LIFPLUS_MODES",
     "RESET_MODES",
     "SURROGATE_NAMES",

@@ -100,6 +100,7 @@ from .surrogate import rectangle
 __all__ = [
     "LIFPLUS_MODES",
     "LIFPLUS_CONSTANTS",
+    "LIFPLUS_DEFAULT_MODES",
     "EXI_EXPONENT_CAP",
     "check_lifplus_modes",
     "lifplus_constants",
@@ -142,7 +143,11 @@ LIFPLUS_CONSTANTS: dict[str, float | int] = {
 EXI_EXPONENT_CAP = 50.0
 """Upper bound of EXI's exponent ``(V - v_theta) / delta_t``: keeps ``exp`` finite in float32."""
 
-_DEFAULT_MODES = {stage: modes[0] for stage, modes in LIFPLUS_MODES.items()}
+LIFPLUS_DEFAULT_MODES: dict[str, str | bool] = {
+    **{stage: modes[0] for stage, modes in LIFPLUS_MODES.items()},
+    "reversal": False,
+}
+"""Every stage at its default (and no reversal): the LIF+ that computes exactly what LIF computes."""
 
 
 def check_lifplus_modes(
