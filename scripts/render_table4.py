@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bidl.data.catalog import describe_source
 from bidl.functional import LIFPLUS_DEFAULT_MODES
 from bidl.io import atomic_write_text
 from bidl.tables import to_csv, to_markdown
@@ -137,7 +138,7 @@ elif __name__ == "__main__":
         args.metrics,
         args.lif,
         study["variants"],
-        config["datasets"][dataset]["source"],
+        describe_source(dataset, config["datasets"][dataset]["source"]),
         config["name"],
         args.markdown,
         args.csv,
