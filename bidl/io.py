@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_torch_save",
     "load_checkpoint",
+    "load_runs",
 ]
 
 
@@ -101,6 +102,18 @@ def atomic_write_json(path: str | Path, data: Any) -> Path:
 def atomic_torch_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to ``path`` atomically."""
     return _write_with(path, lambda tmp: torch.save(obj, tmp))
+
+
+def load_runs(files: Iterable[str | Path]) -> dict[str, Any]:
+    """JSON files named ``<runs>/<name>/<file>.json`` (e.g. ``results/<preset>/experiments/<name>/cost.json``)
+    parsed, keyed by ``<name>``, in the given order; a file that is not valid JSON is named."""
+    runs = {}
+    for path in map(Path, files):
+        try:
+            runs[path.parent.name] = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not valid JSON ({err})") from None
+    return runs
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Any:

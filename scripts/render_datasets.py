@@ -20,8 +20,7 @@ from typing import Any
 
 from bidl.cli import setup_logging
 from bidl.data.catalog import describe_source, get_dataset, open_split
-from bidl.io import atomic_write_text
-from bidl.tables import to_csv, to_markdown
+from bidl.tables import write_table
 
 COLUMNS = (
     "dataset",
@@ -111,8 +110,7 @@ def main(
     markers: list[Path],
     infos: list[Path],
     probes: list[Path],
-    markdown: Path,
-    csv_file: Path,
+    stem: Path,
 ) -> list[dict[str, Any]]:
     rows = [
         dataset_row(d, config["datasets"][d]["source"], Path(m), Path(i), Path(p))
@@ -138,8 +136,7 @@ def main(
         "timesteps permuted; order-blind = an MLP on the features averaged over time. Order matters when the "
         f"order-aware probe beats both controls by at least {ORDER_MARGIN:.0f} points (margin in brackets).",
     ]
-    atomic_write_text(csv_file, to_csv(COLUMNS, rows))
-    atomic_write_text(markdown, to_markdown(f"Datasets (preset `{config['name']}`)", COLUMNS, rows, notes))
+    write_table(stem, f"Datasets (preset `{config['name']}`)", COLUMNS, rows, notes)
     return rows
 
 
@@ -154,15 +151,14 @@ def _cli() -> None:
     parser.add_argument("--cache", type=Path, required=True, help="resources/cache/<preset>")
     parser.add_argument("--resources", type=Path, default=Path("resources"))
     parser.add_argument("--results", type=Path, required=True, help="results/<preset> (probes/<dataset>/)")
-    parser.add_argument("--markdown", type=Path, required=True)
-    parser.add_argument("--csv", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True, help="writes OUT.md, OUT.csv and OUT.tex")
     args = parser.parse_args()
     config = load_yaml(args.config)
     datasets = [d for d in DATASET_NAMES if d in config["datasets"]]
     markers = [args.resources / d / config["datasets"][d]["source"] / ".complete" for d in datasets]
     infos = [args.cache / d / "preprocess.json" for d in datasets]
     probes = [args.results / "probes" / d / "probe.json" for d in datasets]
-    main(config, datasets, markers, infos, probes, args.markdown, args.csv)
+    main(config, datasets, markers, infos, probes, args.out)
 
 
 if "snakemake" in globals():
@@ -174,8 +170,7 @@ if "snakemake" in globals():
         [Path(p) for p in _sm.input["markers"]],
         [Path(p) for p in _sm.input["infos"]],
         [Path(p) for p in _sm.input["probes"]],
-        Path(_sm.output["markdown"]),
-        Path(_sm.output["csv"]),
+        Path(_sm.output["markdown"]).with_suffix(""),
     )
 elif __name__ == "__main__":
     _cli()

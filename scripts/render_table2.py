@@ -1,4 +1,5 @@
-"""Render the paper's Table 2 (ours vs paper) from the experiments' metrics JSON files, as Markdown, CSV."""
+"""Render the paper's Table 2 (ours vs paper) from the experiments' metrics JSON files, as Markdown, CSV and
+LaTeX."""
 
 import argparse
 import json
@@ -6,8 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bidl.data.catalog import describe_source
-from bidl.io import atomic_write_text
-from bidl.tables import to_csv, to_markdown
+from bidl.tables import write_table
 
 COLUMNS = (
     "experiment",
@@ -30,12 +30,18 @@ COLUMNS = (
 )
 
 
-def table_rows(metrics: list[dict[str, Any]], config: dict[str, Any]) -> list[dict[str, Any]]:
+def table_rows(
+    metrics: list[dict[str, Any]], latency: list[dict[str, Any]], config: dict[str, Any]
+) -> list[dict[str, Any]]:
     rows = []
+    speeds = {entry["experiment"]: entry for entry in latency}
     for m in metrics:
         exp = config["experiments"][m["experiment"]]
         source = config["datasets"][m["dataset"]]["source"]
-        speed = m["streaming_batch1"]
+        speed = {
+            **speeds[m["experiment"]]["eim"],
+            "real_time_factor": speeds[m["experiment"]]["real_time_factor"],
+        }
         rows.append(
             {
                 "experiment": m["experiment"],
@@ -64,34 +70,38 @@ def table_rows(metrics: list[dict[str, Any]], config: dict[str, Any]) -> list[di
     return rows
 
 
-def main(metrics_files: list[Path], config: dict[str, Any], markdown: Path, csv_file: Path) -> None:
+def main(metrics_files: list[Path], latency_files: list[Path], config: dict[str, Any], stem: Path) -> None:
     metrics = [json.loads(Path(p).read_text()) for p in metrics_files]
-    rows = table_rows(metrics, config)
+    latency = [json.loads(Path(p).read_text()) for p in latency_files]
+    rows = table_rows(metrics, latency, config)
+    where = latency[0]
     sources = sorted({r["data source"] for r in rows})
     notes = [
         f"Config: `{config['name']}` ({config.get('description', '')}). Data: {'; '.join(sources)}.",
         "Top-1 on the validation split; time-shuffled = the same model on frames permuted in time.",
         "Speed: EIM streaming at batch 1 on this machine (samples/s; timesteps/s; real-time factor = "
-        "timesteps/s over the sensor's timesteps per second, > 1 is faster than the sensor).",
+        "timesteps/s over the sensor's timesteps per second, > 1 is faster than the sensor), measured "
+        f"alone on {where['device_name']} ({where['device']}, {where['threads']} threads, torch "
+        f"{where['torch']}); latency percentiles in the cost table.",
     ]
-    atomic_write_text(csv_file, to_csv(COLUMNS, rows))
-    atomic_write_text(markdown, to_markdown(f"Table 2 (preset `{config['name']}`)", COLUMNS, rows, notes))
+    write_table(stem, f"Table 2 (preset `{config['name']}`)", COLUMNS, rows, notes)
 
 
 if "snakemake" in globals():
     main(
         [Path(p) for p in snakemake.input.metrics],  # noqa: F821
+        [Path(p) for p in snakemake.input.latency],  # noqa: F821
         snakemake.config,  # noqa: F821
-        Path(snakemake.output.markdown),  # noqa: F821
-        Path(snakemake.output.csv),  # noqa: F821
+        Path(snakemake.output.markdown).with_suffix(""),  # noqa: F821
     )
 elif __name__ == "__main__":
     from bidl.config import load_yaml
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", type=Path, required=True)
-    parser.add_argument("--markdown", type=Path, required=True)
-    parser.add_argument("--csv", type=Path, required=True)
-    parser.add_argument("metrics", type=Path, nargs="+")
+    parser.add_argument("--out", type=Path, required=True, help="writes OUT.md, OUT.csv and OUT.tex")
+    parser.add_argument("--results", type=Path, required=True, help="results/<preset>")
     args = parser.parse_args()
-    main(args.metrics, load_yaml(args.config), args.markdown, args.csv)
+    config = load_yaml(args.config)
+    runs = [args.results / "experiments" / name for name in sorted(config["experiments"])]
+    main([r / "metrics.json" for r in runs], [r / "latency.json" for r in runs], config, args.out)

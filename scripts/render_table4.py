@@ -1,5 +1,5 @@
 """Render the paper's Table 4 (LIF+ configurations on CIFAR10-DVS) from the variants' metrics JSON files, as
-Markdown and CSV, with the LIF experiment of Table 2 as the reference row."""
+Markdown, CSV and LaTeX, with the LIF experiment of Table 2 as the reference row."""
 
 import argparse
 import json
@@ -8,8 +8,7 @@ from typing import Any
 
 from bidl.data.catalog import describe_source
 from bidl.functional import LIFPLUS_DEFAULT_MODES
-from bidl.io import atomic_write_text
-from bidl.tables import to_csv, to_markdown
+from bidl.tables import write_table
 
 STAGES = {
     "decay": "A decay",
@@ -92,8 +91,7 @@ def main(
     variants: dict[str, dict[str, Any]],
     data_source: str,
     preset: str,
-    markdown: Path,
-    csv_file: Path,
+    stem: Path,
 ) -> None:
     metrics = {variant_of(p): json.loads(Path(p).read_text()) for p in metrics_files}
     lif = json.loads(Path(lif_file).read_text())
@@ -105,10 +103,7 @@ def main(
         "computes exactly what LIF computes. Top-1 on the validation split, in IIM and in EIM.",
         "The paper's Table 4 is an image missing from its text, so its values are not quoted here.",
     ]
-    atomic_write_text(csv_file, to_csv(COLUMNS, rows))
-    atomic_write_text(
-        markdown, to_markdown(f"Table 4: LIF+ configurations (preset `{preset}`)", COLUMNS, rows, notes)
-    )
+    write_table(stem, f"Table 4: LIF+ configurations (preset `{preset}`)", COLUMNS, rows, notes)
 
 
 if "snakemake" in globals():
@@ -118,8 +113,7 @@ if "snakemake" in globals():
         snakemake.params.variants,  # noqa: F821
         snakemake.params.data_source,  # noqa: F821
         snakemake.params.preset,  # noqa: F821
-        Path(snakemake.output.markdown),  # noqa: F821
-        Path(snakemake.output.csv),  # noqa: F821
+        Path(snakemake.output.markdown).with_suffix(""),  # noqa: F821
     )
 elif __name__ == "__main__":
     from bidl.config import load_yaml
@@ -127,8 +121,7 @@ elif __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--lif", type=Path, required=True, help="the LIF experiment's metrics.json")
-    parser.add_argument("--markdown", type=Path, required=True)
-    parser.add_argument("--csv", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True, help="writes OUT.md, OUT.csv and OUT.tex")
     parser.add_argument("metrics", type=Path, nargs="+", help="lifplus/<variant>/metrics.json files")
     args = parser.parse_args()
     config = load_yaml(args.config)
@@ -140,6 +133,5 @@ elif __name__ == "__main__":
         study["variants"],
         describe_source(dataset, config["datasets"][dataset]["source"]),
         config["name"],
-        args.markdown,
-        args.csv,
+        args.out,
     )

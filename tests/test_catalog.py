@@ -159,7 +159,7 @@ def test_datasets_table_from_markers_and_caches(tiny_caches, tmp_path):
         probes.append(tmp_path / f"{name}-probe.json")
         probes[-1].write_text(json.dumps(probe))
     config = {"name": "tiny", "datasets": {n: {"source": "standin"} for n in names}}
-    rows = render.main(config, names, markers, infos, probes, tmp_path / "d.md", tmp_path / "d.csv")
+    rows = render.main(config, names, markers, infos, probes, tmp_path / "d")
     table = list(csv.DictReader((tmp_path / "d.csv").open()))
     assert [r["dataset"] for r in table] == [DATASETS[n].title for n in names]
     for name, row in zip(names, table, strict=True):

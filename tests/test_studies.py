@@ -37,7 +37,7 @@ def test_table4_names_the_stage_each_variant_changes(tmp_path):
         _metrics(tmp_path / "lifplus" / "trigger_exi" / "metrics.json", "lifplus_trigger_exi", 35.5),
     ]
     lif = _metrics(tmp_path / "lif.json", "cifar10_dvs", 40.0)
-    render.main(files, lif, variants, "stand-in", "default", tmp_path / "t4.md", tmp_path / "t4.csv")
+    render.main(files, lif, variants, "stand-in", "default", tmp_path / "t4")
     rows = list(csv.DictReader((tmp_path / "t4.csv").open()))
     assert [r["configuration"] for r in rows] == [
         "LIF (experiment cifar10_dvs, Table 2)",
@@ -46,10 +46,9 @@ def test_table4_names_the_stage_each_variant_changes(tmp_path):
     ]
     assert rows[2]["stage changed"] == "C spike trigger" and rows[2]["vs all default"] == "-4.5"
     assert "stand-in" in (tmp_path / "t4.md").read_text()
+    assert "\\caption{Table 4" in (tmp_path / "t4.tex").read_text()
     with pytest.raises(ValueError, match="decay_lid"):
-        render.main(
-            files, lif, {**variants, "decay_lid": {"decay": "lid"}}, "s", "d", tmp_path / "a", tmp_path / "b"
-        )
+        render.main(files, lif, {**variants, "decay_lid": {"decay": "lid"}}, "s", "d", tmp_path / "a")
 
 
 def test_fig11_plots_the_csv_and_names_a_missing_column(tmp_path):
