@@ -5,6 +5,7 @@ import torch
 
 from bidl import get_iteration_mode, reset_states, set_iteration_mode
 from bidl.models import count_parameters, create_model, list_models
+from bidl.models.baselines import BASELINES
 
 
 def test_registry_lists_and_builds_models():
@@ -68,6 +69,10 @@ TINY = {
     "luna16_cls": ({"channels": (4, 4, 4), "hidden": (8, 8)}, (2, 3, 1, 32, 32)),
     "rgb_gesture": ({"channels": (4, 4, 4), "hidden": 8}, (2, 3, 2, 40, 40)),
 }
+# the conventional baselines (bidl.models.baselines) take the structural keywords of their paper network
+TINY.update(
+    {name: TINY[paper] for paper, kinds in BASELINES.items() if paper in TINY for name in kinds.values()}
+)
 
 
 def _tiny(name):

@@ -1,8 +1,15 @@
 """The paper's networks behind a registry: ``create_model(name, **overrides)``, ``list_models()``."""
 
-from . import cifar10dvs, dvs128, imdb, luna16, resnet, rgb_gesture  # noqa: F401  (register their models)
+from . import baselines, cifar10dvs, dvs128, imdb, luna16, resnet, rgb_gesture  # noqa: F401  (register their models)
 from .dvs128 import DVS128GestureNet
-from .registry import count_parameters, create_model, list_models, load_matching_weights, register_model
+from .registry import (
+    count_parameters,
+    create_model,
+    list_models,
+    load_matching_weights,
+    load_trained,
+    register_model,
+)
 
 __all__ = [
     "DVS128GestureNet",
@@ -10,5 +17,6 @@ __all__ = [
     "create_model",
     "list_models",
     "load_matching_weights",
+    "load_trained",
     "register_model",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -16,6 +17,7 @@ __all__ = [
     "list_models",
     "count_parameters",
     "load_matching_weights",
+    "load_trained",
 ]
 
 AUTHORS_NEURON: dict[str, Any] = {
@@ -79,3 +81,13 @@ def load_matching_weights(model: nn.Module, state_dict: Mapping[str, torch.Tenso
     matching = {k: v for k, v in state_dict.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(matching, strict=False)
     return sorted(set(own) - set(matching))
+
+
+def load_trained(experiment: Mapping[str, Any], weights: str | Path) -> nn.Module:
+    """The network of a pipeline ``experiment`` (its ``model`` and ``model_kwargs``) with the trained
+    ``weights`` (a ``model.pt`` state dict, loaded with ``weights_only=True``)."""
+    from ..io import load_checkpoint
+
+    model = create_model(experiment["model"], **experiment.get("model_kwargs", {}))
+    model.load_state_dict(load_checkpoint(weights))
+    return model
