@@ -11,7 +11,15 @@ import yaml
 
 from .errors import ConfigError
 
-__all__ = ["load_yaml", "validate_config", "load_config", "key_path"]
+__all__ = [
+    "load_yaml",
+    "validate_config",
+    "load_config",
+    "key_path",
+    "resolve_experiment",
+    "network_names",
+    "table3_names",
+]
 
 
 def load_yaml(path: str | Path) -> Any:
@@ -59,7 +67,8 @@ def validate_config(
 
 def _dangling_references(config: Mapping[str, Any]) -> list[str]:
     """Experiments of the pipeline config whose ``dataset`` is not declared under ``datasets``, or whose
-    ``init_from`` names no other experiment."""
+    ``init_from`` names no other experiment; baselines whose ``of`` names no experiment or whose name is an
+    experiment's."""
     datasets = config.get("datasets") if isinstance(config, Mapping) else None
     experiments = config.get("experiments") if isinstance(config, Mapping) else None
     if not isinstance(datasets, Mapping) or not isinstance(experiments, Mapping):
@@ -79,6 +88,16 @@ def _dangling_references(config: Mapping[str, Any]) -> list[str]:
                 f"experiments.{name}.init_from: {source!r} is not another experiment of this config "
                 f"(experiments: {sorted(experiments)})"
             )
+    for name, baseline in (config.get("baselines") or {}).items():
+        if not isinstance(baseline, Mapping):
+            continue
+        if name in experiments:
+            problems.append(f"baselines.{name}: the name is already an experiment's; choose another")
+        if baseline.get("of") not in experiments:
+            problems.append(
+                f"baselines.{name}.of: {baseline.get('of')!r} is not an experiment of this config "
+                f"(experiments: {sorted(experiments)})"
+            )
     return problems
 
 
@@ -87,3 +106,41 @@ def load_config(path: str | Path, schema: Mapping[str, Any] | str | Path) -> dic
     config = load_yaml(path)
     validate_config(config, schema, source=str(path))
     return config
+
+
+def resolve_experiment(config: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The config entry of experiment ``name``, or the experiment-like entry of baseline ``name``: the
+    experiment it is compared with (``of``), with the baseline's model, the experiment's structural model
+    keywords (neuron keywords dropped) and recipe, each updated by the baseline's own, and ``baseline_of``."""
+    if name in config["experiments"]:
+        return dict(config["experiments"][name])
+    baselines = config.get("baselines") or {}
+    if name not in baselines:
+        raise KeyError(f"{name!r} is neither an experiment nor a baseline of config {config.get('name')!r}")
+    from .models.baselines import structural_kwargs
+
+    spec = baselines[name]
+    base = config["experiments"][spec["of"]]
+    return {
+        "dataset": base["dataset"],
+        "model": spec["model"],
+        "model_kwargs": {**structural_kwargs(base.get("model_kwargs", {})), **spec.get("model_kwargs", {})},
+        "recipe": {**base["recipe"], **spec.get("recipe", {})},
+        "baseline_of": spec["of"],
+    }
+
+
+def network_names(config: Mapping[str, Any]) -> list[str]:
+    """Every network the pipeline trains: the experiments, then Table 3's baselines (each sorted)."""
+    return sorted(config["experiments"]) + sorted(config.get("baselines") or {})
+
+
+def table3_names(config: Mapping[str, Any]) -> list[str]:
+    """Table 3's rows: each experiment that has baselines, followed by its baselines."""
+    baselines = config.get("baselines") or {}
+    names = []
+    for name in sorted(config["experiments"]):
+        own = sorted(b for b, spec in baselines.items() if spec["of"] == name)
+        if own:
+            names += [name, *own]
+    return names

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import torch
@@ -11,7 +10,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .state import iteration_mode, reset_states
 
-__all__ = ["predict", "shuffle_time", "evaluate_model", "streaming_throughput"]
+__all__ = ["predict", "shuffle_time", "evaluate_model"]
 
 
 def shuffle_time(frames: Tensor, generator: torch.Generator) -> Tensor:
@@ -93,24 +92,3 @@ def evaluate_model(
         "per_class_top1": [round(v, 3) for v in per_class],
         "confusion": confusion.tolist(),
     }
-
-
-@torch.no_grad()
-def streaming_throughput(
-    model: nn.Module, sample: Tensor, *, repeats: int = 3, device: str | torch.device = "cpu"
-) -> dict[str, float]:
-    """Batch-1 EIM streaming speed on one ``[T, ...]`` sample: samples/s, timesteps/s (median of repeats)."""
-    device = torch.device(device)
-    model.eval().to(device)
-    sample = sample.to(device).unsqueeze(0)
-    times = []
-    with iteration_mode(model, "external"):
-        for _ in range(repeats):
-            reset_states(model)
-            began = time.perf_counter()
-            for t in range(sample.shape[1]):
-                model(sample[:, t])
-            times.append(time.perf_counter() - began)
-    seconds = sorted(times)[len(times) // 2]
-    steps = sample.shape[1]
-    return {"samples_per_s": 1.0 / seconds, "timesteps_per_s": steps / seconds, "seconds_per_sample": seconds}

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bidl.config import load_yaml, validate_config
+from bidl.config import load_yaml, network_names, resolve_experiment, table3_names, validate_config
 from bidl.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -157,6 +157,31 @@ def test_init_from_must_name_another_experiment(source):
         validate_config(config, SCHEMA)
 
 
+def test_a_baseline_must_name_an_experiment_and_not_reuse_its_name():
+    config = load_yaml(REPO / "config" / "config.yaml")
+    config["baselines"]["imdb_lstm"]["of"] = "imbd"
+    config["baselines"]["imdb"] = {"of": "imdb", "model": "imdb_lstm"}
+    with pytest.raises(ConfigError, match=r"baselines.imdb_lstm.of: 'imbd' is not an experiment") as err:
+        validate_config(config, SCHEMA)
+    assert "baselines.imdb: the name is already an experiment's" in str(err.value)
+    config["baselines"]["imdb"] = {"of": "imdb"}
+    with pytest.raises(ConfigError, match=r"baselines.imdb"):
+        validate_config(config, SCHEMA)
+
+
+def test_a_baseline_takes_its_experiments_data_structure_and_recipe():
+    config = load_yaml(REPO / "config" / "config.yaml")
+    entry = resolve_experiment(config, "dvs128_asm_convlstm")
+    base = config["experiments"]["dvs128_asm"]
+    assert entry["dataset"] == base["dataset"] and entry["baseline_of"] == "dvs128_asm"
+    assert entry["model_kwargs"] == {"channels": [16, 32, 64], "hidden": 128}  # no neuron keywords
+    assert entry["recipe"] == {**base["recipe"], "epochs": 1}
+    assert table3_names(config)[:3] == ["cifar10_dvs", "cifar10_dvs_conv3d", "cifar10_dvs_convlstm"]
+    assert set(network_names(config)) == set(config["experiments"]) | set(config["baselines"])
+    with pytest.raises(KeyError, match="neither an experiment nor a baseline"):
+        resolve_experiment(config, "nope")
+
+
 def test_a_source_of_another_dataset_is_rejected_naming_the_key():
     config = load_yaml(REPO / "config" / "config.yaml")
     config["datasets"]["imdb"]["source"] = "figshare"
@@ -184,7 +209,9 @@ def test_default_pipeline_end_to_end(tmp_path):
     lose >= 20 points on time-shuffled frames, every experiment beats twice chance (80 % for a binary task)
     and each temporal one loses accuracy on time-shuffled inputs, and the stand-ins fit in 300 MB and need
     order; Figure 11 has three distinct measured curves over >= 5 noise ratios up to 0.4, and Table 4 all
-    default plus >= 6 one-stage LIF+ variants covering the five stages."""
+    default plus >= 6 one-stage LIF+ variants covering the five stages; Table 1's formulas equal the measured
+    counts (Figure 4: 3x and 8x), Table 3 has every paper dataset's network against its trained baselines,
+    every table is written in Markdown, CSV and LaTeX, and the HTML report builds."""
     work = tmp_path / "repo"
     shutil.copytree(
         REPO,
@@ -250,6 +277,39 @@ def test_default_pipeline_end_to_end(tmp_path):
         == table4[0]["top-1 (IIM)"]
         == rows["cifar10_dvs"]["top-1 ours (IIM)"]
     )
+    # issue 6: Table 1's formulas equal the counts measured by running each layer; Figure 4's ratios
+    results = work / "results" / "default"
+    table1 = list(csv.DictReader((results / "tables/table1.csv").open()))
+    assert [r["layer"] for r in table1] == ["Conv2D", "Conv3D", "ConvLSTM", "ConvLIAF", "ConvLIF"]
+    assert all(r["ops measured"] == r["ops at the shape"].split(" ")[0] for r in table1), table1
+    fig4 = {r["layer"]: r for r in csv.DictReader((results / "figures/fig4.csv").open())}
+    assert float(fig4["Conv3D"]["synaptic_ops_vs_convlif"]) == 3.0
+    assert float(fig4["ConvLSTM"]["synaptic_ops_vs_convlif"]) == 8.0
+    # Table 3: per temporal dataset of the paper's table, the paper network and its trained baselines
+    table3 = list(csv.DictReader((results / "tables/table3.csv").open()))
+    kinds = {}
+    for row in table3:
+        assert row["data source"].startswith("stand-in") and float(row["top-1 (IIM)"]) > 0, row
+        kinds.setdefault(row["dataset"], []).append(row["kind"])
+        if not row["kind"].startswith("BIDL"):
+            assert float(row["ops vs BIDL"].rstrip("x")) > 1.0, row  # the conventional networks cost more
+    assert set(kinds) == {"cifar10_dvs", "dvs128_gesture", "imdb", "jester", "luna16"}, kinds
+    assert all(
+        k[0].startswith("BIDL") and set(k[1:]) in ({"Conv3D", "ConvLSTM"}, {"LSTM"}) for k in kinds.values()
+    )
+    # cost and speed of every trained network (paper networks and baselines)
+    cost = list(csv.DictReader((results / "tables/cost.csv").open()))
+    assert len(cost) == len(EXPERIMENTS) + len(table3) - len(kinds)
+    assert all(float(r["EIM step ms (p95)"]) >= float(r["EIM step ms (median)"]) > 0 for r in cost)
+    # every table in Markdown, CSV and LaTeX; every figure drawn; the HTML report builds
+    for stem in ("datasets", "table1", "table2", "table3", "table4", "cost"):
+        for suffix in (".md", ".csv", ".tex"):
+            assert (results / "tables" / (stem + suffix)).stat().st_size > 0, stem + suffix
+    for figure in ("fig4.png", "fig11.png", "table3.png"):
+        assert (results / "figures" / figure).stat().st_size > 0, figure
+    snakemake("--report", "report.html", cwd=work)
+    report = (work / "report.html").read_text(errors="replace")
+    assert all(name in report for name in ("table1.md", "table3.md", "cost.md", "fig4.png", "fig11.png"))
     # a second run has nothing to do
     assert (
         "Nothing to be done"

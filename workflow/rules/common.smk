@@ -1,7 +1,7 @@
 # Configuration validation, paths and input functions shared by the rules.
 from pathlib import Path
 
-from bidl.config import validate_config
+from bidl.config import network_names, resolve_experiment, table3_names, validate_config
 from bidl.data.catalog import DATASET_NAMES, describe_source, get_dataset, timestep_rate_hz
 from bidl.data.sources import SOURCES
 
@@ -14,6 +14,12 @@ CACHE = f"resources/cache/{PRESET}"
 LOGS = f"logs/{PRESET}"
 THREADS = config.get("threads", 2)
 EXPERIMENTS = sorted(config["experiments"])
+# Table 3's conventional networks, trained side by side with the paper experiment each is compared with
+BASELINES = config.get("baselines") or {}
+MODELS = network_names(config)  # everything trained, evaluated, costed and timed
+TABLE3_MODELS = table3_names(config)  # each experiment that has baselines, then its baselines
+COST = config.get("cost") or {}
+TABLE1_SHAPE = COST.get("table1", {"T": 8, "H": 16, "W": 16, "C": 64, "K": 64, "U": 3, "I": 3, "J": 3})
 
 DATASETS_DECLARED = [d for d in DATASET_NAMES if d in config["datasets"]]
 
@@ -47,7 +53,8 @@ def preprocess_params(dataset):
 
 
 def experiment(name):
-    return config["experiments"][name]
+    """An experiment's config entry, or a baseline's experiment-like entry (bidl.config.resolve_experiment)."""
+    return resolve_experiment(config, name)
 
 
 def dataset_loader(dataset):
@@ -122,8 +129,13 @@ def final_outputs():
         f"{RESULTS}/tables/datasets.md",
         f"{RESULTS}/tables/table2.md",
         f"{RESULTS}/tables/table2.csv",
-        *expand(f"{RESULTS}/experiments/{{experiment}}/history.png", experiment=EXPERIMENTS),
+        f"{RESULTS}/tables/table1.md",
+        f"{RESULTS}/figures/fig4.png",
+        f"{RESULTS}/tables/cost.md",
+        *expand(f"{RESULTS}/experiments/{{experiment}}/history.png", experiment=MODELS),
     ]
+    if BASELINES:
+        outputs += [f"{RESULTS}/tables/table3.md", f"{RESULTS}/figures/table3.png"]
     if COLEARN:
         outputs += [f"{RESULTS}/figures/fig11.png", f"{RESULTS}/figures/fig11.csv"]
     if LIFPLUS:

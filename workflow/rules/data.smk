@@ -95,6 +95,7 @@ rule datasets:
     output:
         markdown=report(f"{RESULTS}/tables/datasets.md", caption="../report/datasets.rst", category="Tables"),
         csv=f"{RESULTS}/tables/datasets.csv",
+        latex=f"{RESULTS}/tables/datasets.tex",
     params:
         datasets=DATASETS_DECLARED,
     log:

@@ -1,12 +1,15 @@
-# Tables rendered from the saved measurements only (no retraining, no re-measuring).
+# Tables and figures rendered from the saved measurements only (no retraining, no re-measuring): every
+# rendering rule reads JSON / CSV files and writes Markdown, CSV and LaTeX (tables) or PNG (figures).
 
 
 rule table2:
     input:
         metrics=expand(f"{RESULTS}/experiments/{{experiment}}/metrics.json", experiment=EXPERIMENTS),
+        latency=expand(f"{RESULTS}/experiments/{{experiment}}/latency.json", experiment=EXPERIMENTS),
     output:
         markdown=report(f"{RESULTS}/tables/table2.md", caption="../report/table2.rst", category="Tables"),
         csv=f"{RESULTS}/tables/table2.csv",
+        latex=f"{RESULTS}/tables/table2.tex",
     log:
         f"{LOGS}/render/table2.log",
     threads: 1
@@ -14,3 +17,84 @@ rule table2:
         "../../envs/bidl.yaml"
     script:
         "../../scripts/render_table2.py"
+
+
+rule table1:
+    input:
+        counts=rules.st_layers.output.counts,
+    output:
+        markdown=report(f"{RESULTS}/tables/table1.md", caption="../report/table1.rst", category="Tables"),
+        csv=f"{RESULTS}/tables/table1.csv",
+        latex=f"{RESULTS}/tables/table1.tex",
+    params:
+        preset=PRESET,
+    log:
+        f"{LOGS}/render/table1.log",
+    threads: 1
+    conda:
+        "../../envs/bidl.yaml"
+    script:
+        "../../scripts/render_table1.py"
+
+
+rule fig4:
+    input:
+        csv=rules.st_layers.output.csv,
+    output:
+        figure=report(f"{RESULTS}/figures/fig4.png", caption="../report/fig4.rst", category="Figures"),
+    log:
+        f"{LOGS}/render/fig4.log",
+    threads: 1
+    conda:
+        "../../envs/bidl.yaml"
+    script:
+        "../../scripts/plot_fig4.py"
+
+
+rule cost_table:
+    input:
+        metrics=expand(f"{RESULTS}/experiments/{{experiment}}/metrics.json", experiment=MODELS),
+        cost=expand(f"{RESULTS}/experiments/{{experiment}}/cost.json", experiment=MODELS),
+        latency=expand(f"{RESULTS}/experiments/{{experiment}}/latency.json", experiment=MODELS),
+    output:
+        markdown=report(f"{RESULTS}/tables/cost.md", caption="../report/cost.rst", category="Tables"),
+        csv=f"{RESULTS}/tables/cost.csv",
+        latex=f"{RESULTS}/tables/cost.tex",
+    log:
+        f"{LOGS}/render/cost.log",
+    threads: 1
+    conda:
+        "../../envs/bidl.yaml"
+    script:
+        "../../scripts/render_cost.py"
+
+
+rule table3:
+    input:
+        metrics=expand(f"{RESULTS}/experiments/{{experiment}}/metrics.json", experiment=TABLE3_MODELS),
+        cost=expand(f"{RESULTS}/experiments/{{experiment}}/cost.json", experiment=TABLE3_MODELS),
+    output:
+        markdown=report(f"{RESULTS}/tables/table3.md", caption="../report/table3.rst", category="Tables"),
+        csv=f"{RESULTS}/tables/table3.csv",
+        latex=f"{RESULTS}/tables/table3.tex",
+    log:
+        f"{LOGS}/render/table3.log",
+    threads: 1
+    conda:
+        "../../envs/bidl.yaml"
+    script:
+        "../../scripts/render_table3.py"
+
+
+rule fig_table3:
+    input:
+        csv=rules.table3.output.csv,
+    output:
+        figure=report(f"{RESULTS}/figures/table3.png", caption="../report/fig_table3.rst", category="Figures"),
+    log:
+        f"{LOGS}/render/fig_table3.log",
+    threads: 1
+    conda:
+        "../../envs/bidl.yaml"
+    script:
+        "../../scripts/plot_table3.py"

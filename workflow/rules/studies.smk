@@ -132,6 +132,7 @@ rule table4:
     output:
         markdown=report(f"{RESULTS}/tables/table4.md", caption="../report/table4.rst", category="Tables"),
         csv=f"{RESULTS}/tables/table4.csv",
+        latex=f"{RESULTS}/tables/table4.tex",
     params:
         variants=lambda w: LIFPLUS["variants"] if LIFPLUS else {},
         data_source=lambda w: describe_dataset_source(experiment(LIFPLUS_EXPERIMENT)["dataset"]),

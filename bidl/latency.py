@@ -1,0 +1,164 @@
+"""Latency and throughput of a network on this machine, in both iteration modes.
+
+- **EIM streaming at batch 1** (how a sensor's stream is processed, and the form exported for chips): after a
+  state reset, one call per timestep; every call is timed, giving the per-timestep latency (median, 95th
+  percentile, max), and every sample's sum gives samples/s and timesteps/s.
+- **IIM batched throughput** (how training and offline evaluation run): whole ``[B, T, ...]`` batches per
+  call; samples/s and timesteps/s (timesteps of all samples of the batch).
+
+Timing uses ``time.perf_counter`` around each call, with ``torch.cuda.synchronize`` on a GPU, after untimed
+warm-up runs; no gradients. The record says what was measured where: device name, torch threads, torch
+version, dtype. "fps" in the authors' code counts timesteps per second; here samples/s and timesteps/s are
+reported separately and named.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .state import iteration_mode, reset_states
+
+__all__ = ["describe_device", "measure_latency", "percentile"]
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) of ``values`` with linear interpolation (numpy's default).
+
+    Example:
+        >>> percentile([1.0, 2.0, 3.0, 4.0], 50), percentile([1.0, 2.0, 3.0, 4.0], 95)
+        (2.5, 3.85)
+    """
+    if not values:
+        raise ValueError("percentile: no values")
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100.0
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def describe_device(device: torch.device | str) -> dict[str, Any]:
+    """Where a measurement ran: device kind and name, torch threads and version."""
+    device = torch.device(device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+    return {
+        "device": str(device),
+        "device_name": name,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+    }
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _stream(model: nn.Module, sample: Tensor, device: torch.device) -> list[float]:
+    """Per-timestep seconds of one batch-1 EIM pass over ``sample`` ``[1, T, ...]``."""
+    reset_states(model)
+    steps = []
+    for t in range(sample.shape[1]):
+        frame = sample[:, t]
+        _sync(device)
+        began = time.perf_counter()
+        model(frame)
+        _sync(device)
+        steps.append(time.perf_counter() - began)
+    return steps
+
+
+def _batch(model: nn.Module, batch: Tensor, device: torch.device) -> float:
+    """Seconds of one IIM forward pass over ``batch`` ``[B, T, ...]``."""
+    reset_states(model)
+    _sync(device)
+    began = time.perf_counter()
+    model(batch)
+    _sync(device)
+    return time.perf_counter() - began
+
+
+@torch.no_grad()
+def measure_latency(
+    model: nn.Module,
+    samples: Sequence[Tensor],
+    *,
+    device: str | torch.device = "cpu",
+    warmup: int = 1,
+    batch_size: int = 16,
+    batches: int = 3,
+    timestep_hz: float | None = None,
+) -> dict[str, Any]:
+    """Time ``model`` (eval mode) on ``samples`` (each ``[T, ...]``, e.g. the first evaluation samples).
+
+    EIM: every sample is streamed once at batch 1 after ``warmup`` untimed streams. IIM: ``batches`` timed
+    forward passes over a batch of ``batch_size`` samples (the given ones, repeated cyclically) after
+    ``warmup`` untimed ones. ``timestep_hz`` (the sensor's timesteps per second, if the input is a stream)
+    adds the real-time factor: timesteps/s over ``timestep_hz``, > 1 is faster than the sensor.
+
+    Returns a dict with ``eim`` (per-step ``step_ms_median``, ``step_ms_p95``, ``step_ms_max``,
+    ``samples_per_s``, ``timesteps_per_s``, ``n_samples``, ``n_steps``), ``iim`` (``batch_size``,
+    ``samples_per_s``, ``timesteps_per_s``, ``batch_ms_median``), ``timesteps``, ``real_time_factor`` and
+    the device record (:func:`describe_device`).
+    """
+    if not samples:
+        raise ValueError("measure_latency: no samples")
+    device = torch.device(device)
+    model.eval().to(device)
+    streams = [s.to(device).unsqueeze(0) for s in samples]
+    timesteps = streams[0].shape[1]
+    with iteration_mode(model, "external"):
+        for i in range(warmup):
+            _stream(model, streams[i % len(streams)], device)
+        per_sample = [_stream(model, s, device) for s in streams]
+    steps_ms = [1e3 * s for sample in per_sample for s in sample]
+    sample_seconds = statistics.median(sum(sample) for sample in per_sample)
+    batch = torch.cat([streams[i % len(streams)] for i in range(batch_size)])
+    with iteration_mode(model, "internal"):
+        for _ in range(warmup):
+            _batch(model, batch, device)
+        batch_seconds = statistics.median(_batch(model, batch, device) for _ in range(batches))
+    reset_states(model)
+    eim_steps_per_s = timesteps / sample_seconds
+    return {
+        "timesteps": timesteps,
+        "eim": {
+            "batch_size": 1,
+            "n_samples": len(streams),
+            "n_steps": len(steps_ms),
+            "step_ms_median": statistics.median(steps_ms),
+            "step_ms_p95": percentile(steps_ms, 95),
+            "step_ms_max": max(steps_ms),
+            "samples_per_s": 1.0 / sample_seconds,
+            "timesteps_per_s": eim_steps_per_s,
+        },
+        "iim": {
+            "batch_size": batch_size,
+            "n_batches": batches,
+            "batch_ms_median": 1e3 * batch_seconds,
+            "samples_per_s": batch_size / batch_seconds,
+            "timesteps_per_s": batch_size * timesteps / batch_seconds,
+        },
+        "sensor_timesteps_per_s": timestep_hz,
+        "real_time_factor": eim_steps_per_s / timestep_hz if timestep_hz else None,
+        **describe_device(device),
+    }

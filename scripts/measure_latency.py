@@ -1,0 +1,98 @@
+"""Latency and throughput of a trained network on this machine: batch-1 EIM streaming (per-timestep latency
+median and 95th percentile, samples/s, timesteps/s) and batched IIM throughput, with the device and threads
+recorded (bidl.latency). The pipeline runs it with all the job's cores and nothing beside it."""
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bidl.data.catalog import open_split
+from bidl.io import atomic_write_json, redirect_output
+from bidl.latency import measure_latency
+from bidl.models import load_trained
+from bidl.training import resolve_device
+
+
+def main(
+    *,
+    experiment: dict[str, Any],
+    name: str,
+    model_file: Path,
+    test_file: Path,
+    out_file: Path,
+    threads: int = 1,
+    device: str = "auto",
+    loader: dict[str, Any] | None = None,
+    settings: dict[str, Any] | None = None,
+    timestep_hz: float | None = None,
+) -> dict[str, Any]:
+    settings = dict(settings or {})
+    torch.set_num_threads(settings.pop("threads", None) or threads)
+    n_samples = settings.pop("samples", 5)
+    model = load_trained(experiment, model_file)
+    test_set = open_split(experiment["dataset"], test_file, **dict(loader or {}))
+    samples = [test_set[i][0] for i in range(min(n_samples, len(test_set)))]
+    where = torch.device(resolve_device(device))
+    result = {
+        "experiment": name,
+        "model": experiment["model"],
+        **measure_latency(model, samples, device=where, timestep_hz=timestep_hz, **settings),
+    }
+    if where.type == "cuda":  # the CPU figures too, for a peer measured in the same run
+        result["cpu"] = measure_latency(model, samples, device="cpu", timestep_hz=timestep_hz, **settings)
+    result["onnxruntime"] = "not measured: the ONNX export of the EIM network is issue 7's, not built yet"
+    atomic_write_json(out_file, result)
+    print(json.dumps(result, indent=1), flush=True)
+    return result
+
+
+def _from_snakemake(smk) -> None:
+    with redirect_output(smk.log[0]):
+        main(
+            experiment=smk.params.experiment,
+            name=smk.params.name,
+            model_file=Path(smk.input.model),
+            test_file=Path(smk.input.test),
+            out_file=Path(smk.output.latency),
+            threads=smk.threads,
+            device=smk.params.device,
+            loader=smk.params.loader,
+            settings=smk.params.settings,
+            timestep_hz=smk.params.timestep_hz,
+        )
+
+
+def _cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--experiment-json", required=True, help="the experiment's config entry, as JSON")
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--test", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--loader-json", default="{}", help="dataset class keywords, as JSON")
+    parser.add_argument("--settings-json", default="{}", help="cost.latency of the config, as JSON")
+    parser.add_argument("--timestep-hz", type=float, default=None, help="the sensor's timesteps per second")
+    args = parser.parse_args()
+    main(
+        experiment=json.loads(args.experiment_json),
+        name=args.name,
+        model_file=args.model,
+        test_file=args.test,
+        out_file=args.out,
+        threads=args.threads,
+        device=args.device,
+        loader=json.loads(args.loader_json),
+        settings=json.loads(args.settings_json),
+        timestep_hz=args.timestep_hz,
+    )
+
+
+if "snakemake" in globals():
+    _from_snakemake(snakemake)  # noqa: F821
+elif __name__ == "__main__":
+    _cli()

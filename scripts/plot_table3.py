@@ -1,0 +1,63 @@
+"""Table 3 as a figure: top-1 against (MAC + AC) operations per sample, one panel per dataset, drawn from
+table3.csv (no re-measuring)."""
+
+import argparse
+import csv
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from bidl.io import atomic_path  # noqa: E402
+
+REQUIRED = ("dataset", "network", "kind", "top-1 (IIM)", "G(MAC+AC) / sample", "data source")
+MARKERS = {"Conv3D": "s", "ConvLSTM": "^", "LSTM": "^"}
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {missing}")
+        rows = list(reader)
+    if not rows:
+        raise ValueError(f"{path}: no rows")
+    return rows
+
+
+def main(csv_file: Path, out_file: Path, preset: str = "") -> None:
+    rows = read_rows(csv_file)
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(3.2 * len(datasets), 3.4), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets, strict=True):
+        for row in (r for r in rows if r["dataset"] == dataset):
+            ops, top1 = float(row["G(MAC+AC) / sample"]), float(row["top-1 (IIM)"])
+            marker = MARKERS.get(row["kind"], "o")
+            ax.scatter(ops, top1, marker=marker, s=50, label=row["kind"])
+            ax.annotate(row["kind"], (ops, top1), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.set_xscale("log")
+        ax.set(title=dataset, xlabel="G(MAC + AC) / sample", ylim=(0, 100))
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("top-1 (%)")
+    fig.suptitle(
+        f"Table 3: accuracy against cost ({rows[0]['data source'].split(':')[0]}; preset {preset})",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    with atomic_path(out_file) as tmp:
+        fig.savefig(tmp, format=out_file.suffix.lstrip(".") or "png", dpi=120)
+    plt.close(fig)
+
+
+if "snakemake" in globals():
+    main(Path(snakemake.input.csv), Path(snakemake.output.figure), snakemake.config["name"])  # noqa: F821
+elif __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("csv", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--preset", default="")
+    args = parser.parse_args()
+    main(args.csv, args.out, args.preset)

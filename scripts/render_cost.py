@@ -1,0 +1,142 @@
+"""Render the cost and speed of every trained network (paper experiments and Table 3's baselines): parameters,
+MACs and accumulates per sample (measured on the evaluation data), spike rate, batch-1 EIM latency and
+batched IIM throughput on this machine; Markdown, CSV and LaTeX."""
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from bidl.config import resolve_experiment
+from bidl.data.catalog import describe_source
+from bidl.io import load_runs
+from bidl.tables import source_note, write_table
+
+COLUMNS = (
+    "network",
+    "model",
+    "compared with",
+    "dataset",
+    "neuron",
+    "parameters",
+    "MMACs / sample",
+    "MACs / sample",
+    "ACs / sample",
+    "input spike rate",
+    "top-1 (IIM)",
+    "EIM step ms (median)",
+    "EIM step ms (p95)",
+    "EIM samples/s",
+    "EIM timesteps/s",
+    "real-time factor",
+    "IIM samples/s",
+    "data source",
+)
+
+
+def _count(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def cost_rows(
+    metrics: dict[str, dict[str, Any]],
+    costs: dict[str, dict[str, Any]],
+    latency: dict[str, dict[str, Any]],
+    compared: dict[str, str | None],
+    sources: dict[str, str],
+) -> list[dict[str, Any]]:
+    rows = []
+    for name in metrics:
+        m, c, speed = metrics[name], costs[name], latency[name]
+        rate = c.get("spike_rate")
+        rows.append(
+            {
+                "network": name,
+                "model": m["model"],
+                "compared with": compared.get(name) or "-",
+                "dataset": m["dataset"],
+                "neuron": m["neuron"],
+                "parameters": f"{c['params']:,}",
+                "MMACs / sample": f"{(c['macs'] + c['acs']) / 1e6:.2f}",
+                "MACs / sample": _count(c["macs"]),
+                "ACs / sample": _count(c["acs"]),
+                "input spike rate": f"{rate:.4f}" if rate is not None else "-",
+                "top-1 (IIM)": f"{m['top1_iim']:.1f}",
+                "EIM step ms (median)": f"{speed['eim']['step_ms_median']:.3f}",
+                "EIM step ms (p95)": f"{speed['eim']['step_ms_p95']:.3f}",
+                "EIM samples/s": f"{speed['eim']['samples_per_s']:.1f}",
+                "EIM timesteps/s": f"{speed['eim']['timesteps_per_s']:.0f}",
+                "real-time factor": (
+                    f"{speed['real_time_factor']:.1f}x"
+                    if speed.get("real_time_factor")
+                    else "n/a (not a stream)"
+                ),
+                "IIM samples/s": f"{speed['iim']['samples_per_s']:.1f} (batch {speed['iim']['batch_size']})",
+                "data source": sources[name],
+            }
+        )
+    return rows
+
+
+def main(
+    config: dict[str, Any],
+    metrics_files: list[Path],
+    cost_files: list[Path],
+    latency_files: list[Path],
+    stem: Path,
+) -> None:
+    metrics, costs, latency = load_runs(metrics_files), load_runs(cost_files), load_runs(latency_files)
+    if not (set(metrics) == set(costs) == set(latency)):
+        raise ValueError(
+            f"cost table: metrics, cost and latency files name different networks: {sorted(metrics)} / "
+            f"{sorted(costs)} / {sorted(latency)}"
+        )
+    entries = {name: resolve_experiment(config, name) for name in metrics}
+    compared = {name: e.get("baseline_of") for name, e in entries.items()}
+    sources = {
+        name: describe_source(e["dataset"], config["datasets"][e["dataset"]]["source"])
+        for name, e in entries.items()
+    }
+    preset = config["name"]
+    rows = cost_rows(metrics, costs, latency, compared, sources)
+    where = next(iter(latency.values()))
+    samples = sorted({c["n_samples"] for c in costs.values()})
+    notes = [
+        source_note(config, sources.values()),
+        "Per sample (all timesteps), counted by bidl.cost.model_cost over the first "
+        f"{'/'.join(map(str, samples))} evaluation samples in IIM: MACs = multiply-accumulates of synapses "
+        "(conv / linear) whose input is not binary; ACs = accumulates of synapses fed by binary spikes, one "
+        "per active input and output it reaches (measured spike rates); MMACs / sample = (MACs + ACs) / 1e6. "
+        "Neuron element-wise ops, BatchNorm (foldable) and pooling are not in these columns.",
+        f"Speed measured alone on {where['device_name']} ({where['device']}, {where['threads']} threads, "
+        f"torch {where['torch']}): EIM = batch-1 streaming, one call per timestep (latency per timestep); "
+        "IIM = whole batches. Real-time factor = EIM timesteps/s over the sensor's timesteps per second. "
+        "ONNX Runtime: not measured (the ONNX export is not built yet).",
+    ]
+    write_table(stem, f"Cost and speed per network (preset `{preset}`)", COLUMNS, rows, notes)
+
+
+if "snakemake" in globals():
+    main(
+        snakemake.config,  # noqa: F821
+        [Path(p) for p in snakemake.input.metrics],  # noqa: F821
+        [Path(p) for p in snakemake.input.cost],  # noqa: F821
+        [Path(p) for p in snakemake.input.latency],  # noqa: F821
+        Path(snakemake.output.markdown).with_suffix(""),  # noqa: F821
+    )
+elif __name__ == "__main__":
+    from bidl.config import load_yaml, network_names
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--results", type=Path, required=True, help="results/<preset>")
+    parser.add_argument("--out", type=Path, required=True, help="writes OUT.md, OUT.csv and OUT.tex")
+    args = parser.parse_args()
+    config = load_yaml(args.config)
+    runs = [args.results / "experiments" / n for n in network_names(config)]
+    main(
+        config,
+        [r / "metrics.json" for r in runs],
+        [r / "cost.json" for r in runs],
+        [r / "latency.json" for r in runs],
+        args.out,
+    )

@@ -1,0 +1,89 @@
+"""Render the paper's Table 1 (cost formulas of five ST layers) with their values at Figure 4's shape, the
+counts measured by running each layer, and the ratios to ConvLIF; Markdown, CSV and LaTeX, from the counts
+written by measure_st_layers.py (no re-measuring)."""
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from bidl.cost import KINDS, LAYER_NAMES, TABLE1_FORMULAS
+from bidl.tables import write_table
+
+COLUMNS = (
+    "layer",
+    "synaptic ops",
+    "element-wise ops",
+    "weights",
+    "ops at the shape",
+    "ops measured",
+    "weights at the shape",
+    "weights measured",
+    "ops vs ConvLIF",
+    "synaptic ops vs ConvLIF",
+    "weights vs ConvLIF",
+)
+
+
+def table_rows(counts: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for kind in KINDS:
+        formula, measured = counts["formula"][kind], counts["measured"][kind]
+        text, ratios = TABLE1_FORMULAS[kind], counts["ratios"][kind]
+        kinds = [label for label, key in (("MACs", "macs"), ("ACs", "acs")) if formula[key]]
+        rows.append(
+            {
+                "layer": LAYER_NAMES[kind],
+                "synaptic ops": text["synaptic"],
+                "element-wise ops": text["elementwise"],
+                "weights": text["weights"],
+                "ops at the shape": f"{formula['ops']:,} ({' + '.join(kinds)}"
+                + (f" + {formula['elementwise']:,} element-wise)" if formula["elementwise"] else ")"),
+                "ops measured": f"{measured['ops']:,}",
+                "weights at the shape": f"{formula['weights']:,}",
+                "weights measured": f"{measured['weights']:,}",
+                "ops vs ConvLIF": f"{ratios['ops_vs_convlif']:.2f}x",
+                "synaptic ops vs ConvLIF": f"{ratios['synaptic_ops_vs_convlif']:.2f}x",
+                "weights vs ConvLIF": f"{ratios['weights_vs_convlif']:.2f}x",
+            }
+        )
+    return rows
+
+
+def main(counts_file: Path, preset: str, stem: Path) -> None:
+    counts = json.loads(Path(counts_file).read_text())
+    shape = ", ".join(f"{k} = {v}" for k, v in counts["setting"].items())
+    notes = [
+        f"Config: `{preset}`. Data: none (each layer runs once on a random input of the shape).",
+        "Output [T, H, W, C] at batch 1, I x J kernel (Conv3D U x I x J), K input channels; R = T·H·W·C, "
+        f"Q = I·J·K. Values at {shape} (Figure 4's setting unless the config's cost.table1 differs).",
+        "Measured = counted while running each layer (bidl.cost.measure_st_layer): synapses with PyTorch's "
+        "FlopCounterMode (MACs = FLOPs / 2), element-wise neuron and gate ops at the aten level, weights "
+        "from the parameters. ConvLIF's synaptic ops are accumulates (ACs): its inputs are spikes. Weights "
+        "exclude biases (C per layer, 4·C for ConvLSTM) and the 4 neuron constants of ConvLIF / ConvLIAF.",
+        "Element-wise ops per neuron and step as this library runs them: LIF "
+        f"{TABLE1_FORMULAS['convlif']['elementwise']}, LIAF {TABLE1_FORMULAS['convliaf']['elementwise']}, "
+        f"LSTM gates {TABLE1_FORMULAS['convlstm']['elementwise']} (bidl.cost constants).",
+    ]
+    write_table(
+        stem,
+        f"Table 1: cost of spatio-temporal layers (preset `{preset}`)",
+        COLUMNS,
+        table_rows(counts),
+        notes,
+    )
+
+
+if "snakemake" in globals():
+    main(
+        Path(snakemake.input.counts),  # noqa: F821
+        snakemake.params.preset,  # noqa: F821
+        Path(snakemake.output.markdown).with_suffix(""),  # noqa: F821
+    )
+elif __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("counts", type=Path, help="results/<preset>/measurements/st_layers.json")
+    parser.add_argument("--preset", default="default")
+    parser.add_argument("--out", type=Path, required=True, help="writes OUT.md, OUT.csv and OUT.tex")
+    args = parser.parse_args()
+    main(args.counts, args.preset, args.out)

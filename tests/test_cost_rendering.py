@@ -1,0 +1,182 @@
+"""Latency measurement and the cost rules' scripts: Table 1 / Figure 4 from the measured layer counts, the
+cost table and Table 3 from per-network JSON files, each rendered without re-measuring."""
+
+import csv
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from bidl.latency import measure_latency, percentile
+from bidl.models import create_model
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _load_script(name):
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_percentile_interpolates_like_numpy():
+    values = [5.0, 1.0, 4.0, 2.0, 3.0]
+    assert percentile(values, 50) == 3.0
+    assert percentile(values, 95) == pytest.approx(4.8)
+    assert percentile(values, 0) == 1.0 and percentile(values, 100) == 5.0
+    with pytest.raises(ValueError, match="no values"):
+        percentile([], 50)
+
+
+def test_measure_latency_times_every_eim_step_and_iim_batches():
+    torch.manual_seed(0)
+    model = create_model("dvs128_gesture", channels=(4, 4, 4), hidden=8, height=16, width=16)
+    samples = [torch.rand(5, 2, 16, 16) for _ in range(3)]
+    result = measure_latency(model, samples, warmup=1, batch_size=4, batches=2, timestep_hz=40.0)
+    eim, iim = result["eim"], result["iim"]
+    assert result["timesteps"] == 5 and eim["n_samples"] == 3 and eim["n_steps"] == 15
+    assert 0 < eim["step_ms_median"] <= eim["step_ms_p95"] <= eim["step_ms_max"]
+    # a sample is its 5 steps: samples/s and timesteps/s are consistent
+    assert eim["timesteps_per_s"] == pytest.approx(5 * eim["samples_per_s"])
+    assert iim["batch_size"] == 4 and iim["timesteps_per_s"] == pytest.approx(5 * iim["samples_per_s"])
+    assert result["real_time_factor"] == pytest.approx(eim["timesteps_per_s"] / 40.0)
+    assert result["device"] == "cpu" and result["threads"] == torch.get_num_threads()
+    with pytest.raises(ValueError, match="no samples"):
+        measure_latency(model, [])
+
+
+SHAPE = {"T": 3, "H": 5, "W": 4, "C": 6, "K": 3, "U": 3, "I": 3, "J": 3}
+
+
+def test_table1_and_fig4_are_rendered_from_the_measured_counts(tmp_path):
+    measure = _load_script("measure_st_layers")
+    counts = measure.main(SHAPE, "tiny", tmp_path / "st.json", tmp_path / "fig4.csv")
+    rows = list(csv.DictReader((tmp_path / "fig4.csv").open()))
+    assert [r["layer"] for r in rows] == ["Conv2D", "Conv3D", "ConvLSTM", "ConvLIAF", "ConvLIF"]
+    r_q = 3 * 5 * 4 * 6 * (3 * 3 * 3)  # R * Q
+    assert int(rows[1]["macs"]) == 3 * r_q == int(rows[1]["ops_measured"])  # Conv3D: U * R * Q
+    assert int(rows[4]["acs"]) == r_q and int(rows[4]["macs"]) == 0  # ConvLIF: spike inputs accumulate
+    assert float(rows[1]["synaptic_ops_vs_convlif"]) == 3.0
+    assert float(rows[2]["synaptic_ops_vs_convlif"]) == pytest.approx(4 * (3 + 6) / 3)  # 4 (K + C) / K
+    assert counts["setting"] == SHAPE
+
+    render = _load_script("render_table1")
+    render.main(tmp_path / "st.json", "tiny", tmp_path / "table1")
+    table = list(csv.DictReader((tmp_path / "table1.csv").open()))
+    assert table[2]["synaptic ops"] == "4·R·(Q + I·J·C) MACs"
+    assert all(r["ops measured"] == r["ops at the shape"].split(" ")[0] for r in table)
+    assert "Table 1" in (tmp_path / "table1.tex").read_text()
+
+    plot = _load_script("plot_fig4")
+    printed = plot.main(tmp_path / "fig4.csv", tmp_path / "fig4.png")
+    assert "3.00x" in printed and (tmp_path / "fig4.png").stat().st_size > 0
+
+
+def test_measure_st_layers_refuses_formulas_that_disagree_with_the_counts(tmp_path, monkeypatch):
+    measure = _load_script("measure_st_layers")
+    real = measure.figure4_counts
+
+    def off_by_one(**shape):
+        counts = real(**shape)
+        counts["formula"]["conv3d"]["macs"] += 1
+        return counts
+
+    monkeypatch.setattr(measure, "figure4_counts", off_by_one)
+    with pytest.raises(RuntimeError, match="conv3d.macs"):
+        measure.main(SHAPE, "tiny", tmp_path / "st.json", tmp_path / "fig4.csv")
+    assert not (tmp_path / "st.json").exists() and not (tmp_path / "fig4.csv").exists()
+
+
+CONFIG = {
+    "name": "tiny",
+    "description": "test",
+    "datasets": {"luna16": {"source": "standin"}},
+    "experiments": {
+        "luna16_cls": {
+            "dataset": "luna16",
+            "model": "luna16_cls",
+            "model_kwargs": {"channels": [4, 4, 4], "alpha": 0.8},
+            "recipe": {"epochs": 20},
+            "paper": {"top1": 90.4},
+        }
+    },
+    "baselines": {
+        "luna16_cls_conv3d": {"of": "luna16_cls", "model": "luna16_cls_conv3d"},
+        "luna16_cls_convlstm": {"of": "luna16_cls", "model": "luna16_cls_convlstm", "recipe": {"epochs": 6}},
+    },
+}
+RUNS = {  # name: (model, neuron, top-1, MACs, ACs)
+    "luna16_cls": ("luna16_cls", "LIF", 96.2, 1.0e6, 3.0e6),
+    "luna16_cls_conv3d": ("luna16_cls_conv3d", "none", 97.0, 12.0e6, 0.0),
+    "luna16_cls_convlstm": ("luna16_cls_convlstm", "none", 80.0, 40.0e6, 0.0),
+}
+
+
+def _write_runs(root: Path) -> dict[str, list[Path]]:
+    files = {"metrics": [], "cost": [], "latency": []}
+    for name, (model, neuron, top1, macs, acs) in RUNS.items():
+        run = root / "experiments" / name
+        run.mkdir(parents=True)
+        entries = {
+            "metrics": {"model": model, "dataset": "luna16", "neuron": neuron, "top1_iim": top1},
+            "cost": {
+                "macs": macs,
+                "acs": acs,
+                "params": 1000,
+                "spike_rate": 0.1 if acs else None,
+                "n_samples": 8,
+            },
+            "latency": {
+                "eim": {
+                    "step_ms_median": 0.5,
+                    "step_ms_p95": 0.7,
+                    "samples_per_s": 250.0,
+                    "timesteps_per_s": 2e3,
+                },
+                "iim": {"samples_per_s": 900.0, "batch_size": 16},
+                "real_time_factor": None,
+                "device": "cpu",
+                "device_name": "test CPU",
+                "threads": 2,
+                "torch": "2",
+            },
+        }
+        for key, value in entries.items():
+            (run / f"{key}.json").write_text(json.dumps(value))
+            files[key].append(run / f"{key}.json")
+    return files
+
+
+def test_table3_compares_each_baseline_with_its_paper_network(tmp_path):
+    files = _write_runs(tmp_path)
+    render = _load_script("render_table3")
+    render.main(CONFIG, files["metrics"], files["cost"], tmp_path / "table3")
+    rows = list(csv.DictReader((tmp_path / "table3.csv").open()))
+    assert [r["kind"] for r in rows] == ["BIDL (LIF)", "Conv3D", "ConvLSTM"]
+    assert [r["ops vs BIDL"] for r in rows] == ["1.00x", "3.00x", "10.00x"]
+    assert rows[0]["GACs / sample"] == "0.0030" and rows[0]["top-1 paper"] == "90.4"
+    assert [r["epochs"] for r in rows] == ["20", "20", "6"]
+    assert (tmp_path / "table3.md").read_text().startswith("# Table 3")
+    plot = _load_script("plot_table3")
+    plot.main(tmp_path / "table3.csv", tmp_path / "table3.png", "tiny")
+    assert (tmp_path / "table3.png").stat().st_size > 0
+    with pytest.raises(ValueError, match="before its experiment"):
+        render.main(CONFIG, files["metrics"][1:], files["cost"][1:], tmp_path / "bad")
+
+
+def test_cost_table_lists_every_network_and_names_a_missing_one(tmp_path):
+    files = _write_runs(tmp_path)
+    render = _load_script("render_cost")
+    render.main(CONFIG, files["metrics"], files["cost"], files["latency"], tmp_path / "cost")
+    rows = list(csv.DictReader((tmp_path / "cost.csv").open()))
+    assert [r["network"] for r in rows] == list(RUNS)
+    assert rows[0]["MMACs / sample"] == "4.00" and rows[0]["input spike rate"] == "0.1000"
+    assert rows[1]["compared with"] == "luna16_cls" and rows[1]["input spike rate"] == "-"
+    assert "test CPU" in (tmp_path / "cost.md").read_text()
+    with pytest.raises(ValueError, match="different networks"):
+        render.main(CONFIG, files["metrics"], files["cost"][:2], files["latency"], tmp_path / "bad")
