@@ -7,7 +7,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_param_option", "cli_params", "parse_params", "setup_logging"]
+__all__ = [
+    "add_param_option",
+    "add_trained_arguments",
+    "cli_params",
+    "parse_params",
+    "setup_logging",
+    "trained_from_args",
+    "trained_from_snakemake",
+]
 
 
 def setup_logging(log_file: str | Path | None) -> None:
@@ -56,3 +64,42 @@ def cli_params(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dic
         return parse_params(args.param)
     except ValueError as err:
         parser.error(str(err))
+
+
+def add_trained_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of a script that runs a trained network on its evaluation split (evaluate, measure_cost,
+    measure_latency): ``--experiment-json --name --model --test --out --threads --loader-json``."""
+    parser.add_argument("--experiment-json", required=True, help="the experiment's config entry, as JSON")
+    parser.add_argument("--name", required=True, help="the experiment's (or baseline's) name")
+    parser.add_argument("--model", type=Path, required=True, help="its trained model.pt")
+    parser.add_argument("--test", type=Path, required=True, help="the dataset's cached test split")
+    parser.add_argument("--out", type=Path, required=True, help="the JSON file to write")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--loader-json", default="{}", help="dataset class keywords, as JSON")
+
+
+def trained_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments :func:`add_trained_arguments` parsed, as the scripts' ``main`` takes them."""
+    return {
+        "experiment": json.loads(args.experiment_json),
+        "name": args.name,
+        "model_file": args.model,
+        "test_file": args.test,
+        "out_file": args.out,
+        "threads": args.threads,
+        "loader": json.loads(args.loader_json),
+    }
+
+
+def trained_from_snakemake(smk: Any, output: str) -> dict[str, Any]:
+    """The same keyword arguments from a rule (``params.experiment/name/loader``, ``input.model/test``,
+    ``output.<output>``, its threads)."""
+    return {
+        "experiment": smk.params.experiment,
+        "name": smk.params.name,
+        "model_file": Path(smk.input.model),
+        "test_file": Path(smk.input.test),
+        "out_file": Path(smk.output[output]),
+        "threads": smk.threads,
+        "loader": smk.params.loader,
+    }

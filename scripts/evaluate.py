@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from bidl.cli import add_trained_arguments, trained_from_args, trained_from_snakemake
 from bidl.data.catalog import open_split
 from bidl.evaluation import evaluate_model
 from bidl.io import atomic_write_json, redirect_output
@@ -62,39 +63,15 @@ def main(
 
 def _from_snakemake(smk) -> None:
     with redirect_output(smk.log[0]):
-        main(
-            experiment=smk.params.experiment,
-            name=smk.params.name,
-            model_file=Path(smk.input.model),
-            test_file=Path(smk.input.test),
-            out_file=Path(smk.output.metrics),
-            seed=smk.params.seed,
-            threads=smk.threads,
-            loader=smk.params.loader,
-        )
+        main(**trained_from_snakemake(smk, "metrics"), seed=smk.params.seed)
 
 
 def _cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--experiment-json", required=True)
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--model", type=Path, required=True)
-    parser.add_argument("--test", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
+    add_trained_arguments(parser)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--loader-json", default="{}", help="dataset class keywords, as JSON")
     args = parser.parse_args()
-    main(
-        experiment=json.loads(args.experiment_json),
-        name=args.name,
-        model_file=args.model,
-        test_file=args.test,
-        out_file=args.out,
-        seed=args.seed,
-        threads=args.threads,
-        loader=json.loads(args.loader_json),
-    )
+    main(**trained_from_args(args), seed=args.seed)
 
 
 if "snakemake" in globals():

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from bidl.cli import add_trained_arguments, trained_from_args, trained_from_snakemake
 from bidl.cost import model_cost
 from bidl.data.catalog import open_split
 from bidl.io import atomic_write_json, redirect_output
@@ -50,39 +51,15 @@ def main(
 
 def _from_snakemake(smk) -> None:
     with redirect_output(smk.log[0]):
-        main(
-            experiment=smk.params.experiment,
-            name=smk.params.name,
-            model_file=Path(smk.input.model),
-            test_file=Path(smk.input.test),
-            out_file=Path(smk.output.cost),
-            max_samples=smk.params.max_samples,
-            threads=smk.threads,
-            loader=smk.params.loader,
-        )
+        main(**trained_from_snakemake(smk, "cost"), max_samples=smk.params.max_samples)
 
 
 def _cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--experiment-json", required=True, help="the experiment's config entry, as JSON")
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--model", type=Path, required=True)
-    parser.add_argument("--test", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
+    add_trained_arguments(parser)
     parser.add_argument("--max-samples", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--loader-json", default="{}", help="dataset class keywords, as JSON")
     args = parser.parse_args()
-    main(
-        experiment=json.loads(args.experiment_json),
-        name=args.name,
-        model_file=args.model,
-        test_file=args.test,
-        out_file=args.out,
-        max_samples=args.max_samples,
-        threads=args.threads,
-        loader=json.loads(args.loader_json),
-    )
+    main(**trained_from_args(args), max_samples=args.max_samples)
 
 
 if "snakemake" in globals():

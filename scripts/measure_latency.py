@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from bidl.cli import add_trained_arguments, trained_from_args, trained_from_snakemake
 from bidl.data.catalog import open_split
 from bidl.io import atomic_write_json, redirect_output
 from bidl.latency import measure_latency
@@ -52,14 +53,8 @@ def main(
 def _from_snakemake(smk) -> None:
     with redirect_output(smk.log[0]):
         main(
-            experiment=smk.params.experiment,
-            name=smk.params.name,
-            model_file=Path(smk.input.model),
-            test_file=Path(smk.input.test),
-            out_file=Path(smk.output.latency),
-            threads=smk.threads,
+            **trained_from_snakemake(smk, "latency"),
             device=smk.params.device,
-            loader=smk.params.loader,
             settings=smk.params.settings,
             timestep_hz=smk.params.timestep_hz,
         )
@@ -67,26 +62,14 @@ def _from_snakemake(smk) -> None:
 
 def _cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--experiment-json", required=True, help="the experiment's config entry, as JSON")
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--model", type=Path, required=True)
-    parser.add_argument("--test", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    add_trained_arguments(parser)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--loader-json", default="{}", help="dataset class keywords, as JSON")
     parser.add_argument("--settings-json", default="{}", help="cost.latency of the config, as JSON")
     parser.add_argument("--timestep-hz", type=float, default=None, help="the sensor's timesteps per second")
     args = parser.parse_args()
     main(
-        experiment=json.loads(args.experiment_json),
-        name=args.name,
-        model_file=args.model,
-        test_file=args.test,
-        out_file=args.out,
-        threads=args.threads,
+        **trained_from_args(args),
         device=args.device,
-        loader=json.loads(args.loader_json),
         settings=json.loads(args.settings_json),
         timestep_hz=args.timestep_hz,
     )

@@ -180,3 +180,22 @@ def test_cost_table_lists_every_network_and_names_a_missing_one(tmp_path):
     assert "test CPU" in (tmp_path / "cost.md").read_text()
     with pytest.raises(ValueError, match="different networks"):
         render.main(CONFIG, files["metrics"], files["cost"][:2], files["latency"], tmp_path / "bad")
+
+
+def test_trained_network_scripts_take_the_same_arguments_from_the_cli_and_from_a_rule():
+    import argparse
+    from types import SimpleNamespace
+
+    from bidl.cli import add_trained_arguments, trained_from_args, trained_from_snakemake
+
+    parser = argparse.ArgumentParser()
+    add_trained_arguments(parser)
+    argv = ["--experiment-json", '{"model": "imdb"}', "--name", "imdb", "--model", "m.pt", "--test", "t.npz"]
+    args = parser.parse_args([*argv, "--out", "cost.json", "--loader-json", '{"n_frames": 16}'])
+    smk = SimpleNamespace(
+        params=SimpleNamespace(experiment={"model": "imdb"}, name="imdb", loader={"n_frames": 16}),
+        input=SimpleNamespace(model="m.pt", test="t.npz"),
+        output={"cost": "cost.json"},
+        threads=1,
+    )
+    assert trained_from_args(args) == trained_from_snakemake(smk, "cost")
