@@ -27,7 +27,7 @@ def main(history_file: Path, out_file: Path, title: str) -> None:
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     with atomic_path(out_file) as tmp:
         fig.savefig(tmp, format=out_file.suffix.lstrip(".") or "png", dpi=120)

@@ -63,7 +63,9 @@ rule plot_history:
             category="Training curves",
         ),
     params:
-        title=lambda w: f"{w.experiment} ({PRESET})",
+        title=lambda w: (
+            f"{w.experiment} (preset {PRESET}; {describe_dataset_source(experiment(w.experiment)['dataset'])})"
+        ),
     log:
         f"{LOGS}/plot_history/{{experiment}}.log",
     threads: 1
