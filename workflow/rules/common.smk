@@ -4,6 +4,7 @@ from pathlib import Path
 from bidl.config import network_names, resolve_experiment, table3_names, validate_config
 from bidl.data.catalog import DATASET_NAMES, describe_source, get_dataset, timestep_rate_hz
 from bidl.data.sources import SOURCES
+from snakemake.exceptions import WorkflowError
 
 
 validate_config(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
@@ -27,6 +28,15 @@ DATASETS_DECLARED = [d for d in DATASET_NAMES if d in config["datasets"]]
 DATASET_PATTERN = "|".join(DATASET_NAMES)
 SCRIPTED_SOURCE_PATTERN = "|".join(sorted({s.name for d in SOURCES.values() for s in d.values() if not s.manual}))
 MANUAL_SOURCE_PATTERN = "|".join(sorted({s.name for d in SOURCES.values() for s in d.values() if s.manual}))
+
+
+def all_cores(wildcards):
+    """Every core Snakemake was given, so that a job using them runs alone (the latency measurements); 1
+    where no core count applies (``snakemake --report`` or a dry run without ``--cores``)."""
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return 1
 
 
 def dataset_source(dataset):

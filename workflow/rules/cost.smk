@@ -59,7 +59,7 @@ rule latency:
         device=config.get("device", "auto"),
     log:
         f"{LOGS}/latency/{{experiment}}.log",
-    threads: workflow.cores
+    threads: all_cores
     resources:
         mem_mb=4000,
     conda:
