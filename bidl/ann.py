@@ -18,6 +18,9 @@ streaming and cost code runs on them; IIM and EIM give the same outputs.
       H_t &= \sigma(o) \odot \tanh(C_t)
 
   ``4*T*H*W*C*I*J*(K + C)`` multiply-accumulates (``W_x`` may stride; ``W_h`` keeps the output size).
+  ``norm=True`` puts BatchNorm on the input's gate pre-activations ``W_x * X_t`` (over all ``B*T`` frames in
+  IIM; the recurrent batch normalisation of Cooijmans et al. 2017 on the input path, the same place as the ST
+  blocks' BatchNorm on the synaptic current); at inference it folds into ``W_x``.
 - :class:`LSTM`: the same cell with linear maps, ``4*T*C*(K + C)`` multiply-accumulates.
 """
 
@@ -102,12 +105,24 @@ class _Recurrent(StatefulModule):
     """The loop of an LSTM-like layer: input maps run on all ``B*T`` steps at once in IIM, the recurrent map
     step by step; EIM holds ``(h, c)``."""
 
-    def __init__(self, input_map: nn.Module, hidden_map: nn.Module, hidden: int, iteration: str):
+    def __init__(
+        self,
+        input_map: nn.Module,
+        hidden_map: nn.Module,
+        hidden: int,
+        iteration: str,
+        norm: nn.Module | None = None,
+    ):
         super().__init__(iteration)
         self.input_map = input_map
+        self.input_norm = norm  # optional BatchNorm of the input path's gate pre-activations
         self.hidden_map = hidden_map
         self.hidden = hidden
         self.state: tuple[Tensor, Tensor] | None = None
+
+    def _input_gates(self, x: Tensor) -> Tensor:
+        gates = self.input_map(x)
+        return gates if self.input_norm is None else self.input_norm(gates)
 
     def _step(self, x_gates: Tensor, state: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor]:
         if state is None:  # zero state: W_h * 0 still runs, so every step costs the same
@@ -118,10 +133,10 @@ class _Recurrent(StatefulModule):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.iteration == "external":
-            self.state = self._step(self.input_map(x), self.state)
+            self.state = self._step(self._input_gates(x), self.state)
             return self.state[0]
         b, t = x.shape[:2]
-        x_gates = self.input_map(x.reshape(b * t, *x.shape[2:]))
+        x_gates = self._input_gates(x.reshape(b * t, *x.shape[2:]))
         x_gates = x_gates.reshape(b, t, *x_gates.shape[1:])
         state, outputs = None, []
         for step_gates in x_gates.unbind(1):  # (indexing per step would cost O(T^2) in the backward pass)
@@ -151,6 +166,7 @@ class ConvLSTM(_Recurrent):
         padding: int | None = None,
         *,
         bias: bool = True,
+        norm: bool = False,
         iteration: str = "internal",
     ):
         padding = kernel_size // 2 if padding is None else padding
@@ -158,7 +174,8 @@ class ConvLSTM(_Recurrent):
         hidden_map = nn.Conv2d(
             hidden_channels, 4 * hidden_channels, kernel_size, 1, kernel_size // 2, bias=False
         )
-        super().__init__(input_map, hidden_map, hidden_channels, iteration)
+        bn = nn.BatchNorm2d(4 * hidden_channels) if norm else None
+        super().__init__(input_map, hidden_map, hidden_channels, iteration, norm=bn)
 
 
 class LSTM(_Recurrent):

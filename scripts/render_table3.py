@@ -82,7 +82,8 @@ def main(config: dict[str, Any], metrics_files: list[Path], cost_files: list[Pat
         "Every network of a dataset is trained on the same split with the paper network's recipe (epochs as "
         "listed) and evaluated on the same validation split. Conv3D: the paper network with each ConvLIF "
         "replaced by a causal 3x3x3 Conv3D + BatchNorm + ReLU (same depth); ConvLSTM / LSTM: each ConvLIF "
-        "(FCLIAF) replaced by a ConvLSTM (LSTM) of the same width (bidl.models.baselines).",
+        "(FCLIAF) replaced by a ConvLSTM (with BatchNorm on its input path) or an LSTM of the same width "
+        "(bidl.models.baselines).",
         "GMACs / GACs per sample (all timesteps), measured by bidl.cost.model_cost on evaluation samples: "
         "synapses fed by binary spikes accumulate (ACs, one per active input and output), all others "
         "multiply-accumulate (MACs). ops vs BIDL = (MACs + ACs) over the paper network's.",

@@ -30,8 +30,10 @@ and BatchNorm are the same size). Depth is the number of conv layers (3 / 5 / 3 
 
 **ConvLSTM, similar width.** The same stack with each ConvLIF replaced by a
 ``ConvLSTM(hidden channels = the ConvLIF's channels, same kernel and stride)`` (Shi et al. 2015, four gates,
-input and hidden convolutions; no BatchNorm inside the recurrent stack, as usual for ConvLSTM), the same
-pooling, head, aggregation and readout. Width is the number of channels of each state (hidden) map; a
+input and hidden convolutions; BatchNorm on the input convolution's gate pre-activations, ``norm=True``, the
+place the paper networks put theirs: without it the DVS128 and Luna16 ConvLSTMs did not learn at all with the
+paper networks' recipes, loss flat at ln(classes) for every epoch), the same pooling, head, aggregation and
+readout. Width is the number of channels of each state (hidden) map; a
 ConvLSTM layer has ``4 (K + C) / K`` times the weights of the ConvLIF of width ``C`` on ``K`` input channels.
 
 The networks, per family (``c`` = ``channels`` / ``widths``; the paper network's structure in brackets):
@@ -212,7 +214,9 @@ def _conv3d_block(c_in: int, c_out: int, kernel: int, stride: int, pool: bool, i
 
 def _convlstm_block(c_in: int, c_out: int, kernel: int, stride: int, pool: bool, iteration: str) -> nn.Module:
     """``ConvLSTM(k, stride) [-> MaxPool2]``."""
-    layers: list[nn.Module] = [ConvLSTM(c_in, c_out, kernel, stride, kernel // 2, iteration=iteration)]
+    layers: list[nn.Module] = [
+        ConvLSTM(c_in, c_out, kernel, stride, kernel // 2, norm=True, iteration=iteration)
+    ]
     if pool:
         layers.append(TimeDistributed(nn.MaxPool2d(2), iteration))
     return nn.Sequential(*layers)
@@ -710,7 +714,9 @@ class JesterConvLSTM(nn.Module):
             layers = []
             for layer in range(max(1, math.ceil(count / 2))):
                 layers.append(
-                    ConvLSTM(channels, width, 3, stride if layer == 0 else 1, 1, iteration=iteration)
+                    ConvLSTM(
+                        channels, width, 3, stride if layer == 0 else 1, 1, norm=True, iteration=iteration
+                    )
                 )
                 channels = width
             stages.append(nn.Sequential(*layers))
