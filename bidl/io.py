@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -26,6 +27,7 @@ __all__ = [
     "atomic_torch_save",
     "load_checkpoint",
     "load_runs",
+    "read_csv_rows",
 ]
 
 
@@ -114,6 +116,21 @@ def load_runs(files: Iterable[str | Path]) -> dict[str, Any]:
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}: not valid JSON ({err})") from None
     return runs
+
+
+def read_csv_rows(path: str | Path, required: Iterable[str] = ()) -> list[dict[str, str]]:
+    """The rows of a CSV file with a header (e.g. the measurements a figure is drawn from); a missing
+    ``required`` column or an empty file is an error naming the file."""
+    path = Path(path)
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in required if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {missing}")
+        rows = list(reader)
+    if not rows:
+        raise ValueError(f"{path}: no rows")
+    return rows
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Any:

@@ -2,7 +2,6 @@
 study, drawn from the CSV written by colearn_noise.py (no re-measuring)."""
 
 import argparse
-import csv
 from pathlib import Path
 
 import matplotlib
@@ -10,25 +9,13 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from bidl.io import atomic_path  # noqa: E402
+from bidl.io import atomic_path, read_csv_rows  # noqa: E402
 
 REQUIRED = ("network", "label", "noise_ratio", "top1", "chance", "data_source", "preset", "dataset")
 
 
-def read_rows(path: Path) -> list[dict[str, str]]:
-    with path.open() as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {missing}")
-        rows = list(reader)
-    if not rows:
-        raise ValueError(f"{path}: no measurements")
-    return rows
-
-
 def main(csv_file: Path, out_file: Path) -> None:
-    rows = read_rows(csv_file)
+    rows = read_csv_rows(csv_file, REQUIRED)
     chance = float(rows[0]["chance"])
     fig, ax = plt.subplots(figsize=(6, 4))
     networks = list(dict.fromkeys(r["network"] for r in rows))

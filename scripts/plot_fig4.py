@@ -2,7 +2,6 @@
 ConvLIF printed on the bars; drawn from fig4.csv (written by measure_st_layers.py, no re-measuring)."""
 
 import argparse
-import csv
 from pathlib import Path
 
 import matplotlib
@@ -10,26 +9,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from bidl.io import atomic_path  # noqa: E402
+from bidl.io import atomic_path, read_csv_rows  # noqa: E402
 
 REQUIRED = ("layer", "macs", "acs", "elementwise", "ops", "weights", "ops_vs_convlif", "weights_vs_convlif")
 
 
-def read_rows(path: Path) -> list[dict[str, str]]:
-    with path.open() as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {missing}")
-        rows = list(reader)
-    if not rows:
-        raise ValueError(f"{path}: no rows")
-    return rows
-
-
 def main(csv_file: Path, out_file: Path) -> list[str]:
     """Draw the figure; return the ratio labels printed on it (ops, then weights, per layer)."""
-    rows = read_rows(csv_file)
+    rows = read_csv_rows(csv_file, REQUIRED)
     layers = [r["layer"] for r in rows]
     fig, (ops_ax, weights_ax) = plt.subplots(1, 2, figsize=(10, 4))
     bottom = [0.0] * len(rows)

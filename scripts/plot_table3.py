@@ -2,7 +2,6 @@
 table3.csv (no re-measuring)."""
 
 import argparse
-import csv
 from pathlib import Path
 
 import matplotlib
@@ -11,26 +10,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FormatStrFormatter, LogLocator  # noqa: E402
 
-from bidl.io import atomic_path  # noqa: E402
+from bidl.io import atomic_path, read_csv_rows  # noqa: E402
 
 REQUIRED = ("dataset", "network", "kind", "top-1 (IIM)", "G(MAC+AC) / sample", "data source")
 MARKERS = {"Conv3D": "s", "ConvLSTM": "^", "LSTM": "^"}
 
 
-def read_rows(path: Path) -> list[dict[str, str]]:
-    with path.open() as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {missing}")
-        rows = list(reader)
-    if not rows:
-        raise ValueError(f"{path}: no rows")
-    return rows
-
-
 def main(csv_file: Path, out_file: Path, preset: str = "") -> None:
-    rows = read_rows(csv_file)
+    rows = read_csv_rows(csv_file, REQUIRED)
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     fig, axes = plt.subplots(1, len(datasets), figsize=(3.2 * len(datasets), 3.4), squeeze=False)
     for ax, dataset in zip(axes[0], datasets, strict=True):

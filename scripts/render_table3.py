@@ -9,6 +9,7 @@ from typing import Any
 from bidl.config import resolve_experiment
 from bidl.data.catalog import describe_source
 from bidl.io import load_runs
+from bidl.models.baselines import baseline_kind
 from bidl.tables import source_note, write_table
 
 COLUMNS = (
@@ -25,13 +26,14 @@ COLUMNS = (
     "epochs",
     "data source",
 )
-KINDS = {"conv3d": "Conv3D", "convlstm": "ConvLSTM", "lstm": "LSTM"}
+KINDS = {"conv3d": "Conv3D", "convlstm": "ConvLSTM", "lstm": "LSTM"}  # display names
 
 
 def kind_of(model: str, neuron: str) -> str:
-    """``dvs128_gesture_conv3d`` -> ``Conv3D``; a paper network -> ``BIDL (<neuron>)``."""
-    suffix = model.rsplit("_", 1)[-1]
-    return KINDS.get(suffix, f"BIDL ({neuron})")
+    """A baseline's kind as displayed (``Conv3D``, from the baselines registry); a paper network ->
+    ``BIDL (<neuron>)``."""
+    kind = baseline_kind(model)
+    return KINDS[kind] if kind else f"BIDL ({neuron})"
 
 
 def table_rows(

@@ -95,6 +95,7 @@ __all__ = [
     "JesterConvLSTM",
     "R3DBasicBlock",
     "baselines_of",
+    "baseline_kind",
     "structural_kwargs",
     "cifar10_dvs_conv3d",
     "cifar10_dvs_convlstm",
@@ -188,6 +189,16 @@ def baselines_of(model: str) -> dict[str, str]:
         return dict(BASELINES[model])
     except KeyError:
         raise KeyError(f"model: no baselines for {model!r}; known: {sorted(BASELINES)}") from None
+
+
+def baseline_kind(model: str) -> str | None:
+    """The kind (``"conv3d"``, ``"convlstm"``, ``"lstm"``) of a registered baseline, ``None`` for any other
+    model (a paper network)."""
+    for kinds in BASELINES.values():
+        for kind, name in kinds.items():
+            if name == model:
+                return kind
+    return None
 
 
 def _check_cell(cell: str) -> None:
