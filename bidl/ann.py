@@ -26,6 +26,8 @@ streaming and cost code runs on them; IIM and EIM give the same outputs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -57,6 +59,8 @@ class CausalConv3d(StatefulModule):
         >>> layer(torch.rand(1, 5, 2, 8, 8)).shape
         torch.Size([1, 5, 4, 8, 8])
     """
+
+    state_attributes = ("frames",)
 
     def __init__(
         self,
@@ -146,6 +150,15 @@ class _Recurrent(StatefulModule):
 
     def reset_state(self) -> None:
         self.state = None
+
+    def get_state(self) -> dict[str, Tensor]:
+        """The hidden output ``h`` and the cell ``c``."""
+        return {} if self.state is None else {"h": self.state[0], "c": self.state[1]}
+
+    def set_state(self, state: Mapping[str, Tensor]) -> None:
+        if set(state) != {"h", "c"}:
+            raise KeyError(f"{type(self).__name__}: state needs exactly ['c', 'h'], got {sorted(state)}")
+        self.state = (state["h"], state["c"])
 
 
 class ConvLSTM(_Recurrent):

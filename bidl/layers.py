@@ -11,6 +11,8 @@ Shapes (batch-first): IIM ``[B, T, C, H, W] -> [B, T, C', H', W']`` (conv) and `
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from torch import Tensor, nn
 
 from .neurons import LIAF, LIF, LIFPlus
@@ -209,7 +211,9 @@ class TemporalAggregation(StatefulModule):
 
     IIM: ``[B, T, ...] -> [B, ...]``. EIM: an accumulator :math:`Acc(t) = Acc(t-1) + x_t` (reset to 0) and a
     step count; each call returns the aggregate so far (``Acc``, ``Acc / n`` or ``x_t``), so reading it after
-    step ``T-1`` gives the IIM result.
+    step ``T-1`` gives the IIM result. The EIM state (:meth:`get_state`) is the accumulator for ``sum``, the
+    accumulator and the count (a tensor ``[B, 1, ...]``, so that an exported step graph carries it) for
+    ``mean``, nothing for ``last``.
     """
 
     def __init__(self, mode: str = "mean", iteration: str = "internal"):
@@ -218,7 +222,7 @@ class TemporalAggregation(StatefulModule):
             raise ValueError(f"aggregation: unknown mode {mode!r}; choose one of {AGGREGATIONS}")
         self.mode = mode
         self.accumulator: Tensor | None = None
-        self.steps = 0
+        self.steps: int | Tensor = 0
 
     def forward(self, x: Tensor) -> Tensor:
         if self.iteration == "internal":
@@ -228,16 +232,43 @@ class TemporalAggregation(StatefulModule):
                 return x.mean(1)
             return x[:, -1]
         if self.mode == "last":
-            self.steps += 1
+            self.steps = self.steps + 1
             return x
         self.accumulator = x if self.accumulator is None else self.accumulator + x
-        self.steps += 1
+        self.steps = self.steps + 1
         return self.accumulator if self.mode == "sum" else self.accumulator / self.steps
 
     def reset_state(self) -> None:
         """Set the accumulator back to zero."""
         self.accumulator = None
         self.steps = 0
+
+    def _state_names(self) -> tuple[str, ...]:
+        return {"sum": ("accumulator",), "mean": ("accumulator", "steps"), "last": ()}[self.mode]
+
+    def get_state(self) -> dict[str, Tensor]:
+        if self.mode == "last" or self.accumulator is None:
+            return {}
+        state = {"accumulator": self.accumulator}
+        if self.mode == "mean":
+            steps = self.steps
+            if not isinstance(steps, Tensor):
+                shape = (self.accumulator.shape[0],) + (1,) * (self.accumulator.dim() - 1)
+                steps = self.accumulator.new_full(shape, float(steps))
+            state["steps"] = steps
+        return state
+
+    def set_state(self, state: Mapping[str, Tensor]) -> None:
+        names = self._state_names()
+        if set(state) != set(names):
+            raise KeyError(
+                f"TemporalAggregation({self.mode!r}): state needs exactly {sorted(names)}, "
+                f"got {sorted(state)}"
+            )
+        if names:
+            self.accumulator = state["accumulator"]
+        if "steps" in state:
+            self.steps = state["steps"]
 
     def extra_repr(self) -> str:
         return f"mode={self.mode!r}, {super().extra_repr()}"

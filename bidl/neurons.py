@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -33,6 +33,7 @@ from .functional import (
     lif_step,
     lifplus_constants,
     lifplus_multi_step,
+    lifplus_state_keys,
     lifplus_step,
 )
 from .state import StatefulModule
@@ -75,6 +76,7 @@ class LIF(StatefulModule):
     """
 
     analog = False
+    state_attributes = ("v",)
 
     def __init__(
         self,
@@ -333,6 +335,17 @@ class LIFPlus(LIF):
         """Forget the EIM state (membrane, conductances, currents, counter); the next step starts at 0."""
         self.state = None
         self.v = None
+
+    def get_state(self) -> dict[str, Tensor]:
+        """The membrane ``v`` and what the modes need (:func:`~bidl.functional.lifplus_state_keys`)."""
+        return dict(self.state) if self.state is not None else {}
+
+    def set_state(self, state: Mapping[str, Tensor]) -> None:
+        keys = set(lifplus_state_keys(**self.modes))
+        if set(state) != keys:
+            raise KeyError(f"LIFPlus: state needs exactly {sorted(keys)}, got {sorted(state)}")
+        self.state = dict(state)
+        self.v = self.state["v"]
 
     def extra_repr(self) -> str:
         modes = ", ".join(f"{stage}={mode!r}" for stage, mode in self.modes.items())

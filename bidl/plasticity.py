@@ -181,6 +181,8 @@ class Plasticity(StatefulModule):
         iteration: the iteration mode (set with the network's).
     """
 
+    state_attributes = ("pre_trace", "post_trace")
+
     def __init__(
         self,
         synapse: nn.Module,

@@ -13,10 +13,10 @@ One network object runs in either mode: :func:`set_iteration_mode` switches ever
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
-from torch import nn
+from torch import Tensor, nn
 
 __all__ = [
     "ITERATION_MODES",
@@ -49,10 +49,34 @@ class SpatioTemporalModule(nn.Module):
 
 
 class StatefulModule(SpatioTemporalModule):
-    """A module that holds state between EIM steps; ``reset_state`` returns it to its initial value."""
+    """A module that holds state between EIM steps; ``reset_state`` returns it to its initial value.
+
+    The state is a set of named tensors, each ``[B, ...]`` and zero at reset (held lazily: ``None`` until the
+    first step). :meth:`get_state` and :meth:`set_state` read and replace them by name, which is how an
+    exporter turns them into the load and save nodes of a single-step graph (:mod:`bidl.export`). By default
+    the names are :attr:`state_attributes`, plain tensor attributes; a module that holds its state in
+    another form overrides both methods.
+    """
+
+    state_attributes: tuple[str, ...] = ()
+    """The attributes holding the EIM state (each a tensor or ``None`` before the first step)."""
 
     def reset_state(self) -> None:  # pragma: no cover - every subclass overrides it
         raise NotImplementedError
+
+    def get_state(self) -> dict[str, Tensor]:
+        """The EIM state tensors held now, by name (``{}`` before the first step after a reset)."""
+        return {name: value for name in self.state_attributes if (value := getattr(self, name)) is not None}
+
+    def set_state(self, state: Mapping[str, Tensor]) -> None:
+        """Replace the held state by ``state`` (the names of :meth:`get_state`); the next step starts there"""
+        unknown = sorted(set(state) - set(self.state_attributes))
+        if unknown:
+            raise KeyError(
+                f"{type(self).__name__}: unknown state {unknown}; it holds {list(self.state_attributes)}"
+            )
+        for name, value in state.items():
+            setattr(self, name, value)
 
 
 def set_iteration_mode(network: nn.Module, mode: str) -> nn.Module:

@@ -28,6 +28,10 @@ def test_conda_environments_pin_the_same_lower_bounds_as_pyproject():
             if isinstance(dep, str) and not dep.startswith(("python", "pip")):
                 name, bound = requirement(dep)
                 conda[CONDA_NAMES.get(name, name)] = bound
+            elif isinstance(dep, dict):  # the pip section: packages conda-forge does not carry, and bidl itself
+                for pip_dep in dep.get("pip", []):
+                    if not pip_dep.startswith("-"):
+                        conda.update([requirement(pip_dep)])
         assert conda == pins, f"{env_file.name} disagrees with pyproject.toml"
 
 

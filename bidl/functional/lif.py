@@ -23,7 +23,9 @@ per-channel tensor shaped ``[1, C, 1, 1]`` or ``[1, C]`` for channel-share). The
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -40,6 +42,9 @@ __all__ = [
     "reset_membrane",
     "leak",
     "reset_with_decay",
+    "soft_reset_with_decay",
+    "inference_builtins",
+    "active_builtins",
     "add_training_noise",
     "lif_step",
     "lif_multi_step",
@@ -91,6 +96,35 @@ def reset_with_decay(
     )
 
 
+def soft_reset_with_decay(
+    v: Tensor, spike: Tensor, theta: ParamLike, alpha: ParamLike, beta: ParamLike
+) -> Tensor:
+    """Inference built-in for the soft-reset (RMP) neuron: ``alpha * (v - spike * theta) + beta``."""
+    return leak(v - spike * theta, alpha, beta)
+
+
+_BUILTINS: list[Any] = []
+
+
+@contextmanager
+def inference_builtins(ops: Any) -> Iterator[None]:
+    """Run the neuron steps in their inference form: fire with ``ops.cmp_and_fire(u, theta)`` and reset and
+    leak with ``ops.reset_with_decay(u, spike, v_reset, alpha, beta)`` (hard reset) or
+    ``ops.soft_reset_with_decay(u, spike, theta, alpha, beta)`` (soft), no surrogate gradient. The exporter
+    (:mod:`bidl.export`) passes operators that each become one node of the graph; any object with these
+    three callables works (e.g. one that records the spikes)."""
+    _BUILTINS.append(ops)
+    try:
+        yield
+    finally:
+        _BUILTINS.pop()
+
+
+def active_builtins() -> Any | None:
+    """The operators of the innermost :func:`inference_builtins` context, or ``None`` outside one."""
+    return _BUILTINS[-1] if _BUILTINS else None
+
+
 def add_training_noise(u: Tensor, noise: float) -> Tensor:
     r"""Authors' training noise: ``U + N(0,1) * std(U) * noise``, detached from autograd.
 
@@ -138,8 +172,18 @@ def lif_step(
     if norm is not None:
         u = norm(u)
     u = add_training_noise(u, noise)
-    spike = fire(u, theta, spike_fn)
-    v_next = leak(reset_membrane(u, spike, v_reset=v_reset, theta=theta, reset=reset), alpha, beta)
+    ops = active_builtins()
+    if ops is None:
+        spike = fire(u, theta, spike_fn)
+        v_next = leak(reset_membrane(u, spike, v_reset=v_reset, theta=theta, reset=reset), alpha, beta)
+    elif reset == "hard":
+        spike = ops.cmp_and_fire(u, theta)
+        v_next = ops.reset_with_decay(u, spike, v_reset, alpha, beta)
+    elif reset == "soft":
+        spike = ops.cmp_and_fire(u, theta)
+        v_next = ops.soft_reset_with_decay(u, spike, theta, alpha, beta)
+    else:
+        raise ValueError(f"reset: unknown mode {reset!r}; choose one of {RESET_MODES}")
     if not analog:
         return spike, v_next
     source = u if liaf_readout == "pre_reset" else v_next

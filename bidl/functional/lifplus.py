@@ -94,7 +94,17 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import Tensor
 
-from .lif import RESET_MODES, Norm, ParamLike, add_training_noise, fire, integrate, leak, reset_membrane
+from .lif import (
+    RESET_MODES,
+    Norm,
+    ParamLike,
+    active_builtins,
+    add_training_noise,
+    fire,
+    integrate,
+    leak,
+    reset_membrane,
+)
 from .surrogate import rectangle
 
 __all__ = [
@@ -310,7 +320,8 @@ def lifplus_step(
     if norm is not None:
         u = norm(u)
     u = add_training_noise(u, noise)
-    spike = fire(u, theta, spike_fn)
+    ops = active_builtins()
+    spike = fire(u, theta, spike_fn) if ops is None else ops.cmp_and_fire(u, theta)
     r_mem = reset_membrane(u, spike, v_reset=v_reset, theta=theta, reset=reset)
 
     # A: decay
