@@ -10,6 +10,10 @@ Timing uses ``time.perf_counter`` around each call, with ``torch.cuda.synchroniz
 warm-up runs; no gradients. The record says what was measured where: device name, torch threads, torch
 version, dtype. "fps" in the authors' code counts timesteps per second; here samples/s and timesteps/s are
 reported separately and named.
+
+:func:`measure_onnxruntime` times an exported single-step graph (:mod:`bidl.export`) the same way, batch-1
+streaming through :class:`~bidl.export.runtime.StepRuntime`, so that it can be quoted beside the PyTorch EIM
+figures of the same run.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from torch import Tensor, nn
 
 from .state import iteration_mode, reset_states
 
-__all__ = ["describe_device", "measure_latency", "percentile"]
+__all__ = ["describe_device", "measure_latency", "measure_onnxruntime", "percentile"]
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -130,27 +134,17 @@ def measure_latency(
         for i in range(warmup):
             _stream(model, streams[i % len(streams)], device)
         per_sample = [_stream(model, s, device) for s in streams]
-    steps_ms = [1e3 * s for sample in per_sample for s in sample]
-    sample_seconds = statistics.median(sum(sample) for sample in per_sample)
+    eim = _eim_summary(per_sample, timesteps)
     batch = torch.cat([streams[i % len(streams)] for i in range(batch_size)])
     with iteration_mode(model, "internal"):
         for _ in range(warmup):
             _batch(model, batch, device)
         batch_seconds = statistics.median(_batch(model, batch, device) for _ in range(batches))
     reset_states(model)
-    eim_steps_per_s = timesteps / sample_seconds
+    eim_steps_per_s = eim["timesteps_per_s"]
     return {
         "timesteps": timesteps,
-        "eim": {
-            "batch_size": 1,
-            "n_samples": len(streams),
-            "n_steps": len(steps_ms),
-            "step_ms_median": statistics.median(steps_ms),
-            "step_ms_p95": percentile(steps_ms, 95),
-            "step_ms_max": max(steps_ms),
-            "samples_per_s": 1.0 / sample_seconds,
-            "timesteps_per_s": eim_steps_per_s,
-        },
+        "eim": eim,
         "iim": {
             "batch_size": batch_size,
             "n_batches": batches,
@@ -161,4 +155,57 @@ def measure_latency(
         "sensor_timesteps_per_s": timestep_hz,
         "real_time_factor": eim_steps_per_s / timestep_hz if timestep_hz else None,
         **describe_device(device),
+    }
+
+
+def _eim_summary(per_sample: list[list[float]], timesteps: int) -> dict[str, Any]:
+    steps_ms = [1e3 * s for sample in per_sample for s in sample]
+    sample_seconds = statistics.median(sum(sample) for sample in per_sample)
+    return {
+        "batch_size": 1,
+        "n_samples": len(per_sample),
+        "n_steps": len(steps_ms),
+        "step_ms_median": statistics.median(steps_ms),
+        "step_ms_p95": percentile(steps_ms, 95),
+        "step_ms_max": max(steps_ms),
+        "samples_per_s": 1.0 / sample_seconds,
+        "timesteps_per_s": timesteps / sample_seconds,
+    }
+
+
+def measure_onnxruntime(
+    model_file: str | Path, samples: Sequence[Tensor], *, threads: int | None = None, warmup: int = 1
+) -> dict[str, Any]:
+    """Batch-1 EIM streaming of an exported step graph with ONNX Runtime (CPU): every sample ``[T, ...]``
+    once after ``warmup`` untimed streams, each step timed (the states fed back by the runtime count in it).
+
+    Returns the ``eim`` record of :func:`measure_latency` plus ``onnxruntime`` (its version), ``threads`` and
+    the file measured.
+    """
+    import onnxruntime
+
+    from .export.runtime import StepRuntime
+
+    if not samples:
+        raise ValueError("measure_onnxruntime: no samples")
+    runtime = StepRuntime(model_file, threads=threads)
+    streams = [s.unsqueeze(0).numpy() for s in samples]
+
+    def stream(sample) -> list[float]:
+        runtime.reset(1)
+        steps = []
+        for t in range(sample.shape[1]):
+            began = time.perf_counter()
+            runtime.step(sample[:, t])
+            steps.append(time.perf_counter() - began)
+        return steps
+
+    for i in range(warmup):
+        stream(streams[i % len(streams)])
+    per_sample = [stream(s) for s in streams]
+    return {
+        "eim": _eim_summary(per_sample, streams[0].shape[1]),
+        "onnxruntime": onnxruntime.__version__,
+        "threads": threads,
+        "file": Path(model_file).name,
     }

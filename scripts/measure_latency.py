@@ -1,6 +1,7 @@
 """Latency and throughput of a trained network on this machine: batch-1 EIM streaming (per-timestep latency
 median and 95th percentile, samples/s, timesteps/s) and batched IIM throughput, with the device and threads
-recorded (bidl.latency). The pipeline runs it with all the job's cores and nothing beside it."""
+recorded (bidl.latency), and the exported ONNX step graph streamed with ONNX Runtime beside it. The pipeline
+runs it with all the job's cores and nothing beside it."""
 
 import argparse
 import json
@@ -12,7 +13,7 @@ import torch
 from bidl.cli import add_trained_arguments, trained_from_args, trained_from_snakemake
 from bidl.data.catalog import open_split
 from bidl.io import atomic_write_json, redirect_output
-from bidl.latency import measure_latency
+from bidl.latency import measure_latency, measure_onnxruntime
 from bidl.models import load_trained
 from bidl.training import resolve_device
 
@@ -29,6 +30,7 @@ def main(
     loader: dict[str, Any] | None = None,
     settings: dict[str, Any] | None = None,
     timestep_hz: float | None = None,
+    onnx_file: Path | None = None,
 ) -> dict[str, Any]:
     settings = dict(settings or {})
     torch.set_num_threads(settings.pop("threads", None) or threads)
@@ -44,7 +46,14 @@ def main(
     }
     if where.type == "cuda":  # the CPU figures too, for a peer measured in the same run
         result["cpu"] = measure_latency(model, samples, device="cpu", timestep_hz=timestep_hz, **settings)
-    result["onnxruntime"] = "not measured: the ONNX export of the EIM network is issue 7's, not built yet"
+    if onnx_file is not None:  # the exported step graph, streamed the same way (a peer in the same run)
+        result["onnxruntime"] = measure_onnxruntime(
+            onnx_file, samples, threads=torch.get_num_threads(), warmup=settings.get("warmup", 1)
+        )
+    else:
+        result["onnxruntime"] = (
+            "not measured: this network is not exported (the export rule covers experiments)"
+        )
     atomic_write_json(out_file, result)
     print(json.dumps(result, indent=1), flush=True)
     return result
@@ -57,6 +66,7 @@ def _from_snakemake(smk) -> None:
             device=smk.params.device,
             settings=smk.params.settings,
             timestep_hz=smk.params.timestep_hz,
+            onnx_file=Path(smk.input.export[0]) / "model.onnx" if smk.input.export else None,
         )
 
 
@@ -66,12 +76,16 @@ def _cli() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--settings-json", default="{}", help="cost.latency of the config, as JSON")
     parser.add_argument("--timestep-hz", type=float, default=None, help="the sensor's timesteps per second")
+    parser.add_argument(
+        "--onnx", type=Path, default=None, help="its exported model.onnx, timed with ONNX Runtime"
+    )
     args = parser.parse_args()
     main(
         **trained_from_args(args),
         device=args.device,
         settings=json.loads(args.settings_json),
         timestep_hz=args.timestep_hz,
+        onnx_file=args.onnx,
     )
 
 

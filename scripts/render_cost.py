@@ -29,12 +29,30 @@ COLUMNS = (
     "EIM timesteps/s",
     "real-time factor",
     "IIM samples/s",
+    "ORT EIM step ms (median)",
+    "ORT EIM step ms (p95)",
+    "ORT vs PyTorch EIM step",
     "data source",
 )
 
 
 def _count(value: float) -> str:
     return f"{value:,.0f}"
+
+
+def _onnxruntime(speed: dict[str, Any]) -> dict[str, str]:
+    """The exported graph's batch-1 EIM step under ONNX Runtime, and its ratio to PyTorch's (same run)."""
+    ort = speed.get("onnxruntime")
+    if not isinstance(ort, dict):
+        return dict.fromkeys(
+            ("ORT EIM step ms (median)", "ORT EIM step ms (p95)", "ORT vs PyTorch EIM step"), "-"
+        )
+    median = ort["eim"]["step_ms_median"]
+    return {
+        "ORT EIM step ms (median)": f"{median:.3f}",
+        "ORT EIM step ms (p95)": f"{ort['eim']['step_ms_p95']:.3f}",
+        "ORT vs PyTorch EIM step": f"{median / speed['eim']['step_ms_median']:.2f}x",
+    }
 
 
 def cost_rows(
@@ -71,6 +89,7 @@ def cost_rows(
                     else "n/a (not a stream)"
                 ),
                 "IIM samples/s": f"{speed['iim']['samples_per_s']:.1f} (batch {speed['iim']['batch_size']})",
+                **_onnxruntime(speed),
                 "data source": sources[name],
             }
         )
@@ -110,7 +129,9 @@ def main(
         f"Speed measured alone on {where['device_name']} ({where['device']}, {where['threads']} threads, "
         f"torch {where['torch']}): EIM = batch-1 streaming, one call per timestep (latency per timestep); "
         "IIM = whole batches. Real-time factor = EIM timesteps/s over the sensor's timesteps per second. "
-        "ONNX Runtime: not measured (the ONNX export is not built yet).",
+        "ORT: the exported single-step ONNX graph (bidl.export, the paper networks; baselines are not "
+        "exported) streamed at batch 1 by bidl's ONNX Runtime runtime in the same job, the states fed back "
+        "each step; ORT vs PyTorch = the ratio of the median step times (< 1: ONNX Runtime is faster).",
     ]
     write_table(stem, f"Cost and speed per network (preset `{preset}`)", COLUMNS, rows, notes)
 

@@ -144,6 +144,11 @@ def _write_runs(root: Path) -> dict[str, list[Path]]:
                 "device_name": "test CPU",
                 "threads": 2,
                 "torch": "2",
+                "onnxruntime": (  # the paper network is exported and timed with ONNX Runtime too
+                    {"eim": {"step_ms_median": 0.25, "step_ms_p95": 0.3}, "onnxruntime": "1"}
+                    if neuron != "none"
+                    else "not measured: this network is not exported"
+                ),
             },
         }
         for key, value in entries.items():
@@ -177,6 +182,8 @@ def test_cost_table_lists_every_network_and_names_a_missing_one(tmp_path):
     assert [r["network"] for r in rows] == list(RUNS)
     assert rows[0]["MMACs / sample"] == "4.00" and rows[0]["input spike rate"] == "0.1000"
     assert rows[1]["compared with"] == "luna16_cls" and rows[1]["input spike rate"] == "-"
+    assert rows[0]["ORT EIM step ms (median)"] == "0.250" and rows[0]["ORT vs PyTorch EIM step"] == "0.50x"
+    assert rows[1]["ORT EIM step ms (median)"] == "-"
     assert "test CPU" in (tmp_path / "cost.md").read_text()
     with pytest.raises(ValueError, match="different networks"):
         render.main(CONFIG, files["metrics"], files["cost"][:2], files["latency"], tmp_path / "bad")

@@ -309,3 +309,73 @@ def test_export_leaves_the_network_as_it_was():
         assert torch.equal(net(x), before)
     with iteration_mode(net, "external"):
         reset_states(net)
+
+
+# -- the verification and the bundle the pipeline writes ---------------------------------------------------
+
+
+def _run(spikes: np.ndarray, margins: np.ndarray, output: np.ndarray) -> dict:
+    return {"output": output, "spikes": {"a": spikes}, "margins": {"a": margins}}
+
+
+def test_compare_runs_accepts_a_divergence_only_where_it_starts_at_a_threshold_tie():
+    spikes = np.zeros((2, 3, 4), dtype=np.float32)
+    margins = np.full((2, 3, 4), 0.3, dtype=np.float32)
+    output = np.zeros((2, 3, 2), dtype=np.float32)
+    reference = _run(spikes, margins, output)
+    flipped = spikes.copy()
+    flipped[1, 1, 2] = 1.0  # sample 1 parts at step 1 ...
+    flipped[1, 2, :] = 1.0  # ... and differs from then on
+    tie_margins = margins.copy()
+    tie_margins[1, 1, 2] = 6e-8  # at a membrane 1 ulp from theta: a tie
+    parted = output.copy()
+    parted[1] += 0.5  # the sample that parted may end anywhere
+    report = compare_runs(_run(spikes, tie_margins, output), _run(flipped, margins, parted))
+    assert report["passed"] and report["parted_at_tie"] == [1] and report["identical_samples"] == 1
+    assert report["first_divergence"]["1"] == {
+        "step": 1,
+        "layer": "a",
+        "spikes": 1,
+        "max_margin": pytest.approx(6e-8),
+        "tie": True,
+    }
+    report = compare_runs(reference, _run(flipped, margins, output))  # the same flip far from theta
+    assert not report["passed"] and report["parted_at_tie"] == []
+    report = compare_runs(reference, _run(spikes, margins, output + 1e-3))  # same spikes, outputs apart
+    assert not report["passed"] and report["identical_samples"] == 0
+
+
+def test_export_bundle_writes_every_file_and_leaves_nothing_when_verification_fails(tmp_path, monkeypatch):
+    from bidl.export import bundle
+
+    spec = EXPERIMENTS["dvs128_asm"]
+    model = randomise(create_model(spec["model"], **spec["model_kwargs"]))
+    samples = list(make_input("dvs128_gesture", batch=3))
+    report = bundle.export_bundle(model, samples, tmp_path / "dvs", name="dvs128_asm")
+    assert sorted(p.name for p in (tmp_path / "dvs").iterdir()) == sorted(bundle.FILES.values())
+    manifest = yaml.safe_load((tmp_path / "dvs" / "manifest.json").read_text())
+    assert manifest["builtin_nodes"]["cmp_and_fire"] == 5 and len(manifest["states"]) == 7
+    assert set(manifest["files"]) == {"model.onnx", "model_fp16.onnx", "model.nir"}
+    assert report["onnx"]["passed"] and report["reproducible"] and report["nir"]["snntorch"]["same_spikes"]
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no temporary folder left
+
+    def wrong(graph, inputs, **kwargs):  # a graph whose spikes are all off: must fail the export
+        run = onnx_run(graph, inputs, **kwargs)
+        return {**run, "spikes": {k: 1 - v for k, v in run["spikes"].items()}}
+
+    monkeypatch.setattr(bundle, "onnx_run", wrong)
+    with pytest.raises(bundle.ExportVerificationError, match="does not match"):
+        bundle.export_bundle(model, samples, tmp_path / "bad", name="bad")
+    assert not (tmp_path / "bad").exists() and (tmp_path / "bad.verification.failed.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.verification.failed.json", "dvs"]
+
+
+def test_onnxruntime_latency_streams_the_exported_graph(tmp_path, dvs128_graph):
+    from bidl.latency import measure_onnxruntime
+
+    _, graph = dvs128_graph
+    path = save_onnx(graph, tmp_path / "model.onnx")
+    samples = list(make_input("dvs128_gesture", batch=2))
+    timing = measure_onnxruntime(path, samples, threads=1, warmup=0)
+    assert timing["eim"]["n_steps"] == 2 * samples[0].shape[0] and timing["threads"] == 1
+    assert timing["eim"]["step_ms_p95"] >= timing["eim"]["step_ms_median"] > 0

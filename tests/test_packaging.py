@@ -28,7 +28,7 @@ def test_conda_environments_pin_the_same_lower_bounds_as_pyproject():
             if isinstance(dep, str) and not dep.startswith(("python", "pip")):
                 name, bound = requirement(dep)
                 conda[CONDA_NAMES.get(name, name)] = bound
-            elif isinstance(dep, dict):  # the pip section: packages conda-forge does not carry, and bidl itself
+            elif isinstance(dep, dict):  # the pip section: what conda-forge lacks, and bidl itself
                 for pip_dep in dep.get("pip", []):
                     if not pip_dep.startswith("-"):
                         conda.update([requirement(pip_dep)])

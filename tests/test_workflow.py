@@ -301,15 +301,34 @@ def test_default_pipeline_end_to_end(tmp_path):
     cost = list(csv.DictReader((results / "tables/cost.csv").open()))
     assert len(cost) == len(EXPERIMENTS) + len(table3) - len(kinds)
     assert all(float(r["EIM step ms (p95)"]) >= float(r["EIM step ms (median)"]) > 0 for r in cost)
+    # issue 7: every experiment exported (ONNX fp32 + fp16, manifest, verification) and checked by running it;
+    # NIR where NIR can express the network, and the snnTorch import of it spiking as bidl does
+    exports = {r["network"]: r for r in csv.DictReader((results / "tables/export.csv").open())}
+    assert set(exports) == set(EXPERIMENTS), exports.keys()
+    for name in EXPERIMENTS:
+        folder = results / "export" / name
+        report = json.loads((folder / "verification.json").read_text())
+        assert report["onnx"]["passed"] and report["reproducible"], (name, report["onnx"])
+        assert report["onnx"]["identical_samples"] >= report["samples"] - 1, (name, report["onnx"])
+        assert (folder / "model.onnx").stat().st_size > 0 and (folder / "model_fp16.onnx").stat().st_size > 0
+        manifest = json.loads((folder / "manifest.json").read_text())
+        assert manifest["states"] and manifest["builtin_nodes"]["cmp_and_fire"] >= 1
+    for name in ("dvs128_asm", "rgb_gesture"):  # fixed neuron parameters, all-share: snnTorch can import it
+        nir_check = json.loads((results / "export" / name / "verification.json").read_text())["nir"]
+        assert nir_check["written"] and nir_check["snntorch"]["same_spikes"], (name, nir_check)
+    assert "MaxPool" in exports["cifar10_dvs"]["NIR"] and "not expressible" in exports["imdb"]["NIR"]
+    assert all(float(r["ORT EIM step ms (median)"]) > 0 for r in cost if r["network"] in EXPERIMENTS)
     # every table in Markdown, CSV and LaTeX; every figure drawn; the HTML report builds
-    for stem in ("datasets", "table1", "table2", "table3", "table4", "cost"):
+    for stem in ("datasets", "table1", "table2", "table3", "table4", "cost", "export"):
         for suffix in (".md", ".csv", ".tex"):
             assert (results / "tables" / (stem + suffix)).stat().st_size > 0, stem + suffix
     for figure in ("fig4.png", "fig11.png", "table3.png"):
         assert (results / "figures" / figure).stat().st_size > 0, figure
     snakemake("--report", "report.html", cwd=work)
     report = (work / "report.html").read_text(errors="replace")
-    assert all(name in report for name in ("table1.md", "table3.md", "cost.md", "fig4.png", "fig11.png"))
+    assert all(
+        name in report for name in ("table1.md", "table3.md", "cost.md", "export.md", "fig4.png", "fig11.png")
+    )
     # a second run has nothing to do
     assert (
         "Nothing to be done"

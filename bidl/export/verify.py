@@ -33,17 +33,21 @@ class _SpikeRecorder:
     def __init__(self):
         self.current = ""
         self.spikes: dict[str, list[Tensor]] = defaultdict(list)
+        self.margins: dict[str, list[Tensor]] = defaultdict(list)
 
     def cmp_and_fire(self, v: Tensor, theta) -> Tensor:
         spike = cmp_and_fire(v, theta)
         self.spikes[self.current].append(spike)
+        self.margins[self.current].append((v - theta).abs())
         return spike
 
 
 def reference_run(network: nn.Module, inputs: Tensor) -> dict[str, Any]:
     """The PyTorch EIM run of ``network`` over ``inputs [B, T, ...]`` from reset states.
 
-    Returns ``{"output": [B, T, ...], "spikes": {module path: [B, T, ...]}}`` (numpy arrays).
+    Returns ``{"output": [B, T, ...], "spikes": {module path: [B, T, ...]}, "margins": {...}}`` (numpy
+    arrays; the margins are ``|U - theta|``, how far each neuron's membrane was from its threshold), with the
+    neuron layers in the order they run.
     """
     recorder = _SpikeRecorder()
     hooks = []
@@ -66,6 +70,7 @@ def reference_run(network: nn.Module, inputs: Tensor) -> dict[str, Any]:
     return {
         "output": torch.stack(outputs, 1).float().numpy(),
         "spikes": {path: torch.stack(s, 1).float().numpy() for path, s in recorder.spikes.items()},
+        "margins": {path: torch.stack(m, 1).float().numpy() for path, m in recorder.margins.items()},
     }
 
 
@@ -97,11 +102,42 @@ def onnx_run(model, inputs: np.ndarray | Tensor, *, threads: int | None = None) 
     }
 
 
-def compare_runs(reference: dict[str, Any], exported: dict[str, Any]) -> dict[str, Any]:
-    """Spikes and outputs of two runs: per neuron layer the spikes (total) and how many differ, the largest
-    and mean output difference (over every step), and the share of samples whose top-1 class at the last
-    step agrees."""
-    if set(reference["spikes"]) != set(exported["spikes"]):
+def _first_divergence(reference: dict[str, Any], exported: dict[str, Any], sample: int, tie_atol: float):
+    """Where sample ``sample``'s spikes first differ (in run order: step, then layer), and whether every
+    spike that differs there is a threshold tie (the reference membrane within ``tie_atol`` of theta)."""
+    layers = list(reference["spikes"])
+    steps = reference["output"].shape[1]
+    for t in range(steps):
+        for path in layers:
+            ours, theirs = reference["spikes"][path][sample, t], exported["spikes"][path][sample, t]
+            differ = ours != theirs
+            if differ.any():
+                margins = reference["margins"][path][sample, t][differ]
+                return {
+                    "step": t,
+                    "layer": path,
+                    "spikes": int(differ.sum()),
+                    "max_margin": float(margins.max()),
+                    "tie": bool((margins <= tie_atol).all()),
+                }
+    return None
+
+
+def compare_runs(
+    reference: dict[str, Any], exported: dict[str, Any], *, atol: float = 1e-4, tie_atol: float = 1e-5
+) -> dict[str, Any]:
+    """Spikes and outputs of two runs.
+
+    Per neuron layer: the spikes (total) and how many differ; the largest and mean output difference (every
+    step), and the share of samples whose top-1 class at the last step agrees. Per sample, the first spike
+    that differs (in run order) and whether it is a threshold tie: a membrane within ``tie_atol`` of theta,
+    which a different but equally valid float summation order can put on either side (after it, the runs
+    legitimately part). ``passed``: every sample either has the same spikes and outputs within ``atol``, or
+    parts first at a tie.
+    """
+    if list(reference["spikes"]) != list(exported["spikes"]) and set(reference["spikes"]) != set(
+        exported["spikes"]
+    ):
         missing = sorted(set(reference["spikes"]) ^ set(exported["spikes"]))
         raise ValueError(f"compare_runs: the runs record different neuron layers: {missing}")
     layers = {}
@@ -114,14 +150,32 @@ def compare_runs(reference: dict[str, Any], exported: dict[str, Any]) -> dict[st
         }
     out, other = reference["output"], exported["output"]
     difference = np.abs(out.astype(np.float64) - other.astype(np.float64))
+    per_sample = difference.reshape(out.shape[0], -1).max(1) if difference.size else np.zeros(out.shape[0])
     last, other_last = out[:, -1].reshape(out.shape[0], -1), other[:, -1].reshape(out.shape[0], -1)
+    divergences = {}
+    identical = 0
+    for b in range(out.shape[0]):
+        first = _first_divergence(reference, exported, b, tie_atol) if "margins" in reference else None
+        if first is not None:
+            divergences[b] = first
+        elif per_sample[b] <= atol:
+            identical += 1
+    unexplained = [b for b, d in divergences.items() if not d["tie"]]
     return {
         "layers": layers,
         "spikes": sum(v["spikes"] for v in layers.values()),
+        "elements": sum(v["elements"] for v in layers.values()),
         "differing_spikes": sum(v["differing"] for v in layers.values()),
         "max_abs_output_error": float(difference.max()) if difference.size else 0.0,
         "mean_abs_output_error": float(difference.mean()) if difference.size else 0.0,
         "top1_agreement": float((last.argmax(1) == other_last.argmax(1)).mean())
         if last.shape[1] > 1
         else 1.0,
+        "samples": int(out.shape[0]),
+        "identical_samples": identical,
+        "parted_at_tie": sorted(b for b, d in divergences.items() if d["tie"]),
+        "first_divergence": {str(b): d for b, d in divergences.items()},
+        "atol": atol,
+        "tie_atol": tie_atol,
+        "passed": identical + len(divergences) - len(unexplained) == out.shape[0] and not unexplained,
     }

@@ -18,6 +18,7 @@ EXPERIMENTS = sorted(config["experiments"])
 MODELS = network_names(config)  # everything trained, evaluated, costed and timed
 TABLE3_MODELS = table3_names(config)  # each experiment that has baselines, then its baselines
 COST = config.get("cost") or {}
+EXPORT = config.get("export")  # the chip export of every experiment (bidl.export); absent: not exported
 TABLE1_SHAPE = COST.get("table1", {})  # {}: Figure 4's setting, bidl.cost.figure4_counts' defaults
 
 DATASETS_DECLARED = [d for d in DATASET_NAMES if d in config["datasets"]]
@@ -148,4 +149,11 @@ def final_outputs():
         outputs += [f"{RESULTS}/figures/fig11.png", f"{RESULTS}/figures/fig11.csv"]
     if LIFPLUS:
         outputs += [f"{RESULTS}/tables/table4.md", f"{RESULTS}/tables/table4.csv"]
+    if EXPORT is not None:
+        outputs += [f"{RESULTS}/tables/export.md"]
     return outputs
+
+
+def exported(name):
+    """The experiment's export folder as a list of 0 or 1 paths (baselines are not exported)."""
+    return [f"{RESULTS}/export/{name}"] if EXPORT is not None and name in EXPERIMENTS else []

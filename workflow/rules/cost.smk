@@ -48,6 +48,7 @@ rule latency:
         model=f"{RESULTS}/experiments/{{experiment}}/model.pt",
         test=lambda w: experiment_split(w.experiment, "test"),
         raw=lambda w: experiment_raw(w.experiment),
+        export=lambda w: exported(w.experiment),
     output:
         latency=f"{RESULTS}/experiments/{{experiment}}/latency.json",
     params:
