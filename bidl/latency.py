@@ -21,7 +21,7 @@ from __future__ import annotations
 import platform
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,18 +77,23 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _stream(model: nn.Module, sample: Tensor, device: torch.device) -> list[float]:
-    """Per-timestep seconds of one batch-1 EIM pass over ``sample`` ``[1, T, ...]``."""
-    reset_states(model)
+def _timed_steps(step: Callable[[Any], Any], sample, sync: Callable[[], None] = lambda: None) -> list[float]:
+    """Seconds of each ``step(sample[:, t])`` call over a batch-1 sequence ``[1, T, ...]``."""
     steps = []
     for t in range(sample.shape[1]):
         frame = sample[:, t]
-        _sync(device)
+        sync()
         began = time.perf_counter()
-        model(frame)
-        _sync(device)
+        step(frame)
+        sync()
         steps.append(time.perf_counter() - began)
     return steps
+
+
+def _stream(model: nn.Module, sample: Tensor, device: torch.device) -> list[float]:
+    """Per-timestep seconds of one batch-1 EIM pass over ``sample`` ``[1, T, ...]``."""
+    reset_states(model)
+    return _timed_steps(model, sample, lambda: _sync(device))
 
 
 def _batch(model: nn.Module, batch: Tensor, device: torch.device) -> float:
@@ -193,12 +198,7 @@ def measure_onnxruntime(
 
     def stream(sample) -> list[float]:
         runtime.reset(1)
-        steps = []
-        for t in range(sample.shape[1]):
-            began = time.perf_counter()
-            runtime.step(sample[:, t])
-            steps.append(time.perf_counter() - began)
-        return steps
+        return _timed_steps(runtime.step, sample)
 
     for i in range(warmup):
         stream(streams[i % len(streams)])

@@ -99,12 +99,10 @@ def neuron_parameters(network: nn.Module) -> dict[str, dict[str, Any]]:
     for path, module in network.named_modules():
         if not isinstance(module, LIF):
             continue
-        params = {}
-        for name in ("alpha", "beta", "theta", "v_reset"):
-            value = getattr(module, name).detach().float()
-            if name == "alpha" and module.learnable:
-                value = value.clamp(0.0, 1.0)
-            params[name] = value.item() if value.dim() == 0 else value.tolist()
+        params = {}  # as the step uses them (a learned alpha clamped); a list per channel for CSM
+        for name, value in module.neuron_parameters(2).items():
+            value = value.detach().float()
+            params[name] = value.item() if module.sharing == "all" else value.flatten().tolist()
         entry = {
             "type": type(module).__name__,
             **params,
