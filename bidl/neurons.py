@@ -28,6 +28,7 @@ from .functional import (
     RESET_MODES,
     check_lifplus_modes,
     get_surrogate,
+    identity,
     init_lifplus_state,
     lif_multi_step,
     lif_step,
@@ -45,7 +46,7 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "relu": torch.relu,
     "sigmoid": torch.sigmoid,
     "tanh": torch.tanh,
-    "identity": lambda x: x,
+    "identity": identity,
 }
 _PARAM_NAMES = ("alpha", "beta", "theta", "v_reset")
 

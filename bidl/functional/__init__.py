@@ -13,11 +13,13 @@ from .lif import (
     integrate,
     leak,
     lif_multi_step,
+    lif_multi_step_reference,
     lif_step,
     reset_membrane,
     reset_with_decay,
     soft_reset_with_decay,
 )
+from .kernels import NEURON_KERNELS, default_neuron_kernel, fused_kernel_for, identity, neuron_kernel
 from .lifplus import (
     EXI_EXPONENT_CAP,
     LIFPLUS_CONSTANTS,
@@ -65,6 +67,12 @@ __all__ = [
     "integrate",
     "leak",
     "lif_multi_step",
+    "lif_multi_step_reference",
+    "NEURON_KERNELS",
+    "default_neuron_kernel",
+    "fused_kernel_for",
+    "identity",
+    "neuron_kernel",
     "lif_step",
     "lifplus_constants",
     "lifplus_multi_step",

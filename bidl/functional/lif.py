@@ -17,8 +17,10 @@ Its readout point (``liaf_readout``) is ``"pre_reset"`` (the authors' code: the 
 leak) or ``"post_leak"`` (the paper's eq. 11: :math:`g` applied to :math:`V_t`).
 
 Every function is shape-agnostic: parameters broadcast against the state (a scalar for all-share, a
-per-channel tensor shaped ``[1, C, 1, 1]`` or ``[1, C]`` for channel-share). The step-loop
-:func:`lif_multi_step` is the reference implementation that any faster path is tested against.
+per-channel tensor shaped ``[1, C, 1, 1]`` or ``[1, C]`` for channel-share). The step loop
+:func:`lif_multi_step_reference` is the specification that any faster path is tested against;
+:func:`lif_multi_step`, the entry point the modules use, runs a fused kernel (:mod:`bidl.functional.kernels`)
+where one applies and the reference loop otherwise.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ __all__ = [
     "add_training_noise",
     "lif_step",
     "lif_multi_step",
+    "lif_multi_step_reference",
 ]
 
 RESET_MODES = ("hard", "soft")
@@ -197,7 +200,26 @@ def lif_step(
 
 
 def lif_multi_step(x_seq: Tensor, v0: Tensor | None = None, **step_kwargs) -> tuple[Tensor, Tensor]:
-    """Reference multi-step neuron over a time-first sequence.
+    """Multi-step neuron over a time-first sequence: a fused kernel where one applies
+    (:func:`bidl.functional.kernels.fused_kernel_for`), else :func:`lif_multi_step_reference`; the same
+    arguments and results.
+
+    Example:
+        >>> y, v = lif_multi_step(torch.ones(3, 1, 1), alpha=0.5, theta=1.5)
+        >>> y.flatten().tolist(), v.item()
+        ([0.0, 0.0, 1.0], 0.0)
+    """
+    from .kernels import fused_kernel_for, lif_multi_step_fused
+
+    if fused_kernel_for(x_seq, **step_kwargs) is None:
+        return lif_multi_step_reference(x_seq, v0, **step_kwargs)
+    return lif_multi_step_fused(x_seq, v0, **step_kwargs)
+
+
+def lif_multi_step_reference(
+    x_seq: Tensor, v0: Tensor | None = None, **step_kwargs
+) -> tuple[Tensor, Tensor]:
+    """Reference multi-step neuron over a time-first sequence: :func:`lif_step` in a loop (the specification).
 
     Args:
         x_seq: ``[T, B, ...]`` synaptic inputs.
@@ -208,7 +230,7 @@ def lif_multi_step(x_seq: Tensor, v0: Tensor | None = None, **step_kwargs) -> tu
         ``(y_seq [T, B, ...], v_T [B, ...])``.
 
     Example:
-        >>> y, v = lif_multi_step(torch.ones(3, 1, 1), alpha=0.5, theta=1.5)
+        >>> y, v = lif_multi_step_reference(torch.ones(3, 1, 1), alpha=0.5, theta=1.5)
         >>> y.flatten().tolist(), v.item()
         ([0.0, 0.0, 1.0], 0.0)
     """

@@ -1,0 +1,323 @@
+r"""Fused multi-step LIF / LIAF kernels behind :func:`bidl.functional.lif_multi_step`.
+
+The reference step loop (:func:`bidl.functional.lif_multi_step_reference`) is the specification; a fused
+kernel computes the same thing in one pass over T per neuron, forward and backward, and saves only the
+pre-fire membrane ``U`` for the backward pass (the reference's autograd graph keeps about ten tensors per
+step). Implementations:
+
+- ``cpu`` (:mod:`.cpu`): numba, float32 and float64, parallel over neurons with the time loop inside;
+  no compiler toolchain beyond the numba wheel.
+- ``triton`` (:mod:`.triton`): the same contract on a CUDA device when Triton is installed.
+
+:func:`lif_multi_step` (re-exported from :mod:`bidl.functional`) uses a fused kernel where one applies —
+no BatchNorm on the membrane (``norm``), no training noise, no inference built-ins (the exporter traces the
+reference), a surrogate and an activation of bidl's own, float32 / float64 on the CPU or a CUDA tensor with
+Triton — and the reference loop otherwise. :func:`neuron_kernel` chooses the path for a block of code
+(``"fused"`` or ``"reference"``); the environment variable ``BIDL_NEURON_KERNEL`` sets the default.
+
+Example:
+    >>> import torch
+    >>> from bidl.functional import lif_multi_step, lif_multi_step_reference, neuron_kernel
+    >>> x = torch.rand(8, 2, 5)
+    >>> torch.equal(lif_multi_step(x, alpha=0.5)[0], lif_multi_step_reference(x, alpha=0.5)[0])
+    True
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..surrogate import arctan, rectangle, sigmoid
+
+__all__ = [
+    "NEURON_KERNELS",
+    "neuron_kernel",
+    "default_neuron_kernel",
+    "fused_kernel_for",
+    "lif_multi_step_fused",
+    "identity",
+]
+
+NEURON_KERNELS = ("fused", "reference")
+_ENV = "BIDL_NEURON_KERNEL"
+_CHOICE: ContextVar[str | None] = ContextVar("bidl_neuron_kernel", default=None)
+
+
+def identity(x: Tensor) -> Tensor:
+    """The identity activation (LIAF ``activation="identity"``), a named function the kernels recognise."""
+    return x
+
+
+_ACTIVATIONS = {torch.relu: "relu", torch.sigmoid: "sigmoid", torch.tanh: "tanh", identity: "identity"}
+_SURROGATES = {rectangle: ("rectangle", 1.0), sigmoid: ("sigmoid", 4.0), arctan: ("arctan", 2.0)}
+
+
+def default_neuron_kernel() -> str:
+    """The path :func:`lif_multi_step` takes where a fused kernel applies: the innermost
+    :func:`neuron_kernel`, else ``$BIDL_NEURON_KERNEL``, else ``"fused"``."""
+    chosen = _CHOICE.get()
+    if chosen is not None:
+        return chosen
+    env = os.environ.get(_ENV, "fused")
+    if env not in NEURON_KERNELS:
+        raise ValueError(f"{_ENV}: unknown neuron kernel {env!r}; choose one of {NEURON_KERNELS}")
+    return env
+
+
+@contextmanager
+def neuron_kernel(name: str) -> Iterator[None]:
+    """Run the multi-step neurons inside the block on the ``"fused"`` kernels or the ``"reference"`` loop."""
+    if name not in NEURON_KERNELS:
+        raise ValueError(f"neuron kernel: unknown {name!r}; choose one of {NEURON_KERNELS}")
+    token = _CHOICE.set(name)
+    try:
+        yield
+    finally:
+        _CHOICE.reset(token)
+
+
+def _surrogate_spec(spike_fn: Callable) -> tuple[str, float] | None:
+    """``(name, scale)`` of a bidl surrogate (or a ``functools.partial`` of one setting its scale)."""
+    scale = None
+    if isinstance(spike_fn, functools.partial):
+        if spike_fn.args or len(spike_fn.keywords) != 1:
+            return None
+        (scale,) = spike_fn.keywords.values()
+        spike_fn = spike_fn.func
+    spec = _SURROGATES.get(spike_fn)
+    if spec is None:
+        return None
+    return spec[0], float(spec[1] if scale is None else scale)
+
+
+@functools.cache
+def _cpu_kernels():
+    """The numba kernels, or None where numba cannot be imported (the reference loop is used then)."""
+    try:
+        from . import cpu
+    except ImportError:
+        return None
+    return cpu
+
+
+@functools.cache
+def _triton_kernels():
+    try:
+        from . import triton as triton_kernels
+    except ImportError:
+        return None
+    return triton_kernels if triton_kernels.available() else None
+
+
+def fused_kernel_for(x_seq: Tensor, **step_kwargs: Any) -> str | None:
+    """The fused implementation (``"cpu"`` / ``"triton"``) that would run :func:`lif_multi_step` with these
+    arguments, or ``None`` where the reference loop runs (and why is one of: a norm on the membrane,
+    training noise, inference built-ins, an unknown surrogate or activation, the dtype or the device)."""
+    from ..lif import active_builtins
+
+    if default_neuron_kernel() != "fused" or active_builtins() is not None:
+        return None
+    if step_kwargs.get("norm") is not None or step_kwargs.get("noise", 0.0) > 0:
+        return None
+    if _surrogate_spec(step_kwargs.get("spike_fn", rectangle)) is None:
+        return None
+    if step_kwargs.get("analog", False) and step_kwargs.get("activation", torch.relu) not in _ACTIVATIONS:
+        return None
+    if x_seq.dim() < 2 or x_seq.shape[0] == 0 or x_seq[0].numel() == 0:
+        return None
+    if x_seq.device.type == "cpu":
+        ok = x_seq.dtype in (torch.float32, torch.float64) and _cpu_kernels() is not None
+        return "cpu" if ok else None
+    if x_seq.device.type == "cuda" and x_seq.dtype in (torch.float32, torch.float16, torch.bfloat16):
+        return "triton" if _triton_kernels() is not None else None
+    return None
+
+
+# -- layout ------------------------------------------------------------------------------------------------
+def _layout(x_seq: Tensor) -> tuple[Tensor, int, int, int, int, int] | None:
+    """``(flat, P, T, M, sp, st)`` addressing ``x_seq [T, *S]`` as ``[P, T, M]`` without a copy, or None.
+
+    A contiguous time-first tensor is ``P = 1``; the time-first view of a contiguous batch-first tensor
+    (``x.transpose(0, 1)``) is ``P = S[0]``. ``flat`` is the 1-D view of the underlying block."""
+    T = x_seq.shape[0]
+    state = x_seq.shape[1:]
+    if x_seq.is_contiguous():
+        M = x_seq[0].numel()
+        return x_seq.reshape(-1), 1, T, M, 0, M
+    if x_seq.dim() >= 2 and x_seq.transpose(0, 1).is_contiguous():
+        P = state[0]
+        M = x_seq[0].numel() // P if P else 0
+        return x_seq.transpose(0, 1).reshape(-1), P, T, M, T * M, M
+    return None
+
+
+def _like(x_seq: Tensor, P: int) -> tuple[Tensor, Tensor]:
+    """A new tensor shaped like ``x_seq`` with the same layout, and its flat view."""
+    if P == 1 and x_seq.is_contiguous():
+        out = torch.empty_like(x_seq, memory_format=torch.contiguous_format)
+        return out, out.reshape(-1)
+    batch_first = torch.empty_like(x_seq.transpose(0, 1), memory_format=torch.contiguous_format)
+    return batch_first.transpose(0, 1), batch_first.reshape(-1)
+
+
+def _per_element(p: Tensor | float, shape: torch.Size, like: Tensor) -> Tensor:
+    """A neuron parameter (scalar, ``[]`` or broadcastable per-channel tensor) as a contiguous flat array."""
+    p = torch.as_tensor(p, dtype=like.dtype, device=like.device)
+    return p.detach().expand(shape).contiguous().reshape(-1)
+
+
+class _FusedLIF(torch.autograd.Function):
+    """Autograd wrapper of a fused kernel: inputs ``x_seq [T, *S]``, ``v0 [*S]`` and the four parameters
+    (broadcastable to ``S``); outputs ``y [T, *S]`` and ``v_T [*S]``."""
+
+    @staticmethod
+    def forward(ctx, x_seq, v0, alpha, beta, theta, v_reset, config):  # noqa: D102
+        layout = _layout(x_seq)
+        if layout is None:  # an unusual stride pattern: one copy into the time-first layout
+            x_seq = x_seq.contiguous()
+            layout = _layout(x_seq)
+        flat, P, T, M, sp, st = layout
+        state_shape = x_seq.shape[1:]
+        # the per-element state index runs p * M + m: batch-first order for P > 1, which is S's own order
+        params = [_per_element(p, state_shape, x_seq) for p in (alpha, beta, theta, v_reset)]
+        v0_flat = v0.detach().expand(state_shape).contiguous().reshape(-1)
+        y, y_flat = _like(x_seq, P)
+        u, u_flat = _like(x_seq, P)
+        v_last = torch.empty(state_shape, dtype=x_seq.dtype, device=x_seq.device)
+        config.implementation.forward(
+            flat.detach(), v0_flat, *params, y_flat, u_flat, v_last.view(-1), P, T, M, sp, st, config
+        )
+        ctx.save_for_backward(u, *params)
+        ctx.layout = (P, T, M, sp, st)
+        ctx.config = config
+        ctx.param_shapes = [torch.as_tensor(p).shape for p in (alpha, beta, theta, v_reset)]
+        ctx.v0_shape = v0.shape
+        return y, v_last
+
+    @staticmethod
+    def backward(ctx, grad_y, grad_v_last):  # noqa: D102
+        u, *params = ctx.saved_tensors
+        P, T, M, sp, st = ctx.layout
+        state_shape = u.shape[1:]
+        if grad_y.stride() != u.stride() or grad_y.dtype != u.dtype:  # e.g. the expanded grad of a sum
+            grad_y = _like(u, P)[0].copy_(grad_y)
+        gy_flat = _layout(grad_y)[0]
+        grad_x, gx_flat = _like(u, P)
+        gvl = grad_v_last.to(u.dtype).expand(state_shape).contiguous().reshape(-1)
+        grad_v0 = torch.empty(state_shape, dtype=u.dtype, device=u.device)
+        param_grads = [torch.empty(state_shape, dtype=u.dtype, device=u.device) for _ in range(4)]
+        ctx.config.implementation.backward(
+            gy_flat, _layout(u)[0], gvl, *params, gx_flat, grad_v0.view(-1),
+            *(g.view(-1) for g in param_grads), P, T, M, sp, st, ctx.config,
+        )  # fmt: skip
+        needs = ctx.needs_input_grad
+        out_param_grads = [
+            g.sum_to_size(shape) if needs[2 + k] else None
+            for k, (g, shape) in enumerate(zip(param_grads, ctx.param_shapes, strict=True))
+        ]
+        grad_v0_out = grad_v0.sum_to_size(ctx.v0_shape) if needs[1] else None
+        return grad_x, grad_v0_out, *out_param_grads, None
+
+
+class _Config:
+    """What a kernel call needs besides tensors: the implementation and the mode flags."""
+
+    __slots__ = ("implementation", "soft", "analog", "act", "post", "tr", "surrogate", "scale")
+
+    def __init__(self, implementation, *, reset, analog, activation, liaf_mode, liaf_readout, spike_fn):
+        self.implementation = implementation
+        self.soft = int(reset == "soft")
+        self.analog = int(bool(analog))
+        self.act = _ACTIVATION_IDS[_ACTIVATIONS[activation]] if analog else 0
+        self.post = int(analog and liaf_readout == "post_leak")
+        self.tr = int(analog and liaf_mode == "TR")
+        name, self.scale = _surrogate_spec(spike_fn)
+        self.surrogate = _SURROGATE_IDS[name]
+
+
+_ACTIVATION_IDS = {"relu": 0, "sigmoid": 1, "tanh": 2, "identity": 3}
+_SURROGATE_IDS = {"rectangle": 0, "sigmoid": 1, "arctan": 2}
+
+
+class _CpuImplementation:
+    """Adapts torch tensors to the numba kernels of :mod:`.cpu` (zero-copy numpy views)."""
+
+    @staticmethod
+    def _threads() -> None:
+        import numba
+
+        numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+
+    @classmethod
+    def forward(cls, x, v0, alpha, beta, theta, v_reset, y, u, v_last, P, T, M, sp, st, config):
+        cpu = _cpu_kernels()
+        cls._threads()
+        consts = cpu.constants(_numpy_dtype(x), config.scale)
+        cpu.forward_kernel(config.soft, config.analog, config.act, config.post, config.tr)(
+            *(t.numpy() for t in (x, v0, alpha, beta, theta, v_reset, y, u, v_last)),
+            P, T, M, sp, st, config.soft, config.analog, config.act, config.post, config.tr, consts,
+        )  # fmt: skip
+
+    @classmethod
+    def backward(cls, gy, u, gvl, alpha, beta, theta, v_reset, gx, gv0, ga, gb, gth, gvr, P, T, M, sp, st,
+                 config):  # fmt: skip
+        cpu = _cpu_kernels()
+        cls._threads()
+        consts = cpu.constants(_numpy_dtype(u), config.scale)
+        cpu.backward_kernel(
+            config.soft, config.analog, config.surrogate, config.act, config.post, config.tr
+        )(
+            *(t.numpy() for t in (gy, u, gvl, alpha, beta, theta, v_reset, gx, gv0, ga, gb, gth, gvr)),
+            P, T, M, sp, st, config.soft, config.analog, config.act, config.post, config.tr,
+            config.surrogate, consts,
+        )  # fmt: skip
+
+
+def _numpy_dtype(t: Tensor):
+    import numpy as np
+
+    return np.float32 if t.dtype == torch.float32 else np.float64
+
+
+def lif_multi_step_fused(
+    x_seq: Tensor,
+    v0: Tensor | None = None,
+    *,
+    alpha=0.3,
+    beta=0.0,
+    theta=0.5,
+    v_reset=0.0,
+    reset: str = "hard",
+    spike_fn: Callable[[Tensor], Tensor] = rectangle,
+    norm=None,
+    noise: float = 0.0,
+    analog: bool = False,
+    activation: Callable[[Tensor], Tensor] = torch.relu,
+    liaf_mode: str = "NTR",
+    liaf_readout: str = "pre_reset",
+) -> tuple[Tensor, Tensor]:
+    """The fused kernel's :func:`~bidl.functional.lif_multi_step_reference`: same arguments, same results
+    (``(y [T, B, ...], v_T [B, ...])``). Raises ``ValueError`` where no fused kernel applies."""
+    kwargs = dict(norm=norm, noise=noise, spike_fn=spike_fn, analog=analog, activation=activation)
+    kind = fused_kernel_for(x_seq, **kwargs)
+    if kind is None:
+        raise ValueError(
+            "lif_multi_step_fused: no fused kernel for these arguments (norm, noise, surrogate, activation, "
+            f"dtype {x_seq.dtype} or device {x_seq.device}); use lif_multi_step, which falls back to the loop"
+        )
+    implementation = _CpuImplementation if kind == "cpu" else _triton_kernels().Implementation
+    config = _Config(
+        implementation, reset=reset, analog=analog, activation=activation, liaf_mode=liaf_mode,
+        liaf_readout=liaf_readout, spike_fn=spike_fn,
+    )  # fmt: skip
+    if v0 is None:
+        v0 = torch.zeros((), dtype=x_seq.dtype, device=x_seq.device)
+    return _FusedLIF.apply(x_seq, v0, alpha, beta, theta, v_reset, config)
