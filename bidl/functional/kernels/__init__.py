@@ -260,10 +260,10 @@ class _CpuImplementation:
     def forward(cls, x, v0, alpha, beta, theta, v_reset, y, u, v_last, P, T, M, sp, st, config):
         cpu = _cpu_kernels()
         cls._threads()
-        consts = cpu.constants(_numpy_dtype(x), config.scale)
-        cpu.forward_kernel(config.soft, config.analog, config.act, config.post, config.tr)(
-            *(t.numpy() for t in (x, v0, alpha, beta, theta, v_reset, y, u, v_last)),
-            P, T, M, sp, st, config.soft, config.analog, config.act, config.post, config.tr, consts,
+        flags = (config.soft, config.analog, config.act, config.post, config.tr)
+        cpu.forward_kernel(*flags)(
+            _arrays(x, y, u), _arrays(v0, v_last), _arrays(alpha, beta, theta, v_reset), (P, T, M, sp, st),
+            flags, cpu.constants(_numpy_dtype(x), config.scale),
         )  # fmt: skip
 
     @classmethod
@@ -271,14 +271,15 @@ class _CpuImplementation:
                  config):  # fmt: skip
         cpu = _cpu_kernels()
         cls._threads()
-        consts = cpu.constants(_numpy_dtype(u), config.scale)
-        cpu.backward_kernel(
-            config.soft, config.analog, config.surrogate, config.act, config.post, config.tr
-        )(
-            *(t.numpy() for t in (gy, u, gvl, alpha, beta, theta, v_reset, gx, gv0, ga, gb, gth, gvr)),
-            P, T, M, sp, st, config.soft, config.analog, config.act, config.post, config.tr,
-            config.surrogate, consts,
+        flags = (config.soft, config.analog, config.act, config.post, config.tr, config.surrogate)
+        cpu.backward_kernel(*flags[:2], config.surrogate, *flags[2:5])(
+            _arrays(gy, u, gx), _arrays(gvl, gv0, ga, gb, gth, gvr), _arrays(alpha, beta, theta, v_reset),
+            (P, T, M, sp, st), flags, cpu.constants(_numpy_dtype(u), config.scale),
         )  # fmt: skip
+
+
+def _arrays(*tensors: Tensor) -> tuple:
+    return tuple(t.numpy() for t in tensors)
 
 
 def _numpy_dtype(t: Tensor):

@@ -21,7 +21,7 @@ pass), so neither layout is copied. States and the per-element parameters are ``
 into (p, chunk of M) jobs run in parallel; inside a job the time loop is outermost and the chunk's membrane
 stays in cache, so every tensor is read or written once per pass.
 
-Flags are integers (one compiled function per dtype): ``soft`` (0 hard, 1 soft reset), ``analog`` (0 LIF,
+Flags are integers: ``soft`` (0 hard, 1 soft reset), ``analog`` (0 LIF,
 1 LIAF), ``act`` (:data:`ACTIVATION_IDS`), ``post`` (LIAF readout: 0 pre-reset ``U``, 1 post-leak ``V``),
 ``tr`` (subtract theta before the activation), ``surrogate`` (:data:`SURROGATE_IDS`).
 ``consts`` holds dtype-typed constants so that float32 code never widens to float64:
@@ -87,30 +87,12 @@ def _surrogate_grad(d, kind, zero, one, scale, half_scale, inv_scale, pi_2_scale
 
 
 @nb.njit(inline="always")
-def _forward_job(
-    job,
-    x,
-    v0,
-    alpha,
-    beta,
-    theta,
-    v_reset,
-    y,
-    u,
-    v_last,
-    P,
-    T,
-    M,
-    sp,
-    st,
-    soft,
-    analog,
-    act,
-    post,
-    tr,
-    consts,
-):
+def _forward_job(job, seq, state, params, geometry, soft, analog, act, post, tr, consts):
     """One job of the forward pass: T steps of one chunk of neurons."""
+    x, y, u = seq
+    v0, v_last = state
+    alpha, beta, theta, v_reset = params
+    P, T, M, sp, st = geometry
     zero = consts[0]
     one = consts[1]
     n_chunks = (M + CHUNK - 1) // CHUNK
@@ -143,40 +125,18 @@ def _forward_job(
                 y[o + i] = _activation(z, act, zero, one)
             else:
                 y[o + i] = one if fired else zero
-    v_last[s0 : s0 + n] = v
+    for i in range(n):  # element by element: a slice assignment here was dropped by numba's parfor pass
+        v_last[s0 + i] = v[i]
 
 
 @nb.njit(inline="always")
-def _backward_job(
-    job,
-    grad_y,
-    u,
-    grad_v_last,
-    alpha,
-    beta,
-    theta,
-    v_reset,
-    grad_x,
-    grad_v0,
-    grad_alpha,
-    grad_beta,
-    grad_theta,
-    grad_v_reset,
-    P,
-    T,
-    M,
-    sp,
-    st,
-    soft,
-    analog,
-    act,
-    post,
-    tr,
-    surrogate,
-    consts,
-):
+def _backward_job(job, seq, state, params, geometry, soft, analog, act, post, tr, surrogate, consts):
     """One job of the backward pass: BPTT through T steps of one chunk of neurons; the parameter gradients
     per element (summed over time; the ``P`` axis stays separate: ``[P * M]``)."""
+    grad_y, u, grad_x = seq
+    grad_v_last, grad_v0, grad_alpha, grad_beta, grad_theta, grad_v_reset = state
+    alpha, beta, theta, v_reset = params
+    P, T, M, sp, st = geometry
     zero = consts[0]
     one = consts[1]
     scale = consts[2]
@@ -244,872 +204,182 @@ def _backward_job(
             acc_th[i] += g_th - g_f
             grad_x[o + i] = g_u
             g_v[i] = g_u
-    grad_v0[s0 : s0 + n] = g_v
-    grad_alpha[s0 : s0 + n] = acc_a
-    grad_beta[s0 : s0 + n] = acc_b
-    grad_theta[s0 : s0 + n] = acc_th
-    grad_v_reset[s0 : s0 + n] = acc_vr
+    for i in range(n):  # element by element, as in the forward job
+        grad_v0[s0 + i] = g_v[i]
+        grad_alpha[s0 + i] = acc_a[i]
+        grad_beta[s0 + i] = acc_b[i]
+        grad_theta[s0 + i] = acc_th[i]
+        grad_v_reset[s0 + i] = acc_vr[i]
 
 
-# -- kernels: LIF specialised (constant flags, vectorised inner loop), LIAF with the flags at run time --
+# -- the kernels: one per flag set that is held constant (the inner loop then has no branch and vectorises);
+# ``liaf_forward`` / ``liaf_backward`` take the LIAF flags at run time. Arguments (tuples of flat arrays):
+#   forward:  seq (x, y, u), state (v0, v_last), params (alpha, beta, theta, v_reset),
+#             geometry (P, T, M, sp, st)
+#   backward: seq (grad_y, u, grad_x), state (grad_v_last, grad_v0, grad_alpha, grad_beta, grad_theta,
+#             grad_v_reset), params, geometry
 
 
 @nb.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
-def lif_forward_hard(
-    x, v0, alpha, beta, theta, v_reset, y, u, v_last, P, T, M, sp, st, soft, analog, act, post, tr, consts
-):
+def lif_forward_hard(seq, state, params, geometry, flags, consts):
     """LIF, hard reset."""
+    P, T, M, sp, st = geometry
+    soft, analog, act, post, tr = flags
     for job in nb.prange(P * ((M + CHUNK - 1) // CHUNK)):
-        _forward_job(
-            job, x, v0, alpha, beta, theta, v_reset, y, u, v_last, P, T, M, sp, st, 0, 0, 0, 0, 0, consts
-        )
+        _forward_job(job, seq, state, params, geometry, 0, 0, 0, 0, 0, consts)
 
 
 @nb.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
-def lif_forward_soft(
-    x, v0, alpha, beta, theta, v_reset, y, u, v_last, P, T, M, sp, st, soft, analog, act, post, tr, consts
-):
+def lif_forward_soft(seq, state, params, geometry, flags, consts):
     """LIF, soft reset."""
+    P, T, M, sp, st = geometry
+    soft, analog, act, post, tr = flags
     for job in nb.prange(P * ((M + CHUNK - 1) // CHUNK)):
-        _forward_job(
-            job, x, v0, alpha, beta, theta, v_reset, y, u, v_last, P, T, M, sp, st, 1, 0, 0, 0, 0, consts
-        )
+        _forward_job(job, seq, state, params, geometry, 1, 0, 0, 0, 0, consts)
 
 
 @nb.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
-def liaf_forward(
-    x, v0, alpha, beta, theta, v_reset, y, u, v_last, P, T, M, sp, st, soft, analog, act, post, tr, consts
-):
+def liaf_relu_forward_hard(seq, state, params, geometry, flags, consts):
+    """The authors' LIAF (ReLU of the pre-reset membrane), hard reset."""
+    P, T, M, sp, st = geometry
+    soft, analog, act, post, tr = flags
+    for job in nb.prange(P * ((M + CHUNK - 1) // CHUNK)):
+        _forward_job(job, seq, state, params, geometry, 0, 1, 0, 0, 0, consts)
+
+
+@nb.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
+def liaf_relu_forward_soft(seq, state, params, geometry, flags, consts):
+    """The authors' LIAF, soft reset."""
+    P, T, M, sp, st = geometry
+    soft, analog, act, post, tr = flags
+    for job in nb.prange(P * ((M + CHUNK - 1) // CHUNK)):
+        _forward_job(job, seq, state, params, geometry, 1, 1, 0, 0, 0, consts)
+
+
+@nb.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
+def liaf_forward(seq, state, params, geometry, flags, consts):
     """LIAF, any reset, activation and readout."""
+    P, T, M, sp, st = geometry
+    soft, analog, act, post, tr = flags
     for job in nb.prange(P * ((M + CHUNK - 1) // CHUNK)):
-        _forward_job(
-            job,
-            x,
-            v0,
-            alpha,
-            beta,
-            theta,
-            v_reset,
-            y,
-            u,
-            v_last,
-            P,
-            T,
-            M,
-            sp,
-            st,
-            soft,
-            1,
-            act,
-            post,
-            tr,
-            consts,
-        )
+        _forward_job(job, seq, state, params, geometry, soft, 1, act, post, tr, consts)
 
 
 @nb.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
-def lif_backward_hard_rectangle(
-    grad_y,
-    u,
-    grad_v_last,
-    alpha,
-    beta,
-    theta,
-    v_reset,
-    grad_x,
-    grad_v0,
-    grad_alpha,
-    grad_beta,
-    grad_theta,
-    grad_v_reset,
-    P,
-    T,
-    M,
-    sp,
-    st,
-    soft,
-    analog,
-    act,
-    post,
-    tr,
-    surrogate,
-    consts,
-):
+def lif_backward_hard_rectangle(seq, state, params, geometry, flags, consts):
     """LIF, hard reset, rectangle surrogate."""
+    P, T, M, sp, st = geometry
+    soft, analog, act, post, tr, surrogate = flags
     for job in nb.prange(P * ((M + CHUNK - 1) // CHUNK)):
-        _backward_job(
-            job,
-            grad_y,
-            u,
-            grad_v_last,
-            alpha,
-            beta,
-            theta,
-            v_reset,
-            grad_x,
-            grad_v0,
-            grad_alpha,
-            grad_beta,
-            grad_theta,
-            grad_v_reset,
-            P,
-            T,
-            M,
-            sp,
-            st,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-            consts,
-        )
+        _backward_job(job, seq, state, params, geometry, 0, 0, 0, 0, 0, 0, consts)
 
 
 @nb.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
-def lif_backward_hard_sigmoid(
-    grad_y,
-    u,
-    grad_v_last,
-    alpha,
-    beta,
-    theta,
-    v_reset,
-    grad_x,
-    grad_v0,
-    grad_alpha,
-    grad_beta,
-    grad_theta,
-    grad_v_reset,
-    P,
-    T,
-    M,
-    sp,
-    st,
-    soft,
-    analog,
-    act,
-    post,
-    tr,
-    surrogate,
-    consts,
-):
+def lif_backward_hard_sigmoid(seq, state, params, geometry, flags, consts):
     """LIF, hard reset, sigmoid surrogate."""
+    P, T, M, sp, st = geometry
+    soft, analog, act, post, tr, surrogate = flags
     for job in nb.prange(P * ((M + CHUNK - 1) // CHUNK)):
-        _backward_job(
-            job,
-            grad_y,
-            u,
-            grad_v_last,
-            alpha,
-            beta,
-            theta,
-            v_reset,
-            grad_x,
-            grad_v0,
-            grad_alpha,
-            grad_beta,
-            grad_theta,
-            grad_v_reset,
-            P,
-            T,
-            M,
-            sp,
-            st,
-            0,
-            0,
-            0,
-            0,
-            0,
-            1,
-            consts,
-        )
+        _backward_job(job, seq, state, params, geometry, 0, 0, 0, 0, 0, 1, consts)
 
 
 @nb.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
-def lif_backward_hard_arctan(
-    grad_y,
-    u,
-    grad_v_last,
-    alpha,
-    beta,
-    theta,
-    v_reset,
-    grad_x,
-    grad_v0,
-    grad_alpha,
-    grad_beta,
-    grad_theta,
-    grad_v_reset,
-    P,
-    T,
-    M,
-    sp,
-    st,
-    soft,
-    analog,
-    act,
-    post,
-    tr,
-    surrogate,
-    consts,
-):
+def lif_backward_hard_arctan(seq, state, params, geometry, flags, consts):
     """LIF, hard reset, arctan surrogate."""
+    P, T, M, sp, st = geometry
+    soft, analog, act, post, tr, surrogate = flags
     for job in nb.prange(P * ((M + CHUNK - 1) // CHUNK)):
-        _backward_job(
-            job,
-            grad_y,
-            u,
-            grad_v_last,
-            alpha,
-            beta,
-            theta,
-            v_reset,
-            grad_x,
-            grad_v0,
-            grad_alpha,
-            grad_beta,
-            grad_theta,
-            grad_v_reset,
-            P,
-            T,
-            M,
-            sp,
-            st,
-            0,
-            0,
-            0,
-            0,
-            0,
-            2,
-            consts,
-        )
+        _backward_job(job, seq, state, params, geometry, 0, 0, 0, 0, 0, 2, consts)
 
 
 @nb.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
-def lif_backward_soft_rectangle(
-    grad_y,
-    u,
-    grad_v_last,
-    alpha,
-    beta,
-    theta,
-    v_reset,
-    grad_x,
-    grad_v0,
-    grad_alpha,
-    grad_beta,
-    grad_theta,
-    grad_v_reset,
-    P,
-    T,
-    M,
-    sp,
-    st,
-    soft,
-    analog,
-    act,
-    post,
-    tr,
-    surrogate,
-    consts,
-):
+def lif_backward_soft_rectangle(seq, state, params, geometry, flags, consts):
     """LIF, soft reset, rectangle surrogate."""
+    P, T, M, sp, st = geometry
+    soft, analog, act, post, tr, surrogate = flags
     for job in nb.prange(P * ((M + CHUNK - 1) // CHUNK)):
-        _backward_job(
-            job,
-            grad_y,
-            u,
-            grad_v_last,
-            alpha,
-            beta,
-            theta,
-            v_reset,
-            grad_x,
-            grad_v0,
-            grad_alpha,
-            grad_beta,
-            grad_theta,
-            grad_v_reset,
-            P,
-            T,
-            M,
-            sp,
-            st,
-            1,
-            0,
-            0,
-            0,
-            0,
-            0,
-            consts,
-        )
+        _backward_job(job, seq, state, params, geometry, 1, 0, 0, 0, 0, 0, consts)
 
 
 @nb.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
-def lif_backward_soft_sigmoid(
-    grad_y,
-    u,
-    grad_v_last,
-    alpha,
-    beta,
-    theta,
-    v_reset,
-    grad_x,
-    grad_v0,
-    grad_alpha,
-    grad_beta,
-    grad_theta,
-    grad_v_reset,
-    P,
-    T,
-    M,
-    sp,
-    st,
-    soft,
-    analog,
-    act,
-    post,
-    tr,
-    surrogate,
-    consts,
-):
+def lif_backward_soft_sigmoid(seq, state, params, geometry, flags, consts):
     """LIF, soft reset, sigmoid surrogate."""
+    P, T, M, sp, st = geometry
+    soft, analog, act, post, tr, surrogate = flags
     for job in nb.prange(P * ((M + CHUNK - 1) // CHUNK)):
-        _backward_job(
-            job,
-            grad_y,
-            u,
-            grad_v_last,
-            alpha,
-            beta,
-            theta,
-            v_reset,
-            grad_x,
-            grad_v0,
-            grad_alpha,
-            grad_beta,
-            grad_theta,
-            grad_v_reset,
-            P,
-            T,
-            M,
-            sp,
-            st,
-            1,
-            0,
-            0,
-            0,
-            0,
-            1,
-            consts,
-        )
+        _backward_job(job, seq, state, params, geometry, 1, 0, 0, 0, 0, 1, consts)
 
 
 @nb.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
-def lif_backward_soft_arctan(
-    grad_y,
-    u,
-    grad_v_last,
-    alpha,
-    beta,
-    theta,
-    v_reset,
-    grad_x,
-    grad_v0,
-    grad_alpha,
-    grad_beta,
-    grad_theta,
-    grad_v_reset,
-    P,
-    T,
-    M,
-    sp,
-    st,
-    soft,
-    analog,
-    act,
-    post,
-    tr,
-    surrogate,
-    consts,
-):
+def lif_backward_soft_arctan(seq, state, params, geometry, flags, consts):
     """LIF, soft reset, arctan surrogate."""
+    P, T, M, sp, st = geometry
+    soft, analog, act, post, tr, surrogate = flags
     for job in nb.prange(P * ((M + CHUNK - 1) // CHUNK)):
-        _backward_job(
-            job,
-            grad_y,
-            u,
-            grad_v_last,
-            alpha,
-            beta,
-            theta,
-            v_reset,
-            grad_x,
-            grad_v0,
-            grad_alpha,
-            grad_beta,
-            grad_theta,
-            grad_v_reset,
-            P,
-            T,
-            M,
-            sp,
-            st,
-            1,
-            0,
-            0,
-            0,
-            0,
-            2,
-            consts,
-        )
+        _backward_job(job, seq, state, params, geometry, 1, 0, 0, 0, 0, 2, consts)
 
 
 @nb.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
-def liaf_backward(
-    grad_y,
-    u,
-    grad_v_last,
-    alpha,
-    beta,
-    theta,
-    v_reset,
-    grad_x,
-    grad_v0,
-    grad_alpha,
-    grad_beta,
-    grad_theta,
-    grad_v_reset,
-    P,
-    T,
-    M,
-    sp,
-    st,
-    soft,
-    analog,
-    act,
-    post,
-    tr,
-    surrogate,
-    consts,
-):
+def liaf_relu_backward_hard_rectangle(seq, state, params, geometry, flags, consts):
+    """The authors' LIAF, hard reset, rectangle surrogate."""
+    P, T, M, sp, st = geometry
+    soft, analog, act, post, tr, surrogate = flags
+    for job in nb.prange(P * ((M + CHUNK - 1) // CHUNK)):
+        _backward_job(job, seq, state, params, geometry, 0, 1, 0, 0, 0, 0, consts)
+
+
+@nb.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
+def liaf_relu_backward_hard_sigmoid(seq, state, params, geometry, flags, consts):
+    """The authors' LIAF, hard reset, sigmoid surrogate."""
+    P, T, M, sp, st = geometry
+    soft, analog, act, post, tr, surrogate = flags
+    for job in nb.prange(P * ((M + CHUNK - 1) // CHUNK)):
+        _backward_job(job, seq, state, params, geometry, 0, 1, 0, 0, 0, 1, consts)
+
+
+@nb.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
+def liaf_relu_backward_hard_arctan(seq, state, params, geometry, flags, consts):
+    """The authors' LIAF, hard reset, arctan surrogate."""
+    P, T, M, sp, st = geometry
+    soft, analog, act, post, tr, surrogate = flags
+    for job in nb.prange(P * ((M + CHUNK - 1) // CHUNK)):
+        _backward_job(job, seq, state, params, geometry, 0, 1, 0, 0, 0, 2, consts)
+
+
+@nb.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
+def liaf_relu_backward_soft_rectangle(seq, state, params, geometry, flags, consts):
+    """The authors' LIAF, soft reset, rectangle surrogate."""
+    P, T, M, sp, st = geometry
+    soft, analog, act, post, tr, surrogate = flags
+    for job in nb.prange(P * ((M + CHUNK - 1) // CHUNK)):
+        _backward_job(job, seq, state, params, geometry, 1, 1, 0, 0, 0, 0, consts)
+
+
+@nb.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
+def liaf_relu_backward_soft_sigmoid(seq, state, params, geometry, flags, consts):
+    """The authors' LIAF, soft reset, sigmoid surrogate."""
+    P, T, M, sp, st = geometry
+    soft, analog, act, post, tr, surrogate = flags
+    for job in nb.prange(P * ((M + CHUNK - 1) // CHUNK)):
+        _backward_job(job, seq, state, params, geometry, 1, 1, 0, 0, 0, 1, consts)
+
+
+@nb.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
+def liaf_relu_backward_soft_arctan(seq, state, params, geometry, flags, consts):
+    """The authors' LIAF, soft reset, arctan surrogate."""
+    P, T, M, sp, st = geometry
+    soft, analog, act, post, tr, surrogate = flags
+    for job in nb.prange(P * ((M + CHUNK - 1) // CHUNK)):
+        _backward_job(job, seq, state, params, geometry, 1, 1, 0, 0, 0, 2, consts)
+
+
+@nb.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
+def liaf_backward(seq, state, params, geometry, flags, consts):
     """LIAF, any reset, activation, readout and surrogate."""
+    P, T, M, sp, st = geometry
+    soft, analog, act, post, tr, surrogate = flags
     for job in nb.prange(P * ((M + CHUNK - 1) // CHUNK)):
-        _backward_job(
-            job,
-            grad_y,
-            u,
-            grad_v_last,
-            alpha,
-            beta,
-            theta,
-            v_reset,
-            grad_x,
-            grad_v0,
-            grad_alpha,
-            grad_beta,
-            grad_theta,
-            grad_v_reset,
-            P,
-            T,
-            M,
-            sp,
-            st,
-            soft,
-            1,
-            act,
-            post,
-            tr,
-            surrogate,
-            consts,
-        )
-
-
-# the authors' LIAF (ReLU of the pre-reset membrane, no threshold removal), specialised likewise
-
-
-@nb.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
-def liaf_relu_forward_hard(
-    x, v0, alpha, beta, theta, v_reset, y, u, v_last, P, T, M, sp, st, soft, analog, act, post, tr, consts
-):
-    """LIAF ReLU(U), hard reset."""
-    for job in nb.prange(P * ((M + CHUNK - 1) // CHUNK)):
-        _forward_job(
-            job, x, v0, alpha, beta, theta, v_reset, y, u, v_last, P, T, M, sp, st, 0, 1, 0, 0, 0, consts
-        )
-
-
-@nb.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
-def liaf_relu_forward_soft(
-    x, v0, alpha, beta, theta, v_reset, y, u, v_last, P, T, M, sp, st, soft, analog, act, post, tr, consts
-):
-    """LIAF ReLU(U), soft reset."""
-    for job in nb.prange(P * ((M + CHUNK - 1) // CHUNK)):
-        _forward_job(
-            job, x, v0, alpha, beta, theta, v_reset, y, u, v_last, P, T, M, sp, st, 1, 1, 0, 0, 0, consts
-        )
-
-
-@nb.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
-def liaf_relu_backward_hard_rectangle(
-    grad_y,
-    u,
-    grad_v_last,
-    alpha,
-    beta,
-    theta,
-    v_reset,
-    grad_x,
-    grad_v0,
-    grad_alpha,
-    grad_beta,
-    grad_theta,
-    grad_v_reset,
-    P,
-    T,
-    M,
-    sp,
-    st,
-    soft,
-    analog,
-    act,
-    post,
-    tr,
-    surrogate,
-    consts,
-):
-    """LIAF ReLU(U), hard reset, rectangle surrogate."""
-    for job in nb.prange(P * ((M + CHUNK - 1) // CHUNK)):
-        _backward_job(
-            job,
-            grad_y,
-            u,
-            grad_v_last,
-            alpha,
-            beta,
-            theta,
-            v_reset,
-            grad_x,
-            grad_v0,
-            grad_alpha,
-            grad_beta,
-            grad_theta,
-            grad_v_reset,
-            P,
-            T,
-            M,
-            sp,
-            st,
-            0,
-            1,
-            0,
-            0,
-            0,
-            0,
-            consts,
-        )
-
-
-@nb.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
-def liaf_relu_backward_hard_sigmoid(
-    grad_y,
-    u,
-    grad_v_last,
-    alpha,
-    beta,
-    theta,
-    v_reset,
-    grad_x,
-    grad_v0,
-    grad_alpha,
-    grad_beta,
-    grad_theta,
-    grad_v_reset,
-    P,
-    T,
-    M,
-    sp,
-    st,
-    soft,
-    analog,
-    act,
-    post,
-    tr,
-    surrogate,
-    consts,
-):
-    """LIAF ReLU(U), hard reset, sigmoid surrogate."""
-    for job in nb.prange(P * ((M + CHUNK - 1) // CHUNK)):
-        _backward_job(
-            job,
-            grad_y,
-            u,
-            grad_v_last,
-            alpha,
-            beta,
-            theta,
-            v_reset,
-            grad_x,
-            grad_v0,
-            grad_alpha,
-            grad_beta,
-            grad_theta,
-            grad_v_reset,
-            P,
-            T,
-            M,
-            sp,
-            st,
-            0,
-            1,
-            0,
-            0,
-            0,
-            1,
-            consts,
-        )
-
-
-@nb.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
-def liaf_relu_backward_hard_arctan(
-    grad_y,
-    u,
-    grad_v_last,
-    alpha,
-    beta,
-    theta,
-    v_reset,
-    grad_x,
-    grad_v0,
-    grad_alpha,
-    grad_beta,
-    grad_theta,
-    grad_v_reset,
-    P,
-    T,
-    M,
-    sp,
-    st,
-    soft,
-    analog,
-    act,
-    post,
-    tr,
-    surrogate,
-    consts,
-):
-    """LIAF ReLU(U), hard reset, arctan surrogate."""
-    for job in nb.prange(P * ((M + CHUNK - 1) // CHUNK)):
-        _backward_job(
-            job,
-            grad_y,
-            u,
-            grad_v_last,
-            alpha,
-            beta,
-            theta,
-            v_reset,
-            grad_x,
-            grad_v0,
-            grad_alpha,
-            grad_beta,
-            grad_theta,
-            grad_v_reset,
-            P,
-            T,
-            M,
-            sp,
-            st,
-            0,
-            1,
-            0,
-            0,
-            0,
-            2,
-            consts,
-        )
-
-
-@nb.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
-def liaf_relu_backward_soft_rectangle(
-    grad_y,
-    u,
-    grad_v_last,
-    alpha,
-    beta,
-    theta,
-    v_reset,
-    grad_x,
-    grad_v0,
-    grad_alpha,
-    grad_beta,
-    grad_theta,
-    grad_v_reset,
-    P,
-    T,
-    M,
-    sp,
-    st,
-    soft,
-    analog,
-    act,
-    post,
-    tr,
-    surrogate,
-    consts,
-):
-    """LIAF ReLU(U), soft reset, rectangle surrogate."""
-    for job in nb.prange(P * ((M + CHUNK - 1) // CHUNK)):
-        _backward_job(
-            job,
-            grad_y,
-            u,
-            grad_v_last,
-            alpha,
-            beta,
-            theta,
-            v_reset,
-            grad_x,
-            grad_v0,
-            grad_alpha,
-            grad_beta,
-            grad_theta,
-            grad_v_reset,
-            P,
-            T,
-            M,
-            sp,
-            st,
-            1,
-            1,
-            0,
-            0,
-            0,
-            0,
-            consts,
-        )
-
-
-@nb.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
-def liaf_relu_backward_soft_sigmoid(
-    grad_y,
-    u,
-    grad_v_last,
-    alpha,
-    beta,
-    theta,
-    v_reset,
-    grad_x,
-    grad_v0,
-    grad_alpha,
-    grad_beta,
-    grad_theta,
-    grad_v_reset,
-    P,
-    T,
-    M,
-    sp,
-    st,
-    soft,
-    analog,
-    act,
-    post,
-    tr,
-    surrogate,
-    consts,
-):
-    """LIAF ReLU(U), soft reset, sigmoid surrogate."""
-    for job in nb.prange(P * ((M + CHUNK - 1) // CHUNK)):
-        _backward_job(
-            job,
-            grad_y,
-            u,
-            grad_v_last,
-            alpha,
-            beta,
-            theta,
-            v_reset,
-            grad_x,
-            grad_v0,
-            grad_alpha,
-            grad_beta,
-            grad_theta,
-            grad_v_reset,
-            P,
-            T,
-            M,
-            sp,
-            st,
-            1,
-            1,
-            0,
-            0,
-            0,
-            1,
-            consts,
-        )
-
-
-@nb.njit(parallel=True, cache=True, nogil=True, boundscheck=False)
-def liaf_relu_backward_soft_arctan(
-    grad_y,
-    u,
-    grad_v_last,
-    alpha,
-    beta,
-    theta,
-    v_reset,
-    grad_x,
-    grad_v0,
-    grad_alpha,
-    grad_beta,
-    grad_theta,
-    grad_v_reset,
-    P,
-    T,
-    M,
-    sp,
-    st,
-    soft,
-    analog,
-    act,
-    post,
-    tr,
-    surrogate,
-    consts,
-):
-    """LIAF ReLU(U), soft reset, arctan surrogate."""
-    for job in nb.prange(P * ((M + CHUNK - 1) // CHUNK)):
-        _backward_job(
-            job,
-            grad_y,
-            u,
-            grad_v_last,
-            alpha,
-            beta,
-            theta,
-            v_reset,
-            grad_x,
-            grad_v0,
-            grad_alpha,
-            grad_beta,
-            grad_theta,
-            grad_v_reset,
-            P,
-            T,
-            M,
-            sp,
-            st,
-            1,
-            1,
-            0,
-            0,
-            0,
-            2,
-            consts,
-        )
+        _backward_job(job, seq, state, params, geometry, soft, 1, act, post, tr, surrogate, consts)
 
 
 _LIF_FORWARD = (lif_forward_hard, lif_forward_soft)
