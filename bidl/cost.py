@@ -72,6 +72,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from .ann import LSTM, CausalConv3d, ConvLSTM
+from .functional import neuron_kernel
 from .layers import ConvLIAF, ConvLIF, TimeDistributed
 from .neurons import LIAF, LIF, LIFPlus
 from .state import SpatioTemporalModule, iteration_mode
@@ -364,6 +365,10 @@ class ElementwiseCounter(TorchDispatchMode):
     their in-place forms) adds its output's element count. Views, copies, dtype casts, fills, zeros, stacking,
     padding, reductions, convolutions and matrix products are not counted.
 
+    Inside the counter the multi-step neurons run the reference step loop (``neuron_kernel("reference")``):
+    a fused kernel executes the same operations per neuron and step, but outside aten, where no dispatch mode
+    sees them.
+
     Attributes:
         total: the number of element-wise operations.
         by_op: the same per aten op name.
@@ -381,6 +386,18 @@ class ElementwiseCounter(TorchDispatchMode):
         self.total = 0
         self.by_op: Counter[str] = Counter()
         self.paused = False
+        self._kernel: Any = None
+
+    def __enter__(self) -> ElementwiseCounter:
+        self._kernel = neuron_kernel("reference")
+        self._kernel.__enter__()
+        return super().__enter__()
+
+    def __exit__(self, *exc) -> None:
+        try:
+            super().__exit__(*exc)
+        finally:
+            self._kernel.__exit__(*exc)
 
     @contextmanager
     def pause(self) -> Iterator[None]:
