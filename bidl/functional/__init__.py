@@ -1,6 +1,7 @@
 """Neuron math as plain functions (LIF / LIAF, LIF+): the single source of truth for modules, exporters and
 kernels."""
 
+from .kernels import NEURON_KERNELS, default_neuron_kernel, fused_kernel_for, identity, neuron_kernel
 from .lif import (
     LIAF_MODES,
     LIAF_READOUTS,
@@ -19,7 +20,6 @@ from .lif import (
     reset_with_decay,
     soft_reset_with_decay,
 )
-from .kernels import NEURON_KERNELS, default_neuron_kernel, fused_kernel_for, identity, neuron_kernel
 from .lifplus import (
     EXI_EXPONENT_CAP,
     LIFPLUS_CONSTANTS,
