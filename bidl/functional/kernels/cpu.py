@@ -107,8 +107,13 @@ def _forward_job(job, seq, state, params, geometry, soft, analog, act, post, tr,
     vr = v_reset[s0 : s0 + n]
     for t in range(T):
         o = p * sp + t * st + m0
+        # views of this step's slice: indexed by the loop counter, the loads and stores are contiguous
+        # (indexing the flat arrays by ``o + i`` compiled to gathers and scatters)
+        xt = x[o : o + n]
+        yt = y[o : o + n]
+        ut_out = u[o : o + n]
         for i in range(n):
-            ut = x[o + i] + v[i]
+            ut = xt[i] + v[i]
             fired = ut - th[i] > zero
             if soft:
                 r = ut - th[i] if fired else ut
@@ -116,17 +121,18 @@ def _forward_job(job, seq, state, params, geometry, soft, analog, act, post, tr,
                 vri = vr[i]
                 r = vri if fired else ut
             vt = a[i] * r + b[i]
-            u[o + i] = ut
+            ut_out[i] = ut
             v[i] = vt
             if analog:
                 z = vt if post else ut
                 if tr:
                     z = z - th[i]
-                y[o + i] = _activation(z, act, zero, one)
+                yt[i] = _activation(z, act, zero, one)
             else:
-                y[o + i] = one if fired else zero
-    for i in range(n):  # element by element: a slice assignment here was dropped by numba's parfor pass
-        v_last[s0 + i] = v[i]
+                yt[i] = one if fired else zero
+    v_out = v_last[s0 : s0 + n]
+    for i in range(n):  # element by element into a view: a slice assignment here was dropped by numba
+        v_out[i] = v[i]
 
 
 @nb.njit(inline="always")
@@ -159,8 +165,11 @@ def _backward_job(job, seq, state, params, geometry, soft, analog, act, post, tr
     vr = v_reset[s0 : s0 + n]
     for t in range(T - 1, -1, -1):
         o = p * sp + t * st + m0
+        ut_in = u[o : o + n]
+        gyt = grad_y[o : o + n]
+        gxt = grad_x[o : o + n]
         for i in range(n):
-            ut = u[o + i]
+            ut = ut_in[i]
             d = ut - th[i]
             fired = d > zero
             if soft:
@@ -168,7 +177,7 @@ def _backward_job(job, seq, state, params, geometry, soft, analog, act, post, tr
             else:
                 vri = vr[i]
                 r = vri if fired else ut
-            gy = grad_y[o + i]
+            gy = gyt[i]
             g = g_v[i]
             g_th = zero
             if analog and post:
@@ -202,14 +211,19 @@ def _backward_job(job, seq, state, params, geometry, soft, analog, act, post, tr
             g_f = g_s * _surrogate_grad(d, surrogate, zero, one, scale, half_scale, inv_scale, pi_2_scale)
             g_u = g_u + g_f
             acc_th[i] += g_th - g_f
-            grad_x[o + i] = g_u
+            gxt[i] = g_u
             g_v[i] = g_u
-    for i in range(n):  # element by element, as in the forward job
-        grad_v0[s0 + i] = g_v[i]
-        grad_alpha[s0 + i] = acc_a[i]
-        grad_beta[s0 + i] = acc_b[i]
-        grad_theta[s0 + i] = acc_th[i]
-        grad_v_reset[s0 + i] = acc_vr[i]
+    g_v0 = grad_v0[s0 : s0 + n]
+    g_a = grad_alpha[s0 : s0 + n]
+    g_b = grad_beta[s0 : s0 + n]
+    out_th = grad_theta[s0 : s0 + n]
+    g_vr = grad_v_reset[s0 : s0 + n]
+    for i in range(n):  # element by element into views, as in the forward job
+        g_v0[i] = g_v[i]
+        g_a[i] = acc_a[i]
+        g_b[i] = acc_b[i]
+        out_th[i] = acc_th[i]
+        g_vr[i] = acc_vr[i]
 
 
 # -- the kernels: one per flag set that is held constant (the inner loop then has no branch and vectorises);
