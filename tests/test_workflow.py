@@ -330,6 +330,34 @@ def test_default_pipeline_end_to_end(tmp_path):
     assert all(
         name in report for name in ("table1.md", "table3.md", "cost.md", "export.md", "fig4.png", "fig11.png")
     )
+    # issue 8: the neuron speed bench, bidl against SpikingJelly 2.0 and snnTorch in the same run (timings
+    # are reported, not asserted): the LIF layer at [60, 16, 32, 40, 40] and Linear + LIF in both passes, the
+    # DVS128 training step against the SpikingJelly-built network, LIF times against the bandwidth floor
+    bench = list(csv.DictReader((results / "bench/bench.csv").open()))
+    measured = {(r["workload"], r["pass"], r["implementation"].split(" ")[0]) for r in bench}
+    for workload in ["LIF layer", *{r["workload"] for r in bench if r["workload"].startswith("Linear+LIF")}]:
+        for pass_ in ("forward", "forward+backward"):
+            assert {(workload, pass_, i) for i in ("bidl", "SpikingJelly", "snnTorch")} <= measured, workload
+    assert all(r["shape"].startswith("[60, 16, 32, 40, 40]") for r in bench if r["workload"] == "LIF layer")
+    assert {i for w, _, i in measured if w.startswith("DVS128 training step")} >= {"bidl", "SpikingJelly"}
+    bench_env = json.loads((results / "bench/environment.json").read_text())
+    assert bench_env["torch_threads"] == 2 and bench_env["spikingjelly"].startswith("2.")
+    assert bench_env["bandwidth"]["bytes_per_s"] > 0
+    for row in bench:
+        times = sorted(float(t) for t in row["times_s"].split(";"))
+        median = (times[(len(times) - 1) // 2] + times[len(times) // 2]) / 2
+        assert len(times) >= 5 and float(row["median_s"]) == median, row
+        peak_measured = row["peak_rss_mb"] != "" or row["peak_rss_status"].startswith("unavailable")
+        assert row["part"] == "c" or peak_measured, row
+        if row["workload"] == "LIF layer":
+            assert float(row["floor_s"]) > 0 and float(row["ratio_to_floor"]) == pytest.approx(
+                float(row["median_s"]) / float(row["floor_s"])
+            )
+    bench_table = (results / "tables/bench.md").read_text()
+    assert "LIF layer forward+backward" in bench_table and "DVS128 training step" in bench_table
+    for suffix in (".md", ".csv", ".tex"):
+        assert (results / "tables" / f"bench{suffix}").stat().st_size > 0, suffix
+    assert (results / "figures/bench.png").stat().st_size > 0 and "bench.md" in report
     # a second run has nothing to do
     assert (
         "Nothing to be done"

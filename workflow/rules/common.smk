@@ -1,6 +1,7 @@
 # Configuration validation, paths and input functions shared by the rules.
 from pathlib import Path
 
+from bidl.bench import bench_setup
 from bidl.config import network_names, resolve_experiment, table3_names, validate_config
 from bidl.data.catalog import DATASET_NAMES, describe_source, get_dataset, timestep_rate_hz
 from bidl.data.sources import SOURCES
@@ -20,6 +21,8 @@ TABLE3_MODELS = table3_names(config)  # each experiment that has baselines, then
 COST = config.get("cost") or {}
 EXPORT = config.get("export")  # the chip export of every experiment (bidl.export); absent: not exported
 TABLE1_SHAPE = COST.get("table1", {})  # {}: Figure 4's setting, bidl.cost.figure4_counts' defaults
+BENCH = config.get("bench")  # the neuron speed bench (bidl.bench); absent: not run
+BENCH_SETUP = bench_setup(config) if BENCH is not None else None  # (settings, experiment, input shape)
 
 DATASETS_DECLARED = [d for d in DATASET_NAMES if d in config["datasets"]]
 
@@ -151,6 +154,8 @@ def final_outputs():
         outputs += [f"{RESULTS}/tables/table4.md", f"{RESULTS}/tables/table4.csv"]
     if EXPORT is not None:
         outputs += [f"{RESULTS}/tables/export.md"]
+    if BENCH is not None:
+        outputs += [f"{RESULTS}/tables/bench.md", f"{RESULTS}/figures/bench.png"]
     return outputs
 
 

@@ -1,0 +1,1140 @@
+r"""Speed of bidl's neurons against SpikingJelly 2.0 and snnTorch on this CPU (the pipeline's ``bench`` rule).
+
+Three parts, measured in one process with the same torch (and numba) threads:
+
+- **(a) neuron layers**: the LIF layer alone on ``[T, B, C, H, W]`` and the Open Neuromorphic workload (a
+  Linear layer ``n -> n`` then LIF, batch 16, T = 500); forward and forward+backward; bidl's public API
+  (whichever neuron path is its default, and its reference step loop beside it where bidl offers the
+  choice), SpikingJelly's ``LIFNode(step_mode="m")`` on its default CPU path (the ``sj_lif`` torch op) and
+  snnTorch's ``Leaky`` driven step by step. Each library gets its own layout: bidl ``[B, T, ...]``, the peers
+  ``[T, B, ...]``, each contiguous.
+- **(b) one training step of the DVS128 network**: forward, cross-entropy, backward and optimiser step of
+  bidl's network (as a preset's experiment configures it) against the same network built from SpikingJelly
+  layers with bidl's weights copied in (:class:`SpikingJellyDVS128`).
+- **(c) the memory bandwidth floor**: ``dst.copy_(src)`` on a large float32 tensor gives the bytes per second
+  this machine moves (read + write); a LIF layer must at least move the bytes :func:`lif_floor_bytes` counts,
+  so ``bytes / bandwidth`` is a time no implementation can beat, and every implementation's median is quoted
+  as a multiple of it.
+
+The same function in the three libraries (up to exact threshold ties, ``>`` in bidl, ``>=`` in SpikingJelly):
+
+.. math::
+
+    \text{bidl:}\quad U_t = X_t + V_{t-1},\ F_t = 1[U_t > \theta],\ V_t = \alpha (1 - F_t) U_t
+    \qquad (\beta = v_{reset} = 0)
+
+SpikingJelly ``LIFNode(tau=1/(1-alpha), decay_input=False, v_threshold=theta, v_reset=0)`` charges
+:math:`H_t = V_{t-1} - V_{t-1}/\tau + X_t = \alpha V_{t-1} + X_t` and resets to 0; snnTorch
+``Leaky(beta=alpha, threshold=theta, reset_mechanism="zero")`` computes
+:math:`M_t = \alpha (1 - F_{t-1}) M_{t-1} + X_t`. The surrogate gradient is the same function in all three
+(``sigmoid``: :math:`k\sigma(kx)(1-\sigma(kx))`, k = 4; ``arctan``: k = 2), so the backward does the same
+work; snnTorch detaches its reset (no gradient through it), the other two do not.
+
+Timing (:func:`measure_interleaved`): the implementations of one workload and pass are timed against each
+other: ``warmup`` untimed calls of each, then ``repeats`` rounds in which each is timed once
+(``time.perf_counter``; round-robin, so that a disturbance of the machine falls on all of them), of which the
+median, min and max are kept. "forward" runs as training runs it: inputs that require a gradient, the
+autograd graph built; "forward+backward" adds the backward from a fixed random output gradient. Peak memory
+comes from one more call: the resident-set high-water mark (``VmHWM``, reset by writing 5 to
+``/proc/self/clear_refs``) less the resident set before the call; where the kernel refuses the reset it is
+reported unavailable, never estimated.
+
+Example:
+    >>> timing = measure(lambda: sum(range(1000)), repeats=5, warmup=1, memory=False)
+    >>> len(timing.times), timing.peak_rss_bytes is None
+    (5, True)
+"""
+
+from __future__ import annotations
+
+import copy
+import ctypes
+import gc
+import importlib
+import importlib.metadata
+import os
+import platform
+import re
+import statistics
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .errors import BidlError, ConfigError
+
+__all__ = [
+    "COLUMNS",
+    "FLOOR_COUNTS",
+    "PASSES",
+    "PEERS",
+    "SUMMARY_COLUMNS",
+    "SURROGATES",
+    "BenchSettings",
+    "MissingPeerError",
+    "SpikingJellyDVS128",
+    "Timing",
+    "bench_setup",
+    "bidl_lif",
+    "bidl_paths",
+    "copy_bandwidth",
+    "cpu_name",
+    "dvs128_networks",
+    "dvs128_rows",
+    "environment",
+    "floor_seconds",
+    "layer_rows",
+    "lif_floor_bytes",
+    "linear_lif_rows",
+    "measure",
+    "measure_interleaved",
+    "numba_threads",
+    "peak_rss",
+    "require_peer",
+    "run_bench",
+    "set_threads",
+    "snntorch_leaky",
+    "snntorch_sequence",
+    "speedups",
+    "spikingjelly_lif",
+    "summary_rows",
+]
+
+PASSES = ("forward", "forward+backward")
+SURROGATES = ("sigmoid", "arctan")
+"""Surrogate gradients all three libraries implement as the same function: bidl ``sigmoid`` (k = 4) =
+SpikingJelly ``Sigmoid(alpha=4)`` (its default) = snnTorch ``sigmoid(slope=4)``; bidl ``arctan`` (k = 2) =
+SpikingJelly ``ATan(alpha=2)`` = snnTorch ``atan(alpha=2)``."""
+_SURROGATE_SCALE = {"sigmoid": 4.0, "arctan": 2.0}
+
+SPIKINGJELLY_INSTALL = "pip install --no-deps spikingjelly==2.0.0 && pip install -e '.[bench]'"
+SNNTORCH_INSTALL = "pip install -e '.[bench]'"
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A library the bench compares bidl with: its import name, the major version measured, how to install."""
+
+    module: str
+    title: str
+    major: str
+    install: str
+
+
+PEERS = {
+    "spikingjelly": Peer(
+        "spikingjelly",
+        "SpikingJelly",
+        "2",
+        SPIKINGJELLY_INSTALL
+        + "  (--no-deps: its metadata pulls torchvision, torchaudio and tensorboard, which would replace the "
+        "CPU torch with a CUDA build; loguru, the one module it needs at import, comes with the bench extra)",
+    ),
+    "snntorch": Peer("snntorch", "snnTorch", "1", SNNTORCH_INSTALL),
+}
+
+
+class MissingPeerError(BidlError, ImportError):
+    """A peer library of the bench is not installed (or not the version measured); the message says how."""
+
+
+def require_peer(name: str) -> Any:
+    """Import the peer ``name`` (a key of :data:`PEERS`), or raise :class:`MissingPeerError` naming the
+    package and the exact install command. A peer of another major version is refused the same way (its
+    default path would be another one)."""
+    peer = PEERS[name]
+    try:
+        module = importlib.import_module(peer.module)
+        version = importlib.metadata.version(peer.module)
+    except ImportError as err:  # also PackageNotFoundError
+        raise MissingPeerError(
+            f"{peer.module} is not installed ({err}); the bench compares bidl with {peer.title} "
+            f"{peer.major}.x in the same process. Install it with: {peer.install}"
+        ) from None
+    if version.split(".")[0] != peer.major:
+        raise MissingPeerError(
+            f"{peer.module} {version} is installed; the bench measures {peer.title} {peer.major}.x. "
+            f"Install it with: {peer.install}"
+        )
+    return module
+
+
+def peer_version(name: str) -> str:
+    return importlib.metadata.version(PEERS[name].module)
+
+
+# -- settings --
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """The config's ``bench`` section (``config/*.yaml``; the schema documents every key)."""
+
+    repeats: int = 5
+    warmup: int = 1
+    threads: int | None = None
+    seed: int = 0
+    surrogate: str = "sigmoid"
+    copy_mb: int = 256
+    memory: bool = True
+    lif_shape: tuple[int, ...] = (60, 16, 32, 40, 40)
+    lif_alpha: float = 0.3
+    lif_theta: float = 0.5
+    linear_timesteps: int = 500
+    linear_batch_size: int = 16
+    linear_neurons: tuple[int, ...] = (512, 1024)
+    linear_alpha: float = 0.3
+    linear_theta: float = 0.5
+    dvs128_experiment: str = "dvs128_asm"
+    dvs128_model_kwargs: dict[str, Any] = field(default_factory=dict)
+    dvs128_input_density: float = 0.05
+
+    @classmethod
+    def from_mapping(cls, section: Mapping[str, Any] | None) -> BenchSettings:
+        """Build from the config's ``bench`` mapping; a bad value raises :class:`ConfigError` naming the key
+        (``bench.repeats`` ...)."""
+        section = dict(section or {})
+        if not all(isinstance(section.get(g) or {}, Mapping) for g in ("lif_layer", "linear_lif", "dvs128")):
+            raise ConfigError("bench: lif_layer, linear_lif and dvs128 must be mappings")
+        known = {"repeats", "warmup", "threads", "seed", "surrogate", "copy_mb", "memory"}
+        groups = {
+            "lif_layer": {"shape", "alpha", "theta"},
+            "linear_lif": {"timesteps", "batch_size", "neurons", "alpha", "theta"},
+            "dvs128": {"experiment", "model_kwargs", "input_density"},
+        }
+        unknown = sorted(set(section) - known - set(groups))
+        if unknown:
+            raise ConfigError(f"bench: unknown key(s) {unknown}; known: {sorted(known | set(groups))}")
+        for group, keys in groups.items():
+            extra = sorted(set(section.get(group) or {}) - keys)
+            if extra:
+                raise ConfigError(f"bench.{group}: unknown key(s) {extra}; known: {sorted(keys)}")
+        lif = section.get("lif_layer") or {}
+        linear = section.get("linear_lif") or {}
+        dvs = section.get("dvs128") or {}
+        values = dict(
+            repeats=_integer(section, "repeats", cls.repeats, minimum=5),
+            warmup=_integer(section, "warmup", cls.warmup, minimum=0),
+            threads=_integer(section, "threads", None, minimum=1, nullable=True),
+            seed=_integer(section, "seed", cls.seed, minimum=0),
+            surrogate=section.get("surrogate", cls.surrogate),
+            copy_mb=_integer(section, "copy_mb", cls.copy_mb, minimum=1),
+            memory=section.get("memory", cls.memory),
+            lif_shape=tuple(lif.get("shape", cls.lif_shape)),
+            lif_alpha=_leak(lif, "lif_layer.alpha", cls.lif_alpha),
+            lif_theta=_real(lif, "lif_layer.theta", cls.lif_theta),
+            linear_timesteps=_integer(
+                linear, "timesteps", cls.linear_timesteps, minimum=1, group="linear_lif"
+            ),
+            linear_batch_size=_integer(
+                linear, "batch_size", cls.linear_batch_size, minimum=1, group="linear_lif"
+            ),
+            linear_neurons=tuple(linear.get("neurons", cls.linear_neurons)),
+            linear_alpha=_leak(linear, "linear_lif.alpha", cls.linear_alpha),
+            linear_theta=_real(linear, "linear_lif.theta", cls.linear_theta),
+            dvs128_experiment=str(dvs.get("experiment", cls.dvs128_experiment)),
+            dvs128_model_kwargs=dict(dvs.get("model_kwargs") or {}),
+            dvs128_input_density=_real(dvs, "dvs128.input_density", cls.dvs128_input_density),
+        )
+        if values["surrogate"] not in SURROGATES:
+            raise ConfigError(f"bench.surrogate: {values['surrogate']!r} is not one of {SURROGATES}")
+        if not isinstance(values["memory"], bool):
+            raise ConfigError(f"bench.memory: expected true or false, got {values['memory']!r}")
+        shape = values["lif_shape"]
+        if len(shape) < 3 or not all(isinstance(s, int) and s >= 1 for s in shape):
+            raise ConfigError(
+                f"bench.lif_layer.shape: expected [T, B, ...] of positive integers, got {shape}"
+            )
+        neurons = values["linear_neurons"]
+        if not neurons or not all(isinstance(n, int) and n >= 1 for n in neurons):
+            raise ConfigError(f"bench.linear_lif.neurons: expected positive integers, got {list(neurons)}")
+        density = values["dvs128_input_density"]
+        if not 0.0 < density <= 1.0:
+            raise ConfigError(f"bench.dvs128.input_density: expected a fraction in (0, 1], got {density}")
+        return cls(**values)
+
+
+def _integer(
+    section: Mapping[str, Any],
+    key: str,
+    default: int | None,
+    *,
+    minimum: int,
+    nullable: bool = False,
+    group: str = "",
+) -> int | None:
+    value = section.get(key, default)
+    name = f"bench.{group + '.' if group else ''}{key}"
+    if value is None and nullable:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _real(section: Mapping[str, Any], name: str, default: float) -> float:
+    value = section.get(name.split(".")[-1], default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"bench.{name}: expected a number, got {value!r}")
+    return float(value)
+
+
+def _leak(section: Mapping[str, Any], name: str, default: float) -> float:
+    value = section.get(name.split(".")[-1], default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 < value < 1.0:
+        # SpikingJelly's tau = 1 / (1 - alpha) must be finite and > 1
+        raise ConfigError(f"bench.{name}: expected a leak factor in (0, 1), got {value!r}")
+    return float(value)
+
+
+# -- environment --
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; :func:`bidl.latency.describe_device`)."""
+    from .latency import describe_device
+
+    return describe_device("cpu")["device_name"]
+
+
+def set_threads(threads: int) -> int:
+    """Give torch ``threads`` threads; return the count it now uses. bidl's numba kernels take torch's count
+    on every call (numba is not touched here: launching its threads before bidl imports its kernels would
+    fix numba's threading layer before bidl chooses one)."""
+    torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def numba_threads() -> dict[str, Any]:
+    """numba's thread count and threading layer where bidl has launched numba's threads (``None`` where it
+    has not: numba is not installed or bidl ran no numba kernel)."""
+    try:
+        import numba
+
+        layer = numba.threading_layer()  # ValueError until numba's threads are launched
+    except (ImportError, ValueError):
+        return {"numba_threads": None, "numba_threading_layer": None}
+    return {"numba_threads": numba.get_num_threads(), "numba_threading_layer": layer}
+
+
+def _load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages: other work on the machine disturbs the timings."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def _version(module: str) -> str | None:
+    try:
+        return importlib.metadata.version(module)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def environment() -> dict[str, Any]:
+    """Where the bench ran: CPU, cores, threads, and the versions of torch, numba, bidl and the peers."""
+    import bidl
+
+    return {
+        "cpu": cpu_name(),
+        "machine": platform.machine(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "numba": _version("numba"),
+        **numba_threads(),
+        "bidl": bidl.__version__,
+        "spikingjelly": _version("spikingjelly"),
+        "snntorch": _version("snntorch"),
+    }
+
+
+# -- timing and memory --
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Seconds of each timed call, and the peak resident-set growth of one more call (bytes; ``None`` where
+    not measured, ``peak_rss_status`` says why)."""
+
+    times: tuple[float, ...]
+    peak_rss_bytes: int | None = None
+    peak_rss_status: str = "not measured"
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
+
+    @property
+    def min(self) -> float:
+        return min(self.times)
+
+    @property
+    def max(self) -> float:
+        return max(self.times)
+
+
+def _status_kib(field_name: str) -> int:
+    match = re.search(rf"^{field_name}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M)
+    if match is None:
+        raise OSError(f"/proc/self/status has no {field_name}")
+    return int(match.group(1))
+
+
+def _release_free_memory() -> bool:
+    """Return the C heap's free pages to the system (glibc ``malloc_trim``), so that memory a previous call
+    freed but the allocator kept does not hide a call's own growth; False where there is no glibc."""
+    try:
+        return bool(ctypes.CDLL("libc.so.6").malloc_trim(0) >= 0)
+    except (OSError, AttributeError):
+        return False
+
+
+def peak_rss(
+    fn: Callable[[], Any], clear_refs: Path = Path("/proc/self/clear_refs")
+) -> tuple[int | None, str]:
+    """Run ``fn`` once; return how far the resident set rose above its level before the call (bytes), and
+    how that was measured. Before the call, freed heap pages go back to the system (``malloc_trim``) and
+    the high-water mark ``VmHWM`` is reset to the current resident set by writing 5 to
+    ``/proc/self/clear_refs``; where that is refused (no procfs, or a kernel without it), ``fn`` still runs
+    and the result is ``(None, "unavailable: ...")``."""
+    gc.collect()
+    trimmed = _release_free_memory()
+    try:
+        clear_refs.write_text("5")
+        before = _status_kib("VmRSS")
+    except OSError as err:
+        fn()
+        return None, f"unavailable: {clear_refs} refused ({err})"
+    fn()
+    how = "VmHWM after clear_refs less VmRSS before" + (", heap trimmed first" if trimmed else "")
+    return (_status_kib("VmHWM") - before) * 1024, how
+
+
+def measure(fn: Callable[[], Any], *, repeats: int = 5, warmup: int = 1, memory: bool = True) -> Timing:
+    """Time ``fn``: ``warmup`` untimed calls, ``repeats`` timed ones, then (``memory``) one more for the peak
+    resident-set growth (:func:`peak_rss`), not counted in the times."""
+    return measure_interleaved({"fn": fn}, repeats=repeats, warmup=warmup, memory=memory)["fn"]
+
+
+def measure_interleaved(
+    calls: Mapping[str, Callable[[], Any]], *, repeats: int = 5, warmup: int = 1, memory: bool = True
+) -> dict[str, Timing]:
+    """Time several ``calls`` against each other: ``warmup`` untimed calls of each, then ``repeats`` rounds
+    in which each is timed once (round-robin, so that a disturbance of the machine falls on all of them
+    rather than on one), then (``memory``) one more call of each for its peak resident-set growth
+    (:func:`peak_rss`), not counted in the times. The garbage collector runs before each timed call."""
+    if repeats < 1:
+        raise ValueError(f"repeats: expected >= 1, got {repeats}")
+    gc.collect()
+    gc.freeze()  # what exists now is never garbage here: the collections between calls skip it (fast)
+    try:
+        for fn in calls.values():
+            for _ in range(warmup):
+                fn()
+        times: dict[str, list[float]] = {name: [] for name in calls}
+        for _ in range(repeats):
+            for name, fn in calls.items():
+                gc.collect()
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+        timings = {}
+        for name, fn in calls.items():
+            peak, status = peak_rss(fn) if memory else (None, "not measured")
+            timings[name] = Timing(tuple(times[name]), peak, status)
+    finally:
+        gc.unfreeze()
+    return timings
+
+
+def copy_bandwidth(megabytes: int = 256, *, repeats: int = 5, warmup: int = 1) -> dict[str, Any]:
+    """The memory bandwidth of ``dst.copy_(src)`` on a float32 tensor of ``megabytes`` MB (10^6 bytes),
+    counting each byte read and each byte written: ``2 * nbytes / median time``."""
+    numel = megabytes * 1_000_000 // 4
+    src = torch.rand(numel)
+    dst = torch.empty_like(src)
+    timing = measure(lambda: dst.copy_(src), repeats=repeats, warmup=warmup, memory=False)
+    moved = 2 * src.numel() * src.element_size()
+    return {
+        "copy_mb": megabytes,
+        "bytes_moved": moved,
+        "times_s": list(timing.times),
+        "median_s": timing.median,
+        "bytes_per_s": moved / timing.median,
+    }
+
+
+def lif_floor_bytes(numel: int, pass_: str, itemsize: int = 4) -> int:
+    """The fewest bytes a LIF layer of ``numel`` elements (all timesteps) must move in ``pass_``: forward
+    reads the input current and writes the output spikes (2 tensors); forward+backward adds the backward,
+    which reads the input again (the surrogate needs every membrane, recomputed from it), reads the output
+    gradient and writes the input gradient (3 more tensors: 5 in all). Every tensor in ``itemsize`` bytes
+    (float32, as every library here stores them).
+
+    Example:
+        >>> lif_floor_bytes(10, "forward"), lif_floor_bytes(10, "forward+backward")
+        (80, 200)
+    """
+    tensors = {"forward": 2, "forward+backward": 5}
+    if pass_ not in tensors:
+        raise ValueError(f"pass: unknown {pass_!r}; choose one of {PASSES}")
+    return tensors[pass_] * numel * itemsize
+
+
+FLOOR_COUNTS = {
+    "forward": "read x, write y (fp32)",
+    "forward+backward": "read x, write y; backward: read x again, read grad_y, write grad_x (fp32)",
+}
+
+
+def floor_seconds(nbytes: int, bytes_per_s: float) -> float:
+    """The time moving ``nbytes`` takes at the measured ``bytes_per_s``: no implementation is faster.
+
+    Example:
+        >>> floor_seconds(2_000_000_000, 10e9)
+        0.2
+    """
+    if bytes_per_s <= 0:
+        raise ValueError(f"bytes_per_s: expected > 0, got {bytes_per_s}")
+    return nbytes / bytes_per_s
+
+
+# -- the three libraries' LIF --
+
+
+def bidl_paths() -> list[tuple[str, str | None, str]]:
+    """bidl's rows: ``(implementation, kernel to force or None, the path it runs)``. Its default path, and
+    the reference step loop beside it where bidl offers a choice of neuron kernels and defaults to another."""
+    import bidl.functional as functional
+
+    if not hasattr(functional, "neuron_kernel"):  # no choice of kernels yet: the reference loop is all
+        return [("bidl", None, "reference step loop")]
+    default = functional.default_neuron_kernel()
+    paths = [("bidl", None, default)]
+    if default != "reference":
+        paths.append(("bidl (reference step loop)", "reference", "reference"))
+    return paths
+
+
+def _kernel(name: str | None):
+    """The context that makes bidl run ``name`` (``None``: its default)."""
+    if name is None:
+        return nullcontext()
+    import bidl.functional as functional
+
+    return functional.neuron_kernel(name)
+
+
+def bidl_lif(alpha: float, theta: float, surrogate: str) -> nn.Module:
+    """bidl's LIF (IIM, ``[B, T, ...]``) with ``beta = v_reset = 0``, hard reset, fixed parameters."""
+    from .neurons import LIF
+
+    return LIF(alpha=alpha, theta=theta, surrogate=surrogate)  # its default scale: k = 4 / 2 (SURROGATES)
+
+
+def spikingjelly_lif(alpha: float, theta: float, surrogate: str) -> nn.Module:
+    """SpikingJelly's multi-step ``LIFNode`` computing bidl's LIF (``tau = 1 / (1 - alpha)``, no input
+    decay, hard reset to 0), on its default path, with the same surrogate gradient."""
+    require_peer("spikingjelly")
+    from spikingjelly.activation_based import neuron
+    from spikingjelly.activation_based import surrogate as sj_surrogate
+
+    function = {"sigmoid": sj_surrogate.Sigmoid, "arctan": sj_surrogate.ATan}[surrogate]
+    return neuron.LIFNode(
+        tau=1.0 / (1.0 - alpha),
+        decay_input=False,
+        v_threshold=theta,
+        v_reset=0.0,
+        surrogate_function=function(alpha=_SURROGATE_SCALE[surrogate]),
+        step_mode="m",
+    )
+
+
+def snntorch_leaky(alpha: float, theta: float, surrogate: str) -> nn.Module:
+    """snnTorch's ``Leaky`` computing bidl's LIF (``beta = alpha``, reset to zero), same surrogate."""
+    snn = require_peer("snntorch")
+    from snntorch import surrogate as snn_surrogate
+
+    scale = _SURROGATE_SCALE[surrogate]
+    spike_grad = snn_surrogate.sigmoid(slope=scale) if surrogate == "sigmoid" else snn_surrogate.atan(scale)
+    return snn.Leaky(beta=alpha, threshold=theta, reset_mechanism="zero", spike_grad=spike_grad)
+
+
+def snntorch_sequence(leaky: nn.Module, x_seq: Tensor) -> Tensor:
+    """Drive a snnTorch ``Leaky`` over a time-first ``[T, ...]`` sequence from the zero state."""
+    mem = leaky.reset_mem()
+    spikes = []
+    for x in x_seq:
+        spike, mem = leaky(x, mem)
+        spikes.append(spike)
+    return torch.stack(spikes)
+
+
+def _reset_spikingjelly(module: nn.Module) -> None:
+    from spikingjelly.activation_based import functional
+
+    functional.reset_net(module)
+
+
+# -- the workloads --
+
+
+def _run(forward: Callable[[Tensor], Tensor], x: Tensor, grad: Tensor, pass_: str) -> Callable[[], None]:
+    """One call of a workload: ``forward`` on a fresh leaf view of ``x`` that requires a gradient (the graph
+    is built, as in training), then, for forward+backward, the backward from ``grad``."""
+
+    def call() -> None:
+        leaf = x.detach().requires_grad_()
+        y = forward(leaf)
+        if pass_ == "forward+backward":
+            y.backward(grad)
+
+    return call
+
+
+def _row(part: str, workload: str, shape: str, pass_: str, implementation: str, path: str, timing: Timing):
+    return {
+        "part": part,
+        "workload": workload,
+        "shape": shape,
+        "pass": pass_,
+        "implementation": implementation,
+        "path": path,
+        "median_s": timing.median,
+        "min_s": timing.min,
+        "max_s": timing.max,
+        "times_s": ";".join(repr(t) for t in timing.times),
+        "peak_rss_mb": "" if timing.peak_rss_bytes is None else timing.peak_rss_bytes / 1e6,
+        "peak_rss_status": timing.peak_rss_status,
+    }
+
+
+def _in_kernel(kernel: str | None, call: Callable[[], None]) -> Callable[[], None]:
+    def run() -> None:
+        with _kernel(kernel):
+            call()
+
+    return run
+
+
+def _measure_all(
+    candidates: Sequence[tuple[str, str, str | None, Callable[[str], Callable[[], None]]]],
+    settings: BenchSettings,
+    log: Callable[[str], None],
+    label: str,
+    passes: Sequence[str] = PASSES,
+) -> Iterator[tuple[str, str, str, Timing]]:
+    """Measure the candidates ``(implementation, path, kernel, make_call)`` against each other
+    (:func:`measure_interleaved`) in each of ``passes``."""
+    for pass_ in passes:
+        calls = {name: _in_kernel(kernel, make(pass_)) for name, _, kernel, make in candidates}
+        timings = measure_interleaved(
+            calls, repeats=settings.repeats, warmup=settings.warmup, memory=settings.memory
+        )
+        for implementation, path, _, _ in candidates:
+            timing = timings[implementation]
+            runs = " ".join(f"{t * 1e3:.0f}" for t in timing.times)
+            peak = "-" if timing.peak_rss_bytes is None else f"{timing.peak_rss_bytes / 1e6:.0f} MB"
+            median = f"{timing.median * 1e3:.1f} ms"
+            log(f"{label}, {pass_}, {implementation}: median {median} ({runs}); peak {peak}")
+            yield pass_, implementation, path, timing
+        del calls, timings
+        gc.collect()
+
+
+def layer_rows(settings: BenchSettings, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Part (a), the LIF layer alone on ``settings.lif_shape`` (``[T, B, ...]``)."""
+    torch.manual_seed(settings.seed)
+    args = (settings.lif_alpha, settings.lif_theta, settings.surrogate)
+    x_time = torch.randn(settings.lif_shape)
+    grad_time = torch.rand(settings.lif_shape)
+    x_batch, grad_batch = x_time.transpose(0, 1).contiguous(), grad_time.transpose(0, 1).contiguous()
+    lif, node, leaky = bidl_lif(*args), spikingjelly_lif(*args), snntorch_leaky(*args)
+
+    def sj_forward(x: Tensor) -> Tensor:
+        _reset_spikingjelly(node)
+        return node(x)
+
+    candidates = [
+        (name, path, kernel, lambda p: _run(lif, x_batch, grad_batch, p))
+        for name, kernel, path in bidl_paths()
+    ]
+    candidates += [
+        (
+            f"SpikingJelly {peer_version('spikingjelly')}",
+            "LIFNode multi-step, sj_lif torch op",
+            None,
+            lambda p: _run(sj_forward, x_time, grad_time, p),
+        ),
+        (
+            f"snnTorch {peer_version('snntorch')}",
+            "Leaky, Python loop over T",
+            None,
+            lambda p: _run(lambda x: snntorch_sequence(leaky, x), x_time, grad_time, p),
+        ),
+    ]
+    shape = f"{list(settings.lif_shape)} (T, B, ...)"
+    numel = x_time.numel()
+    rows = []
+    for pass_, implementation, path, timing in _measure_all(candidates, settings, log, "LIF layer"):
+        row = _row("a", "LIF layer", shape, pass_, implementation, path, timing)
+        rows.append({**row, "floor_bytes": lif_floor_bytes(numel, pass_), "lif_part_s": timing.median})
+    return rows
+
+
+def linear_lif_rows(settings: BenchSettings, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Part (a), the Open Neuromorphic workload: Linear ``n -> n`` then LIF on ``[T, B, n]`` for each ``n``.
+
+    Every implementation applies the Linear to the whole sequence at once (one ``[T*B, n] x [n, n]`` GEMM,
+    the same weights), so they differ in the neuron only; the Linear alone (``torch.nn.Linear``) is measured
+    too, and ``lif_part_s`` = an implementation's median less the Linear's median, the time the bandwidth
+    floor of the LIF is compared with (the GEMM is bound by arithmetic, not memory)."""
+    rows = []
+    args = (settings.linear_alpha, settings.linear_theta, settings.surrogate)
+    t, b = settings.linear_timesteps, settings.linear_batch_size
+    for n in settings.linear_neurons:
+        torch.manual_seed(settings.seed)
+        from .layers import FCLIF
+
+        block = FCLIF(n, n, norm=None, alpha=args[0], theta=args[1], surrogate=args[2])
+        linear = nn.Linear(n, n)
+        linear.load_state_dict(block.synapse.state_dict())
+        sj_linear = copy.deepcopy(linear)
+        node, leaky = spikingjelly_lif(*args), snntorch_leaky(*args)
+        x_time, grad_time = torch.rand(t, b, n), torch.rand(t, b, n)
+        x_batch, grad_batch = x_time.transpose(0, 1).contiguous(), grad_time.transpose(0, 1).contiguous()
+
+        def sj_forward(x: Tensor, node=node, sj_linear=sj_linear) -> Tensor:
+            _reset_spikingjelly(node)
+            return node(sj_linear(x))
+
+        def snn_forward(x: Tensor, leaky=leaky, linear=linear) -> Tensor:
+            return snntorch_sequence(leaky, linear(x))
+
+        candidates = [
+            (
+                "torch Linear alone",
+                "nn.Linear on [T*B, n]",
+                None,
+                lambda p, linear=linear, x=x_time, g=grad_time: _run(linear, x, g, p),
+            ),
+        ]
+        candidates += [
+            (name, path, kernel, lambda p, block=block, x=x_batch, g=grad_batch: _run(block, x, g, p))
+            for name, kernel, path in bidl_paths()
+        ]
+        candidates += [
+            (
+                f"SpikingJelly {peer_version('spikingjelly')}",
+                "Linear + LIFNode multi-step, sj_lif torch op",
+                None,
+                lambda p, f=sj_forward, x=x_time, g=grad_time: _run(f, x, g, p),
+            ),
+            (
+                f"snnTorch {peer_version('snntorch')}",
+                "Linear + Leaky, Python loop over T",
+                None,
+                lambda p, f=snn_forward, x=x_time, g=grad_time: _run(f, x, g, p),
+            ),
+        ]
+        linear_median = {}
+        measured = list(_measure_all(candidates, settings, log, f"Linear+LIF n={n}"))
+        for pass_, implementation, _, timing in measured:
+            if implementation == "torch Linear alone":
+                linear_median[pass_] = timing.median
+        for pass_, implementation, path, timing in measured:
+            row = _row(
+                "a", f"Linear+LIF n={n}", f"[{t}, {b}, {n}] (T, B, n)", pass_, implementation, path, timing
+            )
+            if implementation == "torch Linear alone":
+                rows.append({**row, "floor_bytes": "", "lif_part_s": ""})
+            else:
+                rows.append(
+                    {
+                        **row,
+                        "floor_bytes": lif_floor_bytes(t * b * n, pass_),
+                        "lif_part_s": timing.median - linear_median[pass_],
+                    }
+                )
+        del x_time, grad_time, x_batch, grad_batch
+        gc.collect()
+    return rows
+
+
+# -- the DVS128 network built from SpikingJelly layers --
+
+
+def _spikingjelly_node_of(neuron: nn.Module, surrogate: str) -> nn.Module:
+    """The SpikingJelly ``LIFNode`` computing what bidl's ``neuron`` computes; ``ValueError`` naming what a
+    LIFNode cannot express (learned or per-channel parameters, BatchNorm on the membrane, training noise,
+    soft reset, beta or v_reset other than 0, LIAF / LIF+)."""
+    from .neurons import LIF
+
+    problems = []
+    if type(neuron) is not LIF:
+        problems.append(f"a {type(neuron).__name__} neuron (only LIF)")
+    if neuron.learnable or neuron.sharing != "all":
+        problems.append("learned or per-channel neuron parameters (learnable: false, sharing: all)")
+    if neuron.norm is not None:
+        problems.append("BatchNorm on the membrane (norm: input or null)")
+    if neuron.noise:
+        problems.append("training noise (noise: 0)")
+    beta, v_reset = (float(getattr(neuron, name).detach().max().abs()) for name in ("beta", "v_reset"))
+    if neuron.reset != "hard" or beta != 0.0 or v_reset != 0.0:
+        problems.append("a soft reset, beta or v_reset other than 0")
+    alpha = float(neuron.alpha.detach().flatten()[0])
+    if not 0.0 < alpha < 1.0:
+        problems.append(f"alpha {alpha} outside (0, 1)")
+    if problems:
+        raise ValueError(f"SpikingJelly's LIFNode cannot compute this bidl neuron: {'; '.join(problems)}")
+    return spikingjelly_lif(alpha, float(neuron.theta.detach().flatten()[0]), surrogate)
+
+
+class SpikingJellyDVS128(nn.Module):
+    """bidl's DVS128 Gesture network (:class:`~bidl.models.dvs128.DVS128GestureNet` with ``norm="input"``)
+    rebuilt from SpikingJelly layers, with its weights and BatchNorm statistics copied in: input BatchNorm,
+    three ``Conv2d -> BatchNorm2d -> LIFNode`` blocks, ``Flatten``, two ``Linear -> BatchNorm1d -> LIFNode``
+    blocks, mean over T. Input ``[T, B, 2, H, W]`` (time-first, SpikingJelly's layout); output
+    ``[B, n_classes]``, what bidl's network gives on the same input ``[B, T, 2, H, W]``.
+
+    Its LIFNodes use SpikingJelly's surrogate ``surrogate`` (the bidl network should use the same one)."""
+
+    def __init__(self, net: nn.Module, surrogate: str = "sigmoid"):
+        super().__init__()
+        require_peer("spikingjelly")
+        from spikingjelly.activation_based import layer
+
+        if not isinstance(net.readout, nn.Identity) or net.aggregate.mode != "mean":
+            raise ValueError("SpikingJellyDVS128: only the mean-rate readout of the DVS128 network")
+        modules: list[nn.Module] = [_copy_into(layer.BatchNorm2d, net.input_norm.module)]
+        for name in ("conv1", "conv2", "conv3", "fc1", "fc2"):
+            block = getattr(net, name)
+            if name == "fc1":
+                modules.append(layer.Flatten(step_mode="m"))
+            node = _spikingjelly_node_of(block.neuron, surrogate)
+            if block.pool is not None or block.input_norm is None:
+                raise ValueError(
+                    f"SpikingJellyDVS128: {name} must have BatchNorm on its input and no pooling"
+                )
+            synapse_cls = layer.Conv2d if isinstance(block.synapse, nn.Conv2d) else layer.Linear
+            norm_cls = (
+                layer.BatchNorm2d if isinstance(block.input_norm, nn.BatchNorm2d) else layer.BatchNorm1d
+            )
+            modules += [
+                _copy_into(synapse_cls, block.synapse),
+                _copy_into(norm_cls, block.input_norm),
+                node,
+            ]
+        self.body = nn.Sequential(*modules)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.body(x).mean(0)
+
+
+def _copy_into(cls: type[nn.Module], module: nn.Module) -> nn.Module:
+    """A SpikingJelly multi-step layer ``cls`` with the constructor arguments, weights and buffers of the
+    torch layer ``module`` (Conv2d, Linear, BatchNorm1d / 2d)."""
+    if isinstance(module, nn.Conv2d):
+        new = cls(
+            module.in_channels,
+            module.out_channels,
+            module.kernel_size,
+            stride=module.stride,
+            padding=module.padding,
+            dilation=module.dilation,
+            groups=module.groups,
+            bias=module.bias is not None,
+            step_mode="m",
+        )
+    elif isinstance(module, nn.Linear):
+        new = cls(module.in_features, module.out_features, bias=module.bias is not None, step_mode="m")
+    else:
+        new = cls(module.num_features, eps=module.eps, momentum=module.momentum, step_mode="m")
+    new.load_state_dict(module.state_dict())
+    return new
+
+
+def dvs128_networks(experiment: Mapping[str, Any], settings: BenchSettings) -> tuple[nn.Module, nn.Module]:
+    """bidl's network of the DVS128 ``experiment`` (its model and model_kwargs, then the bench's
+    ``dvs128.model_kwargs`` and surrogate) and the same network from SpikingJelly layers, same weights."""
+    from .models.registry import create_model
+
+    torch.manual_seed(settings.seed)
+    kwargs = {
+        **experiment.get("model_kwargs", {}),
+        **settings.dvs128_model_kwargs,
+        "surrogate": settings.surrogate,
+        "surrogate_scale": None,  # bidl's default scale, SpikingJelly's (SURROGATES)
+    }
+    net = create_model(experiment["model"], **kwargs)
+    try:
+        return net, SpikingJellyDVS128(net, settings.surrogate)
+    except ValueError as err:
+        raise ConfigError(
+            f"bench.dvs128.model_kwargs: the network of experiment {settings.dvs128_experiment!r} cannot be "
+            f"built from SpikingJelly layers ({err}); override those keywords for the bench"
+        ) from None
+
+
+def dvs128_rows(
+    experiment: Mapping[str, Any],
+    input_shape: Sequence[int],
+    settings: BenchSettings,
+    log: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """Part (b): one training step (forward, cross-entropy, backward, optimiser step with the experiment's
+    recipe) of bidl's DVS128 network and of :class:`SpikingJellyDVS128`, on random spike-like frames
+    ``input_shape = [B, T, C, H, W]`` (a fraction ``dvs128.input_density`` of ones) and random labels."""
+    from .state import reset_states
+    from .training import Recipe, make_optimizer
+
+    recipe = Recipe.from_mapping(
+        experiment["recipe"], where=f"experiments.{settings.dvs128_experiment}.recipe"
+    )
+    net, sj_net = dvs128_networks(experiment, settings)
+    b, t = input_shape[:2]
+    generator = torch.Generator().manual_seed(settings.seed)
+    frames = (torch.rand(tuple(input_shape), generator=generator) < settings.dvs128_input_density).float()
+    frames_time = frames.transpose(0, 1).contiguous()
+    n_classes = net.fc2.synapse.out_features
+    labels = torch.randint(0, n_classes, (b,), generator=generator)
+    criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+
+    def step_of(model: nn.Module, x: Tensor, reset: Callable[[nn.Module], None]) -> Callable[[str], Any]:
+        optimizer = make_optimizer(model, recipe)
+        model.train()
+
+        def step() -> None:
+            reset(model)
+            optimizer.zero_grad(set_to_none=True)
+            loss = criterion(model(x), labels)
+            loss.backward()
+            optimizer.step()
+
+        return lambda _pass: step
+
+    candidates = [
+        (name, path, kernel, step_of(net, frames, reset_states)) for name, kernel, path in bidl_paths()
+    ]
+    candidates.append(
+        (
+            f"SpikingJelly {peer_version('spikingjelly')}",
+            "layer.* + LIFNode multi-step, sj_lif torch op",
+            None,
+            step_of(sj_net, frames_time, _reset_spikingjelly),
+        )
+    )
+    shape = f"{list(input_shape)} (B, T, C, H, W)"
+    workload = f"DVS128 training step ({settings.dvs128_experiment})"
+    rows = []
+    measured = _measure_all(candidates, settings, log, "DVS128", passes=("training step",))
+    for _, implementation, path, timing in measured:
+        row = _row("b", workload, shape, "training step", implementation, path, timing)
+        rows.append({**row, "floor_bytes": "", "lif_part_s": ""})
+    return rows
+
+
+# -- all parts --
+
+
+COLUMNS = (
+    "part",
+    "workload",
+    "shape",
+    "pass",
+    "implementation",
+    "path",
+    "surrogate",
+    "threads",
+    "repeats",
+    "median_s",
+    "min_s",
+    "max_s",
+    "times_s",
+    "peak_rss_mb",
+    "peak_rss_status",
+    "floor_bytes",
+    "floor_counts",
+    "floor_s",
+    "lif_part_s",
+    "ratio_to_floor",
+)
+"""The columns of the measurement file ``bench.csv``: one row per workload, pass and implementation."""
+
+
+def bench_setup(config: Mapping[str, Any]) -> tuple[BenchSettings, dict[str, Any], list[int]]:
+    """The bench of a pipeline ``config``: its settings (the ``bench`` section), the DVS128 experiment it
+    times (``bench.dvs128.experiment``) and that experiment's input ``[B, T, 2, H, W]`` (the recipe's batch
+    size, the dataset's ``n_frames`` and ``size``). Errors name the key at fault."""
+    settings = BenchSettings.from_mapping(config.get("bench"))
+    name = settings.dvs128_experiment
+    experiment = config.get("experiments", {}).get(name)
+    if experiment is None:
+        raise ConfigError(f"bench.dvs128.experiment: {name!r} is not an experiment of this config")
+    if experiment["dataset"] != "dvs128_gesture":
+        raise ConfigError(
+            f"bench.dvs128.experiment: {name!r} trains on {experiment['dataset']}, not dvs128_gesture"
+        )
+    preprocess = config["datasets"]["dvs128_gesture"]["preprocess"]
+    shape = [
+        experiment["recipe"]["batch_size"],
+        preprocess["n_frames"],
+        2,
+        preprocess["size"],
+        preprocess["size"],
+    ]
+    return settings, dict(experiment), shape
+
+
+def run_bench(
+    settings: BenchSettings,
+    experiment: Mapping[str, Any],
+    dvs128_input_shape: Sequence[int],
+    *,
+    threads: int | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Run parts (a), (b) and (c); return the rows of ``bench.csv`` (:data:`COLUMNS`) and the environment
+    record (versions, threads, CPU, the copy bandwidth). Torch runs ``settings.threads`` threads, else
+    ``threads``, else its current count."""
+    for name in PEERS:  # fail before measuring anything
+        require_peer(name)
+    set_threads(settings.threads or threads or torch.get_num_threads())
+    load_before = _load_average()
+    bandwidth = copy_bandwidth(settings.copy_mb, repeats=settings.repeats, warmup=settings.warmup)
+    log(f"copy bandwidth {bandwidth['bytes_per_s'] / 1e9:.2f} GB/s (read + write, {settings.copy_mb} MB)")
+    rows = [
+        *layer_rows(settings, log),
+        *linear_lif_rows(settings, log),
+        *dvs128_rows(experiment, dvs128_input_shape, settings, log),
+    ]
+    copy_timing = Timing(tuple(bandwidth["times_s"]), None, "not measured (copy)")
+    copy_row = _row(
+        "c",
+        "memory copy (bandwidth)",
+        f"[{bandwidth['copy_mb'] * 250_000}] float32",
+        "copy",
+        "torch Tensor.copy_",
+        f"{bandwidth['bytes_per_s'] / 1e9:.3f} GB/s (read + write)",
+        copy_timing,
+    )
+    rows.append({**copy_row, "floor_bytes": bandwidth["bytes_moved"], "lif_part_s": copy_timing.median})
+    for row in rows:
+        row["surrogate"] = settings.surrogate if row["part"] != "c" else ""
+        row["threads"] = torch.get_num_threads()
+        row["repeats"] = settings.repeats
+        if row["floor_bytes"] == "":
+            row.update(floor_counts="", floor_s="", ratio_to_floor="")
+            continue
+        floor = floor_seconds(row["floor_bytes"], bandwidth["bytes_per_s"])
+        row["floor_counts"] = FLOOR_COUNTS.get(row["pass"], "read + write of the copy")
+        row["floor_s"] = floor
+        row["ratio_to_floor"] = row["lif_part_s"] / floor if row["lif_part_s"] > 0 else ""
+    env = environment()  # after the runs: numba's threads as bidl launched them
+    env.update(
+        load_average={"before": load_before, "after": _load_average()},
+        bandwidth=bandwidth,
+        settings={k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(settings).items()},
+        bidl_default_path=bidl_paths()[0][2],
+    )
+    return [{c: row.get(c, "") for c in COLUMNS} for row in rows], env
+
+
+# -- the table --
+
+
+def _number(value: str | float | None) -> float | None:
+    return float(value) if value not in ("", None) else None
+
+
+def _peer_family(implementation: str) -> str | None:
+    """``"SpikingJelly"`` / ``"snnTorch"`` / ``"bidl (reference step loop)"`` for the rows bidl's default path
+    is compared with, else ``None``."""
+    for family in ("SpikingJelly", "snnTorch", "bidl (reference step loop)"):
+        if implementation.startswith(family):
+            return family
+    return None
+
+
+def speedups(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str, str], float]:
+    """``(workload, pass, peer) -> peer median / bidl median``: how many times bidl's default path is faster
+    than each peer (and than bidl's reference step loop) in the same run; peers as :func:`_peer_family`
+    names them.
+
+    Example:
+        >>> row = {"workload": "w", "pass": "forward"}
+        >>> rows = [{**row, "implementation": "bidl", "median_s": "0.1"},
+        ...         {**row, "implementation": "SpikingJelly 2.0.0", "median_s": "0.3"}]
+        >>> {k: round(v, 6) for k, v in speedups(rows).items()}
+        {('w', 'forward', 'SpikingJelly'): 3.0}
+    """
+    bidl = {(r["workload"], r["pass"]): float(r["median_s"]) for r in rows if r["implementation"] == "bidl"}
+    ratios = {}
+    for r in rows:
+        family, base = _peer_family(r["implementation"]), bidl.get((r["workload"], r["pass"]))
+        if family is not None and base is not None:
+            ratios[(r["workload"], r["pass"], family)] = float(r["median_s"]) / base
+    return ratios
+
+
+SUMMARY_COLUMNS = (
+    "part",
+    "workload",
+    "shape",
+    "pass",
+    "implementation",
+    "path",
+    "median ms",
+    "min ms",
+    "max ms",
+    "peak MB",
+    "LIF part ms",
+    "floor ms",
+    "x floor",
+    "bidl faster by",
+)
+"""The columns of the rendered table ``tables/bench.*``."""
+
+
+def summary_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """The rendered table's rows from the measurement file's rows (as read from ``bench.csv``): each
+    implementation's median, min and max (ms), peak memory, the LIF part's time and its bandwidth floor (ms)
+    and their ratio, and for each peer how many times bidl's default path is faster (:func:`speedups`)."""
+    ratios = speedups(rows)
+
+    def ms(value: Any) -> str:
+        number = _number(value)
+        return "-" if number is None else f"{number * 1e3:.1f}"
+
+    table = []
+    for r in rows:
+        family = _peer_family(r["implementation"])
+        ratio, floor_ratio = ratios.get((r["workload"], r["pass"], family)), _number(r["ratio_to_floor"])
+        peak = _number(r["peak_rss_mb"])
+        table.append(
+            {
+                "part": r["part"],
+                "workload": r["workload"],
+                "shape": r["shape"],
+                "pass": r["pass"],
+                "implementation": r["implementation"],
+                "path": r["path"],
+                "median ms": ms(r["median_s"]),
+                "min ms": ms(r["min_s"]),
+                "max ms": ms(r["max_s"]),
+                "peak MB": "-" if peak is None else f"{peak:.0f}",
+                "LIF part ms": ms(r["lif_part_s"]) if r["workload"].startswith("Linear+LIF") else "-",
+                "floor ms": ms(r["floor_s"]),
+                "x floor": "-" if floor_ratio is None else f"{floor_ratio:.1f}x",
+                "bidl faster by": "-" if ratio is None else f"{ratio:.2f}x",
+            }
+        )
+    return table

@@ -1,0 +1,91 @@
+"""Render the bench (bidl.bench) from its measurement files only: per workload, pass and implementation the
+median, min and max time, peak memory, the LIF's bandwidth floor and the ratio to it, and how many times bidl
+is faster than each peer measured in the same run; the notes say where and how it was measured. Markdown, CSV
+and LaTeX."""
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from bidl.bench import COLUMNS, SUMMARY_COLUMNS, speedups, summary_rows
+from bidl.io import read_csv_rows
+from bidl.tables import source_note, write_table
+
+
+def _ratio(ratios: dict[tuple[str, str, str], float], workload: str, pass_: str, peer: str) -> str:
+    value = ratios.get((workload, pass_, peer))
+    return "not measured" if value is None else f"{value:.2f}x"
+
+
+def notes(config: dict[str, Any], rows: list[dict[str, str]], environment: dict[str, Any]) -> list[str]:
+    ratios = speedups(rows)
+    settings = environment["settings"]
+    layer = "LIF layer"
+    dvs128 = next((r["workload"] for r in rows if r["part"] == "b"), "")
+    bandwidth = environment["bandwidth"]
+    numba = (
+        f"numba {environment['numba']} ({environment['numba_threads']} threads, "
+        f"{environment['numba_threading_layer']} layer)"
+        if environment.get("numba_threads")
+        else f"numba {environment.get('numba') or 'not installed'} (no numba kernel ran)"
+    )
+    env = environment
+    where = (
+        f"Measured alone in one process on {env['cpu']} ({env['cores']} cores): torch {env['torch']} with "
+        f"{env['torch_threads']} threads, {numba}; bidl {env['bidl']} (default neuron path: "
+        f"{env['bidl_default_path']}), SpikingJelly {env['spikingjelly']} (LIFNode multi-step, its default "
+        f"CPU path), snnTorch {env['snntorch']} (Leaky, a Python loop over T). Median, min and max of "
+        f"{settings['repeats']} timed runs after {settings['warmup']} warm-up run(s); peak MB = the growth "
+        "of the resident set in one more run (VmHWM after clear_refs, less VmRSS before)."
+    )
+    same = (
+        "The same neuron in all three: bidl LIF(alpha, theta) = SpikingJelly LIFNode(tau = 1 / (1 - alpha), "
+        "decay_input = False, v_threshold = theta, v_reset = 0) = snnTorch Leaky(beta = alpha, threshold = "
+        f"theta, reset_mechanism = zero); surrogate gradient {settings['surrogate']} in all three (snnTorch "
+        "detaches its reset). forward = as training runs it (inputs require a gradient); forward+backward "
+        "adds the backward from a random output gradient. Each library gets its own layout: bidl "
+        "[B, T, ...], the peers [T, B, ...]."
+    )
+    floor = (
+        f"Bandwidth floor (part c): dst.copy_(src) on {bandwidth['copy_mb']} MB of float32 moved "
+        f"{bandwidth['bytes_per_s'] / 1e9:.2f} GB/s (read + write). A LIF layer must at least read x and "
+        "write y (forward), and in the backward read x again (to recompute the membranes), read grad_y and "
+        "write grad_x (fp32): floor = those bytes / the bandwidth; x floor = the time over it. Linear+LIF: "
+        "the Linear (the same GEMM on [T*B, n] in every implementation) is bound by arithmetic, so the floor "
+        "is compared with the LIF part only: the median less the median of the Linear alone."
+    )
+    headline = (
+        "bidl (default path) against SpikingJelly in this run: LIF layer forward+backward "
+        f"{_ratio(ratios, layer, 'forward+backward', 'SpikingJelly')} faster (issue 8 asks >= 3x), forward "
+        f"{_ratio(ratios, layer, 'forward', 'SpikingJelly')}; DVS128 training step "
+        f"{_ratio(ratios, dvs128, 'training step', 'SpikingJelly')} (issue 8 asks >= 1.3x), against the same "
+        "network built from SpikingJelly layers with bidl's weights and the experiment's optimiser."
+    )
+    data = source_note(config, ["random inputs of the shapes listed (the bench reads no dataset)"])
+    return [data, where, same, floor, headline]
+
+
+def main(config: dict[str, Any], csv_file: Path, environment_file: Path, stem: Path) -> None:
+    rows = read_csv_rows(csv_file, COLUMNS)
+    environment = json.loads(Path(environment_file).read_text())
+    title = f"Neuron speed: bidl against SpikingJelly and snnTorch (preset `{config['name']}`)"
+    write_table(stem, title, SUMMARY_COLUMNS, summary_rows(rows), notes(config, rows, environment))
+
+
+if "snakemake" in globals():
+    main(
+        snakemake.config,  # noqa: F821
+        Path(snakemake.input.csv),  # noqa: F821
+        Path(snakemake.input.environment),  # noqa: F821
+        Path(snakemake.output.markdown).with_suffix(""),  # noqa: F821
+    )
+elif __name__ == "__main__":
+    from bidl.config import load_yaml
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--bench", type=Path, required=True, help="results/<preset>/bench")
+    parser.add_argument("--out", type=Path, required=True, help="writes OUT.md, OUT.csv and OUT.tex")
+    args = parser.parse_args()
+    main(load_yaml(args.config), args.bench / "bench.csv", args.bench / "environment.json", args.out)
