@@ -170,6 +170,21 @@ def flat_case(seed, layout, dtype):
     return [t.to(dtype) for t in (x, v0, *params)], geometry
 
 
+def float32_membranes(x, v0, params, geometry, config):
+    """The pre-fire membranes U in float32 (the equations step by step) in the flat ``[P, T, M]`` layout."""
+    P, T, M, _, _ = geometry
+    xs = x.float().view(P, T, M)
+    alpha, beta, theta, v_reset = (p.float().view(P, M) for p in params)
+    v, out = v0.float().view(P, M), []
+    for t in range(T):
+        u = xs[:, t] + v
+        fired = u - theta > 0
+        r = torch.where(fired, u - theta, u) if config.soft else torch.where(fired, v_reset, u)
+        v = alpha * r + beta
+        out.append(u)
+    return torch.stack(out, 1).reshape(-1)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("mode", MODES, ids=mode_id)
 def test_half_precision_is_float32_math_on_the_upcast_tensors_rounded_once(backend, mode, dtype):
@@ -186,28 +201,33 @@ def test_half_precision_is_float32_math_on_the_upcast_tensors_rounded_once(backe
         torch.testing.assert_close(out.cpu().float(), ref32.to(dtype).float(), rtol=torch.finfo(dtype).eps,
                                    atol=1e-5)  # fmt: skip
 
-    # forward
+    # forward (the CPU kernel writes no membranes: the float32 U comes from the equations, step by step)
     y, u, v_last = torch.empty_like(x), torch.empty_like(x), torch.empty_like(v0)
     out = [t.to(device) for t in (y, u, v_last)]
     module.Implementation.forward(*(t.to(device) for t in (x, v0, *params)), *out, *geometry, config)
-    ref = [torch.empty_like(t, dtype=torch.float32) for t in (y, u, v_last)]
-    _CpuImplementation.forward(*(t.float() for t in (x, v0, *params)), *ref, *geometry, config)
+    ref = [torch.empty_like(t, dtype=torch.float32) for t in (y, v_last)]
+    _CpuImplementation.forward(
+        *(t.float() for t in (x, v0, *params)), ref[0], None, ref[1], *geometry, config
+    )
+    ref.insert(1, float32_membranes(x, v0, params, geometry, config))
     if not config.analog:
         assert torch.equal(out[0].cpu().float(), ref[0]), "the spikes are those of float32"
         recomputed = out[1].cpu().float().view(P, T, M) - params[2].float().view(P, 1, M) > 0
         assert torch.equal(recomputed.float().view(-1), ref[0]), "the stored U gives the backward its spikes"
     for a, b in zip(out, ref, strict=True):
         close(a, b)
-    # backward, from the stored U
+    # backward from the stored U: against the same kernel in float32 on the upcast U (the float32 kernel is
+    # checked against the reference loop above; the CPU kernel recomputes U from x, so it cannot take this U)
     g = torch.Generator().manual_seed(2)
     gy, gvl = torch.randn(x.shape, generator=g).to(dtype), torch.randn(v0.shape, generator=g).to(dtype)
     u = out[1]
     grads = [torch.empty_like(u)] + [torch.empty_like(v0, device=device) for _ in range(5)]
-    module.Implementation.backward(gy.to(device), u, gvl.to(device), *(p.to(device) for p in params), *grads,
-                                   *geometry, config)  # fmt: skip
-    grads_ref = [torch.empty(x.shape)] + [torch.empty(v0.shape) for _ in range(5)]
-    _CpuImplementation.backward(gy.float(), u.cpu().float(), gvl.float(), *(p.float() for p in params),
-                                *grads_ref, *geometry, config)  # fmt: skip
+    module.Implementation.backward(gy.to(device), u, v0.to(device), gvl.to(device),
+                                   *(p.to(device) for p in params), *grads, *geometry, config)  # fmt: skip
+    grads_ref = [torch.empty(t.shape, device=device) for t in (x, v0, v0, v0, v0, v0)]
+    module.Implementation.backward(
+        *(t.float().to(device) for t in (gy, u, v0, gvl, *params)), *grads_ref, *geometry, config
+    )
     assert grads_ref[0].abs().sum() > 0
     for name, a, b in zip(NAMES, grads, grads_ref, strict=True):
         try:
@@ -272,8 +292,8 @@ def test_a_membrane_rounding_onto_theta_is_stored_above_it(backend, dtype):
     assert torch.equal(bits, torch.where(theta > 0, theta_bits + 1, theta_bits - 1))
     grads = [torch.empty_like(theta, device=device) for _ in range(6)]
     gy, gvl = torch.ones_like(theta, device=device), torch.ones_like(theta, device=device)
-    module.Implementation.backward(gy, u, gvl, *(t.to(device) for t in (alpha, beta, theta, v_reset)), *grads,
-                                   1, 1, 4, 0, 4, config)  # fmt: skip
+    params = (t.to(device) for t in (alpha, beta, theta, v_reset))
+    module.Implementation.backward(gy, u, v0.to(device), gvl, *params, *grads, 1, 1, 4, 0, 4, config)
     # dL/dV = dL/dY = 1, the rectangle's derivative 1 (|U - theta| < 1/2); fired: dR/dU = 0, dR/dF =
     # v_reset - U, so dL/dU = alpha * (v_reset - U) + 1 (silent, it would be alpha more)
     expected = alpha.float() * (v_reset.float() - u.cpu().float()) + 1

@@ -1,9 +1,10 @@
 r"""Fused multi-step LIF / LIAF kernels behind :func:`bidl.functional.lif_multi_step`.
 
 The reference step loop (:func:`bidl.functional.lif_multi_step_reference`) is the specification; a fused
-kernel computes the same thing in one pass over T per neuron, forward and backward, and saves only the
-pre-fire membrane ``U`` for the backward pass (the reference's autograd graph keeps about ten tensors per
-step). Implementations:
+kernel computes the same thing in one pass over T per neuron, forward and backward, and saves the least
+the backward pass needs (the reference's autograd graph keeps about ten tensors per step): the CPU kernel
+nothing but its input, from which the backward pass recomputes the membranes; the Triton kernel the
+pre-fire membrane ``U``. Implementations:
 
 - ``cpu`` (:mod:`.cpu`): numba, float32 and float64, parallel over neurons with the time loop inside;
   no compiler toolchain beyond the numba wheel.
@@ -227,12 +228,14 @@ class _FusedLIF(torch.autograd.Function):
         params = [_per_element(p, state_shape, x_seq) for p in (alpha, beta, theta, v_reset)]
         v0_flat = v0.detach().expand(state_shape).contiguous().reshape(-1)
         y, y_flat = _like(x_seq, P)
-        u, u_flat = _like(x_seq, P)
+        # the CPU kernel saves nothing but its input and recomputes the membranes in the backward pass; the
+        # Triton kernel writes them out (``saves_membrane``)
+        u, u_flat = _like(x_seq, P) if config.implementation.saves_membrane else (None, None)
         v_last = torch.empty(state_shape, dtype=x_seq.dtype, device=x_seq.device)
         config.implementation.forward(
             flat.detach(), v0_flat, *params, y_flat, u_flat, v_last.view(-1), P, T, M, sp, st, config
         )
-        ctx.save_for_backward(u, *params)
+        ctx.save_for_backward(x_seq if u is None else u, v0_flat, *params)
         ctx.layout = (P, T, M, sp, st)
         ctx.config = config
         ctx.param_shapes = [torch.as_tensor(p).shape for p in (alpha, beta, theta, v_reset)]
@@ -241,18 +244,20 @@ class _FusedLIF(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_y, grad_v_last):  # noqa: D102
-        u, *params = ctx.saved_tensors
+        saved, v0_flat, *params = ctx.saved_tensors  # saved: x_seq (CPU) or U (Triton), laid out alike
         P, T, M, sp, st = ctx.layout
-        state_shape = u.shape[1:]
-        if grad_y.stride() != u.stride() or grad_y.dtype != u.dtype:  # e.g. the expanded grad of a sum
-            grad_y = _like(u, P)[0].copy_(grad_y)
+        state_shape = saved.shape[1:]
+        if (
+            grad_y.stride() != saved.stride() or grad_y.dtype != saved.dtype
+        ):  # e.g. the expanded grad of a sum
+            grad_y = _like(saved, P)[0].copy_(grad_y)
         gy_flat = _layout(grad_y)[0]
-        grad_x, gx_flat = _like(u, P)
-        gvl = grad_v_last.to(u.dtype).expand(state_shape).contiguous().reshape(-1)
-        grad_v0 = torch.empty(state_shape, dtype=u.dtype, device=u.device)
-        param_grads = [torch.empty(state_shape, dtype=u.dtype, device=u.device) for _ in range(4)]
+        grad_x, gx_flat = _like(saved, P)
+        gvl = grad_v_last.to(saved.dtype).expand(state_shape).contiguous().reshape(-1)
+        grad_v0 = torch.empty(state_shape, dtype=saved.dtype, device=saved.device)
+        param_grads = [torch.empty(state_shape, dtype=saved.dtype, device=saved.device) for _ in range(4)]
         ctx.config.implementation.backward(
-            gy_flat, _layout(u)[0], gvl, *params, gx_flat, grad_v0.view(-1),
+            gy_flat, _layout(saved)[0].detach(), v0_flat, gvl, *params, gx_flat, grad_v0.view(-1),
             *(g.view(-1) for g in param_grads), P, T, M, sp, st, ctx.config,
         )  # fmt: skip
         needs = ctx.needs_input_grad
@@ -293,25 +298,28 @@ class _CpuImplementation:
 
         numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
 
+    saves_membrane = False
+
     @classmethod
     def forward(cls, x, v0, alpha, beta, theta, v_reset, y, u, v_last, P, T, M, sp, st, config):
+        del u  # nothing saved: the backward pass recomputes the membranes from x
         cpu = _cpu_kernels()
         cls._threads()
         flags = (config.soft, config.analog, config.act, config.post, config.tr)
         cpu.forward_kernel(*flags)(
-            _arrays(x, y, u), _arrays(v0, v_last), _arrays(alpha, beta, theta, v_reset), (P, T, M, sp, st),
+            _arrays(x, y), _arrays(v0, v_last), _arrays(alpha, beta, theta, v_reset), (P, T, M, sp, st),
             flags, cpu.constants(_numpy_dtype(x), config.scale),
         )  # fmt: skip
 
     @classmethod
-    def backward(cls, gy, u, gvl, alpha, beta, theta, v_reset, gx, gv0, ga, gb, gth, gvr, P, T, M, sp, st,
+    def backward(cls, gy, x, v0, gvl, alpha, beta, theta, v_reset, gx, gv0, ga, gb, gth, gvr, P, T, M, sp, st,
                  config):  # fmt: skip
         cpu = _cpu_kernels()
         cls._threads()
         flags = (config.soft, config.analog, config.act, config.post, config.tr, config.surrogate)
         cpu.backward_kernel(*flags[:2], config.surrogate, *flags[2:5])(
-            _arrays(gy, u, gx), _arrays(gvl, gv0, ga, gb, gth, gvr), _arrays(alpha, beta, theta, v_reset),
-            (P, T, M, sp, st), flags, cpu.constants(_numpy_dtype(u), config.scale),
+            _arrays(gy, x, gx), _arrays(v0, gvl, gv0, ga, gb, gth, gvr), _arrays(alpha, beta, theta, v_reset),
+            (P, T, M, sp, st), flags, cpu.constants(_numpy_dtype(x), config.scale),
         )  # fmt: skip
 
 

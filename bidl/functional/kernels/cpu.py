@@ -9,10 +9,11 @@ operations in the same order, so the forward pass gives the reference step loop'
     R_t = F_t\,?\,v_{reset} : U_t \ \text{(hard)}\ |\ U_t - F_t \theta \ \text{(soft)};\quad
     V_t = \alpha R_t + \beta
 
-and ``Y_t = F_t`` (LIF) or ``act(U_t | V_t [- theta])`` (LIAF). The forward pass saves only the pre-fire
-membrane ``U`` (one tensor the size of the input); the backward pass recomputes ``F``, ``R`` and ``V`` from it
-and runs BPTT backwards in time with the surrogate derivative, producing the gradients of the input, the
-initial state and (per element, summed by the caller) the four neuron parameters.
+and ``Y_t = F_t`` (LIF) or ``act(U_t | V_t [- theta])`` (LIAF). The forward pass reads ``x`` and writes ``y``
+and saves nothing beyond its input and initial state; the backward pass recomputes a chunk's membranes ``U``
+from ``x`` into a ``[T, chunk]`` buffer that stays in cache, then runs BPTT backwards in time with the
+surrogate derivative, producing the gradients of the input, the initial state and (per element, summed by
+the caller) the four neuron parameters.
 
 Memory layout: a sequence is addressed as ``[P, T, M]`` in one flat buffer, element ``(p, t, m)`` at
 ``p * sp + t * st + m``: ``P = 1, M = B*...`` for a contiguous time-first ``[T, B, ...]`` tensor and ``P = B,
@@ -87,9 +88,20 @@ def _surrogate_grad(d, kind, zero, one, scale, half_scale, inv_scale, pi_2_scale
 
 
 @nb.njit(inline="always")
+def _fire_reset_leak(ut, th, vr, a, b, soft, zero):
+    """One neuron's step after integration: ``(fired, R, V)`` as :func:`bidl.functional.lif_step`."""
+    fired = ut - th > zero
+    if soft:  # noqa: SIM108  (one branch per reset mode reads like the equations)
+        r = ut - th if fired else ut
+    else:
+        r = vr if fired else ut
+    return fired, r, a * r + b
+
+
+@nb.njit(inline="always")
 def _forward_job(job, seq, state, params, geometry, soft, analog, act, post, tr, consts):
-    """One job of the forward pass: T steps of one chunk of neurons."""
-    x, y, u = seq
+    """One job of the forward pass: T steps of one chunk of neurons (reads x, writes y)."""
+    x, y = seq
     v0, v_last = state
     alpha, beta, theta, v_reset = params
     P, T, M, sp, st = geometry
@@ -111,17 +123,9 @@ def _forward_job(job, seq, state, params, geometry, soft, analog, act, post, tr,
         # (indexing the flat arrays by ``o + i`` compiled to gathers and scatters)
         xt = x[o : o + n]
         yt = y[o : o + n]
-        ut_out = u[o : o + n]
         for i in range(n):
             ut = xt[i] + v[i]
-            fired = ut - th[i] > zero
-            if soft:
-                r = ut - th[i] if fired else ut
-            else:
-                vri = vr[i]
-                r = vri if fired else ut
-            vt = a[i] * r + b[i]
-            ut_out[i] = ut
+            fired, r, vt = _fire_reset_leak(ut, th[i], vr[i], a[i], b[i], soft, zero)
             v[i] = vt
             if analog:
                 z = vt if post else ut
@@ -139,8 +143,8 @@ def _forward_job(job, seq, state, params, geometry, soft, analog, act, post, tr,
 def _backward_job(job, seq, state, params, geometry, soft, analog, act, post, tr, surrogate, consts):
     """One job of the backward pass: BPTT through T steps of one chunk of neurons; the parameter gradients
     per element (summed over time; the ``P`` axis stays separate: ``[P * M]``)."""
-    grad_y, u, grad_x = seq
-    grad_v_last, grad_v0, grad_alpha, grad_beta, grad_theta, grad_v_reset = state
+    grad_y, x, grad_x = seq
+    v0, grad_v_last, grad_v0, grad_alpha, grad_beta, grad_theta, grad_v_reset = state
     alpha, beta, theta, v_reset = params
     P, T, M, sp, st = geometry
     zero = consts[0]
@@ -163,25 +167,33 @@ def _backward_job(job, seq, state, params, geometry, soft, analog, act, post, tr
     b = beta[s0 : s0 + n]
     th = theta[s0 : s0 + n]
     vr = v_reset[s0 : s0 + n]
+    # the pre-fire membranes of this chunk, recomputed from x exactly as the forward pass computed them (the
+    # forward pass saves nothing but its input): T x n values, in cache for the backward sweep
+    u = np.empty((T, n), dtype=g_v.dtype)
+    v = v0[s0 : s0 + n].copy()
+    for t in range(T):
+        o = p * sp + t * st + m0
+        xt = x[o : o + n]
+        u_t = u[t]
+        for i in range(n):
+            ut = xt[i] + v[i]
+            u_t[i] = ut
+            v[i] = _fire_reset_leak(ut, th[i], vr[i], a[i], b[i], soft, zero)[2]
     for t in range(T - 1, -1, -1):
         o = p * sp + t * st + m0
-        ut_in = u[o : o + n]
+        ut_in = u[t]
         gyt = grad_y[o : o + n]
         gxt = grad_x[o : o + n]
         for i in range(n):
             ut = ut_in[i]
             d = ut - th[i]
-            fired = d > zero
-            if soft:
-                r = ut - th[i] if fired else ut
-            else:
-                vri = vr[i]
-                r = vri if fired else ut
+            vri = vr[i]
+            fired, r, vt = _fire_reset_leak(ut, th[i], vri, a[i], b[i], soft, zero)
             gy = gyt[i]
             g = g_v[i]
             g_th = zero
             if analog and post:
-                z = a[i] * r + b[i]
+                z = vt
                 if tr:
                     z = z - th[i]
                 gz = gy * _activation_grad(z, act, zero, one)
@@ -228,9 +240,8 @@ def _backward_job(job, seq, state, params, geometry, soft, analog, act, post, tr
 
 # -- the kernels: one per flag set that is held constant (the inner loop then has no branch and vectorises);
 # ``liaf_forward`` / ``liaf_backward`` take the LIAF flags at run time. Arguments (tuples of flat arrays):
-#   forward:  seq (x, y, u), state (v0, v_last), params (alpha, beta, theta, v_reset),
-#             geometry (P, T, M, sp, st)
-#   backward: seq (grad_y, u, grad_x), state (grad_v_last, grad_v0, grad_alpha, grad_beta, grad_theta,
+#   forward:  seq (x, y), state (v0, v_last), params (alpha, beta, theta, v_reset), geometry (P, T, M, sp, st)
+#   backward: seq (grad_y, x, grad_x), state (v0, grad_v_last, grad_v0, grad_alpha, grad_beta, grad_theta,
 #             grad_v_reset), params, geometry
 
 

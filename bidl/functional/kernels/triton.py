@@ -241,7 +241,11 @@ def available() -> bool:
 
 class Implementation:
     """The kernels behind :class:`bidl.functional.kernels._FusedLIF`: the arguments of
-    ``_CpuImplementation`` (flat 1-D tensors of one dtype on one device; outputs written in place)."""
+    ``_CpuImplementation`` (flat 1-D tensors of one dtype on one device; outputs written in place). It
+    saves the pre-fire membranes ``U`` in the forward pass (``saves_membrane``): a GPU has the memory, and
+    U rounded to float16 / bfloat16 storage is nudged so that the backward pass sees the forward's spikes."""
+
+    saves_membrane = True
 
     @staticmethod
     def _grid(P: int, M: int) -> tuple[int]:
@@ -262,8 +266,9 @@ class Implementation:
             )  # fmt: skip
 
     @classmethod
-    def backward(cls, gy, u, gvl, alpha, beta, theta, v_reset, gx, gv0, ga, gb, gth, gvr, P, T, M, sp, st,
+    def backward(cls, gy, u, v0, gvl, alpha, beta, theta, v_reset, gx, gv0, ga, gb, gth, gvr, P, T, M, sp, st,
                  config):  # fmt: skip
+        del v0  # the saved membranes ``u`` hold what the backward pass needs
         scale = config.scale  # cpu.constants' float32 constants, rounded from float64 alike
         with cls._on(u):
             _backward_kernel[cls._grid(P, M)](
