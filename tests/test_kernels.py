@@ -217,3 +217,15 @@ def test_a_strided_input_is_copied_once_and_gives_the_same_result():
     y, v = lif_multi_step_fused(x, alpha=0.4)
     y_ref, v_ref = lif_multi_step_reference(x, alpha=0.4)
     assert torch.equal(y, y_ref) and torch.equal(v, v_ref)
+
+
+def test_the_vectorisable_exp_of_the_sigmoid_surrogate_is_accurate():
+    np = pytest.importorskip("numpy")
+    from bidl.functional.kernels import cpu
+
+    a = np.linspace(0.0, 20.0, 2001)
+    for dtype, rtol in ((np.float32, 1e-5), (np.float64, 1e-11)):
+        consts = cpu.constants(dtype, 4.0)
+        got = np.array([cpu._exp_negative(dtype(v), consts) for v in a])
+        np.testing.assert_allclose(got, np.exp(-a.astype(dtype).astype(np.float64)), rtol=rtol, atol=0)
+    assert cpu._exp_negative(np.float32(50.0), cpu.constants(np.float32, 4.0)) == pytest.approx(np.exp(-20.0))
