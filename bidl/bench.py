@@ -512,11 +512,9 @@ def floor_seconds(nbytes: int, bytes_per_s: float) -> float:
 
 def bidl_paths() -> list[tuple[str, str | None, str]]:
     """bidl's rows: ``(implementation, kernel to force or None, the path it runs)``. Its default path, and
-    the reference step loop beside it where bidl offers a choice of neuron kernels and defaults to another."""
+    the reference step loop beside it where the default is another."""
     import bidl.functional as functional
 
-    if not hasattr(functional, "neuron_kernel"):  # no choice of kernels yet: the reference loop is all
-        return [("bidl", None, "reference step loop")]
     default = functional.default_neuron_kernel()
     paths = [("bidl", None, default)]
     if default != "reference":
@@ -528,9 +526,9 @@ def _kernel(name: str | None):
     """The context that makes bidl run ``name`` (``None``: its default)."""
     if name is None:
         return nullcontext()
-    import bidl.functional as functional
+    from bidl.functional import neuron_kernel
 
-    return functional.neuron_kernel(name)
+    return neuron_kernel(name)
 
 
 def bidl_lif(alpha: float, theta: float, surrogate: str) -> nn.Module:
