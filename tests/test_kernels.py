@@ -21,15 +21,24 @@ pytest.importorskip("numba")
 
 ACTIVATIONS = {"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh, "identity": identity}
 
-# (reset, analog, activation, liaf_mode, liaf_readout, surrogate): every flag of the kernels is covered by
-# some case (each distinct case is one compiled specialisation, so the set is a covering one, not the product)
+# (reset, analog, activation, liaf_mode, liaf_readout, surrogate): every compiled kernel and every value of
+# every flag (the general LIAF kernel takes its flags at run time: a covering set, not the product)
 MODES = [
+    # LIF: every specialised kernel (reset x surrogate)
     ("hard", False, None, None, None, "rectangle"),
     ("soft", False, None, None, None, "rectangle"),
     ("hard", False, None, None, None, "sigmoid"),
+    ("soft", False, None, None, None, "sigmoid"),
+    ("hard", False, None, None, None, "arctan"),
     ("soft", False, None, None, None, "arctan"),
+    # the authors' LIAF (ReLU of the pre-reset U): every specialised kernel
     ("hard", True, "relu", "NTR", "pre_reset", "rectangle"),
+    ("hard", True, "relu", "NTR", "pre_reset", "sigmoid"),
+    ("hard", True, "relu", "NTR", "pre_reset", "arctan"),
+    ("soft", True, "relu", "NTR", "pre_reset", "rectangle"),
     ("soft", True, "relu", "NTR", "pre_reset", "sigmoid"),
+    ("soft", True, "relu", "NTR", "pre_reset", "arctan"),
+    # the general LIAF kernel: every activation, readout and threshold removal
     ("soft", True, "relu", "TR", "post_leak", "sigmoid"),
     ("hard", True, "sigmoid", "NTR", "post_leak", "arctan"),
     ("hard", True, "tanh", "TR", "pre_reset", "rectangle"),
@@ -102,7 +111,7 @@ def test_fused_and_reference_give_identical_spikes_and_gradients(mode, sharing, 
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=lambda m, n=name: f"grad {n}: {m}")
 
 
-@pytest.mark.parametrize("mode", [MODES[0], MODES[1], MODES[5], MODES[6]], ids=mode_id)
+@pytest.mark.parametrize("mode", [MODES[0], MODES[1], MODES[12], MODES[13]], ids=mode_id)
 def test_gradcheck_in_float64_away_from_the_surrogate_window(mode):
     # The surrogate is not the derivative of the step: gradcheck holds where no membrane lies in the
     # rectangle's window (|U - theta| < w/2), so every other path (leak, reset, readout, parameters, the
