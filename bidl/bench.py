@@ -67,6 +67,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import BidlError, ConfigError
+from .functional.kernels import release_buffers
 
 __all__ = [
     "COLUMNS",
@@ -401,11 +402,14 @@ def peak_rss(
     fn: Callable[[], Any], clear_refs: Path = Path("/proc/self/clear_refs")
 ) -> tuple[int | None, str]:
     """Run ``fn`` once; return how far the resident set rose above its level before the call (bytes), and
-    how that was measured. Before the call, freed heap pages go back to the system (``malloc_trim``) and
+    how that was measured. Before the call, the fused kernels' output pool gives back its free buffers
+    (:func:`bidl.functional.kernels.release_buffers`: the call allocates what it uses, as the peers' calls
+    do), freed heap pages go back to the system (``malloc_trim``) and
     the high-water mark ``VmHWM`` is reset to the current resident set by writing 5 to
     ``/proc/self/clear_refs``; where that is refused (no procfs, or a kernel without it), ``fn`` still runs
     and the result is ``(None, "unavailable: ...")``."""
     gc.collect()
+    release_buffers()
     trimmed = _release_free_memory()
     try:
         clear_refs.write_text("5")
@@ -414,7 +418,9 @@ def peak_rss(
         fn()
         return None, f"unavailable: {clear_refs} refused ({err})"
     fn()
-    how = "VmHWM after clear_refs less VmRSS before" + (", heap trimmed first" if trimmed else "")
+    how = "VmHWM after clear_refs less VmRSS before, kernel buffers released" + (
+        ", heap trimmed first" if trimmed else ""
+    )
     return (_status_kib("VmHWM") - before) * 1024, how
 
 

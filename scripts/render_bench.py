@@ -37,7 +37,8 @@ def notes(config: dict[str, Any], rows: list[dict[str, str]], environment: dict[
         f"{env['bidl_default_path']}), SpikingJelly {env['spikingjelly']} (LIFNode multi-step, its default "
         f"CPU path), snnTorch {env['snntorch']} (Leaky, a Python loop over T). Median, min and max of "
         f"{settings['repeats']} timed runs after {settings['warmup']} warm-up run(s); peak MB = the growth "
-        "of the resident set in one more run (VmHWM after clear_refs, less VmRSS before)."
+        "of the resident set in one more run (VmHWM after clear_refs, less VmRSS before; bidl's pool of "
+        "kernel output buffers emptied first, so that the run allocates what it uses)."
     )
     same = (
         "The same neuron in all three: bidl LIF(alpha, theta) = SpikingJelly LIFNode(tau = 1 / (1 - alpha), "

@@ -96,6 +96,23 @@ def test_peak_rss_sees_an_allocation_made_and_freed_inside_the_call():
     assert "clear_refs" in status
 
 
+def test_peak_rss_counts_the_fused_kernels_outputs_even_when_their_pool_held_buffers_before():
+    pytest.importorskip("numba")
+    from bidl.functional import lif_multi_step
+
+    x = torch.randn(20, 4, 64, 1024)  # 21 MB: y (and the pool's buffer) as large
+
+    def call():
+        return float(lif_multi_step(x, alpha=0.5)[0][-1, 0, 0, 0])
+
+    call()  # the pool now holds a free buffer of y's size
+    peak, status = peak_rss(call)
+    if peak is None:
+        pytest.skip(status)
+    assert peak >= 0.9 * x.numel() * 4, (peak, status)
+    assert "kernel buffers released" in status
+
+
 def test_peak_rss_is_reported_unavailable_where_clear_refs_is_refused(tmp_path):
     ran = []
     peak, status = peak_rss(lambda: ran.append(1), clear_refs=tmp_path / "missing" / "clear_refs")

@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 
 from ..surrogate import arctan, rectangle, sigmoid
+from .buffers import OUTPUT_POOL, release_buffers
 
 __all__ = [
     "NEURON_KERNELS",
@@ -45,6 +46,7 @@ __all__ = [
     "fused_kernel_for",
     "lif_multi_step_fused",
     "identity",
+    "release_buffers",
 ]
 
 NEURON_KERNELS = ("fused", "reference")
@@ -161,49 +163,15 @@ def _layout(x_seq: Tensor) -> tuple[Tensor, int, int, int, int, int] | None:
 
 
 def _like(x_seq: Tensor, P: int) -> tuple[Tensor, Tensor]:
-    """A new tensor shaped like ``x_seq`` with the same layout, and its flat view."""
-    if P == 1 and x_seq.is_contiguous():
-        out = torch.empty_like(x_seq, memory_format=torch.contiguous_format)
-        return _huge_pages(out), out.reshape(-1)
-    batch_first = torch.empty_like(x_seq.transpose(0, 1), memory_format=torch.contiguous_format)
-    return _huge_pages(batch_first).transpose(0, 1), batch_first.reshape(-1)
-
-
-_HUGE_PAGE_MIN_BYTES = 8 << 20
-_MADV_HUGEPAGE = 14
-
-
-@functools.cache
-def _madvise():
-    """libc's ``madvise`` on Linux, else None."""
-    import ctypes
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        fn = libc.madvise
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    return fn
-
-
-def _huge_pages(t: Tensor) -> Tensor:
-    """Ask Linux to back a large new CPU tensor with transparent huge pages before anything touches it.
-
-    The kernels write their outputs (y, U, grad x: each as large as the input) into fresh allocations, and
-    faulting those in 4 KiB pages from two threads cost more than the kernel itself (196 MB: 77 ms to
-    allocate and fill against 24 ms with huge pages, measured here with THP in ``madvise`` mode). A hint
-    only: where THP is off or the call fails nothing changes."""
-    nbytes = t.numel() * t.element_size()
-    madvise = _madvise() if t.device.type == "cpu" and nbytes >= _HUGE_PAGE_MIN_BYTES else None
-    if madvise is not None:
-        page = 4096
-        start = (t.data_ptr() + page - 1) // page * page
-        madvise(start, (t.data_ptr() + nbytes - start) // page * page, _MADV_HUGEPAGE)
-    return t
+    """A new tensor shaped like ``x_seq`` with the same layout (time-first for ``P == 1``, else the
+    time-first view of a batch-first block), and its flat view; on the CPU from :data:`OUTPUT_POOL`."""
+    time_first = P == 1 and x_seq.is_contiguous()
+    shape = x_seq.shape if time_first else x_seq.transpose(0, 1).shape
+    if x_seq.device.type == "cpu":
+        block = OUTPUT_POOL.empty(shape, x_seq.dtype)
+    else:
+        block = torch.empty(shape, dtype=x_seq.dtype, device=x_seq.device)
+    return (block if time_first else block.transpose(0, 1)), block.view(-1)
 
 
 def _per_element(p: Tensor | float, shape: torch.Size, like: Tensor) -> Tensor:
