@@ -16,19 +16,19 @@ Example:
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
 
 from .functional import (
+    ACTIVATIONS,
     LIAF_MODES,
     LIAF_READOUTS,
     LIFPLUS_CONSTANTS,
     RESET_MODES,
     check_lifplus_modes,
     get_surrogate,
-    identity,
     init_lifplus_state,
     lif_multi_step,
     lif_step,
@@ -42,12 +42,6 @@ from .state import StatefulModule
 __all__ = ["LIF", "LIAF", "LIFPlus", "SHARING_MODES", "ACTIVATIONS"]
 
 SHARING_MODES = ("all", "channel")
-ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
-    "relu": torch.relu,
-    "sigmoid": torch.sigmoid,
-    "tanh": torch.tanh,
-    "identity": identity,
-}
 _PARAM_NAMES = ("alpha", "beta", "theta", "v_reset")
 
 

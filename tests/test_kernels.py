@@ -7,10 +7,10 @@ import torch
 
 from bidl import LIAF, LIF
 from bidl.functional import (
+    ACTIVATIONS,
     default_neuron_kernel,
     fused_kernel_for,
     get_surrogate,
-    identity,
     lif_multi_step,
     lif_multi_step_reference,
     neuron_kernel,
@@ -19,7 +19,6 @@ from bidl.functional.kernels import lif_multi_step_fused
 
 pytest.importorskip("numba")
 
-ACTIVATIONS = {"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh, "identity": identity}
 
 # (reset, analog, activation, liaf_mode, liaf_readout, surrogate): every compiled kernel and every value of
 # every flag (the general LIAF kernel takes its flags at run time: a covering set, not the product)
@@ -219,6 +218,24 @@ def test_neuron_kernel_choice_and_its_errors(monkeypatch):
     monkeypatch.setenv("BIDL_NEURON_KERNEL", "numba")
     with pytest.raises(ValueError, match="BIDL_NEURON_KERNEL: unknown neuron kernel 'numba'"):
         default_neuron_kernel()
+
+
+def test_every_activation_and_surrogate_of_bidl_has_a_kernel_code_and_unknown_arguments_are_refused():
+    from bidl.functional import SURROGATE_NAMES, kernels
+
+    assert set(kernels._ACTIVATIONS.values()) == set(ACTIVATIONS) == set(kernels._ACTIVATION_IDS)
+    assert (
+        {name for name, _ in kernels._SURROGATES.values()}
+        == set(SURROGATE_NAMES)
+        == set(kernels._SURROGATE_IDS)
+    )
+    # the default scales are the surrogate functions' own
+    assert kernels._surrogate_spec(get_surrogate("sigmoid")) == ("sigmoid", 4.0)
+    assert kernels._surrogate_spec(get_surrogate("arctan", 3.0)) == ("arctan", 3.0)
+    x = torch.rand(3, 2, 4)
+    for call in (lif_multi_step, lif_multi_step_fused, lif_multi_step_reference):
+        with pytest.raises(TypeError, match="thta"):
+            call(x, thta=0.4)
 
 
 def test_a_strided_input_is_copied_once_and_gives_the_same_result():

@@ -14,10 +14,8 @@ import pytest
 import torch
 
 import bidl.functional.kernels as kernels
-from bidl.functional import get_surrogate, identity, lif_multi_step, lif_multi_step_reference
+from bidl.functional import ACTIVATIONS, get_surrogate, lif_multi_step, lif_multi_step_reference
 from bidl.functional.kernels import _Config, _CpuImplementation, _FusedLIF, fused_kernel_for
-
-ACTIVATIONS = {"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh, "identity": identity}
 
 # (reset, analog, activation, liaf_mode, liaf_readout, surrogate): every value of every flag appears
 MODES = [

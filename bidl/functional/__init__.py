@@ -1,8 +1,9 @@
 """Neuron math as plain functions (LIF / LIAF, LIF+): the single source of truth for modules, exporters and
 kernels."""
 
-from .kernels import NEURON_KERNELS, default_neuron_kernel, fused_kernel_for, identity, neuron_kernel
+from .kernels import NEURON_KERNELS, default_neuron_kernel, fused_kernel_for, neuron_kernel
 from .lif import (
+    ACTIVATIONS,
     LIAF_MODES,
     LIAF_READOUTS,
     RESET_MODES,
@@ -10,6 +11,7 @@ from .lif import (
     add_training_noise,
     cmp_and_fire,
     fire,
+    identity,
     inference_builtins,
     integrate,
     leak,
@@ -44,6 +46,7 @@ from .surrogate import (
 )
 
 __all__ = [
+    "ACTIVATIONS",
     "EXI_EXPONENT_CAP",
     "LIAF_MODES",
     "LIAF_READOUTS",

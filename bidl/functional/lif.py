@@ -143,6 +143,20 @@ def add_training_noise(u: Tensor, noise: float) -> Tensor:
     return u + perturbation
 
 
+def identity(x: Tensor) -> Tensor:
+    """The identity activation (LIAF ``activation="identity"``): a named function the kernels recognise."""
+    return x
+
+
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "relu": torch.relu,
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+    "identity": identity,
+}
+"""LIAF's analog activations by name (:class:`bidl.LIAF`'s ``activation``); the fused kernels run these."""
+
+
 def lif_step(
     x: Tensor,
     v: Tensor,
@@ -216,9 +230,7 @@ def lif_multi_step(x_seq: Tensor, v0: Tensor | None = None, **step_kwargs) -> tu
     return lif_multi_step_fused(x_seq, v0, **step_kwargs)
 
 
-def lif_multi_step_reference(
-    x_seq: Tensor, v0: Tensor | None = None, **step_kwargs
-) -> tuple[Tensor, Tensor]:
+def lif_multi_step_reference(x_seq: Tensor, v0: Tensor | None = None, **step_kwargs) -> tuple[Tensor, Tensor]:
     """Reference multi-step neuron over a time-first sequence: :func:`lif_step` in a loop (the specification).
 
     Args:

@@ -27,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,7 +37,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..surrogate import arctan, rectangle, sigmoid
+from ..lif import ACTIVATIONS, lif_step
+from ..surrogate import _BUILDERS as _SURROGATE_BUILDERS
 from .buffers import OUTPUT_POOL, release_buffers
 
 __all__ = [
@@ -45,7 +47,6 @@ __all__ = [
     "default_neuron_kernel",
     "fused_kernel_for",
     "lif_multi_step_fused",
-    "identity",
     "release_buffers",
 ]
 
@@ -54,13 +55,22 @@ _ENV = "BIDL_NEURON_KERNEL"
 _CHOICE: ContextVar[str | None] = ContextVar("bidl_neuron_kernel", default=None)
 
 
-def identity(x: Tensor) -> Tensor:
-    """The identity activation (LIAF ``activation="identity"``), a named function the kernels recognise."""
-    return x
+# the kernels' integer codes (:mod:`.cpu`, :mod:`.triton`) of bidl's activations and surrogates
+_ACTIVATION_IDS = {"relu": 0, "sigmoid": 1, "tanh": 2, "identity": 3}
+_SURROGATE_IDS = {"rectangle": 0, "sigmoid": 1, "arctan": 2}
+_ACTIVATIONS = {fn: name for name, fn in ACTIVATIONS.items()}  # function -> name
 
 
-_ACTIVATIONS = {torch.relu: "relu", torch.sigmoid: "sigmoid", torch.tanh: "tanh", identity: "identity"}
-_SURROGATES = {rectangle: ("rectangle", 1.0), sigmoid: ("sigmoid", 4.0), arctan: ("arctan", 2.0)}
+def _default_scale(fn: Callable, key: str) -> float:
+    return float(inspect.signature(fn).parameters[key].default)
+
+
+# surrogate function -> (name, default scale), from bidl.functional.surrogate's own signatures
+_SURROGATES = {fn: (name, _default_scale(fn, key)) for name, (fn, key) in _SURROGATE_BUILDERS.items()}
+# lif_step's keyword arguments and their defaults: what lif_multi_step_fused accepts
+_STEP_DEFAULTS = {
+    name: p.default for name, p in inspect.signature(lif_step).parameters.items() if p.kind is p.KEYWORD_ONLY
+}
 
 
 def default_neuron_kernel() -> str:
@@ -120,19 +130,28 @@ def _triton_kernels():
     return triton_kernels if triton_kernels.available() else None
 
 
+def _step_arguments(step_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """:func:`lif_step`'s keyword arguments, its defaults filled in; ``TypeError`` naming an unknown one."""
+    unknown = sorted(set(step_kwargs) - set(_STEP_DEFAULTS))
+    if unknown:
+        raise TypeError(f"lif_step: unknown keyword argument(s) {unknown}; it takes {sorted(_STEP_DEFAULTS)}")
+    return {**_STEP_DEFAULTS, **step_kwargs}
+
+
 def fused_kernel_for(x_seq: Tensor, **step_kwargs: Any) -> str | None:
     """The fused implementation (``"cpu"`` / ``"triton"``) that would run :func:`lif_multi_step` with these
     arguments, or ``None`` where the reference loop runs (and why is one of: a norm on the membrane,
     training noise, inference built-ins, an unknown surrogate or activation, the dtype or the device)."""
     from ..lif import active_builtins
 
+    args = _step_arguments(step_kwargs)
     if default_neuron_kernel() != "fused" or active_builtins() is not None:
         return None
-    if step_kwargs.get("norm") is not None or step_kwargs.get("noise", 0.0) > 0:
+    if args["norm"] is not None or args["noise"] > 0:
         return None
-    if _surrogate_spec(step_kwargs.get("spike_fn", rectangle)) is None:
+    if _surrogate_spec(args["spike_fn"]) is None:
         return None
-    if step_kwargs.get("analog", False) and step_kwargs.get("activation", torch.relu) not in _ACTIVATIONS:
+    if args["analog"] and args["activation"] not in _ACTIVATIONS:
         return None
     if x_seq.dim() < 2 or x_seq.shape[0] == 0 or x_seq[0].numel() == 0:
         return None
@@ -253,10 +272,6 @@ class _Config:
         self.surrogate = _SURROGATE_IDS[name]
 
 
-_ACTIVATION_IDS = {"relu": 0, "sigmoid": 1, "tanh": 2, "identity": 3}
-_SURROGATE_IDS = {"rectangle": 0, "sigmoid": 1, "arctan": 2}
-
-
 class _CpuImplementation:
     """Adapts torch tensors to the numba kernels of :mod:`.cpu` (zero-copy numpy views)."""
 
@@ -285,7 +300,7 @@ class _CpuImplementation:
         cpu = _cpu_kernels()
         cls._threads()
         flags = (config.soft, config.analog, config.act, config.post, config.tr, config.surrogate)
-        cpu.backward_kernel(*flags[:2], config.surrogate, *flags[2:5])(
+        cpu.backward_kernel(config.soft, config.analog, config.surrogate, config.act, config.post, config.tr)(
             _arrays(gy, x, gx), _arrays(v0, gvl, gv0, ga, gb, gth, gvr), _arrays(alpha, beta, theta, v_reset),
             (P, T, M, sp, st), flags, cpu.constants(_numpy_dtype(x), config.scale),
         )  # fmt: skip
@@ -302,36 +317,24 @@ def _numpy_dtype(t: Tensor):
 
 
 def lif_multi_step_fused(
-    x_seq: Tensor,
-    v0: Tensor | None = None,
-    *,
-    alpha=0.3,
-    beta=0.0,
-    theta=0.5,
-    v_reset=0.0,
-    reset: str = "hard",
-    spike_fn: Callable[[Tensor], Tensor] = rectangle,
-    norm=None,
-    noise: float = 0.0,
-    analog: bool = False,
-    activation: Callable[[Tensor], Tensor] = torch.relu,
-    liaf_mode: str = "NTR",
-    liaf_readout: str = "pre_reset",
+    x_seq: Tensor, v0: Tensor | None = None, **step_kwargs: Any
 ) -> tuple[Tensor, Tensor]:
-    """The fused kernel's :func:`~bidl.functional.lif_multi_step_reference`: same arguments, same results
-    (``(y [T, B, ...], v_T [B, ...])``). Raises ``ValueError`` where no fused kernel applies."""
-    kwargs = dict(norm=norm, noise=noise, spike_fn=spike_fn, analog=analog, activation=activation)
-    kind = fused_kernel_for(x_seq, **kwargs)
+    """The fused kernel's :func:`~bidl.functional.lif_multi_step_reference`: the same arguments
+    (:func:`~bidl.functional.lif_step`'s keywords) and results (``(y [T, B, ...], v_T [B, ...])``).
+    Raises ``ValueError`` where no fused kernel applies."""
+    kind = fused_kernel_for(x_seq, **step_kwargs)
     if kind is None:
         raise ValueError(
             "lif_multi_step_fused: no fused kernel for these arguments (norm, noise, surrogate, activation, "
             f"dtype {x_seq.dtype} or device {x_seq.device}); use lif_multi_step, which falls back to the loop"
         )
+    args = _step_arguments(step_kwargs)
     implementation = _CpuImplementation if kind == "cpu" else _triton_kernels().Implementation
     config = _Config(
-        implementation, reset=reset, analog=analog, activation=activation, liaf_mode=liaf_mode,
-        liaf_readout=liaf_readout, spike_fn=spike_fn,
+        implementation, reset=args["reset"], analog=args["analog"], activation=args["activation"],
+        liaf_mode=args["liaf_mode"], liaf_readout=args["liaf_readout"], spike_fn=args["spike_fn"],
     )  # fmt: skip
     if v0 is None:
         v0 = torch.zeros((), dtype=x_seq.dtype, device=x_seq.device)
-    return _FusedLIF.apply(x_seq, v0, alpha, beta, theta, v_reset, config)
+    params = (args["alpha"], args["beta"], args["theta"], args["v_reset"])
+    return _FusedLIF.apply(x_seq, v0, *params, config)

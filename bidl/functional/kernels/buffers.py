@@ -54,7 +54,8 @@ def default_pool_bytes() -> int:
     try:
         mb = int(raw)
     except ValueError:
-        raise ValueError(f"{_ENV}: expected a whole number of MiB (0 turns the pool off), got {raw!r}") from None
+        message = f"{_ENV}: expected a whole number of MiB (0 turns the pool off), got {raw!r}"
+        raise ValueError(message) from None
     if mb < 0:
         raise ValueError(f"{_ENV}: expected a whole number of MiB >= 0, got {raw!r}")
     return mb << 20

@@ -22,11 +22,11 @@ pass), so neither layout is copied. States and the per-element parameters are ``
 into (p, chunk of M) jobs run in parallel; inside a job the time loop is outermost and the chunk's membrane
 stays in cache, so every tensor is read or written once per pass.
 
-Flags are integers: ``soft`` (0 hard, 1 soft reset), ``analog`` (0 LIF,
-1 LIAF), ``act`` (:data:`ACTIVATION_IDS`), ``post`` (LIAF readout: 0 pre-reset ``U``, 1 post-leak ``V``),
-``tr`` (subtract theta before the activation), ``surrogate`` (:data:`SURROGATE_IDS`).
-``consts`` holds dtype-typed constants so that float32 code never widens to float64:
-``[0, 1, surrogate scale, scale / 2, 1 / scale, pi / 2 * scale]``.
+Flags are integers: ``soft`` (0 hard, 1 soft reset), ``analog`` (0 LIF, 1 LIAF), ``act`` (0 relu, 1 sigmoid,
+2 tanh, 3 identity), ``post`` (LIAF readout: 0 pre-reset ``U``, 1 post-leak ``V``), ``tr`` (subtract theta
+before the activation), ``surrogate`` (0 rectangle, 1 sigmoid, 2 arctan); the codes are
+``bidl.functional.kernels``' ``_ACTIVATION_IDS`` and ``_SURROGATE_IDS``. ``consts`` holds dtype-typed
+constants so that float32 code never widens to float64 (:func:`constants`).
 """
 
 import math
@@ -42,10 +42,8 @@ from numba.extending import overload
 if "NUMBA_THREADING_LAYER" not in os.environ:
     nb.config.THREADING_LAYER = "workqueue"
 
-__all__ = ["ACTIVATION_IDS", "SURROGATE_IDS", "CHUNK", "constants", "forward_kernel", "backward_kernel"]
+__all__ = ["CHUNK", "constants", "exp_negative", "forward_kernel", "backward_kernel"]
 
-ACTIVATION_IDS = {"relu": 0, "sigmoid": 1, "tanh": 2, "identity": 3}
-SURROGATE_IDS = {"rectangle": 0, "sigmoid": 1, "arctan": 2}
 CHUNK = 512  # neurons per job: the chunk's state, parameters and accumulators stay in L1/L2
 
 
