@@ -20,6 +20,16 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
+from .distributed import (
+    all_gather_rng_states,
+    all_sum,
+    barrier,
+    convert_sync_batchnorm,
+    local_batch_size,
+    process_group,
+    shard,
+    world,
+)
 from .io import atomic_path, atomic_torch_save, load_checkpoint
 from .state import reset_states, set_iteration_mode
 
@@ -207,7 +217,7 @@ def run_epoch(
     frozen: list[nn.Module] = (),
 ) -> tuple[float, float]:
     """One pass over ``loader``; trains when ``optimizer`` is given (the ``frozen`` modules stay in eval
-    mode). Returns (mean loss, top-1 %)."""
+    mode). Returns (mean loss, top-1 %), over every process's samples in data-parallel training."""
     training = optimizer is not None
     set_training(model, training, frozen)
     total_loss, correct, seen = 0.0, 0, 0
@@ -239,6 +249,7 @@ def run_epoch(
             correct += (outputs.argmax(1) == labels).sum().item()
             seen += labels.numel()
             bar.set_postfix(loss=f"{total_loss / seen:.4f}", top1=f"{100 * correct / seen:.1f}")
+    total_loss, correct, seen = all_sum([total_loss, correct, seen])  # over the processes (DDP)
     return total_loss / max(seen, 1), 100.0 * correct / max(seen, 1)
 
 
@@ -299,14 +310,21 @@ def _free_name(folder: Path, pattern: str) -> Path:
 
 
 def resumable_state(
-    checkpoint_path: Path, fingerprint: dict[str, Any], device: str | torch.device = "cpu"
+    checkpoint_path: Path,
+    fingerprint: dict[str, Any],
+    device: str | torch.device = "cpu",
+    *,
+    keep: bool = True,
 ) -> dict[str, Any] | None:
     """The checkpoint to resume from: ``None`` when there is none, or when it was written for another run
-    configuration (its ``fingerprint`` differs), in which case it is kept as ``checkpoint.stale-<n>.pt``."""
+    configuration (its ``fingerprint`` differs), in which case it is kept as ``checkpoint.stale-<n>.pt``
+    (``keep``; the processes of a data-parallel run other than rank 0 only read)."""
     if not checkpoint_path.exists():
         return None
     state = load_checkpoint(checkpoint_path, map_location=device)
     if state.get("fingerprint") != fingerprint:
+        if not keep:
+            return None
         stale = _free_name(checkpoint_path.parent, "checkpoint.stale-{}.pt")
         os.replace(checkpoint_path, stale)
         print(f"{checkpoint_path} belongs to another run configuration; kept it as {stale}, starting afresh")
@@ -315,9 +333,15 @@ def resumable_state(
 
 
 def history_row(
-    epoch: int, lr: float, train: tuple[float, float], val: tuple[float, float], seconds: float
+    epoch: int,
+    lr: float,
+    train: tuple[float, float],
+    val: tuple[float, float],
+    seconds: float,
+    *,
+    echo: bool = True,
 ) -> dict[str, Any]:
-    """One row of ``history.csv`` (:data:`HISTORY_FIELDS`, rounded), printed as it is made."""
+    """One row of ``history.csv`` (:data:`HISTORY_FIELDS`, rounded), printed as it is made (``echo``)."""
     row = dict(
         epoch=epoch,
         lr=lr,
@@ -327,7 +351,8 @@ def history_row(
         val_top1=round(val[1], 3),
         seconds=round(seconds, 2),
     )
-    print(", ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+    if echo:
+        print(", ".join(f"{k}={v}" for k, v in row.items()), flush=True)
     return row
 
 
@@ -349,6 +374,7 @@ def train(
     device: str | torch.device = "cpu",
     num_workers: int = 0,
     fingerprint: dict[str, Any] | None = None,
+    backend: str = "auto",
 ) -> list[dict[str, Any]]:
     """Train ``model`` in IIM for ``recipe.epochs`` epochs and return the per-epoch history.
 
@@ -358,14 +384,32 @@ def train(
     being seeded per epoch, follows the same trajectory as an uninterrupted run. A checkpoint written for a
     different configuration (the recipe except its epoch count, the seed, and the caller's ``fingerprint``:
     model, data, ...) is not resumed: it is kept as ``checkpoint.stale-<n>.pt`` and training starts afresh.
+
+    Under ``torchrun`` (``WORLD_SIZE > 1``) it trains data-parallel with DDP over the process group it
+    joins (``backend``: ``auto`` = nccl on CUDA, gloo on the CPU): see :mod:`bidl.distributed`. On CUDA
+    each process takes the GPU of its local rank.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(device)
+    here = world()
+    if here.distributed and device.type == "cuda":
+        device = torch.device("cuda", here.local_rank)
+    with process_group(device, backend):
+        return _train(
+            model, train_set, val_set, recipe, Path(out_dir), seed, device, num_workers, fingerprint
+        )
+
+
+def _train(model, train_set, val_set, recipe, out_dir, seed, device, num_workers, fingerprint):
+    here = world()
+    if here.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(seed)
     set_iteration_mode(model, "internal")
     model.to(device)
+    if here.distributed:
+        convert_sync_batchnorm(model)  # statistics of the global batch, as in one process
     frozen = freeze_except(model, recipe.train_only)
+    batch_size = local_batch_size(recipe.batch_size, here)
     fp16 = _use_fp16(recipe, device)
     optimizer = make_optimizer(model, recipe)
     scheduler = make_scheduler(optimizer, recipe)
@@ -377,34 +421,50 @@ def train(
     checkpoint_path = out_dir / "checkpoint.pt"
     # ``epochs`` is left out so that a finished run can be extended by raising it
     fingerprint = {"recipe": {**asdict(recipe), "epochs": None}, "seed": seed, **(fingerprint or {})}
-    state = resumable_state(checkpoint_path, fingerprint, device)
+    if not here.main:  # rank 0 decides first (and sets a stale checkpoint aside); the others then read
+        barrier()
+    state = resumable_state(checkpoint_path, fingerprint, device, keep=here.main)
+    if here.main:
+        barrier()
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["rng"])
+        rngs = state.get("rng_per_rank") or [state["rng"]]
+        torch.set_rng_state(rngs[here.rank] if len(rngs) == here.size else state["rng"])
         history = list(state["history"])
         start_epoch = int(state["epoch"])
-        print(f"resuming from {checkpoint_path} after epoch {start_epoch}", flush=True)
+        if here.main:
+            print(f"resuming from {checkpoint_path} after epoch {start_epoch}", flush=True)
+    elif here.distributed:
+        torch.manual_seed(seed + here.rank)  # the same weights everywhere; each process its own noise
 
-    val_loader = (
-        DataLoader(val_set, batch_size=recipe.batch_size, shuffle=False, num_workers=num_workers)
-        if val_set is not None
-        else None
-    )
+    # the model that trains: the DDP wrapper in data-parallel training (it averages the gradients), the
+    # model itself otherwise; ``model`` is what is saved (no ``module.`` prefix)
+    trained = model
+    if here.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [device.index] if device.type == "cuda" else None
+        trained = DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+
+    val_loader = None
+    if val_set is not None:
+        val_share = Subset(val_set, shard(range(len(val_set)), here, drop_remainder=False))
+        val_loader = DataLoader(val_share, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     for epoch in range(start_epoch, recipe.epochs):
         began = time.perf_counter()
         if hasattr(train_set, "set_epoch"):  # per-epoch random sampling (Jester's frame draws), resumable
             train_set.set_epoch(epoch)
-        order = _epoch_order(len(train_set), seed, epoch)
+        order = shard(_epoch_order(len(train_set), seed, epoch), here)
         loader = DataLoader(
-            Subset(train_set, order), batch_size=recipe.batch_size, shuffle=False, num_workers=num_workers
+            Subset(train_set, order), batch_size=batch_size, shuffle=False, num_workers=num_workers
         )
         lr = optimizer.param_groups[0]["lr"]
         train_loss, train_top1 = run_epoch(
-            model,
+            trained,
             loader,
             device=device,
             criterion=criterion,
@@ -429,26 +489,33 @@ def train(
                 fp16=fp16,
                 desc=f"epoch {epoch + 1} val",
             )
-        history.append(
-            history_row(
-                epoch + 1, lr, (train_loss, train_top1), (val_loss, val_top1), time.perf_counter() - began
+        row = history_row(
+            epoch + 1, lr, (train_loss, train_top1), (val_loss, val_top1), time.perf_counter() - began,
+            echo=here.main,
+        )  # fmt: skip
+        history.append(row)
+        rngs = all_gather_rng_states()
+        if here.main:
+            atomic_torch_save(
+                dict(
+                    epoch=epoch + 1,
+                    model=model.state_dict(),
+                    optimizer=optimizer.state_dict(),
+                    scheduler=scheduler.state_dict(),
+                    scaler=scaler.state_dict() if scaler is not None else {},
+                    rng=torch.get_rng_state(),
+                    rng_per_rank=rngs,
+                    history=history,
+                    recipe=asdict(recipe),
+                    fingerprint=fingerprint,
+                    fp16=fp16,
+                    world_size=here.size,
+                ),
+                checkpoint_path,
             )
-        )
-        atomic_torch_save(
-            dict(
-                epoch=epoch + 1,
-                model=model.state_dict(),
-                optimizer=optimizer.state_dict(),
-                scheduler=scheduler.state_dict(),
-                scaler=scaler.state_dict() if scaler is not None else {},
-                rng=torch.get_rng_state(),
-                history=history,
-                recipe=asdict(recipe),
-                fingerprint=fingerprint,
-                fp16=fp16,
-            ),
-            checkpoint_path,
-        )
-        _write_history(out_dir / "history.csv", history)
-    atomic_torch_save(model.state_dict(), out_dir / "model.pt")
+            _write_history(out_dir / "history.csv", history)
+        barrier()
+    if here.main:
+        atomic_torch_save(model.state_dict(), out_dir / "model.pt")
+    barrier()
     return history

@@ -1,13 +1,19 @@
-"""Train one experiment of the config by BPTT in IIM (resumes from its last checkpoint)."""
+"""Train one experiment of the config by BPTT in IIM (resumes from its last checkpoint); data-parallel on
+several processes, GPUs and nodes under torchrun, which the rule starts itself when the config's
+``distributed`` section asks for more than one process (bidl.distributed)."""
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from bidl.data.catalog import open_split
+from bidl.distributed import DistributedSettings, slurm_head_node, torchrun_command, world
 from bidl.io import load_checkpoint, redirect_output
 from bidl.models import count_parameters, create_model, load_matching_weights
 from bidl.training import Recipe, resolve_device, seed_everything, train
@@ -25,6 +31,7 @@ def main(
     device: str = "auto",
     loader: dict[str, Any] | None = None,
     init_file: Path | None = None,
+    backend: str = "auto",
 ) -> None:
     torch.set_num_threads(threads)
     seed_everything(seed)
@@ -36,9 +43,11 @@ def main(
     loader = dict(loader or {})
     train_set = open_split(experiment["dataset"], train_file, train=True, **loader)
     val_set = open_split(experiment["dataset"], val_file, **loader)
+    here = world()
     print(
-        f"experiment {name}: model {experiment['model']} ({count_parameters(model):,} trainable parameters), "
-        f"{len(train_set)} train / {len(val_set)} val samples, recipe {recipe}, threads {threads}",
+        f"experiment {name} (process {here.rank + 1} of {here.size}): model {experiment['model']} "
+        f"({count_parameters(model):,} trainable parameters), {len(train_set)} train / {len(val_set)} val "
+        f"samples, recipe {recipe}, threads {threads}",
         flush=True,
     )
     fingerprint = {
@@ -57,23 +66,60 @@ def main(
         seed=seed,
         device=resolve_device(device),
         fingerprint=fingerprint,
+        backend=backend,
     )
 
 
+def _cli_arguments(**values: Any) -> list[str]:
+    """The command-line form of :func:`main`'s arguments (what each torchrun process parses)."""
+    arguments = [
+        "--experiment-json", json.dumps(values["experiment"]), "--name", values["name"],
+        "--train", str(values["train_file"]), "--val", str(values["val_file"]),
+        "--out-dir", str(values["out_dir"]), "--seed", str(values["seed"]),
+        "--threads", str(values["threads"]),
+        "--device", values["device"], "--loader-json", json.dumps(values["loader"] or {}),
+        "--backend", values["backend"],
+    ]  # fmt: skip
+    if values["init_file"] is not None:
+        arguments += ["--init", str(values["init_file"])]
+    return arguments
+
+
+def launch(settings: DistributedSettings, log_path: Path, **values: Any) -> None:
+    """Run :func:`main` under torchrun with ``settings``' processes (each with an equal share of the
+    job's threads), its output appended to ``log_path``; a failed process fails the job."""
+    values["threads"] = max(1, values["threads"] // settings.nproc_per_node)
+    values["backend"] = settings.backend
+    head = slurm_head_node() if settings.launcher == "srun" and settings.nnodes > 1 else None
+    job_id = os.environ.get("SLURM_JOB_ID", f"bidl-{values['name']}")
+    command = torchrun_command(settings, __file__, _cli_arguments(**values), head_node=head, job_id=job_id)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a", buffering=1) as log:
+        print(f"launching {settings.processes} processes: {command[:8]} ...", file=log, flush=True)
+        result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False)
+    if result.returncode != 0:
+        sys.exit(f"train {values['name']}: torchrun exited with status {result.returncode}; see {log_path}")
+
+
 def _from_snakemake(smk) -> None:
+    values = dict(
+        experiment=smk.params.experiment,
+        name=smk.params.name,
+        train_file=Path(smk.input.train),
+        val_file=Path(smk.input.val),
+        out_dir=Path(smk.output.model).parent,
+        seed=smk.params.seed,
+        threads=smk.threads,
+        device=smk.params.device,
+        loader=smk.params.loader,
+        init_file=Path(smk.input.init[0]) if len(smk.input.init) else None,
+    )
+    settings = DistributedSettings.from_mapping(smk.params.distributed)
+    if settings.launches:
+        launch(settings, Path(smk.log[0]), **values)
+        return
     with redirect_output(smk.log[0]):
-        main(
-            experiment=smk.params.experiment,
-            name=smk.params.name,
-            train_file=Path(smk.input.train),
-            val_file=Path(smk.input.val),
-            out_dir=Path(smk.output.model).parent,
-            seed=smk.params.seed,
-            threads=smk.threads,
-            device=smk.params.device,
-            loader=smk.params.loader,
-            init_file=Path(smk.input.init[0]) if len(smk.input.init) else None,
-        )
+        main(**values)
 
 
 def _cli() -> None:
@@ -90,6 +136,7 @@ def _cli() -> None:
     parser.add_argument(
         "--init", type=Path, default=None, help="model.pt to initialise matching weights from"
     )
+    parser.add_argument("--backend", default="auto", help="process group backend under torchrun")
     args = parser.parse_args()
     main(
         experiment=json.loads(args.experiment_json),
@@ -102,6 +149,7 @@ def _cli() -> None:
         device=args.device,
         loader=json.loads(args.loader_json),
         init_file=args.init,
+        backend=args.backend,
     )
 
 

@@ -5,6 +5,7 @@ from bidl.bench import bench_setup
 from bidl.config import network_names, resolve_experiment, table3_names, validate_config
 from bidl.data.catalog import DATASET_NAMES, describe_source, get_dataset, timestep_rate_hz
 from bidl.data.sources import SOURCES
+from bidl.distributed import DistributedSettings
 from snakemake.exceptions import WorkflowError
 
 
@@ -23,6 +24,20 @@ EXPORT = config.get("export")  # the chip export of every experiment (bidl.expor
 TABLE1_SHAPE = COST.get("table1", {})  # {}: Figure 4's setting, bidl.cost.figure4_counts' defaults
 BENCH = config.get("bench")  # the neuron speed bench (bidl.bench); absent: not run
 BENCH_SETUP = bench_setup(config) if BENCH is not None else None  # (settings, experiment, input shape)
+# data-parallel training (bidl.distributed): the train rule starts torchrun where this asks for > 1 process
+DISTRIBUTED = config.get("distributed") or {}
+DISTRIBUTED_SETTINGS = DistributedSettings.from_mapping(DISTRIBUTED)
+# what a training job requests beyond memory: its nodes, and on CUDA a GPU per process on each node (`gpu`,
+# the job's total, on one node; `gres: gpu:<n>`, per node, on several, as SLURM counts them); nothing on the
+# CPU (an executor plugin may read a gpu key, even 0, as a GPU request)
+TRAIN_RESOURCES = {}
+if DISTRIBUTED_SETTINGS.nnodes > 1:
+    TRAIN_RESOURCES["nodes"] = DISTRIBUTED_SETTINGS.nnodes
+if config.get("device") == "cuda":
+    if DISTRIBUTED_SETTINGS.nnodes > 1:
+        TRAIN_RESOURCES["gres"] = f"gpu:{DISTRIBUTED_SETTINGS.nproc_per_node}"
+    else:
+        TRAIN_RESOURCES["gpu"] = DISTRIBUTED_SETTINGS.nproc_per_node
 
 DATASETS_DECLARED = [d for d in DATASET_NAMES if d in config["datasets"]]
 

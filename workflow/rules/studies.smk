@@ -88,6 +88,7 @@ rule lifplus_train:
         loader=lambda w: experiment_loader(LIFPLUS_EXPERIMENT),
         seed=config["seed"],
         device=config.get("device", "auto"),
+        distributed=DISTRIBUTED,
     log:
         f"{LOGS}/lifplus/train_{{variant}}.log",
     benchmark:
@@ -95,6 +96,7 @@ rule lifplus_train:
     threads: THREADS
     resources:
         mem_mb=8000,
+        **TRAIN_RESOURCES,
     conda:
         "../../envs/bidl.yaml"
     script:

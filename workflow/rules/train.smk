@@ -16,6 +16,7 @@ rule train:
         loader=lambda w: experiment_loader(w.experiment),
         seed=config["seed"],
         device=config.get("device", "auto"),
+        distributed=DISTRIBUTED,
     log:
         f"{LOGS}/train/{{experiment}}.log",
     benchmark:
@@ -23,6 +24,7 @@ rule train:
     threads: THREADS
     resources:
         mem_mb=8000,
+        **TRAIN_RESOURCES,
     conda:
         "../../envs/bidl.yaml"
     script:
