@@ -202,6 +202,80 @@ EXPERIMENTS = (
 )
 
 
+def _job_resources(dry_run_output: str, rule: str) -> list[dict[str, str]]:
+    """The ``resources:`` (and ``threads:``) of every job of ``rule`` a dry run lists."""
+    jobs, current = [], None
+    for line in dry_run_output.splitlines():
+        if line.startswith(("rule ", "localrule ")):
+            current = {} if line.split()[1].rstrip(":") == rule else None
+            if current is not None:
+                jobs.append(current)
+        elif current is not None and line.strip().startswith(("resources:", "threads:")):
+            key, _, value = line.strip().partition(":")
+            if key == "threads":
+                current["threads"] = value.strip()
+            else:
+                current.update(item.strip().split("=", 1) for item in value.split(",") if "=" in item)
+    return jobs
+
+
+def test_the_slurm_profile_dry_runs_the_default_preset():
+    import snakemake_executor_plugin_slurm  # noqa: F401  (the test extra installs it: README test command)
+
+    out = snakemake("-n", "--profile", "workflow/profiles/slurm", "--forceall", "--nolock").stdout
+    train = _job_resources(out, "train")
+    assert len(train) >= 8
+    assert all(
+        job["mem_mb"] == "64000" and job["runtime"] == "2880" and job["threads"] == "8" for job in train
+    )
+    assert all("gpu" not in job for job in train)  # the default preset trains on the CPU
+    bench = _job_resources(out, "bench")
+    assert bench and bench[0]["threads"] == "16" and "--exclusive" in bench[0]["slurm_extra"]
+
+
+def test_the_slurm_profile_requests_the_gpus_and_nodes_of_distributed_training(tmp_path):
+    config = load_yaml(REPO / "config" / "paper.yaml")
+    config["device"] = "cuda"
+    config["distributed"] = {"nproc_per_node": 4, "nnodes": 2, "launcher": "srun"}
+    paper = tmp_path / "paper_ddp.yaml"
+    paper.write_text(yaml.safe_dump(config))
+    args = (
+        "-n",
+        "--profile",
+        "workflow/profiles/slurm",
+        "--forceall",
+        "--nolock",
+        "--configfile",
+        str(paper),
+    )
+    train = _job_resources(snakemake(*map(str, args)).stdout, "train")
+    assert train and all(job["nodes"] == "2" and job["gres"] == "gpu:4" for job in train)
+    config["distributed"] = {"nproc_per_node": 4}
+    paper.write_text(yaml.safe_dump(config))
+    train = _job_resources(snakemake(*map(str, args)).stdout, "train")
+    assert train and all(job["gpu"] == "4" and "nodes" not in job for job in train)
+
+
+def test_the_kubernetes_profile_dry_runs_where_its_plugin_is_installed():
+    for plugin in ("snakemake_executor_plugin_kubernetes", "snakemake_storage_plugin_fs"):
+        pytest.importorskip(plugin, reason="the cluster extra is not installed")
+    out = snakemake("-n", "--profile", "workflow/profiles/kubernetes", "--forceall", "--nolock").stdout
+    assert all(job["mem_mb"] == "64000" for job in _job_resources(out, "train"))
+
+
+def test_a_bad_distributed_section_is_rejected_naming_the_key(tmp_path):
+    config = load_yaml(REPO / "config" / "config.yaml")
+    config["distributed"] = {"nproc_per_node": 2, "nnodes": 2}  # several nodes, launcher local: no rendezvous
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    result = snakemake("-n", "--configfile", str(bad), check=False)
+    assert result.returncode != 0 and "distributed.rdzv_endpoint" in result.stdout + result.stderr
+    config["distributed"] = {"nproc_per_node": 0}
+    bad.write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError, match="distributed.nproc_per_node"):
+        validate_config(config, SCHEMA)
+
+
 @pytest.mark.slow
 def test_default_pipeline_end_to_end(tmp_path):
     """README command one's pipeline, in a copy of the repository: every rule runs, Table 2 is rendered
