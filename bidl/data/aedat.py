@@ -27,8 +27,9 @@ Two on-disk forms of the same recordings are supported:
   columns x, y, p, t where t is in **milliseconds** (tonic multiplies it by 1000 on load).
 
 Both readers return the same structured array (:data:`EVENT_DTYPE`): ``t`` int64 µs, ``x`` int16, ``y`` int16,
-``p`` int8 (0 = OFF, 1 = ON). Sensor size 128 x 128. All malformed input raises
-:class:`bidl.errors.DataFormatError` whose message starts with the offending file's path.
+``p`` int8 (0 = OFF, 1 = ON). Sensor size 128 x 128. All malformed input (empty,
+truncated, of another format, or with values out of range) raises :class:`bidl.errors.DataFormatError` whose
+message starts with the offending file's path.
 """
 
 from __future__ import annotations
@@ -73,15 +74,18 @@ def empty_events(n: int = 0) -> np.ndarray:
 
 def _split_header(path: Path, raw: bytes) -> int:
     """Return the byte offset of the first packet (just past ``#!END-HEADER\\r\\n``)."""
+    if not raw:
+        raise DataFormatError(path, "empty file (0 bytes)")
     if not raw.startswith(b"#"):
         raise DataFormatError(path, "not an AEDAT file: does not start with a '#' header line")
-    end = raw.find(_END_HEADER)
-    if end < 0:
-        raise DataFormatError(path, "AEDAT header has no '#!END-HEADER' line (file truncated or not AEDAT)")
-    first_line = raw[: raw.find(b"\n") + 1]
+    newline = raw.find(b"\n")
+    first_line = raw[: newline + 1] if newline >= 0 else raw
     if first_line.startswith(b"#!AER-DAT") and not first_line.startswith(b"#!AER-DAT3"):
         version = first_line.strip().decode("ascii", "replace")
         raise DataFormatError(path, f"AEDAT version {version!r} is not 3.x")
+    end = raw.find(_END_HEADER)
+    if end < 0:
+        raise DataFormatError(path, "AEDAT header has no '#!END-HEADER' line (file truncated or not AEDAT)")
     return end + len(_END_HEADER)
 
 
@@ -95,11 +99,16 @@ def read_aedat31(path: str | Path) -> np.ndarray:
         Structured array ``[N]`` of :data:`EVENT_DTYPE` in file order: ``t`` int64 µs (overflow applied),
         ``x``/``y`` int16 in ``[0, 128)``, ``p`` int8 (0 = OFF, 1 = ON). Packets of other event types are
         skipped; events whose valid bit (bit 0 of ``data``) is clear are dropped, as the format prescribes.
-        Timestamps are not required to be monotonic (real recordings jitter).
+        Within a packet the valid events' timestamps must not decrease (libcaer, which writes AEDAT 3.1,
+        drops an event whose timestamp goes back when it acquires it); from one packet to the next they may
+        (the file order is kept, and the DVS128 cutting does not need sorted events).
 
     Raises:
-        DataFormatError: missing header end, a packet header or payload cut short, an event size that does
-            not fit the event type, more events than capacity, or coordinates outside 128 x 128.
+        DataFormatError: an empty file, an AEDAT version other than 3.x (an AEDAT 2 file), a missing header
+            end, a packet header or payload cut short, an event size that does not fit the event type, more
+            events than capacity, a timestamp field with bit 31 set (AEDAT 3.1 timestamps are non-negative
+            int32; the overflow counter holds the higher bits), timestamps going back within a packet, no
+            polarity event at all, or coordinates outside 128 x 128.
     """
     path = Path(path)
     try:
@@ -146,8 +155,10 @@ def read_aedat31(path: str | Path) -> np.ndarray:
             data = ev["data"]
             keep = (data & 1).astype(bool)
             data = data[keep]
+            ts = ev["ts"][keep]
+            _check_packet_timestamps(path, packet_index, pos, ts)
             out = np.empty(data.shape[0], dtype=EVENT_DTYPE)
-            out["t"] = ev["ts"][keep].astype(np.int64) | (np.int64(header["eventTSOverflow"]) << _TS_BITS)
+            out["t"] = ts.astype(np.int64) | (np.int64(header["eventTSOverflow"]) << _TS_BITS)
             out["x"] = (data >> 17) & 0x1FFF
             out["y"] = (data >> 2) & 0x1FFF
             out["p"] = (data >> 1) & 1
@@ -155,8 +166,31 @@ def read_aedat31(path: str | Path) -> np.ndarray:
         pos += payload
         packet_index += 1
     events = np.concatenate(chunks) if chunks else empty_events()
+    if events.shape[0] == 0:
+        raise DataFormatError(path, f"no valid polarity events in its {packet_index} packet(s)")
     _check_coordinates(path, events)
     return events
+
+
+def _check_packet_timestamps(path: Path, packet_index: int, pos: int, ts: np.ndarray) -> None:
+    """Raise unless the uint32 timestamps of one packet's valid events fit 31 bits and never decrease."""
+    if ts.shape[0] == 0:
+        return
+    if (ts >> _TS_BITS).any():
+        i = int(np.flatnonzero(ts >> _TS_BITS)[0])
+        raise DataFormatError(
+            path,
+            f"packet {packet_index} (payload at byte {pos}): event {i} has timestamp field {int(ts[i])} "
+            f">= 2**31 (AEDAT 3.1 timestamps are non-negative int32)",
+        )
+    back = np.flatnonzero(ts[1:] < ts[:-1])
+    if back.size:
+        i = int(back[0]) + 1
+        raise DataFormatError(
+            path,
+            f"packet {packet_index} (payload at byte {pos}): timestamps go back from {int(ts[i - 1])} to "
+            f"{int(ts[i])} µs at event {i} ({back.size} such steps; an AEDAT 3.1 packet is in time order)",
+        )
 
 
 def _check_coordinates(path: Path, events: np.ndarray) -> None:
@@ -183,6 +217,8 @@ def _validate_events_for_writing(events: np.ndarray) -> None:
         return
     if (events["t"] < 0).any():
         raise ValueError("events: negative timestamps cannot be stored in AEDAT 3.1")
+    if (np.diff(events["t"]) < 0).any():
+        raise ValueError("events: timestamps must not decrease (an AEDAT 3.1 packet is in time order)")
     if not np.isin(events["p"], (0, 1)).all():
         raise ValueError("events: polarity must be 0 or 1")
     height, width = SENSOR_SIZE
@@ -248,8 +284,8 @@ def write_aedat31(
 
     Args:
         path: destination ``.aedat`` file.
-        events: structured array ``[N]`` with fields ``t`` (µs, >= 0), ``x``, ``y`` (in ``[0, 128)``) and
-            ``p`` (0/1), e.g. :data:`EVENT_DTYPE`. Written in the given order.
+        events: structured array ``[N]`` with fields ``t`` (µs, >= 0, non-decreasing), ``x``, ``y`` (in
+            ``[0, 128)``) and ``p`` (0/1), e.g. :data:`EVENT_DTYPE`. Written in the given order.
         source_id: the ``eventSource`` of every packet and the ``#Source`` header line.
         packet_events: the most events per packet; a packet also ends where ``t >> 31`` changes, so each
             packet has a single ``eventTSOverflow``.

@@ -112,15 +112,19 @@ def read_aedat2(path: str | Path) -> np.ndarray:
         15) are dropped.
 
     Raises:
-        DataFormatError: unreadable file, missing header end, an event section that is not a whole number of
-            (address, timestamp) pairs (odd number of 32-bit words or a partial word: truncated file), or an
-            address with bits above the 16-bit DVS128 address space (coordinates out of range).
+        DataFormatError: unreadable or empty file, missing header end, an AEDAT version other than 2.x (an
+            AEDAT 3.1 file), an event section that is not a whole number of (address, timestamp) pairs (odd
+            number of 32-bit words or a partial word: truncated file), an address with bits above the 16-bit
+            DVS128 address space (coordinates out of range), or no pixel event at all. (Polarity and the 7-bit
+            coordinates cannot leave their range; timestamps may step back, as jAER recordings do.)
     """
     path = Path(path)
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise DataFormatError(path, f"cannot read file: {exc}") from exc
+    if not raw:
+        raise DataFormatError(path, "empty file (0 bytes)")
     _, offset = split_aedat2_header(path, raw)
     n_bytes = len(raw) - offset
     if n_bytes % 4:
@@ -147,6 +151,12 @@ def read_aedat2(path: str | Path) -> np.ndarray:
     pixel = (addr & np.uint32(_EXTERNAL_BIT)) == 0
     if not pixel.all():
         addr, ts = addr[pixel], ts[pixel]
+    if addr.shape[0] == 0:
+        raise DataFormatError(
+            path,
+            f"no pixel events after the {offset}-byte header ({words.shape[0] // 2} events in all, special "
+            "ones dropped): truncated or empty recording",
+        )
     if ts.shape[0] > 1:
         wraps = np.diff(ts) < -(_TS_WRAP // 2)
         if wraps.any():

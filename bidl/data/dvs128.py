@@ -47,6 +47,7 @@ from bidl.data.aedat import (
 )
 from bidl.data.cache import DenseSplit
 from bidl.data.events import events_to_frames
+from bidl.data.preprocessing import BadSamples, staged_cache
 from bidl.errors import ConfigError, DataFormatError
 from bidl.io import atomic_savez, atomic_write_text, default_file_mode, replace_dir
 
@@ -207,15 +208,24 @@ def _ibm_index(raw_root: Path, split: str) -> list[tuple[Path, str, np.ndarray]]
     return index
 
 
-def _iter_ibm(raw_root: Path, split: str) -> Iterator[tuple[str, int, np.ndarray]]:
-    for aedat, stem, labels in _ibm_index(raw_root, split):
-        events = read_aedat31(aedat)
+def _iter_ibm(
+    index: list[tuple[Path, str, np.ndarray]], split: str, bad: BadSamples | None
+) -> Iterator[tuple[str, int, np.ndarray]]:
+    for aedat, stem, labels in index:
+        try:
+            events = read_aedat31(aedat)
+        except DataFormatError as exc:
+            if bad is None:
+                raise
+            bad.reject(exc, split=split, lost=len(labels))
+            continue
         for row, (label, start, end) in enumerate(labels):
             yield f"{stem}/{row:02d}", int(label), _cut(events, int(start), int(end))
 
 
-def _tonic_index(raw_root: Path, split: str) -> list[tuple[Path, str, int]]:
-    """(npy path, sample name, label) of every sample of a split of tonic's copy."""
+def _tonic_index(raw_root: Path, split: str, bad: BadSamples | None = None) -> list[tuple[Path, str, int]]:
+    """(npy path, sample name, label) of every sample of a split of tonic's copy (a file whose name is not
+    a label 0..10 is rejected through ``bad``, or raises without it)."""
     sub = "ibmGestureTrain" if split == "train" else "ibmGestureTest"
     folder = raw_root / sub
     if not folder.is_dir():
@@ -227,15 +237,28 @@ def _tonic_index(raw_root: Path, split: str) -> list[tuple[Path, str, int]]:
         files = []
         for f in user_dir.glob("*.npy"):
             if not f.stem.isdigit() or not 0 <= int(f.stem) < N_CLASSES:
-                raise DataFormatError(f, f"file name must be a label 0..{N_CLASSES - 1}")
+                error = DataFormatError(f, f"file name must be a label 0..{N_CLASSES - 1}")
+                if bad is None:
+                    raise error
+                bad.reject(error, split=split)
+                continue
             files.append((int(f.stem), f))
         index.extend((f, f"{user_dir.name}/{label}", label) for label, f in sorted(files))
     return index
 
 
-def _iter_tonic(raw_root: Path, split: str) -> Iterator[tuple[str, int, np.ndarray]]:
-    for path, name, label in _tonic_index(raw_root, split):
-        yield name, label, read_tonic_npy(path)
+def _iter_tonic(
+    index: list[tuple[Path, str, int]], split: str, bad: BadSamples | None
+) -> Iterator[tuple[str, int, np.ndarray]]:
+    for path, name, label in index:
+        try:
+            events = read_tonic_npy(path)
+        except DataFormatError as exc:
+            if bad is None:
+                raise
+            bad.reject(exc, split=split)
+            continue
+        yield name, label, events
 
 
 def _check_split_layout(split: str, layout: str) -> None:
@@ -245,22 +268,40 @@ def _check_split_layout(split: str, layout: str) -> None:
         raise ConfigError(f"layout: {layout!r} is not one of {LAYOUTS}")
 
 
+def _index(raw_root: Path, split: str, layout: str, bad: BadSamples | None) -> tuple[list, int]:
+    """The split's index (trials with their labels, or tonic's files) and the number of samples in it."""
+    if layout == "ibm_aedat31":
+        index = _ibm_index(raw_root, split)
+        return index, sum(len(labels) for _, _, labels in index)
+    index = _tonic_index(raw_root, split, bad)
+    return index, len(index)
+
+
+def _read_index(
+    index: list, split: str, layout: str, bad: BadSamples | None
+) -> Iterator[tuple[str, int, np.ndarray]]:
+    if layout == "ibm_aedat31":
+        return _iter_ibm(index, split, bad)
+    return _iter_tonic(index, split, bad)
+
+
 def count_samples(raw_root: str | Path, split: str, layout: str) -> int:
     """Number of samples :func:`iter_samples` yields, found from the labels csv files / file names only."""
     _check_split_layout(split, layout)
-    raw_root = Path(raw_root)
-    if layout == "ibm_aedat31":
-        return sum(len(labels) for _, _, labels in _ibm_index(raw_root, split))
-    return len(_tonic_index(raw_root, split))
+    return _index(Path(raw_root), split, layout, None)[1]
 
 
-def iter_samples(raw_root: str | Path, split: str, layout: str) -> Iterator[tuple[str, int, np.ndarray]]:
+def iter_samples(
+    raw_root: str | Path, split: str, layout: str, *, bad: BadSamples | None = None
+) -> Iterator[tuple[str, int, np.ndarray]]:
     """Yield every sample of one split of a raw DVS128 Gesture copy.
 
     Args:
         raw_root: root of the raw copy (see the module docstring for both layouts).
         split: ``"train"`` or ``"test"`` (the dataset's own split: users 01-23 / 24-29).
         layout: ``"ibm_aedat31"`` (original release, or the stand-in) or ``"tonic_npy"``.
+        bad: where a bad recording / sample file goes (:class:`bidl.data.preprocessing.BadSamples`: raised
+            or skipped and recorded); without it, it raises.
 
     Yields:
         ``(name, label, events)``: a unique name (``"user01_fluorescent/03"`` = row 3 of that trial's labels
@@ -269,14 +310,12 @@ def iter_samples(raw_root: str | Path, split: str, layout: str) -> Iterator[tupl
 
     Raises:
         ConfigError: unknown split or layout.
-        DataFormatError: any missing or malformed raw file, naming it.
+        DataFormatError: any missing or malformed raw file, naming it (a trial list or labels csv always;
+            a recording or tonic sample file unless ``bad`` skips it).
     """
     _check_split_layout(split, layout)
-    raw_root = Path(raw_root)
-    if layout == "ibm_aedat31":
-        yield from _iter_ibm(raw_root, split)
-    else:
-        yield from _iter_tonic(raw_root, split)
+    index, _ = _index(Path(raw_root), split, layout, bad)
+    yield from _read_index(index, split, layout, bad)
 
 
 def read_gesture_mapping(path: str | Path) -> list[str]:
@@ -652,14 +691,15 @@ def _class_names(raw_root: Path, layout: str) -> list[str]:
 
 
 def _frames_of_split(
-    raw_root: Path, split: str, layout: str, window_us: int, n_frames: int, size: int
+    raw_root: Path, split: str, layout: str, window_us: int, n_frames: int, size: int, bad: BadSamples
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Frames int16 [N, T, 2, size, size], labels int64 [N], names str [N] of one split."""
-    n = count_samples(raw_root, split, layout)
+    index, n = _index(raw_root, split, layout, bad)
+    lost_before = bad.lost(split)
     out = np.zeros((n, n_frames, 2, size, size), dtype=np.int16)  # filled in place: one copy in memory
     labels = np.zeros(n, dtype=np.int64)
     names: list[str] = []
-    for i, (name, label, events) in enumerate(iter_samples(raw_root, split, layout)):
+    for i, (name, label, events) in enumerate(_read_index(index, split, layout, bad)):
         if i >= n:
             raise DataFormatError(raw_root, f"{split}: more samples than the {n} counted")
         frames = events_to_frames(events, window_us=window_us, n_frames=n_frames, out_size=(size, size))
@@ -671,9 +711,11 @@ def _frames_of_split(
         out[i] = frames
         labels[i] = label
         names.append(name)
-    if len(names) != n:
-        raise DataFormatError(raw_root, f"{split}: {len(names)} samples read, {n} counted")
-    return out, labels, np.array(names, dtype=str)
+    kept = len(names)
+    if kept + bad.lost(split) - lost_before != n:
+        raise DataFormatError(raw_root, f"{split}: {kept} samples read, {n} counted")
+    bad.check_split(raw_root, split, kept)
+    return out[:kept], labels[:kept], np.array(names, dtype=str)
 
 
 def preprocess(
@@ -686,6 +728,7 @@ def preprocess(
     size: int = 40,
     val_fraction: float | None = None,
     seed: int = 0,
+    on_bad_sample: str = "error",
 ) -> dict:
     """Convert every sample of a raw copy to count frames and cache them.
 
@@ -693,18 +736,27 @@ def preprocess(
     ``size x size`` cells (:func:`bidl.data.events.events_to_frames`; 128 -> 40 is the paper's ``// 3.2``).
     The split is the dataset's own (trial lists users 01-23 / 24-29, or tonic's Train/Test folders).
 
-    Writes, each atomically (temporary file + ``os.replace``):
+    ``on_bad_sample`` (:mod:`bidl.data.preprocessing`): ``"error"`` stops at the first bad recording
+    (``.aedat``: empty, truncated, AEDAT 2, timestamps out of range, coordinates off the sensor) or tonic
+    ``.npy`` file; ``"skip"`` leaves it out (an ``.aedat`` with every labelled gesture of its trial) and lists
+    it in split.json's ``skipped``. The trial lists and ``*_labels.csv`` files are not samples: a bad one is
+    fatal under both policies.
+
+    Writes, into a temporary folder whose files replace those of ``out_dir`` only when all are written
+    (:func:`bidl.data.preprocessing.staged_cache`: no partial cache on failure):
 
     - ``out_dir/train.npz``, ``out_dir/test.npz`` (``np.savez_compressed``): ``frames`` int16
       ``[N, T, 2, H, W]`` (channel 0 OFF, 1 ON counts), ``labels`` int64 ``[N]`` (0..10), ``names`` str
       ``[N]``.
     - ``out_dir/split.json``: layout, raw root, parameters, class names, per split the sample names and the
-      counts per class, and, if ``val_fraction`` is set, a validation subset of the training samples drawn
-      per class with ``seed`` (``val.train_indices`` index rows of train.npz, which still holds them all).
+      counts per class, the skipped files (``skipped``: ``n``, ``samples`` with path and problem), and, if
+      ``val_fraction`` is set, a validation subset of the training samples drawn per class with ``seed``
+      (``val.train_indices`` index rows of train.npz, which still holds them all).
 
     Raises:
-        DataFormatError: malformed raw files, or a cell count beyond int16 (never wrapped).
-        ConfigError: unknown layout or a val_fraction outside (0, 1).
+        DataFormatError: malformed raw files (naming them), a split whose every recording was skipped
+            (naming the raw root), or a cell count beyond int16 (never wrapped).
+        ConfigError: unknown layout or on_bad_sample, or a val_fraction outside (0, 1).
 
     Returns:
         The content of split.json.
@@ -714,6 +766,7 @@ def preprocess(
         raise ConfigError(f"layout: {layout!r} is not one of {LAYOUTS}")
     if val_fraction is not None and not 0.0 < val_fraction < 1.0:
         raise ConfigError(f"val_fraction: must be in (0, 1), got {val_fraction}")
+    bad = BadSamples(on_bad_sample, unit="recordings" if layout == "ibm_aedat31" else "sample files")
     summary: dict = {
         "dataset": "DVS128 Gesture",
         "layout": layout,
@@ -726,38 +779,40 @@ def preprocess(
             "size": size,
             "val_fraction": val_fraction,
             "seed": seed,
+            "on_bad_sample": on_bad_sample,
             "t_start": "first event of each sample",
         },
         "frames": {"dtype": "int16", "shape": ["N", n_frames, 2, size, size], "channels": ["OFF", "ON"]},
         "class_names": _class_names(raw_root, layout),
         "splits": {},
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for split in SPLITS:
-        frames, labels, names = _frames_of_split(raw_root, split, layout, window_us, n_frames, size)
-        log.info("%s: %d samples, frames %s", split, len(labels), frames.shape)
-        atomic_savez(out_dir / f"{split}.npz", frames=frames, labels=labels, names=names)
-        summary["splits"][split] = {
-            "n": int(len(labels)),
-            "class_counts": np.bincount(labels, minlength=N_CLASSES).tolist(),
-            "names": names.tolist(),
-        }
-        if split == "train" and val_fraction is not None:
-            rng = np.random.default_rng(seed)
-            picked = []
-            for c in range(N_CLASSES):
-                idx = np.flatnonzero(labels == c)
-                k = int(round(val_fraction * len(idx)))
-                picked.extend(rng.choice(idx, size=k, replace=False).tolist())
-            picked.sort()
-            summary["val"] = {
-                "fraction": val_fraction,
-                "seed": seed,
-                "train_indices": picked,
-                "names": [str(names[i]) for i in picked],
+    with staged_cache(out_dir) as stage:
+        for split in SPLITS:
+            frames, labels, names = _frames_of_split(raw_root, split, layout, window_us, n_frames, size, bad)
+            log.info("%s: %d samples, frames %s", split, len(labels), frames.shape)
+            atomic_savez(stage / f"{split}.npz", frames=frames, labels=labels, names=names)
+            summary["splits"][split] = {
+                "n": int(len(labels)),
+                "class_counts": np.bincount(labels, minlength=N_CLASSES).tolist(),
+                "names": names.tolist(),
             }
-        del frames
-    atomic_write_text(out_dir / "split.json", json.dumps(summary, indent=1) + "\n")
+            if split == "train" and val_fraction is not None:
+                rng = np.random.default_rng(seed)
+                picked = []
+                for c in range(N_CLASSES):
+                    idx = np.flatnonzero(labels == c)
+                    k = int(round(val_fraction * len(idx)))
+                    picked.extend(rng.choice(idx, size=k, replace=False).tolist())
+                picked.sort()
+                summary["val"] = {
+                    "fraction": val_fraction,
+                    "seed": seed,
+                    "train_indices": picked,
+                    "names": [str(names[i]) for i in picked],
+                }
+            del frames
+        summary["skipped"] = bad.summary()
+        atomic_write_text(stage / "split.json", json.dumps(summary, indent=1) + "\n")
     return summary
 
 
