@@ -64,6 +64,7 @@ _PACKET_HEADER = np.dtype(
 _PACKET_HEADER_BYTES = _PACKET_HEADER.itemsize  # 28
 _POLARITY_EVENT = np.dtype([("data", "<u4"), ("ts", "<u4")])
 _END_HEADER = b"#!END-HEADER\r\n"
+_NPY_MAGIC = b"\x93NUMPY"
 _TS_BITS = 31  # an AEDAT 3.1 timestamp is a non-negative int32; overflow counts 2**31 wraps
 
 
@@ -307,13 +308,23 @@ def read_tonic_npy(path: str | Path) -> np.ndarray:
         1000 and truncates; rounding avoids float artefacts such as 0.001 * 1000 = 0.99999...).
 
     Raises:
-        DataFormatError: unreadable file, wrong shape, non-finite or negative values, polarity not 0/1
-            (booleans accepted), non-integer coordinates or coordinates outside 128 x 128.
+        DataFormatError: unreadable, empty or truncated file, not a ``.npy`` file, wrong shape, non-finite or
+            negative values, polarity not 0/1 (booleans accepted), non-integer coordinates or coordinates
+            outside 128 x 128.
     """
     path = Path(path)
     try:
-        arr = np.load(path, allow_pickle=False)
+        with path.open("rb") as handle:
+            magic = handle.read(len(_NPY_MAGIC))
+            if not magic:
+                raise DataFormatError(path, "empty file (0 bytes)")
+            if magic != _NPY_MAGIC:
+                raise DataFormatError(path, "not a .npy file (no \\x93NUMPY signature)")
+            handle.seek(0)
+            arr = np.load(handle, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
+        if isinstance(exc, DataFormatError):
+            raise
         raise DataFormatError(path, f"cannot load as .npy: {exc}") from exc
     if not isinstance(arr, np.ndarray) or arr.ndim != 2 or arr.shape[1] != 4:
         raise DataFormatError(path, f"expected an (N, 4) array of x, y, p, t; got shape {np.shape(arr)}")

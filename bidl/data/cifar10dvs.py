@@ -47,6 +47,7 @@ from bidl.data.aedat import EVENT_DTYPE
 from bidl.data.aedat2 import SENSOR_SIZE, encode_aedat2, read_aedat2
 from bidl.data.cache import CachedSplit
 from bidl.data.events import events_to_frames
+from bidl.data.preprocessing import BadSamples, staged_cache
 from bidl.errors import ConfigError, DataFormatError
 from bidl.io import atomic_savez, atomic_write_text, default_file_mode, replace_dir
 
@@ -142,19 +143,21 @@ _CLOCK_OFFSET_US = (0, 50_000_000)  # recordings start at an arbitrary time of t
 # =========================================================================================================
 # Reading the raw layout
 # =========================================================================================================
-def index_recordings(raw_root: str | Path) -> list[tuple[str, int, Path]]:
+def index_recordings(raw_root: str | Path, *, bad: BadSamples | None = None) -> list[tuple[str, int, Path]]:
     """List every recording of a raw CIFAR10-DVS copy from the file names only.
 
     Args:
         raw_root: folder holding the ten class folders (see the module docstring).
+        bad: where a misnamed file goes (:class:`bidl.data.preprocessing.BadSamples`: raised, or skipped
+            and recorded); without it, it raises.
 
     Returns:
         ``(name, label, path)`` ordered by label, then by the number ``i``; ``name`` is
         ``"<class>/cifar10_<class>_<i>"``. Hidden files (starting with ``.``) are ignored.
 
     Raises:
-        DataFormatError: a missing class folder, a class folder without recordings, or a file in it whose
-            name is not ``cifar10_<class>_<i>.aedat`` for that folder's class.
+        DataFormatError: a missing class folder, a class folder without recordings, or (unless ``bad``
+            skips it) a file in it whose name is not ``cifar10_<class>_<i>.aedat`` for that folder's class.
     """
     raw_root = Path(raw_root)
     out: list[tuple[str, int, Path]] = []
@@ -168,7 +171,11 @@ def index_recordings(raw_root: str | Path) -> list[tuple[str, int, Path]]:
                 continue
             match = _NAME.match(path.name)
             if match is None or match["cls"] != cls or not path.is_file():
-                raise DataFormatError(path, f"expected a file named cifar10_{cls}_<i>.aedat in {folder}")
+                error = DataFormatError(path, f"expected a file named cifar10_{cls}_<i>.aedat in {folder}")
+                if bad is None:
+                    raise error
+                bad.reject(error, split="all")
+                continue
             found.append((int(match["i"]), path))
         if not found:
             raise DataFormatError(folder, "class folder holds no .aedat recordings")
@@ -475,14 +482,26 @@ def generate_standin(raw_root: str | Path, *, per_class: int = 100, seed: int = 
 # Frame cache
 # =========================================================================================================
 def _sparse_frames(
-    samples: Sequence[tuple[str, int, Path]], *, framing: str, window_us: int, n_frames: int, size: int
+    samples: Sequence[tuple[str, int, Path]],
+    *,
+    split: str,
+    bad: BadSamples,
+    framing: str,
+    window_us: int,
+    n_frames: int,
+    size: int,
 ) -> dict[str, np.ndarray]:
-    """Frames of the given recordings in the sparse cache form (see :func:`preprocess`)."""
-    indices, counts = [], []
-    offsets = np.zeros(len(samples) + 1, dtype=np.int64)
-    for k, (name, _, path) in enumerate(samples):
+    """Frames of the given recordings in the sparse cache form (see :func:`preprocess`); a bad recording is
+    raised or left out by ``bad``."""
+    indices, counts, offsets, kept = [], [], [0], []
+    for name, label, path in samples:
+        try:
+            events = read_aedat2(path)
+        except DataFormatError as exc:
+            bad.reject(exc, split=split)
+            continue
         frames = frames_of_events(
-            read_aedat2(path), framing=framing, window_us=window_us, n_frames=n_frames, size=size
+            events, framing=framing, window_us=window_us, n_frames=n_frames, size=size
         ).reshape(-1)
         nz = np.flatnonzero(frames)
         peak = int(frames[nz].max(initial=0))
@@ -490,14 +509,15 @@ def _sparse_frames(
             raise DataFormatError(path, f"{peak} events in one cell of {name} exceed the int16 cache's range")
         indices.append(nz.astype(np.int32))
         counts.append(frames[nz].astype(np.int16))
-        offsets[k + 1] = offsets[k] + nz.size
+        offsets.append(offsets[-1] + nz.size)
+        kept.append((name, label))
     return {
         "index": np.concatenate(indices) if indices else np.zeros(0, np.int32),
         "count": np.concatenate(counts) if counts else np.zeros(0, np.int16),
-        "offsets": offsets,
+        "offsets": np.array(offsets, dtype=np.int64),
         "frame_shape": np.array([n_frames, 2, size, size], dtype=np.int64),
-        "labels": np.array([label for _, label, _ in samples], dtype=np.int64),
-        "names": np.array([name for name, _, _ in samples], dtype=str),
+        "labels": np.array([label for _, label in kept], dtype=np.int64),
+        "names": np.array([name for name, _ in kept], dtype=str),
     }
 
 
@@ -511,6 +531,7 @@ def preprocess(
     size: int = 128,
     test_fraction: float = 0.1,
     seed: int = 0,
+    on_bad_sample: str = "error",
 ) -> dict:
     """Convert every recording of a raw copy to count frames, split it, and cache the frames.
 
@@ -521,7 +542,14 @@ def preprocess(
     Split: :func:`split_per_class` with ``test_fraction`` and ``seed`` over the recordings in
     :func:`index_recordings` order.
 
-    Writes, each atomically (temporary file + ``os.replace``):
+    ``on_bad_sample`` (:mod:`bidl.data.preprocessing`): ``"error"`` stops at the first bad recording (empty,
+    truncated, AEDAT 3.x, an address beyond the DVS128's 16 bits, no pixel event) or misnamed file in a class
+    folder; ``"skip"`` leaves it out and lists it in split.json's ``skipped`` (a recording that cannot be
+    read keeps its place in the split, so the other recordings' sides do not change). A missing or empty
+    class folder is fatal under both policies.
+
+    Writes, into a temporary folder whose files replace those of ``out_dir`` only when all are written
+    (:func:`bidl.data.preprocessing.staged_cache`: no partial cache on failure):
 
     - ``out_dir/train.npz``, ``out_dir/test.npz`` (``np.savez_compressed``), frames stored sparsely (most
       cells of a 128 x 128 x 2 x 10 sample are empty; a dense int16 cache of the real 10,000 recordings
@@ -530,11 +558,13 @@ def preprocess(
       ``[N + 1]`` (sample ``i`` owns entries ``offsets[i]:offsets[i + 1]``), ``frame_shape`` int64 ``[4]`` =
       ``(T, 2, H, W)``, ``labels`` int64 ``[N]``, ``names`` str ``[N]``.
     - ``out_dir/split.json``: layout, raw root, parameters, class names, per split the count, the counts per
-      class and the sample names.
+      class and the sample names, and the skipped files (``skipped``: ``n``, ``samples`` with path and
+      problem).
 
     Raises:
-        DataFormatError: malformed raw files (named), or a cell count beyond int16 (never wrapped).
-        ConfigError: an unknown framing or a test_fraction outside (0, 1).
+        DataFormatError: malformed raw files (named), a split whose every recording was skipped (naming
+            the raw root), or a cell count beyond int16 (never wrapped).
+        ConfigError: an unknown framing or on_bad_sample, or a test_fraction outside (0, 1).
 
     Returns:
         The content of split.json.
@@ -544,7 +574,8 @@ def preprocess(
         raise ConfigError(f"framing: {framing!r} is not one of {FRAMINGS}")
     if not 1 <= size <= SENSOR_SIZE[0]:
         raise ConfigError(f"size: must be in 1..{SENSOR_SIZE[0]}, got {size}")
-    samples = index_recordings(raw_root)
+    bad = BadSamples(on_bad_sample, unit="recordings")
+    samples = index_recordings(raw_root, bad=bad)
     labels = np.array([label for _, label, _ in samples], dtype=np.int64)
     is_test = split_per_class(labels, test_fraction=test_fraction, seed=seed)
     summary: dict = {
@@ -560,6 +591,7 @@ def preprocess(
             "size": size,
             "test_fraction": test_fraction,
             "seed": seed,
+            "on_bad_sample": on_bad_sample,
             "t_start": "first event of each recording" if framing == "time" else "whole recording",
         },
         "frames": {
@@ -571,18 +603,29 @@ def preprocess(
         "class_names": list(CLASSES),
         "splits": {},
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for split, mask in (("train", ~is_test), ("test", is_test)):
-        chosen = [s for s, m in zip(samples, mask) if m]
-        arrays = _sparse_frames(chosen, framing=framing, window_us=window_us, n_frames=n_frames, size=size)
-        log.info("%s: %d samples, %d non-zero cells", split, len(chosen), arrays["index"].size)
-        atomic_savez(out_dir / f"{split}.npz", **arrays)
-        summary["splits"][split] = {
-            "n": len(chosen),
-            "class_counts": np.bincount(arrays["labels"], minlength=N_CLASSES).tolist(),
-            "names": arrays["names"].tolist(),
-        }
-    atomic_write_text(out_dir / "split.json", json.dumps(summary, indent=1) + "\n")
+    with staged_cache(out_dir) as stage:
+        for split, mask in (("train", ~is_test), ("test", is_test)):
+            chosen = [s for s, m in zip(samples, mask) if m]
+            arrays = _sparse_frames(
+                chosen,
+                split=split,
+                bad=bad,
+                framing=framing,
+                window_us=window_us,
+                n_frames=n_frames,
+                size=size,
+            )
+            n = len(arrays["labels"])
+            bad.check_split(raw_root, split, n)
+            log.info("%s: %d samples, %d non-zero cells", split, n, arrays["index"].size)
+            atomic_savez(stage / f"{split}.npz", **arrays)
+            summary["splits"][split] = {
+                "n": n,
+                "class_counts": np.bincount(arrays["labels"], minlength=N_CLASSES).tolist(),
+                "names": arrays["names"].tolist(),
+            }
+        summary["skipped"] = bad.summary()
+        atomic_write_text(stage / "split.json", json.dumps(summary, indent=1) + "\n")
     return summary
 
 

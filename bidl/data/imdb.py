@@ -52,6 +52,7 @@ import numpy as np
 import torch
 
 from bidl.data.cache import CachedSplit
+from bidl.data.preprocessing import BadSamples, staged_cache
 from bidl.errors import ConfigError, DataFormatError
 from bidl.io import atomic_savez, atomic_write_text, default_file_mode, replace_dir
 
@@ -110,8 +111,16 @@ def acl_root(raw_root: str | Path) -> Path:
     return inner if inner.is_dir() else raw_root
 
 
-def index_reviews(raw_root: str | Path, split: str) -> list[tuple[str, int, int, Path]]:
+def index_reviews(
+    raw_root: str | Path, split: str, *, bad: BadSamples | None = None
+) -> list[tuple[str, int, int, Path]]:
     """List the labelled reviews of one split from the file names only.
+
+    Args:
+        raw_root: the raw copy (``raw_root/aclImdb`` or the aclImdb folder itself).
+        split: ``"train"`` or ``"test"``.
+        bad: where a review file with a bad name goes (:class:`bidl.data.preprocessing.BadSamples`:
+            raised, or skipped and recorded); without it, it raises.
 
     Returns:
         ``(name, label, rating, path)`` ordered neg then pos, each by numeric id; ``name`` is
@@ -120,8 +129,9 @@ def index_reviews(raw_root: str | Path, split: str) -> list[tuple[str, int, int,
     Raises:
         ConfigError: an unknown split.
         DataFormatError: a missing split or label folder, an unknown folder in the split (other than
-            ``pos``, ``neg``, ``unsup``), a file name not matching ``<id>_<rating>.txt``, or a rating that
-            does not fit its folder (pos needs 7..10, neg 1..4).
+            ``pos``, ``neg``, ``unsup``), and, unless ``bad`` skips them, a file name not matching
+            ``<id>_<rating>.txt``, a rating outside 1..10 or one that does not fit its folder (pos needs
+            7..10, neg 1..4).
     """
     if split not in SPLITS:
         raise ConfigError(f"split: {split!r} is not one of {SPLITS}")
@@ -144,12 +154,19 @@ def index_reviews(raw_root: str | Path, split: str) -> list[tuple[str, int, int,
             if path.name.startswith("."):
                 continue
             match = _FILE_RE.match(path.name)
+            problem = None
             if match is None or not path.is_file():
-                raise DataFormatError(path, "review file name must be <id>_<rating>.txt")
-            rating = int(match["rating"])
-            if not lo <= rating <= hi:
-                raise DataFormatError(path, f"rating {rating} does not fit folder {label_dir!r} ({lo}..{hi})")
-            found.append((int(match["id"]), rating, path))
+                problem = "review file name must be <id>_<rating>.txt"
+            elif not 1 <= int(match["rating"]) <= 10:
+                problem = f"rating {int(match['rating'])} is outside 1..10"
+            elif not lo <= int(match["rating"]) <= hi:
+                problem = f"rating {int(match['rating'])} does not fit folder {label_dir!r} ({lo}..{hi})"
+            if problem is not None:
+                if bad is None:
+                    raise DataFormatError(path, problem)
+                bad.reject(DataFormatError(path, problem), split=split)
+                continue
+            found.append((int(match["id"]), int(match["rating"]), path))
         out.extend((f"{split}/{label_dir}/{p.stem}", label, r, p) for _, r, p in sorted(found))
     return out
 
@@ -158,17 +175,23 @@ def read_review(path: str | Path) -> str:
     """The text of one review file: UTF-8, ``<br />`` tags replaced by spaces, outer white space stripped.
 
     Raises:
-        DataFormatError: unreadable file, bytes that are not UTF-8, or an empty review.
+        DataFormatError: unreadable file, bytes that are not UTF-8 (a binary file, another encoding, or a
+            file cut inside a character), NUL bytes (a binary file), or an empty review.
     """
     path = Path(path)
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise DataFormatError(path, f"cannot read review: {exc}") from exc
+    if not raw:
+        raise DataFormatError(path, "empty review (0 bytes)")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise DataFormatError(path, f"not UTF-8 at byte {exc.start}: {exc.reason}") from exc
+        cut = " (the file ends inside a character: truncated)" if exc.end == len(raw) else ""
+        raise DataFormatError(path, f"not UTF-8 at byte {exc.start}: {exc.reason}{cut}") from exc
+    if "\0" in text:
+        raise DataFormatError(path, f"NUL byte at byte {raw.index(0)}: a binary file, not a text review")
     text = _BR_RE.sub(" ", text).strip()
     if not text:
         raise DataFormatError(path, "empty review")
@@ -232,13 +255,20 @@ def preprocess(
     max_len: int = MAX_LEN,
     val_fraction: float | None = None,
     seed: int = 0,
+    on_bad_sample: str = "error",
 ) -> dict:
     """Tokenise every labelled review, build the training vocabulary and cache fixed-length id sequences.
 
     See the module docstring for the tokeniser, the vocabulary (``n_words`` words from the training reviews
     only; ``0 = <pad>``, ``n_words + 1 = <unk>``) and the padding (pre-pad, keep the last ``max_len``).
 
-    Writes, each atomically (temporary file + ``os.replace``):
+    ``on_bad_sample`` (:mod:`bidl.data.preprocessing`): ``"error"`` stops at the first bad review file (empty,
+    not UTF-8, binary, or a name that is not ``<id>_<rating>.txt`` with a rating in 1..10 fitting its
+    folder); ``"skip"`` leaves it out (also out of the vocabulary's counts) and lists it in split.json's
+    ``skipped``. A missing split or label folder and an unknown folder are fatal under both policies.
+
+    Writes, into a temporary folder whose files replace those of ``out_dir`` only when all are written
+    (:func:`bidl.data.preprocessing.staged_cache`: no partial cache on failure):
 
     - ``out_dir/train.npz``, ``out_dir/test.npz`` (compressed): ``tokens`` int16 ``[N, max_len]``,
       ``labels`` int64 ``[N]`` (0 = neg, 1 = pos), ``ratings`` int8 ``[N]`` (1..10), ``lengths`` int32
@@ -246,12 +276,15 @@ def preprocess(
       ``n_words + 2``).
     - ``out_dir/split.json``: parameters, the tokeniser, special ids, the vocabulary (``vocabulary[k]`` has
       id ``k + 1``) with its training counts, per split the counts per class, truncated reviews and the
-      ``<unk>`` share, and, if ``val_fraction`` is set, a validation subset of the training reviews drawn per
-      class with ``seed`` (``val.train_indices`` index rows of train.npz, which still holds them all).
+      ``<unk>`` share, the skipped files (``skipped``: ``n``, ``samples`` with path and problem), and, if
+      ``val_fraction`` is set, a validation subset of the training reviews drawn per class with ``seed``
+      (``val.train_indices`` index rows of train.npz, which still holds them all).
 
     Raises:
-        DataFormatError: malformed raw files (named).
-        ConfigError: non-positive ``n_words`` / ``max_len`` or a val_fraction outside (0, 1).
+        DataFormatError: malformed raw files (named), or a split whose every review was skipped (naming
+            the raw root).
+        ConfigError: non-positive ``n_words`` / ``max_len``, an unknown on_bad_sample or a val_fraction
+            outside (0, 1).
 
     Returns:
         The content of split.json.
@@ -263,22 +296,30 @@ def preprocess(
         raise ConfigError(f"n_words: {n_words} ids do not fit the int16 cache")
     if val_fraction is not None and not 0.0 < val_fraction < 1.0:
         raise ConfigError(f"val_fraction: must be in (0, 1), got {val_fraction}")
+    bad = BadSamples(on_bad_sample, unit="reviews")
     interner = _Interner()  # token -> provisional id, in order of first sight
     lookup = interner.__getitem__
     train_ids: list[np.ndarray] = []  # every token of every training review, for the counts
     per_split: dict[str, dict] = {}
     for split in SPLITS:
-        index = index_reviews(raw_root, split)
+        index = []
         pids: list[np.ndarray] = []
-        lengths = np.zeros(len(index), dtype=np.int32)
-        for k, (_, _, _, path) in enumerate(index):
-            tokens = tokenize(read_review(path))
+        lengths: list[int] = []
+        for entry in index_reviews(raw_root, split, bad=bad):
+            try:
+                text = read_review(entry[3])
+            except DataFormatError as exc:
+                bad.reject(exc, split=split)
+                continue
+            tokens = tokenize(text)
             ids = np.fromiter(map(lookup, tokens), dtype=np.int32, count=len(tokens))
-            lengths[k] = ids.size
+            index.append(entry)
+            lengths.append(ids.size)
             if split == "train":
                 train_ids.append(ids)
             pids.append(ids[-max_len:])
-        per_split[split] = {"index": index, "pids": pids, "lengths": lengths}
+        bad.check_split(raw_root, split, len(index))
+        per_split[split] = {"index": index, "pids": pids, "lengths": np.array(lengths, dtype=np.int32)}
         log.info("%s: %d reviews read, %d distinct tokens so far", split, len(index), len(interner))
     tokens_by_pid = list(interner)
     all_train = np.concatenate(train_ids) if train_ids else np.zeros(0, dtype=np.int32)
@@ -293,7 +334,13 @@ def preprocess(
         "layout": LAYOUT,
         "raw_root": str(raw_root),
         "split_source": "the dataset's own: aclImdb/train and aclImdb/test (pos and neg folders)",
-        "params": {"n_words": n_words, "max_len": max_len, "val_fraction": val_fraction, "seed": seed},
+        "params": {
+            "n_words": n_words,
+            "max_len": max_len,
+            "val_fraction": val_fraction,
+            "seed": seed,
+            "on_bad_sample": on_bad_sample,
+        },
         "tokenizer": {
             "steps": "replace <br /> tags by spaces, lowercase, regex findall",
             "pattern": TOKEN_PATTERN,
@@ -306,49 +353,50 @@ def preprocess(
         "class_names": list(LABEL_DIRS),
         "splits": {},
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for split in SPLITS:
-        data = per_split.pop(split)
-        index, lengths = data["index"], data["lengths"]
-        tokens = np.zeros((len(index), max_len), dtype=np.int16)
-        for k, pid in enumerate(data["pids"]):
-            tokens[k] = encode(table[pid], max_len)
-        labels = np.array([label for _, label, _, _ in index], dtype=np.int64)
-        names = np.array([name for name, _, _, _ in index], dtype=str)
-        atomic_savez(
-            out_dir / f"{split}.npz",
-            tokens=tokens,
-            labels=labels,
-            ratings=np.array([rating for _, _, rating, _ in index], dtype=np.int8),
-            lengths=lengths,
-            names=names,
-            vocab_size=np.int64(n_words + 2),
-        )
-        real = tokens[tokens != PAD_ID]
-        summary["splits"][split] = {
-            "n": len(index),
-            "class_counts": np.bincount(labels, minlength=len(LABEL_DIRS)).tolist(),
-            "truncated": int((lengths > max_len).sum()),
-            "mean_length": float(lengths.mean()) if lengths.size else 0.0,
-            "unk_share": float((real == unk_id(n_words)).mean()) if real.size else 0.0,
-        }
-        if split == "train" and val_fraction is not None:
-            rng = np.random.default_rng(seed)
-            picked: list[int] = []
-            for c in range(len(LABEL_DIRS)):
-                idx = np.flatnonzero(labels == c)
-                picked.extend(
-                    rng.choice(idx, size=int(round(val_fraction * idx.size)), replace=False).tolist()
-                )
-            picked.sort()
-            summary["val"] = {
-                "fraction": val_fraction,
-                "seed": seed,
-                "train_indices": picked,
-                "names": [str(names[i]) for i in picked],
+    with staged_cache(out_dir) as stage:
+        for split in SPLITS:
+            data = per_split.pop(split)
+            index, lengths = data["index"], data["lengths"]
+            tokens = np.zeros((len(index), max_len), dtype=np.int16)
+            for k, pid in enumerate(data["pids"]):
+                tokens[k] = encode(table[pid], max_len)
+            labels = np.array([label for _, label, _, _ in index], dtype=np.int64)
+            names = np.array([name for name, _, _, _ in index], dtype=str)
+            atomic_savez(
+                stage / f"{split}.npz",
+                tokens=tokens,
+                labels=labels,
+                ratings=np.array([rating for _, _, rating, _ in index], dtype=np.int8),
+                lengths=lengths,
+                names=names,
+                vocab_size=np.int64(n_words + 2),
+            )
+            real = tokens[tokens != PAD_ID]
+            summary["splits"][split] = {
+                "n": len(index),
+                "class_counts": np.bincount(labels, minlength=len(LABEL_DIRS)).tolist(),
+                "truncated": int((lengths > max_len).sum()),
+                "mean_length": float(lengths.mean()) if lengths.size else 0.0,
+                "unk_share": float((real == unk_id(n_words)).mean()) if real.size else 0.0,
             }
-        log.info("%s: tokens %s -> %s", split, tokens.shape, out_dir / f"{split}.npz")
-    atomic_write_text(out_dir / "split.json", json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
+            if split == "train" and val_fraction is not None:
+                rng = np.random.default_rng(seed)
+                picked: list[int] = []
+                for c in range(len(LABEL_DIRS)):
+                    idx = np.flatnonzero(labels == c)
+                    picked.extend(
+                        rng.choice(idx, size=int(round(val_fraction * idx.size)), replace=False).tolist()
+                    )
+                picked.sort()
+                summary["val"] = {
+                    "fraction": val_fraction,
+                    "seed": seed,
+                    "train_indices": picked,
+                    "names": [str(names[i]) for i in picked],
+                }
+            log.info("%s: tokens %s -> %s", split, tokens.shape, out_dir / f"{split}.npz")
+        summary["skipped"] = bad.summary()
+        atomic_write_text(stage / "split.json", json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
     return summary
 
 
