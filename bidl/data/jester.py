@@ -63,6 +63,8 @@ from PIL import Image, UnidentifiedImageError
 from scipy import ndimage
 
 from bidl.data.cache import CachedSplit
+from bidl.data.jpeg import JPEG_MAGIC, NOT_JPEG, clip_frame_size
+from bidl.data.preprocessing import BadSamples, staged_cache
 from bidl.errors import ConfigError, DataFormatError, DownloadError
 from bidl.io import atomic_savez, atomic_write_text, default_file_mode, replace_dir
 
@@ -143,8 +145,6 @@ QUALCOMM_ZIPS: tuple[str, ...] = (
 """The 24 archives of Qualcomm's download page (DATASETS.md section 3a)."""
 
 _FRAME_NAME = re.compile(r"^\d{5}\.jpg$")
-_JPEG_MAGIC = b"\xff\xd8\xff"
-_NOT_JPEG = "not a JPEG file (no FF D8 FF signature)"
 _HEADER_LINES = {"video;label", "id;label"}
 
 
@@ -369,27 +369,18 @@ def read_frame(path: str | Path, size: int | None = None) -> np.ndarray:
     return np.ascontiguousarray(array.transpose(2, 0, 1))
 
 
-def _frame_bytes(path: Path, n: int = -1) -> bytes:
-    """The first ``n`` bytes (all with -1) of a frame file that starts with the JPEG signature."""
+def _frame_bytes(path: Path) -> bytes:
+    """The bytes of a frame file that starts with the JPEG signature."""
     try:
         with path.open("rb") as fh:
-            data = fh.read(n)
+            data = fh.read()
     except FileNotFoundError as exc:
         raise DataFormatError(path, "frame is missing") from exc
     except OSError as exc:
         raise DataFormatError(path, f"cannot read frame: {exc}") from exc
-    if not data.startswith(_JPEG_MAGIC):
-        raise DataFormatError(path, _NOT_JPEG)
+    if not data.startswith(JPEG_MAGIC):
+        raise DataFormatError(path, NOT_JPEG)
     return data
-
-
-def check_jpeg_signature(path: str | Path) -> None:
-    """Check that a frame file starts with the JPEG signature (reads its first 3 bytes, decodes nothing).
-
-    Raises:
-        DataFormatError: naming the file: missing, unreadable or not a JPEG.
-    """
-    _frame_bytes(Path(path), len(_JPEG_MAGIC))
 
 
 def frame_path(raw_root: str | Path, video: str, number: int) -> Path:
@@ -435,16 +426,36 @@ def train_indices(
 # Cache
 # =========================================================================================================
 def _split_entries(
-    raw_root: Path, csv_path: Path, class_names: Sequence[str], min_frames: int
+    raw_root: Path, csv_path: Path, class_names: Sequence[str], min_frames: int, split: str, bad: BadSamples
 ) -> tuple[list[tuple[str, int, list[Path]]], list[str]]:
+    """Clips of one split's csv with their frame files, and the ids of those shorter than ``min_frames``;
+    a missing or empty video folder is raised or left out by ``bad``."""
     kept, dropped = [], []
     for video, label in read_split_csv(csv_path, class_names):
-        frames = list_frames(raw_root / FRAMES_DIR / video)
+        try:
+            frames = list_frames(raw_root / FRAMES_DIR / video)
+        except DataFormatError as exc:
+            bad.reject(exc, split=split)
+            continue
         if len(frames) < min_frames:
             dropped.append(video)
         else:
             kept.append((video, label, frames))
     return kept, dropped
+
+
+def _checked(entries: list[tuple[str, int, list[Path]]], split: str, bad: BadSamples) -> list:
+    """The entries whose frame files all pass :func:`bidl.data.jpeg.clip_frame_size` (the others are raised
+    or left out by ``bad``)."""
+    out = []
+    for entry in entries:
+        try:
+            clip_frame_size(entry[2])
+        except DataFormatError as exc:
+            bad.reject(exc, split=split)
+            continue
+        out.append(entry)
+    return out
 
 
 def preprocess(
@@ -455,37 +466,47 @@ def preprocess(
     min_frames: int = 16,
     max_clips: int | None = None,
     seed: int = 0,
+    on_bad_sample: str = "error",
 ) -> dict:
     """Index the clips of a raw Jester copy (real or stand-in): their labels and frame numbers.
 
     No frame is decoded here: :class:`JesterClips` decodes the frames an item uses from the raw copy when
     the item is read, so the raw copy must stay at ``raw_root`` (the index stores its path relative to
     ``out_dir``, so that the project folder can move as a whole; a copy moved on its own is passed as
-    ``JesterClips(..., raw_root=...)``). Every frame file is checked to start with the
-    JPEG signature (its first 3 bytes are read). Clips with fewer than ``min_frames`` frames are dropped
-    (BIDL drops clips < 16 frames); ``max_clips`` keeps a seeded random subset of that many clips per split
-    (all when ``None``). A raw copy that still holds Qualcomm's tar parts is unpacked first
-    (:func:`unpack_qualcomm_parts`).
+    ``JesterClips(..., raw_root=...)``). Every frame file of an indexed clip is checked without decoding
+    (:func:`bidl.data.jpeg.clip_frame_size`: the JPEG signature, the header up to the frame size, the
+    end-of-image marker in its last bytes, and one size for all frames of a clip). Clips with fewer than
+    ``min_frames`` frames are dropped (BIDL drops clips < 16 frames); ``max_clips`` keeps a seeded random
+    subset of that many clips per split (all when ``None``), drawn before the frame check. A raw copy that
+    still holds Qualcomm's tar parts is unpacked first (:func:`unpack_qualcomm_parts`).
 
-    Writes, each atomically: ``out_dir/train.npz`` (from the train csv) and ``out_dir/test.npz`` (from
-    the validation csv), each with ``frame_numbers`` int32 ``[sum F_i]`` (the numbers of the ``%05d.jpg``
-    files, in order), ``offsets`` int64 ``[N + 1]`` (clip i = ``frame_numbers[offsets[i]:offsets[i + 1]]``),
-    ``labels`` int64 ``[N]``, ``names`` str ``[N]`` (video ids, the folder names under
-    ``raw_root/20bn-jester-v1/``), ``raw_root`` (0-d str, relative to ``out_dir``) and ``size`` (0-d int64,
-    the side the frames are resized to); and ``out_dir/split.json`` (parameters, class names, sampling rule,
-    per split the ids, the counts per class, dropped ids).
+    ``on_bad_sample`` (:mod:`bidl.data.preprocessing`): ``"error"`` stops at the first bad clip (a missing or
+    empty video folder, a frame file that is empty, truncated, not a JPEG, or of another size than the
+    clip's first frame); ``"skip"`` leaves the clip out and lists the file in split.json's ``skipped``.
+    The labels and split csv files are fatal under both policies.
+
+    Writes, into a temporary folder whose files replace those of ``out_dir`` only when all are written
+    (:func:`bidl.data.preprocessing.staged_cache`: no partial cache on failure): ``out_dir/train.npz``
+    (from the train csv) and ``out_dir/test.npz`` (from the validation csv), each with ``frame_numbers``
+    int32 ``[sum F_i]`` (the numbers of the ``%05d.jpg`` files, in order), ``offsets`` int64 ``[N + 1]``
+    (clip i = ``frame_numbers[offsets[i]:offsets[i + 1]]``), ``labels`` int64 ``[N]``, ``names`` str ``[N]``
+    (video ids, the folder names under ``raw_root/20bn-jester-v1/``), ``raw_root`` (0-d str, relative to
+    ``out_dir``) and ``size`` (0-d int64, the side the frames are resized to); and ``out_dir/split.json``
+    (parameters, class names, sampling rule, per split the ids, the counts per class, dropped ids; the
+    skipped files under ``skipped``).
 
     Returns:
         The content of split.json.
 
     Raises:
         DownloadError: files not in place (:func:`check_raw`). DataFormatError: malformed files (a csv, an
-            empty video folder, a frame that is not a JPEG), naming them. ConfigError: bad size /
-            min_frames / max_clips.
+            empty video folder, a bad frame file), naming them, or a split whose every clip was skipped
+            (naming the raw root). ConfigError: bad size / min_frames / max_clips / on_bad_sample.
     """
     raw_root, out_dir = Path(raw_root), Path(out_dir)
     if size < 1 or min_frames < 1 or (max_clips is not None and max_clips < 1):
         raise ConfigError("size, min_frames and max_clips must be >= 1")
+    bad = BadSamples(on_bad_sample, unit="clips")
     unpack_qualcomm_parts(raw_root)
     files = check_raw(raw_root)
     class_names = read_label_names(files["labels"])
@@ -494,7 +515,13 @@ def preprocess(
         "raw_root": str(raw_root),
         "label_files": {k: str(v) for k, v in files.items()},
         "split_source": "the dataset's own: train csv -> train, validation csv -> test",
-        "params": {"size": size, "min_frames": min_frames, "max_clips": max_clips, "seed": seed},
+        "params": {
+            "size": size,
+            "min_frames": min_frames,
+            "max_clips": max_clips,
+            "seed": seed,
+            "on_bad_sample": on_bad_sample,
+        },
         "frames": {
             "dtype": "uint8 RGB, returned as float32 in [0, 1]",
             "source": "decoded on the fly from raw_root/20bn-jester-v1/<video id>/%05d.jpg by "
@@ -507,50 +534,52 @@ def preprocess(
         "class_names": class_names,
         "splits": {},
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for split, csv_key in (("train", "train"), ("test", "validation")):
-        entries, dropped = _split_entries(raw_root, files[csv_key], class_names, min_frames)
-        if max_clips is not None and len(entries) > max_clips:
-            keep = np.sort(
-                np.random.default_rng([seed, len(summary["splits"])]).permutation(len(entries))[:max_clips]
+    with staged_cache(out_dir) as stage:
+        for split, csv_key in (("train", "train"), ("test", "validation")):
+            entries, dropped = _split_entries(raw_root, files[csv_key], class_names, min_frames, split, bad)
+            if max_clips is not None and len(entries) > max_clips:
+                keep = np.sort(
+                    np.random.default_rng([seed, len(summary["splits"])]).permutation(len(entries))[
+                        :max_clips
+                    ]
+                )
+                entries = [entries[i] for i in keep]
+            entries = _checked(entries, split, bad)
+            bad.check_split(raw_root, split, len(entries))
+            lengths = np.array([len(f) for _, _, f in entries], dtype=np.int64)
+            offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+            numbers = np.array([int(p.name[:5]) for _, _, paths in entries for p in paths], dtype=np.int32)
+            labels = np.array([label for _, label, _ in entries], dtype=np.int64)
+            names = np.array([video for video, _, _ in entries], dtype=str)
+            atomic_savez(
+                stage / f"{split}.npz",
+                frame_numbers=numbers,
+                offsets=offsets,
+                labels=labels,
+                names=names,
+                raw_root=np.array(os.path.relpath(raw_root.absolute(), out_dir.absolute())),
+                size=np.array(size, dtype=np.int64),
             )
-            entries = [entries[i] for i in keep]
-        for _, _, paths in entries:
-            for p in paths:
-                check_jpeg_signature(p)
-        lengths = np.array([len(f) for _, _, f in entries], dtype=np.int64)
-        offsets = np.r_[0, np.cumsum(lengths)].astype(np.int64)
-        numbers = np.array([int(p.name[:5]) for _, _, paths in entries for p in paths], dtype=np.int32)
-        labels = np.array([label for _, label, _ in entries], dtype=np.int64)
-        names = np.array([video for video, _, _ in entries], dtype=str)
-        atomic_savez(
-            out_dir / f"{split}.npz",
-            frame_numbers=numbers,
-            offsets=offsets,
-            labels=labels,
-            names=names,
-            raw_root=np.array(os.path.relpath(raw_root.absolute(), out_dir.absolute())),
-            size=np.array(size, dtype=np.int64),
-        )
-        summary["splits"][split] = {
-            "n": len(entries),
-            "class_counts": np.bincount(labels, minlength=len(class_names)).tolist(),
-            "frames_per_clip": {
-                "min": int(lengths.min()) if lengths.size else 0,
-                "max": int(lengths.max()) if lengths.size else 0,
-            },
-            "names": names.tolist(),
-            "dropped_short": dropped,
-        }
-        log.info(
-            "%s: %d clips, %d frames, %d dropped (< %d frames)",
-            split,
-            len(entries),
-            len(numbers),
-            len(dropped),
-            min_frames,
-        )
-    atomic_write_text(out_dir / "split.json", json.dumps(summary, indent=1) + "\n")
+            summary["splits"][split] = {
+                "n": len(entries),
+                "class_counts": np.bincount(labels, minlength=len(class_names)).tolist(),
+                "frames_per_clip": {
+                    "min": int(lengths.min()) if lengths.size else 0,
+                    "max": int(lengths.max()) if lengths.size else 0,
+                },
+                "names": names.tolist(),
+                "dropped_short": dropped,
+            }
+            log.info(
+                "%s: %d clips, %d frames, %d dropped (< %d frames)",
+                split,
+                len(entries),
+                len(numbers),
+                len(dropped),
+                min_frames,
+            )
+        summary["skipped"] = bad.summary()
+        atomic_write_text(stage / "split.json", json.dumps(summary, indent=1) + "\n")
     return summary
 
 

@@ -49,6 +49,8 @@ from PIL import Image, UnidentifiedImageError
 from scipy import ndimage
 
 from bidl.data.cache import DenseSplit
+from bidl.data.jpeg import JPEG_MAGIC, NOT_JPEG, clip_frame_size
+from bidl.data.preprocessing import BadSamples, staged_cache
 from bidl.errors import ConfigError, DataFormatError, DownloadError
 from bidl.io import atomic_savez, atomic_write_text, default_file_mode, replace_dir
 
@@ -78,7 +80,6 @@ THRESHOLD = 15.0
 """Default threshold on the grey-level difference of adjacent frames (0..255 scale)."""
 
 _FRAME_NAME = re.compile(r"^\d{5}\.jpg$")
-_JPEG_MAGIC = b"\xff\xd8\xff"
 
 
 # =========================================================================================================
@@ -142,12 +143,17 @@ def class_names(raw_root: str | Path) -> list[str]:
     return names
 
 
-def list_clips(raw_root: str | Path, split: str, names: Sequence[str]) -> list[tuple[str, int, list[Path]]]:
+def list_clips(
+    raw_root: str | Path, split: str, names: Sequence[str], *, bad: BadSamples | None = None
+) -> list[tuple[str, int, list[Path]]]:
     """``(clip name "<class>/<clip>", label, frame paths)`` of one split, sorted by class then clip.
 
+    ``bad``: where a clip folder without frames goes (:class:`bidl.data.preprocessing.BadSamples`: raised,
+    or skipped and recorded); without it, it raises.
+
     Raises:
-        ConfigError: unknown split. DataFormatError: a class folder not in ``names``, a clip folder
-            without ``%05d.jpg`` frames.
+        ConfigError: unknown split. DataFormatError: a missing split folder, a class folder not in
+            ``names``, a clip folder without ``%05d.jpg`` frames (unless ``bad`` skips it).
     """
     if split not in SPLIT_DIRS:
         raise ConfigError(f"split: {split!r} is not one of {tuple(SPLIT_DIRS)}")
@@ -162,7 +168,11 @@ def list_clips(raw_root: str | Path, split: str, names: Sequence[str]) -> list[t
         for clip_dir in sorted(p for p in class_dir.iterdir() if p.is_dir()):
             frames = sorted(p for p in clip_dir.iterdir() if _FRAME_NAME.match(p.name))
             if not frames:
-                raise DataFormatError(clip_dir, "clip folder has no %05d.jpg frames")
+                error = DataFormatError(clip_dir, "clip folder has no %05d.jpg frames")
+                if bad is None:
+                    raise error
+                bad.reject(error, split=split)
+                continue
             out.append((f"{class_dir.name}/{clip_dir.name}", index[class_dir.name], frames))
     return out
 
@@ -178,8 +188,8 @@ def read_gray_frame(path: str | Path) -> np.ndarray:
         data = path.read_bytes()
     except OSError as exc:
         raise DataFormatError(path, f"cannot read frame: {exc}") from exc
-    if not data.startswith(_JPEG_MAGIC):
-        raise DataFormatError(path, "not a JPEG file (no FF D8 FF signature)")
+    if not data.startswith(JPEG_MAGIC):
+        raise DataFormatError(path, NOT_JPEG)
     try:
         with Image.open(io.BytesIO(data)) as img:
             return np.asarray(img.convert("L"), dtype=np.uint8).copy()
@@ -240,6 +250,35 @@ def difference_frames(
     return out
 
 
+def _frames_of_split(
+    raw_root: Path,
+    split: str,
+    names: Sequence[str],
+    threshold: float,
+    size: int,
+    n_frames: int,
+    bad: BadSamples,
+) -> tuple[np.ndarray, np.ndarray, list[tuple[str, int, list[Path]]]]:
+    """Difference frames uint8 [N, n_frames, 2, size, size], clip lengths [N] and kept clips of a split."""
+    clips = list_clips(raw_root, split, names, bad=bad)
+    frames = np.zeros((len(clips), n_frames, 2, size, size), dtype=np.uint8)
+    lengths = np.zeros(len(clips), dtype=np.int64)
+    kept = []
+    for clip in clips:
+        paths = clip[2]
+        try:
+            clip_frame_size(paths)
+            gray = read_gray_clip(paths[: n_frames + 1])  # later frames are never used
+        except DataFormatError as exc:
+            bad.reject(exc, split=split)
+            continue
+        lengths[len(kept)] = len(paths)
+        frames[len(kept)] = difference_frames(gray, threshold=threshold, size=size, n_frames=n_frames)
+        kept.append(clip)
+    bad.check_split(raw_root, split, len(kept))
+    return frames[: len(kept)], lengths[: len(kept)], kept
+
+
 def preprocess(
     raw_root: str | Path,
     out_dir: str | Path,
@@ -247,32 +286,52 @@ def preprocess(
     threshold: float = THRESHOLD,
     size: int = SIZE,
     n_frames: int = N_FRAMES,
+    on_bad_sample: str = "error",
 ) -> dict:
     """Turn every clip of a raw copy (real or stand-in) into difference frames and cache them.
 
-    Writes, each atomically: ``out_dir/train.npz`` (from ``train/``), ``out_dir/test.npz`` (from ``val/``),
-    each with ``frames`` uint8 ``[N, n_frames, 2, size, size]`` (channel 0 darker, 1 brighter; 0..255 =
-    fraction of changed pixels), ``labels`` int64 ``[N]``, ``names`` str ``[N]`` (``<class>/<clip>``), and
-    ``out_dir/split.json`` (parameters, class names, per split the names, counts per class and how many
-    clips were padded / cut to ``n_frames``).
+    Every frame file of a clip is checked (:func:`bidl.data.jpeg.clip_frame_size`: JPEG signature, header,
+    end-of-image marker, one size per clip); the first ``n_frames + 1``, the ones used, are decoded.
+
+    ``on_bad_sample`` (:mod:`bidl.data.preprocessing`): ``"error"`` stops at the first bad clip (a clip folder
+    without frames, a frame file that is empty, truncated, not a JPEG, undecodable or of another size than
+    the clip's first frame); ``"skip"`` leaves the clip out and lists the file in split.json's ``skipped``.
+    A missing split folder, a class folder not in the class list and an unreadable classes.txt are fatal
+    under both policies.
+
+    Writes, into a temporary folder whose files replace those of ``out_dir`` only when all are written
+    (:func:`bidl.data.preprocessing.staged_cache`: no partial cache on failure): ``out_dir/train.npz``
+    (from ``train/``), ``out_dir/test.npz`` (from ``val/``), each with ``frames`` uint8
+    ``[N, n_frames, 2, size, size]`` (channel 0 darker, 1 brighter; 0..255 = fraction of changed pixels),
+    ``labels`` int64 ``[N]``, ``names`` str ``[N]`` (``<class>/<clip>``), and ``out_dir/split.json``
+    (parameters, class names, per split the names, counts per class and how many clips were padded / cut to
+    ``n_frames``, and the skipped files under ``skipped``).
 
     Returns:
         The content of split.json.
 
     Raises:
         DownloadError: the copy is not in place (:func:`check_raw`). DataFormatError: malformed files,
-            naming them. ConfigError: bad parameters.
+            naming them, or a split whose every clip was skipped (naming the raw root). ConfigError: bad
+            parameters.
     """
     raw_root, out_dir = Path(raw_root), Path(out_dir)
     if size < 1 or n_frames < 1 or threshold < 0:
         raise ConfigError("size and n_frames must be >= 1 and threshold >= 0")
+    bad = BadSamples(on_bad_sample, unit="clips")
     check_raw(raw_root)
     names = class_names(raw_root)
     summary: dict = {
         "dataset": "RGB-gesture",
         "raw_root": str(raw_root),
         "split_source": "the copy's own: train/ -> train, val/ -> test",
-        "params": {"threshold": threshold, "size": size, "n_frames": n_frames, "fps": FPS},
+        "params": {
+            "threshold": threshold,
+            "size": size,
+            "n_frames": n_frames,
+            "fps": FPS,
+            "on_bad_sample": on_bad_sample,
+        },
         "frames": {
             "dtype": "uint8",
             "shape": ["N", n_frames, 2, size, size],
@@ -283,27 +342,22 @@ def preprocess(
         "class_names": names,
         "splits": {},
     }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for split in SPLIT_DIRS:
-        clips = list_clips(raw_root, split, names)
-        frames = np.zeros((len(clips), n_frames, 2, size, size), dtype=np.uint8)
-        lengths = np.zeros(len(clips), dtype=np.int64)
-        for i, (_, _, paths) in enumerate(clips):
-            gray = read_gray_clip(paths[: n_frames + 1])  # later frames are never used
-            lengths[i] = len(paths)
-            frames[i] = difference_frames(gray, threshold=threshold, size=size, n_frames=n_frames)
-        labels = np.array([label for _, label, _ in clips], dtype=np.int64)
-        clip_names = np.array([name for name, _, _ in clips], dtype=str)
-        atomic_savez(out_dir / f"{split}.npz", frames=frames, labels=labels, names=clip_names)
-        summary["splits"][split] = {
-            "n": len(clips),
-            "class_counts": np.bincount(labels, minlength=len(names)).tolist(),
-            "padded": int((lengths < n_frames + 1).sum()),
-            "cut": int((lengths > n_frames + 1).sum()),
-            "names": clip_names.tolist(),
-        }
-        log.info("%s: %d clips -> %s", split, len(clips), frames.shape)
-    atomic_write_text(out_dir / "split.json", json.dumps(summary, indent=1) + "\n")
+    with staged_cache(out_dir) as stage:
+        for split in SPLIT_DIRS:
+            frames, lengths, clips = _frames_of_split(raw_root, split, names, threshold, size, n_frames, bad)
+            labels = np.array([label for _, label, _ in clips], dtype=np.int64)
+            clip_names = np.array([name for name, _, _ in clips], dtype=str)
+            atomic_savez(stage / f"{split}.npz", frames=frames, labels=labels, names=clip_names)
+            summary["splits"][split] = {
+                "n": len(clips),
+                "class_counts": np.bincount(labels, minlength=len(names)).tolist(),
+                "padded": int((lengths < n_frames + 1).sum()),
+                "cut": int((lengths > n_frames + 1).sum()),
+                "names": clip_names.tolist(),
+            }
+            log.info("%s: %d clips -> %s", split, len(clips), frames.shape)
+        summary["skipped"] = bad.summary()
+        atomic_write_text(stage / "split.json", json.dumps(summary, indent=1) + "\n")
     return summary
 
 
