@@ -95,7 +95,9 @@ def test_missing_and_wrong_size_raw_raise_naming_the_raw_file(tmp_path):
         tmp_path / "a.mhd", np.zeros((2, 2, 2), np.int16), spacing=(1, 1, 1), origin=(0, 0, 0)
     )
     (tmp_path / "a.raw").write_bytes(b"\0" * 15)  # 2 x 2 x 2 x 2 bytes expected
-    with pytest.raises(DataFormatError, match=r"a\.raw: 15 bytes, but DimSize \[2, 2, 2\] x 2 bytes"):
+    with pytest.raises(
+        DataFormatError, match=r"a\.raw: 15 bytes, but DimSize \[2, 2, 2\] of a\.mhd x 2 bytes"
+    ):
         read_metaimage(path)
     (tmp_path / "a.raw").unlink()
     with pytest.raises(DataFormatError, match=r"a\.raw: raw data file named by a\.mhd is missing"):

@@ -69,7 +69,7 @@ import shutil
 import tempfile
 import urllib.request
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +79,7 @@ from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
 from bidl.data.cache import DenseSplit
+from bidl.data.preprocessing import BadSamples, staged_cache
 from bidl.errors import ConfigError, DataFormatError
 from bidl.io import atomic_savez, atomic_write_text, default_file_mode, replace_dir
 
@@ -116,6 +117,8 @@ ELEMENT_TYPES: dict[str, str] = {
     "MET_FLOAT": "f4",
 }
 """MetaImage element types this reader accepts (LUNA16 CT: MET_SHORT; masks: MET_UCHAR or others)."""
+CT_ELEMENT_TYPES: tuple[str, ...] = ("MET_SHORT",)
+"""ElementType of a LUNA16 CT volume (int16 HU); :func:`preprocess` refuses others."""
 _REQUIRED_KEYS = ("NDims", "DimSize", "ElementSpacing", "ElementType", "ElementDataFile")
 _ORIGIN_KEYS = ("Offset", "Origin", "Position")  # synonyms in MetaIO
 _TRANSFORM_KEYS = ("TransformMatrix", "Rotation", "Orientation")
@@ -144,7 +147,7 @@ def read_mhd_header(path: str | Path) -> dict[str, str]:
     """Read the ``Key = Value`` lines of a ``.mhd`` header (values as stripped strings).
 
     Raises:
-        DataFormatError: missing or unreadable file, a line without ``=``.
+        DataFormatError: missing, unreadable, empty or binary file, a line without ``=``.
     """
     path = Path(path)
     try:
@@ -153,6 +156,10 @@ def read_mhd_header(path: str | Path) -> dict[str, str]:
         raise DataFormatError(path, "MetaImage header is missing") from exc
     except OSError as exc:
         raise DataFormatError(path, f"cannot read MetaImage header: {exc}") from exc
+    if not text.strip():
+        raise DataFormatError(path, f"empty MetaImage header ({len(text)} bytes)")
+    if "\0" in text:
+        raise DataFormatError(path, "not a MetaImage header: binary content (NUL bytes)")
     header: dict[str, str] = {}
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -178,20 +185,22 @@ def _first_key(header: Mapping[str, str], keys: Sequence[str]) -> str | None:
     return next((k for k in keys if k in header), None)
 
 
-def read_metaimage(path: str | Path) -> MetaImage:
+def read_metaimage(path: str | Path, *, element_types: Collection[str] | None = None) -> MetaImage:
     """Read a 3-D MetaImage (``.mhd`` header + uncompressed raw data file).
 
-    The header must have ``NDims = 3``, ``DimSize``, ``ElementSpacing``, ``ElementType`` (one of
-    :data:`ELEMENT_TYPES`), ``ElementDataFile`` (a file beside the header) and ``Offset`` (or its MetaIO
-    synonyms ``Origin`` / ``Position``); ``TransformMatrix`` is optional (identity) and must be diagonal
-    with entries +-1 (axes with -1 are flipped, see the module docstring). ``BinaryDataByteOrderMSB``
-    (default False) selects the byte order; ``CompressedData = True`` is refused. The raw file holds x
-    fastest, i.e. numpy shape (z, y, x) = reversed DimSize.
+    The header must have ``NDims = 3``, ``DimSize``, ``ElementSpacing`` (positive, finite),
+    ``ElementType`` (one of ``element_types``, default all of :data:`ELEMENT_TYPES`), ``ElementDataFile``
+    (a file beside the header) and ``Offset`` (or its MetaIO synonyms ``Origin`` / ``Position``; finite);
+    ``TransformMatrix`` is optional (identity) and must be diagonal with entries +-1 (axes with -1 are
+    flipped, see the module docstring). ``BinaryDataByteOrderMSB`` (default False) selects the byte order;
+    ``CompressedData = True`` is refused. The raw file holds x fastest, i.e. numpy shape (z, y, x) =
+    reversed DimSize.
 
     Raises:
-        DataFormatError: naming the ``.mhd`` for a header problem (missing key, NDims != 3, unknown
-            ElementType, compressed or oblique data) and the raw file when it is missing or its size is not
-            prod(DimSize) x element size.
+        DataFormatError: naming the ``.mhd`` for a header problem (missing key, NDims != 3, an ElementType
+            unknown or not in ``element_types``, a spacing that is not positive and finite, compressed or
+            oblique data) and the raw file when it is missing or its size is not prod(DimSize) x element
+            size (an empty, truncated or padded file, or one of another element type).
     """
     path = Path(path)
     header = read_mhd_header(path)
@@ -210,15 +219,19 @@ def read_metaimage(path: str | Path) -> MetaImage:
     element = header["ElementType"].strip()
     if element not in ELEMENT_TYPES:
         raise DataFormatError(path, f"unknown ElementType {element!r} (accepted: {sorted(ELEMENT_TYPES)})")
+    if element_types is not None and element not in element_types:
+        raise DataFormatError(path, f"ElementType {element} where {' or '.join(element_types)} is expected")
     msb = header.get("BinaryDataByteOrderMSB", header.get("ElementByteOrderMSB", "False")).strip().lower()
     dtype = np.dtype((">" if msb == "true" else "<") + ELEMENT_TYPES[element])
     dims = _numbers(path, header, "DimSize", 3, int)
     if min(dims) < 1:
         raise DataFormatError(path, f"DimSize {dims}: every size must be >= 1")
     spacing = np.array(_numbers(path, header, "ElementSpacing", 3), dtype=np.float64)
-    if (spacing <= 0).any():
-        raise DataFormatError(path, f"ElementSpacing {spacing.tolist()}: must be positive")
+    if not (np.isfinite(spacing).all() and (spacing > 0).all()):
+        raise DataFormatError(path, f"ElementSpacing {spacing.tolist()}: must be positive and finite")
     origin = np.array(_numbers(path, header, origin_key, 3), dtype=np.float64)
+    if not np.isfinite(origin).all():
+        raise DataFormatError(path, f"{origin_key} {origin.tolist()}: must be finite")
     transform_key = _first_key(header, _TRANSFORM_KEYS)
     matrix = (
         np.array(_numbers(path, header, transform_key, 9), dtype=np.float64).reshape(3, 3)
@@ -241,9 +254,20 @@ def read_metaimage(path: str | Path) -> MetaImage:
     expected = math.prod(dims) * dtype.itemsize
     actual = raw.stat().st_size
     if actual != expected:
-        raise DataFormatError(
-            raw, f"{actual} bytes, but DimSize {dims} x {dtype.itemsize} bytes ({element}) = {expected}"
-        )
+        voxels = math.prod(dims)
+        other = [k for k, v in ELEMENT_TYPES.items() if actual == voxels * np.dtype(v).itemsize]
+        size = f"{dtype.itemsize} bytes ({element}) = {expected}"
+        problem = f"{actual} bytes, but DimSize {dims} of {path.name} x {size}"
+        if actual == 0:
+            problem += " (empty file)"
+        elif other:
+            cut = ", or cut short" if actual < expected else ""
+            problem += f" (the size of {' / '.join(other)} data: another element type{cut})"
+        else:
+            problem += (
+                " (truncated, or DimSize too large)" if actual < expected else " (longer than DimSize says)"
+            )
+        raise DataFormatError(raw, problem)
     array = np.fromfile(raw, dtype=dtype).reshape(dims[::-1])
     if dtype.byteorder == ">":
         array = array.astype(dtype.newbyteorder("="))
@@ -577,6 +601,27 @@ def _read_labels(
     return read_point_csv(path, MALIGNANCY_HEADER, binary=True), path
 
 
+def _check_centres(
+    label_path: Path, rows: np.ndarray, centres_zyx: np.ndarray, image: MetaImage, voxel_mm: float
+) -> None:
+    """Raise naming the label csv when a sample's centre lies so far outside its scan's volume that its
+    cube (:data:`CUBE_SHAPE` voxels of ``voxel_mm``) would hold no voxel of it."""
+    shape = np.array(image.array.shape, dtype=np.float64)
+    spacing_zyx = image.spacing[::-1]
+    below = np.clip(-0.5 - centres_zyx, 0.0, None)
+    above = np.clip(centres_zyx - (shape - 0.5), 0.0, None)
+    outside_mm = (below + above) * spacing_zyx
+    half_cube_mm = np.array(CUBE_SHAPE, dtype=np.float64) / 2.0 * voxel_mm
+    far = np.flatnonzero((outside_mm > half_cube_mm).any(axis=1))
+    if far.size:
+        k = int(far[0])
+        raise DataFormatError(
+            label_path,
+            f"line {int(rows[k]) + 2}: the point lies {outside_mm[k].max():.1f} mm outside the volume of "
+            f"{image.path} (its cube would hold no voxel of the scan; {far.size} such rows)",
+        )
+
+
 def preprocess(
     raw_root: str | Path,
     out_dir: str | Path,
@@ -588,16 +633,28 @@ def preprocess(
     test_fraction: float = 0.1,
     voxel_mm: float = 1.0,
     seed: int = 0,
+    on_bad_sample: str = "error",
 ) -> dict:
     """Cut nodule-centred cubes from every scan of a raw LUNA16 copy (real or stand-in) and cache them.
 
     Steps, label source and split: the module docstring. Scans without samples are skipped; sample rows
     whose scan is not present (e.g. only some subsets extracted) are ignored and counted in split.json.
+    A CT must be ``MET_SHORT`` (int16 HU, as every LUNA16 scan); its lung mask may be any
+    :data:`ELEMENT_TYPES` type.
 
-    Writes, each atomically: ``out_dir/train.npz`` and ``out_dir/test.npz`` (``cubes`` uint8
-    ``[N, 8, 32, 32]`` (z, y, x), ``labels`` int64 ``[N]``, ``names`` str ``[N]`` = ``<uid>/<csv data
-    row>``, ``world`` float64 ``[N, 3]`` (x, y, z mm)) and ``out_dir/split.json`` (parameters, label source,
-    class names, scans and per-class counts per split).
+    ``on_bad_sample`` (:mod:`bidl.data.preprocessing`): ``"error"`` stops at the first bad scan (its CT or
+    lung mask ``.mhd`` / ``.raw``: missing, empty, truncated, binary, another element type, a spacing that
+    is not positive, a DimSize that does not match the ``.raw``, a mask of another geometry or without lung
+    voxels); ``"skip"`` leaves the scan (all its cubes) out, keeps the split of the other scans, and lists
+    it in split.json's ``skipped``. The label csv is fatal under both policies, also when a row's
+    coordinates lie so far outside its scan that its cube would hold no voxel of the volume.
+
+    Writes, into a temporary folder whose files replace those of ``out_dir`` only when all are written
+    (:func:`bidl.data.preprocessing.staged_cache`: no partial cache on failure): ``out_dir/train.npz`` and
+    ``out_dir/test.npz`` (``cubes`` uint8 ``[N, 8, 32, 32]`` (z, y, x), ``labels`` int64 ``[N]``, ``names``
+    str ``[N]`` = ``<uid>/<csv data row>``, ``world`` float64 ``[N, 3]`` (x, y, z mm)) and
+    ``out_dir/split.json`` (parameters, label source, class names, scans and per-class counts per split,
+    the skipped scans under ``skipped``).
 
     Args:
         raw_root: folder with ``subset*/``, ``seg-lungs-LUNA16/`` and the csv files.
@@ -611,12 +668,14 @@ def preprocess(
         test_fraction: fraction of scans in the test split.
         voxel_mm: resampled voxel edge (mm).
         seed: seed of the negative choice and of the split.
+        on_bad_sample: ``"error"`` or ``"skip"`` (above).
 
     Returns:
         The content of split.json.
 
     Raises:
-        ConfigError: bad label_source / fractions. DataFormatError: malformed raw files, naming them.
+        ConfigError: bad label_source / fractions / on_bad_sample. DataFormatError: malformed raw files,
+            naming them, or a split whose every scan was skipped (naming the raw root).
     """
     raw_root, out_dir = Path(raw_root), Path(out_dir)
     if label_source not in LABEL_SOURCES:
@@ -627,6 +686,7 @@ def preprocess(
         raise ConfigError(f"max_negatives_per_scan: must be >= 0 or None, got {max_negatives_per_scan}")
     if voxel_mm <= 0:
         raise ConfigError(f"voxel_mm: must be > 0, got {voxel_mm}")
+    bad = BadSamples(on_bad_sample, unit="scans")
     scans = find_scans(raw_root)
     table, label_path = _read_labels(raw_root, label_source, candidates_csv, malignancy_csv)
     chosen = select_samples(table, list(scans), max_negatives_per_scan=max_negatives_per_scan, seed=seed)
@@ -650,6 +710,7 @@ def preprocess(
             "test_fraction": test_fraction,
             "voxel_mm": voxel_mm,
             "seed": seed,
+            "on_bad_sample": on_bad_sample,
             "hu_window": list(HU_WINDOW),
             "pad_value": PAD_VALUE,
             "bone_threshold": BONE_THRESHOLD,
@@ -663,36 +724,43 @@ def preprocess(
         "splits": {},
     }
     mask_dir = raw_root / "seg-lungs-LUNA16"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name in SPLITS:
-        cubes, labels, names, world = [], [], [], []
-        for uid in split[name]:
-            idx = chosen[uid]
-            image = read_metaimage(scans[uid])
-            mask = read_metaimage(mask_dir / f"{uid}.mhd")
-            volume = preprocess_volume(image, mask)
-            centres = world_to_voxel(table.world[idx], image.origin, image.spacing)
-            cubes.append(extract_cubes(volume, image.spacing, centres, voxel_mm=voxel_mm))
-            labels.append(table.values[idx].astype(np.int64))
-            names.extend(f"{uid}/{table.rows[i]}" for i in idx)
-            world.append(table.world[idx])
-        cube_arr = np.concatenate(cubes) if cubes else np.zeros((0, *CUBE_SHAPE), np.uint8)
-        label_arr = np.concatenate(labels) if labels else np.zeros(0, np.int64)
-        world_arr = np.concatenate(world) if world else np.zeros((0, 3))
-        atomic_savez(
-            out_dir / f"{name}.npz",
-            cubes=cube_arr,
-            labels=label_arr,
-            names=np.array(names, dtype=str),
-            world=world_arr,
-        )
-        summary["splits"][name] = {
-            "n": int(label_arr.size),
-            "class_counts": np.bincount(label_arr, minlength=N_CLASSES).tolist(),
-            "scans": split[name],
-        }
-        log.info("%s: %d cubes from %d scans", name, label_arr.size, len(split[name]))
-    atomic_write_text(out_dir / "split.json", json.dumps(summary, indent=1) + "\n")
+    with staged_cache(out_dir) as stage:
+        for name in SPLITS:
+            cubes, labels, names, world, kept = [], [], [], [], []
+            for uid in split[name]:
+                idx = chosen[uid]
+                try:
+                    image = read_metaimage(scans[uid], element_types=CT_ELEMENT_TYPES)
+                    volume = preprocess_volume(image, read_metaimage(mask_dir / f"{uid}.mhd"))
+                except DataFormatError as exc:
+                    bad.reject(exc, split=name, lost=len(idx))
+                    continue
+                centres = world_to_voxel(table.world[idx], image.origin, image.spacing)
+                _check_centres(label_path, table.rows[idx], centres, image, voxel_mm)
+                cubes.append(extract_cubes(volume, image.spacing, centres, voxel_mm=voxel_mm))
+                labels.append(table.values[idx].astype(np.int64))
+                names.extend(f"{uid}/{table.rows[i]}" for i in idx)
+                world.append(table.world[idx])
+                kept.append(uid)
+            bad.check_split(raw_root, name, len(kept))
+            cube_arr = np.concatenate(cubes) if cubes else np.zeros((0, *CUBE_SHAPE), np.uint8)
+            label_arr = np.concatenate(labels) if labels else np.zeros(0, np.int64)
+            world_arr = np.concatenate(world) if world else np.zeros((0, 3))
+            atomic_savez(
+                stage / f"{name}.npz",
+                cubes=cube_arr,
+                labels=label_arr,
+                names=np.array(names, dtype=str),
+                world=world_arr,
+            )
+            summary["splits"][name] = {
+                "n": int(label_arr.size),
+                "class_counts": np.bincount(label_arr, minlength=N_CLASSES).tolist(),
+                "scans": kept,
+            }
+            log.info("%s: %d cubes from %d scans", name, label_arr.size, len(kept))
+        summary["skipped"] = bad.summary()
+        atomic_write_text(stage / "split.json", json.dumps(summary, indent=1) + "\n")
     return summary
 
 
