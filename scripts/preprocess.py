@@ -5,8 +5,10 @@ One entry for every dataset: ``bidl.data.<module>.preprocess(raw_root, out_dir, 
 module for its parameters (DVS128: ``layout, window_us, n_frames, size``; CIFAR10-DVS: ``framing, window_us,
 n_frames, size, test_fraction``; LUNA16: ``label_source, max_negatives_per_scan, ...``).
 
-Besides, ``out_dir/preprocess.json`` records the parameters, the seconds it took and the cache's size (for
-a dataset whose cache is an index of the raw files, catalog ``reads_raw``, that size excludes them).
+Besides, ``out_dir/preprocess.json`` records the parameters, the seconds it took, the cache's size (for a
+dataset whose cache is an index of the raw files, catalog ``reads_raw``, that size excludes them) and
+``skipped``: how many bad sample files the ``on_bad_sample: skip`` policy left out (split.json's
+``skipped`` lists them with their problems; 0 under ``error``, which stops at the first).
 
 Snakemake: ``input.marker`` (raw root = its parent); params ``dataset`` and ``preprocess`` (the keyword
 arguments); outputs ``train``, ``test``, ``split``, ``info`` in one folder; ``log[0]``. Command line::
@@ -37,6 +39,15 @@ def main(dataset: str, raw_root: str | Path, out_dir: str | Path, **params: Any)
     seconds = time.perf_counter() - start
     counts = {name: split.get("n", split) for name, split in summary.get("splits", {}).items()}
     log.info("%s: %s -> %s in %.1f s", dataset, counts or "done", out_dir, seconds)
+    skipped = summary.get("skipped", {})
+    if skipped.get("n"):
+        log.warning(
+            "%s: %d bad %s skipped (on_bad_sample: skip), listed in %s",
+            dataset,
+            skipped["n"],
+            skipped.get("unit", "sample files"),
+            Path(out_dir) / "split.json",
+        )
     cache_bytes = sum(p.stat().st_size for p in Path(out_dir).glob("*.npz"))
     info = {
         "dataset": dataset,
@@ -44,6 +55,7 @@ def main(dataset: str, raw_root: str | Path, out_dir: str | Path, **params: Any)
         "raw_root": str(raw_root),
         "params": params,
         "samples": counts,
+        "skipped": int(summary.get("skipped", {}).get("n", 0)),
         "seconds": round(seconds, 2),
         "cache_megabytes": round(cache_bytes / 1e6, 2),
     }

@@ -1,5 +1,6 @@
 """Render the datasets table: per dataset its source, raw files and their size on disk, the time taken to
-generate (stand-in) and preprocess it, the cache size, the split sizes, classes and the sample shape.
+generate (stand-in) and preprocess it, the cache size, the split sizes, the bad sample files skipped,
+classes and the sample shape.
 
 Reads only what the data rules left behind: each raw copy's ``.complete`` marker and files, each cache's
 ``preprocess.json``, ``split.json`` and ``test.npz`` (one sample is loaded for its shape), and each
@@ -32,6 +33,7 @@ COLUMNS = (
     "cache MB",
     "train",
     "test",
+    "skipped",
     "classes",
     "sample (T first)",
     "chance %",
@@ -91,6 +93,7 @@ def dataset_row(dataset: str, source: str, marker: Path, info_file: Path, probe_
         "raw bytes": allocated,
         "train": split["splits"]["train"]["n"],
         "test": split["splits"]["test"]["n"],
+        "skipped": info.get("skipped", "-"),
         "classes": len(split["class_names"]),
         "sample (T first)": f"{list(x.shape)} {str(x.dtype).replace('torch.', '')}",
         "chance %": f"{probe['chance']:.1f}",
@@ -124,7 +127,9 @@ def main(
         f"All raw copies and caches: {disk:.1f} MB on disk ({content:.1f} MB of raw file content); "
         f"generating the stand-ins and preprocessing took {seconds:.1f} s in all (one job each, as measured "
         "by the jobs themselves).",
-        "Sample: the first test sample as the dataset class returns it (time first).",
+        "Sample: the first test sample as the dataset class returns it (time first). Skipped: bad sample "
+        "files left out under `on_bad_sample: skip` (listed in the cache's split.json; 0 under `error`, "
+        "which stops at the first).",
         *(
             f"{r['dataset']}: the cache is an index of the raw files, read from the raw copy when a sample "
             "is loaded (cache MB excludes them)."
