@@ -2,8 +2,8 @@
 
 The JPEG-folder datasets (Jester, RGB-gesture) check every frame file with :func:`jpeg_size` when they are
 preprocessed: an empty, truncated or mis-typed frame and a frame of another size than its clip's are found
-at the cost of reading a few hundred bytes at the start of each file and 64 at its end (Jester's cache is
-an index: its frames are decoded only when a training item is read).
+at the cost of opening and reading each file, without decoding it (Jester's cache is an index: its frames
+are decoded only when a training item is read).
 
 A JPEG file (ITU T.81) is a sequence of marker segments: ``FF D8`` (start of image), segments ``FF xx`` +
 a big-endian 16-bit length (APPn, DQT, DHT, ...), the frame header ``SOFn`` (``FF C0`` .. ``FF CF`` except
@@ -30,18 +30,29 @@ _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _STANDALONE_MARKERS = frozenset(range(0xD0, 0xD8)) | {0x01, 0xD8}  # RSTn, TEM, SOI: no length field
 _END_OF_IMAGE = b"\xff\xd9"
 _TAIL_BYTES = 64
+_HEAD_BYTES = 1 << 16  # one read takes in a whole frame file of the JPEG datasets (a few KiB each)
 
 
-def _read_at(handle: BinaryIO, offset: int, n: int) -> bytes:
-    handle.seek(offset)
-    return handle.read(n)
+class _File:
+    """Random access to a file, served from one read of its first 64 KiB where possible."""
+
+    def __init__(self, handle: BinaryIO):
+        self.handle = handle
+        self.head = handle.read(_HEAD_BYTES)
+        self.size = len(self.head) if len(self.head) < _HEAD_BYTES else handle.seek(0, 2)
+
+    def at(self, offset: int, n: int) -> bytes:
+        if offset + n <= len(self.head):
+            return self.head[offset : offset + n]
+        self.handle.seek(offset)
+        return self.handle.read(n)
 
 
-def _frame_header(path: Path, handle: BinaryIO, size: int) -> tuple[int, int, int]:
+def _frame_header(path: Path, file: _File) -> tuple[int, int, int]:
     """``(height, width, end of the frame header)`` found by walking the marker segments from byte 2."""
-    pos = 2
+    pos, size = 2, file.size
     while True:
-        segment = _read_at(handle, pos, 4)
+        segment = file.at(pos, 4)
         if len(segment) < 2 or (len(segment) < 4 and segment[1] not in _STANDALONE_MARKERS | {0xFF}):
             raise DataFormatError(path, f"JPEG header cut short at byte {pos} of {size}: truncated file")
         if segment[0] != 0xFF:
@@ -59,7 +70,7 @@ def _frame_header(path: Path, handle: BinaryIO, size: int) -> tuple[int, int, in
         if length < 2:
             raise DataFormatError(path, f"malformed JPEG header: segment length {length} at byte {pos}")
         if marker in _SOF_MARKERS:
-            body = _read_at(handle, pos + 4, 5)
+            body = file.at(pos + 4, 5)
             if len(body) < 5:
                 raise DataFormatError(path, f"JPEG frame header cut short at byte {pos}: truncated file")
             height, width = int.from_bytes(body[1:3], "big"), int.from_bytes(body[3:5], "big")
@@ -76,7 +87,8 @@ def _frame_header(path: Path, handle: BinaryIO, size: int) -> tuple[int, int, in
 def jpeg_size(path: str | Path) -> tuple[int, int]:
     """``(height, width)`` of a JPEG file, from its frame header, after checking the file's structure.
 
-    Reads the marker segments up to the frame header and the file's last 64 bytes; decodes nothing.
+    Reads the marker segments up to the frame header and the file's last 64 bytes (one read for a file of
+    up to 64 KiB); decodes nothing.
 
     Raises:
         DataFormatError: naming the file: missing ("frame is missing") or unreadable, empty (0 bytes), not
@@ -86,14 +98,15 @@ def jpeg_size(path: str | Path) -> tuple[int, int]:
     path = Path(path)
     try:
         with path.open("rb") as handle:
-            size = handle.seek(0, 2)
+            file = _File(handle)
+            size = file.size
             if size == 0:
                 raise DataFormatError(path, "empty file (0 bytes)")
-            if _read_at(handle, 0, len(JPEG_MAGIC)) != JPEG_MAGIC:
+            if not file.head.startswith(JPEG_MAGIC):
                 raise DataFormatError(path, NOT_JPEG)
-            height, width, header_end = _frame_header(path, handle, size)
+            height, width, header_end = _frame_header(path, file)
             start = max(size - _TAIL_BYTES, header_end)
-            tail = _read_at(handle, start, size - start)
+            tail = file.at(start, size - start)
     except FileNotFoundError as exc:
         raise DataFormatError(path, "frame is missing") from exc
     except OSError as exc:
