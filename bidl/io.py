@@ -25,6 +25,7 @@ __all__ = [
     "atomic_write_text",
     "atomic_write_json",
     "atomic_torch_save",
+    "leftover_temporaries",
     "load_checkpoint",
     "load_runs",
     "read_csv_rows",
@@ -53,10 +54,32 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        _fsync(tmp_path)
         os.replace(tmp_path, path)
+        _fsync(path.parent)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _fsync(path: Path) -> None:
+    """Flush ``path`` (a file or a folder's entries) to the disk, so that a rename that survives a power loss
+    points at complete content; a file system that cannot sync a folder is left as it is."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not path.is_dir():
+            raise
+    finally:
+        os.close(fd)
+
+
+def leftover_temporaries(folder: str | Path, names: Iterable[str]) -> list[Path]:
+    """The temporary files :func:`atomic_path` left in ``folder`` for the given target ``names`` when its
+    process was killed before it could delete them (``.<name>.<random>.tmp``)."""
+    folder = Path(folder)
+    return sorted(p for name in names for p in folder.glob(f".{name}.*.tmp") if p.is_file())
 
 
 def _write_with(path: str | Path, writer: Callable[[Path], None]) -> Path:
@@ -101,9 +124,21 @@ def atomic_write_json(path: str | Path, data: Any) -> Path:
     return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
-def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to ``path`` atomically."""
-    return _write_with(path, lambda tmp: torch.save(obj, tmp))
+def atomic_torch_save(obj: Any, path: str | Path, *, previous: str | Path | None = None) -> Path:
+    """``torch.save`` to ``path`` atomically. With ``previous``, the file ``path`` held so far is kept there
+    (hard-linked, else copied, then renamed into place): at every moment ``path`` and ``previous`` are each a
+    complete file, and a damaged ``path`` still leaves the one before it."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+        if previous is not None and path.exists():
+            with atomic_path(previous) as keep:
+                keep.unlink()
+                try:
+                    os.link(path, keep)
+                except OSError:  # a file system without hard links
+                    shutil.copyfile(path, keep)
+    return path
 
 
 def load_runs(files: Iterable[str | Path]) -> dict[str, Any]:

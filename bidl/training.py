@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import pickle
 import random
 import time
 from dataclasses import asdict, dataclass, fields
@@ -30,12 +31,14 @@ from .distributed import (
     shard,
     world,
 )
-from .io import atomic_path, atomic_torch_save, load_checkpoint
+from .io import atomic_path, atomic_torch_save, leftover_temporaries, load_checkpoint
 from .state import reset_states, set_iteration_mode
 
 __all__ = [
     "Recipe",
     "seed_everything",
+    "set_deterministic",
+    "PREVIOUS_CHECKPOINT",
     "resolve_device",
     "train",
     "make_optimizer",
@@ -50,6 +53,11 @@ HISTORY_FIELDS = ("epoch", "lr", "train_loss", "train_top1", "val_loss", "val_to
 
 
 SCHEDULES = ("cosine", "step", "multistep", "none")
+
+# beside ``checkpoint.pt``: the checkpoint of the epoch before, resumed from when the newest is damaged
+PREVIOUS_CHECKPOINT = "checkpoint.prev.pt"
+# what a run writes into its folder (their temporaries, left by a killed run, are removed at the next start)
+_RUN_FILES = ("checkpoint.pt", PREVIOUS_CHECKPOINT, "history.csv", "model.pt")
 
 
 @dataclass(frozen=True)
@@ -133,6 +141,19 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def set_deterministic(enabled: bool = True) -> None:
+    """Deterministic mode: only deterministic kernels (an operation without one raises, naming itself), no
+    cuDNN autotuning, and cuBLAS's fixed workspace (set here before CUDA starts, unless the environment
+    already chose one). Seeded training then gives the same weights on every run of the same machine and
+    build, interrupted and resumed or not. The CPU kernels are deterministic anyway; a GPU loses speed."""
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(enabled)
+    # filling every torch.empty with NaN is a debugging aid, not needed for determinism, and costs bandwidth
+    torch.utils.deterministic.fill_uninitialized_memory = False
 
 
 def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
@@ -223,14 +244,14 @@ def run_epoch(
     total_loss, correct, seen = 0.0, 0, 0
     bar = tqdm(loader, desc=desc, leave=False, mininterval=2.0, dynamic_ncols=True)
     with torch.set_grad_enabled(training):
-        for frames, labels in bar:
+        for batch, (frames, labels) in enumerate(bar, 1):
             frames, labels = frames.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             reset_states(model)
             with torch.autocast(device.type, dtype=torch.float16, enabled=fp16):
                 outputs = model(frames)
                 loss = criterion(outputs.float(), labels)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"{desc}: loss became {loss.item()}; stopping before saving it")
+                raise FloatingPointError(f"{desc}, batch {batch}: the loss became {loss.item()}")
             if training:
                 optimizer.zero_grad(set_to_none=True)
                 if scaler is not None:
@@ -309,6 +330,12 @@ def _free_name(folder: Path, pattern: str) -> Path:
     return folder / pattern.format(n)
 
 
+def _set_aside(path: Path, kind: str, why: str) -> None:
+    aside = _free_name(path.parent, f"{path.stem}.{kind}-{{}}.pt")
+    os.replace(path, aside)
+    print(f"{path}: {why}; kept it as {aside}", flush=True)
+
+
 def resumable_state(
     checkpoint_path: Path,
     fingerprint: dict[str, Any],
@@ -316,20 +343,34 @@ def resumable_state(
     *,
     keep: bool = True,
 ) -> dict[str, Any] | None:
-    """The checkpoint to resume from: ``None`` when there is none, or when it was written for another run
-    configuration (its ``fingerprint`` differs), in which case it is kept as ``checkpoint.stale-<n>.pt``
-    (``keep``; the processes of a data-parallel run other than rank 0 only read)."""
-    if not checkpoint_path.exists():
-        return None
-    state = load_checkpoint(checkpoint_path, map_location=device)
-    if state.get("fingerprint") != fingerprint:
-        if not keep:
-            return None
-        stale = _free_name(checkpoint_path.parent, "checkpoint.stale-{}.pt")
-        os.replace(checkpoint_path, stale)
-        print(f"{checkpoint_path} belongs to another run configuration; kept it as {stale}, starting afresh")
-        return None
-    return state
+    """The checkpoint to resume from: ``checkpoint_path``, or when that is missing or damaged (a truncated
+    or unreadable file) the previous epoch's :data:`PREVIOUS_CHECKPOINT` beside it; ``None`` when neither
+    can be resumed. A damaged file is kept as ``<name>.corrupt-<n>.pt`` and one written for another run
+    configuration (its ``fingerprint`` differs) as ``<name>.stale-<n>.pt``, each with a message (``keep``;
+    the processes of a data-parallel run other than rank 0 only read, after rank 0 has decided)."""
+    for path in (checkpoint_path, checkpoint_path.with_name(PREVIOUS_CHECKPOINT)):
+        if not path.exists():
+            continue
+        try:
+            state = load_checkpoint(path, map_location=device)
+        except (PermissionError, FileNotFoundError):
+            raise
+        # torch's messages for a truncated archive (OSError: Invalid argument, RuntimeError), an empty file
+        # (EOFError), bytes that are no archive (UnpicklingError) or objects weights_only refuses
+        except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as err:
+            if keep:
+                _set_aside(path, "corrupt", f"cannot be read ({type(err).__name__}: {err})".splitlines()[0])
+            continue
+        if not isinstance(state, dict) or not {"epoch", "model", "history"} <= set(state):
+            if keep:
+                _set_aside(path, "corrupt", "is not a training checkpoint")
+            continue
+        if state.get("fingerprint") != fingerprint:
+            if keep:
+                _set_aside(path, "stale", "belongs to another run configuration, not resumed")
+            continue
+        return state
+    return None
 
 
 def history_row(
@@ -403,6 +444,8 @@ def _train(model, train_set, val_set, recipe, out_dir, seed, device, num_workers
     here = world()
     if here.main:
         out_dir.mkdir(parents=True, exist_ok=True)
+        for leftover in leftover_temporaries(out_dir, _RUN_FILES):  # a killed run's half-written files
+            leftover.unlink(missing_ok=True)
     seed_everything(seed)
     set_iteration_mode(model, "internal")
     model.to(device)
@@ -463,32 +506,49 @@ def _train(model, train_set, val_set, recipe, out_dir, seed, device, num_workers
             Subset(train_set, order), batch_size=batch_size, shuffle=False, num_workers=num_workers
         )
         lr = optimizer.param_groups[0]["lr"]
-        train_loss, train_top1 = run_epoch(
-            trained,
-            loader,
-            device=device,
-            criterion=criterion,
-            optimizer=optimizer,
-            scaler=scaler,
-            fp16=fp16,
-            grad_clip=recipe.grad_clip,
-            desc=f"epoch {epoch + 1}/{recipe.epochs} train",
-            frozen=frozen,
-        )
-        scheduler.step()
-        recalibrate_batchnorm(
-            model, loader, batches=recipe.bn_recalibration_batches, device=device, fp16=fp16, frozen=frozen
-        )
-        val_loss, val_top1 = (float("nan"), float("nan"))
-        if val_loader is not None:
-            val_loss, val_top1 = run_epoch(
-                model,
-                val_loader,
+        try:
+            train_loss, train_top1 = run_epoch(
+                trained,
+                loader,
                 device=device,
                 criterion=criterion,
+                optimizer=optimizer,
+                scaler=scaler,
                 fp16=fp16,
-                desc=f"epoch {epoch + 1} val",
+                grad_clip=recipe.grad_clip,
+                desc=f"epoch {epoch + 1}/{recipe.epochs} train",
+                frozen=frozen,
             )
+            scheduler.step()
+            recalibrate_batchnorm(
+                model,
+                loader,
+                batches=recipe.bn_recalibration_batches,
+                device=device,
+                fp16=fp16,
+                frozen=frozen,
+            )
+            val_loss, val_top1 = (float("nan"), float("nan"))
+            if val_loader is not None:
+                val_loss, val_top1 = run_epoch(
+                    model,
+                    val_loader,
+                    device=device,
+                    criterion=criterion,
+                    fp16=fp16,
+                    desc=f"epoch {epoch + 1} val",
+                )
+        except FloatingPointError as err:  # nothing of this epoch is saved
+            kept = (
+                f"the last good checkpoint {checkpoint_path} (after epoch {epoch}) is kept"
+                if epoch > 0
+                else f"no epoch completed, so there is no checkpoint in {out_dir}"
+            )
+            raise FloatingPointError(
+                f"{err}. Training stopped; {kept}. Lower the learning rate, clip gradients "
+                "(recipe.grad_clip) or train in float32 (recipe.fp16: false), then rerun: it resumes from "
+                "that checkpoint"
+            ) from None
         row = history_row(
             epoch + 1, lr, (train_loss, train_top1), (val_loss, val_top1), time.perf_counter() - began,
             echo=here.main,
@@ -512,10 +572,12 @@ def _train(model, train_set, val_set, recipe, out_dir, seed, device, num_workers
                     world_size=here.size,
                 ),
                 checkpoint_path,
+                previous=checkpoint_path.with_name(PREVIOUS_CHECKPOINT),
             )
             _write_history(out_dir / "history.csv", history)
         barrier()
-    if here.main:
+    if here.main:  # the history again: a run resumed after its last epoch has trained none
+        _write_history(out_dir / "history.csv", history)
         atomic_torch_save(model.state_dict(), out_dir / "model.pt")
     barrier()
     return history

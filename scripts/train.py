@@ -16,7 +16,7 @@ from bidl.data.catalog import open_split
 from bidl.distributed import DistributedSettings, slurm_head_node, torchrun_command, world
 from bidl.io import load_checkpoint, redirect_output
 from bidl.models import count_parameters, create_model, load_matching_weights
-from bidl.training import Recipe, resolve_device, seed_everything, train
+from bidl.training import Recipe, resolve_device, seed_everything, set_deterministic, train
 
 
 def main(
@@ -32,8 +32,10 @@ def main(
     loader: dict[str, Any] | None = None,
     init_file: Path | None = None,
     backend: str = "auto",
+    deterministic: bool = True,
 ) -> None:
     torch.set_num_threads(threads)
+    set_deterministic(deterministic)
     seed_everything(seed)
     recipe = Recipe.from_mapping(experiment["recipe"], where=f"experiments.{name}.recipe")
     model = create_model(experiment["model"], **experiment.get("model_kwargs", {}))
@@ -77,6 +79,7 @@ def _cli_arguments(**values: Any) -> list[str]:
         "--train", str(values["train_file"]), "--val", str(values["val_file"]),
         "--out-dir", str(values["out_dir"]), "--seed", str(values["seed"]),
         "--threads", str(values["threads"]),
+        *([] if values.get("deterministic", True) else ["--nondeterministic"]),
         "--device", values["device"], "--loader-json", json.dumps(values["loader"] or {}),
         "--backend", values["backend"],
     ]  # fmt: skip
@@ -113,6 +116,7 @@ def _from_snakemake(smk) -> None:
         device=smk.params.device,
         loader=smk.params.loader,
         init_file=Path(smk.input.init[0]) if len(smk.input.init) else None,
+        deterministic=smk.params.deterministic,
     )
     settings = DistributedSettings.from_mapping(smk.params.distributed)
     if settings.launches:
@@ -137,6 +141,9 @@ def _cli() -> None:
         "--init", type=Path, default=None, help="model.pt to initialise matching weights from"
     )
     parser.add_argument("--backend", default="auto", help="process group backend under torchrun")
+    parser.add_argument(
+        "--nondeterministic", action="store_true", help="allow non-deterministic kernels (faster on a GPU)"
+    )
     args = parser.parse_args()
     main(
         experiment=json.loads(args.experiment_json),
@@ -150,6 +157,7 @@ def _cli() -> None:
         loader=json.loads(args.loader_json),
         init_file=args.init,
         backend=args.backend,
+        deterministic=not args.nondeterministic,
     )
 
 

@@ -88,6 +88,7 @@ rule lifplus_train:
         loader=lambda w: experiment_loader(LIFPLUS_EXPERIMENT),
         seed=config["seed"],
         device=config.get("device", "auto"),
+        deterministic=config.get("deterministic", True),
         distributed=DISTRIBUTED,
     log:
         f"{LOGS}/lifplus/train_{{variant}}.log",

@@ -16,6 +16,7 @@ rule train:
         loader=lambda w: experiment_loader(w.experiment),
         seed=config["seed"],
         device=config.get("device", "auto"),
+        deterministic=config.get("deterministic", True),
         distributed=DISTRIBUTED,
     log:
         f"{LOGS}/train/{{experiment}}.log",
