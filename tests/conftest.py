@@ -39,7 +39,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def _describe(outcome: object, tmp_roots: list[str]) -> str:
     if isinstance(outcome, BaseException):
         outcome = f"{type(outcome).__name__}: {outcome}"
-    text = " ".join(str(outcome).split())
+    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(outcome)).split())  # without terminal colours
     for root in tmp_roots:
         text = text.replace(root, "<tmp>")
     text = re.sub(r"<tmp>/[^\s:'\"]*?/(?=[^/\s]+(?:[\s:'\"]|$))", "<tmp>/…/", text)

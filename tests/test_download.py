@@ -13,8 +13,11 @@ import importlib.util
 import io
 import json
 import re
+import subprocess
+import sys
 import tarfile
 import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -49,7 +52,7 @@ WRONG_MD5 = hashlib.md5(WRONG).hexdigest()
 @dataclass
 class Route:
     body: bytes
-    kind: str = "ok"  # ok | drop | waf | empty | norange
+    kind: str = "ok"  # ok | drop | waf | empty | norange | stall
     drops: int = 1  # for kind == "drop": how many answers are cut half way
 
 
@@ -111,6 +114,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
+        if route.kind == "stall":  # half the answer, then nothing until the client goes away
+            self.wfile.write(payload[: len(payload) // 2])
+            self.wfile.flush()
+            time.sleep(30)
+            return
         if route.kind == "drop" and route.drops > 0:
             route.drops -= 1
             self.wfile.write(payload[: len(payload) // 2])
@@ -159,7 +167,8 @@ def test_download_verifies_and_lands_atomically(server: Server, tmp_path: Path) 
     assert file_digest(dest, "md5") == PAYLOAD_MD5 and file_digest(dest, "sha256") == PAYLOAD_SHA256
 
 
-def test_dropped_connection_resumes_with_range(server: Server, tmp_path: Path) -> None:
+@pytest.mark.fault
+def test_dropped_connection_resumes_with_range(server: Server, tmp_path: Path, fault_log) -> None:
     server.routes["/drop.bin"] = Route(PAYLOAD, kind="drop")
     dest = tmp_path / "drop.bin"
     download(server.url("/drop.bin"), dest, md5=PAYLOAD_MD5)
@@ -167,6 +176,37 @@ def test_dropped_connection_resumes_with_range(server: Server, tmp_path: Path) -
     first, second = server.requests("/drop.bin")
     assert first.range is None
     assert second.range == f"bytes={len(PAYLOAD) // 2}-"
+    fault_log(
+        "download",
+        "connection dropped half way through the file",
+        f"resumed with Range: {second.range}; the file verified (MD5) and no .part is left",
+    )
+
+
+@pytest.mark.fault
+def test_a_killed_download_resumes_where_it_stopped(server: Server, tmp_path: Path, fault_log) -> None:
+    big = bytes(range(256)) * 4096  # 1 MiB: more than the write buffer, so part of it reaches the disk
+    big_md5 = hashlib.md5(big).hexdigest()
+    server.routes["/k.bin"] = Route(big, kind="stall")
+    dest, part = tmp_path / "k.bin", tmp_path / "k.bin.part"
+    code = f"from bidl.data.download import download; download({server.url('/k.bin')!r}, {str(dest)!r}, md5={big_md5!r}, chunk=4096)"  # noqa: E501
+    process = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.monotonic() + 60
+    while not (part.exists() and part.stat().st_size >= len(big) // 4):
+        assert process.poll() is None and time.monotonic() < deadline, "the download never got half way"
+        time.sleep(0.01)
+    process.kill()  # SIGKILL half way
+    process.wait(timeout=30)
+    held = part.stat().st_size
+    server.routes["/k.bin"] = Route(big)
+    download(server.url("/k.bin"), dest, md5=big_md5)
+    assert dest.read_bytes() == big and not part.exists()
+    assert server.requests("/k.bin")[-1].range == f"bytes={held}-"
+    fault_log(
+        "download",
+        "SIGKILL of the downloading process half way through a 1 MiB file",
+        f"the rerun continued the .part file with Range: bytes={held}- and the file verified (MD5)",
+    )
 
 
 def test_existing_part_is_continued_with_range(server: Server, tmp_path: Path) -> None:
@@ -188,7 +228,8 @@ def test_server_ignoring_range_restarts_from_zero(server: Server, tmp_path: Path
     assert [s.range for s in server.requests("/nr.bin")] == [f"bytes={len(b'garbage-prefix')}-"]
 
 
-def test_wrong_checksum_is_refetched_then_raises(server: Server, tmp_path: Path) -> None:
+@pytest.mark.fault
+def test_wrong_checksum_is_refetched_then_raises(server: Server, tmp_path: Path, fault_log) -> None:
     server.routes["/bad.bin"] = Route(WRONG)
     dest = tmp_path / "bad.bin"
     with pytest.raises(DownloadError) as info:
@@ -198,15 +239,25 @@ def test_wrong_checksum_is_refetched_then_raises(server: Server, tmp_path: Path)
     assert len(server.requests("/bad.bin")) == 2  # first fetch + one refetch from scratch
     assert all(s.range is None for s in server.requests("/bad.bin"))
     assert not dest.exists() and _leftovers(tmp_path) == []
+    fault_log("download", "server sends wrong bytes (MD5 mismatch), twice", info.value)
 
 
-def test_stale_part_with_wrong_bytes_is_discarded_and_refetched(server: Server, tmp_path: Path) -> None:
+@pytest.mark.fault
+def test_stale_part_with_wrong_bytes_is_discarded_and_refetched(
+    server: Server, tmp_path: Path, fault_log
+) -> None:
     server.routes["/s.bin"] = Route(PAYLOAD)
     dest = tmp_path / "s.bin"
     (tmp_path / "s.bin.part").write_bytes(WRONG[:500])
     download(server.url("/s.bin"), dest, md5=PAYLOAD_MD5)
     assert dest.read_bytes() == PAYLOAD
     assert [s.range for s in server.requests("/s.bin")] == ["bytes=500-", None]
+    fault_log(
+        "download",
+        "a left-over .part file holds wrong bytes",
+        "continued with Range, the checksum failed, the part was discarded and fetched again from byte 0: "
+        "the file verified",
+    )
 
 
 @pytest.mark.parametrize("kind", ["waf", "empty"])
@@ -246,11 +297,13 @@ def test_existing_unverified_file_is_replaced(server: Server, tmp_path: Path) ->
     assert dest.read_bytes() == PAYLOAD and len(server.seen) == 1
 
 
-def test_wrong_announced_size_is_rejected(server: Server, tmp_path: Path) -> None:
+@pytest.mark.fault
+def test_wrong_announced_size_is_rejected(server: Server, tmp_path: Path, fault_log) -> None:
     server.routes["/f.bin"] = Route(PAYLOAD)
-    with pytest.raises(DownloadError, match=f"expected {len(PAYLOAD) + 1} bytes"):
+    with pytest.raises(DownloadError, match=f"expected {len(PAYLOAD) + 1} bytes") as info:
         download(server.url("/f.bin"), tmp_path / "f.bin", size=len(PAYLOAD) + 1)
     assert _leftovers(tmp_path) == []
+    fault_log("download", "the server's file is shorter than the index says", info.value)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -316,9 +369,10 @@ UNSAFE_MEMBER = {
 }
 
 
+@pytest.mark.fault
 @pytest.mark.parametrize("case", sorted(UNSAFE))
 @pytest.mark.parametrize("dest_exists", [False, True])
-def test_unsafe_archives_are_refused(tmp_path: Path, case: str, dest_exists: bool) -> None:
+def test_unsafe_archives_are_refused(tmp_path: Path, case: str, dest_exists: bool, fault_log) -> None:
     src_dir = tmp_path / "src"
     src_dir.mkdir()
     archive = UNSAFE[case](src_dir)
@@ -335,6 +389,8 @@ def test_unsafe_archives_are_refused(tmp_path: Path, case: str, dest_exists: boo
     if dest_exists:
         assert _leftovers(dest) == []
     assert not (tmp_path / "evil.txt").exists()
+    if not dest_exists:
+        fault_log("archive extraction", f"unsafe archive: {case} member", info.value)
 
 
 def test_safe_tar_gz_and_zip_extract(tmp_path: Path) -> None:
@@ -365,12 +421,14 @@ def test_extract_into_existing_dir_replaces_entries_and_keeps_others(tmp_path: P
     assert (dest / "downloads" / "keep.bin").exists() and not (dest / "downloads" / "x").exists()
 
 
-def test_corrupt_archive_raises_data_format_error(tmp_path: Path) -> None:
+@pytest.mark.fault
+def test_corrupt_archive_raises_data_format_error(tmp_path: Path, fault_log) -> None:
     bad = tmp_path / "bad.tar.gz"
     bad.write_bytes(b"\x1f\x8b not really gzip")
-    with pytest.raises(DataFormatError, match="bad.tar.gz"):
+    with pytest.raises(DataFormatError, match="bad.tar.gz") as info:
         extract_archive(bad, tmp_path / "out")
     assert _leftovers(tmp_path) == ["bad.tar.gz"]
+    fault_log("archive extraction", "a corrupt .tar.gz (not gzip data)", info.value)
 
 
 # ---------------------------------------------------------------------------------------------------------
