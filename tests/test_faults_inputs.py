@@ -714,14 +714,14 @@ def test_a_failed_run_leaves_the_previous_cache_as_it_was(pristine, tmp_path, fa
 def test_an_unknown_policy_is_refused_by_preprocess_and_by_the_config_schema(tmp_path, fault_log):
     with pytest.raises(ConfigError) as info:
         imdb.preprocess(tmp_path / "raw", tmp_path / "cache", on_bad_sample="ignore")
-    fault_log("config", "preprocess called with on_bad_sample: ignore", info.value)
+    fault_log("configuration", "preprocess called with on_bad_sample: ignore", info.value)
     assert "on_bad_sample: 'ignore' is not one of ['error', 'skip']" in str(info.value)
     config = load_yaml(REPO / "config" / "config.yaml")
     assert all(d["preprocess"]["on_bad_sample"] == "error" for d in config["datasets"].values())
     config["datasets"]["luna16"]["preprocess"]["on_bad_sample"] = "skipp"
     with pytest.raises(ConfigError) as info:
         validate_config(config, REPO / "workflow" / "schemas" / "config.schema.yaml")
-    fault_log("config", "datasets.luna16.preprocess.on_bad_sample mistyped as 'skipp'", info.value)
+    fault_log("configuration", "datasets.luna16.preprocess.on_bad_sample mistyped as 'skipp'", info.value)
     assert "datasets.luna16.preprocess.on_bad_sample: 'skipp' is not one of ['error', 'skip']" in str(
         info.value
     )
