@@ -103,6 +103,8 @@ class Repo:
     def __init__(self, root: Path):
         self.root = root
         self.run = root / RUN
+        self.reference: dict[str, torch.Tensor] = {}  # the uninterrupted run's weights
+        self.epoch_seconds = 0.0  # its median epoch time, to place kills inside an epoch
 
     def epochs_done(self) -> int:
         """Completed epochs, from the checkpoint's history file (rows written after each checkpoint)."""
@@ -252,18 +254,25 @@ def test_killing_the_job_right_after_a_checkpoint(repo: Repo, fault_log, epoch: 
     )
 
 
+def _rerun_after_losing_snakemake(repo: Repo) -> str:
+    """After Snakemake was killed with its job: the plan of the next rule, then the rerun's outcome."""
+    planned = _consumable(repo)
+    return (
+        f"the job stayed marked incomplete; after `snakemake --unlock` (Snakemake's lock) {planned}; "
+        + _resume_and_compare(repo)
+    )
+
+
 def test_losing_snakemake_and_its_job_in_the_middle_of_an_epoch(repo: Repo, fault_log) -> None:
     process = _start(repo)
     _wait(lambda: repo.epochs_done() >= 3, process, "checkpoint 3")
     time.sleep(0.5 * repo.epoch_seconds)
     _kill_all(process, repo.root)
     assert not (repo.run / "model.pt").exists()
-    planned = _consumable(repo)
     fault_log(
         "training (Snakemake)",
         "SIGKILL of Snakemake and its job together (node lost) half way through epoch 4",
-        f"the job stayed marked incomplete; after `snakemake --unlock` (Snakemake's lock) {planned}; "
-        + _resume_and_compare(repo),
+        _rerun_after_losing_snakemake(repo),
     )
 
 
@@ -287,12 +296,10 @@ def test_losing_snakemake_and_its_job_as_the_final_weights_appear(repo: Repo, fa
     process = _start(repo)
     _wait(lambda: (repo.run / "model.pt").exists(), process, "model.pt")
     _kill_all(process, repo.root)
-    planned = _consumable(repo)
     fault_log(
         "training (Snakemake)",
         "SIGKILL of Snakemake and its job the moment model.pt appears, before Snakemake records the job",
-        f"the job stayed marked incomplete; after `snakemake --unlock` (Snakemake's lock) {planned}; "
-        + _resume_and_compare(repo),
+        _rerun_after_losing_snakemake(repo),
     )
 
 

@@ -159,6 +159,7 @@ def index_recordings(raw_root: str | Path, *, bad: BadSamples | None = None) -> 
         DataFormatError: a missing class folder, a class folder without recordings, or (unless ``bad``
             skips it) a file in it whose name is not ``cifar10_<class>_<i>.aedat`` for that folder's class.
     """
+    bad = BadSamples() if bad is None else bad  # none given: the "error" policy, which raises
     raw_root = Path(raw_root)
     out: list[tuple[str, int, Path]] = []
     for label, cls in enumerate(CLASSES):
@@ -172,8 +173,6 @@ def index_recordings(raw_root: str | Path, *, bad: BadSamples | None = None) -> 
             match = _NAME.match(path.name)
             if match is None or match["cls"] != cls or not path.is_file():
                 error = DataFormatError(path, f"expected a file named cifar10_{cls}_<i>.aedat in {folder}")
-                if bad is None:
-                    raise error
                 bad.reject(error, split="all")
                 continue
             found.append((int(match["i"]), path))

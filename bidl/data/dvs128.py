@@ -47,7 +47,7 @@ from bidl.data.aedat import (
 )
 from bidl.data.cache import DenseSplit
 from bidl.data.events import events_to_frames
-from bidl.data.preprocessing import BadSamples, staged_cache
+from bidl.data.preprocessing import BadSamples, staged_cache, validation_pick
 from bidl.errors import ConfigError, DataFormatError
 from bidl.io import atomic_savez, atomic_write_text, default_file_mode, replace_dir
 
@@ -209,23 +209,21 @@ def _ibm_index(raw_root: Path, split: str) -> list[tuple[Path, str, np.ndarray]]
 
 
 def _iter_ibm(
-    index: list[tuple[Path, str, np.ndarray]], split: str, bad: BadSamples | None
+    index: list[tuple[Path, str, np.ndarray]], split: str, bad: BadSamples
 ) -> Iterator[tuple[str, int, np.ndarray]]:
     for aedat, stem, labels in index:
         try:
             events = read_aedat31(aedat)
         except DataFormatError as exc:
-            if bad is None:
-                raise
             bad.reject(exc, split=split, lost=len(labels))
             continue
         for row, (label, start, end) in enumerate(labels):
             yield f"{stem}/{row:02d}", int(label), _cut(events, int(start), int(end))
 
 
-def _tonic_index(raw_root: Path, split: str, bad: BadSamples | None = None) -> list[tuple[Path, str, int]]:
+def _tonic_index(raw_root: Path, split: str, bad: BadSamples) -> list[tuple[Path, str, int]]:
     """(npy path, sample name, label) of every sample of a split of tonic's copy (a file whose name is not
-    a label 0..10 is rejected through ``bad``, or raises without it)."""
+    a label 0..10 is rejected through ``bad``)."""
     sub = "ibmGestureTrain" if split == "train" else "ibmGestureTest"
     folder = raw_root / sub
     if not folder.is_dir():
@@ -238,8 +236,6 @@ def _tonic_index(raw_root: Path, split: str, bad: BadSamples | None = None) -> l
         for f in user_dir.glob("*.npy"):
             if not f.stem.isdigit() or not 0 <= int(f.stem) < N_CLASSES:
                 error = DataFormatError(f, f"file name must be a label 0..{N_CLASSES - 1}")
-                if bad is None:
-                    raise error
                 bad.reject(error, split=split)
                 continue
             files.append((int(f.stem), f))
@@ -248,14 +244,12 @@ def _tonic_index(raw_root: Path, split: str, bad: BadSamples | None = None) -> l
 
 
 def _iter_tonic(
-    index: list[tuple[Path, str, int]], split: str, bad: BadSamples | None
+    index: list[tuple[Path, str, int]], split: str, bad: BadSamples
 ) -> Iterator[tuple[str, int, np.ndarray]]:
     for path, name, label in index:
         try:
             events = read_tonic_npy(path)
         except DataFormatError as exc:
-            if bad is None:
-                raise
             bad.reject(exc, split=split)
             continue
         yield name, label, events
@@ -268,7 +262,7 @@ def _check_split_layout(split: str, layout: str) -> None:
         raise ConfigError(f"layout: {layout!r} is not one of {LAYOUTS}")
 
 
-def _index(raw_root: Path, split: str, layout: str, bad: BadSamples | None) -> tuple[list, int]:
+def _index(raw_root: Path, split: str, layout: str, bad: BadSamples) -> tuple[list, int]:
     """The split's index (trials with their labels, or tonic's files) and the number of samples in it."""
     if layout == "ibm_aedat31":
         index = _ibm_index(raw_root, split)
@@ -278,7 +272,7 @@ def _index(raw_root: Path, split: str, layout: str, bad: BadSamples | None) -> t
 
 
 def _read_index(
-    index: list, split: str, layout: str, bad: BadSamples | None
+    index: list, split: str, layout: str, bad: BadSamples
 ) -> Iterator[tuple[str, int, np.ndarray]]:
     if layout == "ibm_aedat31":
         return _iter_ibm(index, split, bad)
@@ -288,7 +282,7 @@ def _read_index(
 def count_samples(raw_root: str | Path, split: str, layout: str) -> int:
     """Number of samples :func:`iter_samples` yields, found from the labels csv files / file names only."""
     _check_split_layout(split, layout)
-    return _index(Path(raw_root), split, layout, None)[1]
+    return _index(Path(raw_root), split, layout, BadSamples())[1]
 
 
 def iter_samples(
@@ -313,6 +307,7 @@ def iter_samples(
         DataFormatError: any missing or malformed raw file, naming it (a trial list or labels csv always;
             a recording or tonic sample file unless ``bad`` skips it).
     """
+    bad = BadSamples() if bad is None else bad  # none given: the "error" policy, which raises
     _check_split_layout(split, layout)
     index, _ = _index(Path(raw_root), split, layout, bad)
     yield from _read_index(index, split, layout, bad)
@@ -797,19 +792,7 @@ def preprocess(
                 "names": names.tolist(),
             }
             if split == "train" and val_fraction is not None:
-                rng = np.random.default_rng(seed)
-                picked = []
-                for c in range(N_CLASSES):
-                    idx = np.flatnonzero(labels == c)
-                    k = int(round(val_fraction * len(idx)))
-                    picked.extend(rng.choice(idx, size=k, replace=False).tolist())
-                picked.sort()
-                summary["val"] = {
-                    "fraction": val_fraction,
-                    "seed": seed,
-                    "train_indices": picked,
-                    "names": [str(names[i]) for i in picked],
-                }
+                summary["val"] = validation_pick(labels, N_CLASSES, val_fraction, seed, names)
             del frames
         summary["skipped"] = bad.summary()
         atomic_write_text(stage / "split.json", json.dumps(summary, indent=1) + "\n")

@@ -52,7 +52,7 @@ import numpy as np
 import torch
 
 from bidl.data.cache import CachedSplit
-from bidl.data.preprocessing import BadSamples, staged_cache
+from bidl.data.preprocessing import BadSamples, staged_cache, validation_pick
 from bidl.errors import ConfigError, DataFormatError
 from bidl.io import atomic_savez, atomic_write_text, default_file_mode, replace_dir
 
@@ -133,6 +133,7 @@ def index_reviews(
             ``<id>_<rating>.txt``, a rating outside 1..10 or one that does not fit its folder (pos needs
             7..10, neg 1..4).
     """
+    bad = BadSamples() if bad is None else bad  # none given: the "error" policy, which raises
     if split not in SPLITS:
         raise ConfigError(f"split: {split!r} is not one of {SPLITS}")
     folder = acl_root(raw_root) / split
@@ -162,8 +163,6 @@ def index_reviews(
             elif not lo <= int(match["rating"]) <= hi:
                 problem = f"rating {int(match['rating'])} does not fit folder {label_dir!r} ({lo}..{hi})"
             if problem is not None:
-                if bad is None:
-                    raise DataFormatError(path, problem)
                 bad.reject(DataFormatError(path, problem), split=split)
                 continue
             found.append((int(match["id"]), int(match["rating"]), path))
@@ -380,20 +379,7 @@ def preprocess(
                 "unk_share": float((real == unk_id(n_words)).mean()) if real.size else 0.0,
             }
             if split == "train" and val_fraction is not None:
-                rng = np.random.default_rng(seed)
-                picked: list[int] = []
-                for c in range(len(LABEL_DIRS)):
-                    idx = np.flatnonzero(labels == c)
-                    picked.extend(
-                        rng.choice(idx, size=int(round(val_fraction * idx.size)), replace=False).tolist()
-                    )
-                picked.sort()
-                summary["val"] = {
-                    "fraction": val_fraction,
-                    "seed": seed,
-                    "train_indices": picked,
-                    "names": [str(names[i]) for i in picked],
-                }
+                summary["val"] = validation_pick(labels, len(LABEL_DIRS), val_fraction, seed, names)
             log.info("%s: tokens %s -> %s", split, tokens.shape, out_dir / f"{split}.npz")
         summary["skipped"] = bad.summary()
         atomic_write_text(stage / "split.json", json.dumps(summary, indent=1, ensure_ascii=False) + "\n")

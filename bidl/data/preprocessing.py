@@ -26,9 +26,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+
 from bidl.errors import ConfigError, DataFormatError
 
-__all__ = ["ON_BAD_SAMPLE", "BadSamples", "staged_cache"]
+__all__ = ["ON_BAD_SAMPLE", "BadSamples", "staged_cache", "validation_pick"]
 
 log = logging.getLogger(__name__)
 
@@ -123,3 +125,22 @@ def staged_cache(out_dir: str | Path, *, last: tuple[str, ...] = ("split.json",)
             os.replace(path, out_dir / path.name)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def validation_pick(
+    labels: np.ndarray, n_classes: int, fraction: float, seed: int, names: np.ndarray
+) -> dict:
+    """split.json's ``val`` entry: ``round(fraction * n_c)`` training samples of each class c, drawn without
+    replacement by ``numpy.random.default_rng(seed)`` in class order, as sorted indices and names."""
+    rng = np.random.default_rng(seed)
+    picked: list[int] = []
+    for c in range(n_classes):
+        idx = np.flatnonzero(labels == c)
+        picked.extend(rng.choice(idx, size=int(round(fraction * idx.size)), replace=False).tolist())
+    picked.sort()
+    return {
+        "fraction": fraction,
+        "seed": seed,
+        "train_indices": picked,
+        "names": [str(names[i]) for i in picked],
+    }

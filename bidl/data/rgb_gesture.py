@@ -155,6 +155,7 @@ def list_clips(
         ConfigError: unknown split. DataFormatError: a missing split folder, a class folder not in
             ``names``, a clip folder without ``%05d.jpg`` frames (unless ``bad`` skips it).
     """
+    bad = BadSamples() if bad is None else bad  # none given: the "error" policy, which raises
     if split not in SPLIT_DIRS:
         raise ConfigError(f"split: {split!r} is not one of {tuple(SPLIT_DIRS)}")
     split_dir = Path(raw_root) / SPLIT_DIRS[split]
@@ -169,8 +170,6 @@ def list_clips(
             frames = sorted(p for p in clip_dir.iterdir() if _FRAME_NAME.match(p.name))
             if not frames:
                 error = DataFormatError(clip_dir, "clip folder has no %05d.jpg frames")
-                if bad is None:
-                    raise error
                 bad.reject(error, split=split)
                 continue
             out.append((f"{class_dir.name}/{clip_dir.name}", index[class_dir.name], frames))
