@@ -274,8 +274,10 @@ def train_local(
     batch's samples streamed with local updates (``train_loss`` and ``train_top1`` are the BPTT steps').
     """
     from .training import (
+        PREVIOUS_CHECKPOINT,
         _epoch_order,
         _write_history,
+        finish_run,
         freeze_except,
         history_row,
         make_optimizer,
@@ -298,13 +300,17 @@ def train_local(
     checkpoint_path = out_dir / "checkpoint.pt"
     history: list[dict[str, Any]] = []
     start = 0
-    state = resumable_state(checkpoint_path, fingerprint, device)
+    # a constant learning rate: a finished run extends to more epochs as a fresh longer run would train
+    state = resumable_state(checkpoint_path, fingerprint, device, epochs=epochs, lr_factor=lambda epoch: 1.0)
+    last = state
     if state is not None:
         model.load_state_dict(state["model"])
         if optimizer is not None:
             optimizer.load_state_dict(state["optimizer"])
         history, start = list(state["history"]), int(state["epoch"])
-        print(f"resuming from {checkpoint_path} after epoch {start}", flush=True)
+        print(f"resuming from {checkpoint_path} after epoch {start} of {epochs}", flush=True)
+    else:
+        print(f"no checkpoint of this run in {out_dir}: learning from epoch 1", flush=True)
     val_loader = DataLoader(val_set, batch_size=32, shuffle=False) if val_set is not None else None
     for epoch in range(start, epochs):
         began = time.perf_counter()
@@ -338,18 +344,21 @@ def train_local(
         lr = optimizer.param_groups[0]["lr"] if optimizer is not None else float("nan")
         seconds = time.perf_counter() - began
         history.append(history_row(epoch + 1, lr, (train_loss, train_top1), (val_loss, val_top1), seconds))
-        atomic_torch_save(
-            dict(
-                epoch=epoch + 1,
-                model=model.state_dict(),
-                optimizer=optimizer.state_dict() if optimizer is not None else {},
-                history=history,
-                fingerprint=fingerprint,
-            ),
-            checkpoint_path,
+        last = dict(
+            epoch=epoch + 1,
+            model=model.state_dict(),
+            optimizer=optimizer.state_dict() if optimizer is not None else {},
+            history=history,
+            fingerprint=fingerprint,
+            epochs=epochs,
+            lr_factors=[1.0] * (epoch + 1),
+            finished=False,
         )
+        atomic_torch_save(last, checkpoint_path, previous=checkpoint_path.with_name(PREVIOUS_CHECKPOINT))
         _write_history(out_dir / "history.csv", history)
+    _write_history(out_dir / "history.csv", history)
     atomic_torch_save(model.state_dict(), out_dir / "model.pt")
+    finish_run(checkpoint_path, last)
     return history
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import errno
+import hashlib
 import json
 import os
 import shutil
@@ -25,6 +27,8 @@ __all__ = [
     "atomic_write_text",
     "atomic_write_json",
     "atomic_torch_save",
+    "DiskFullError",
+    "file_sha256",
     "leftover_temporaries",
     "load_checkpoint",
     "load_runs",
@@ -39,16 +43,41 @@ def default_file_mode(directory: bool = False) -> int:
     return (0o777 if directory else 0o666) & ~umask
 
 
+class DiskFullError(OSError):
+    """A write that ran out of space (or quota) on its file system, naming the file it was writing."""
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _disk_full(path: Path, err: OSError) -> DiskFullError:
+    try:
+        free = f"{shutil.disk_usage(path.parent).free:,} bytes free now"
+    except OSError:
+        free = "free space unknown"
+    return DiskFullError(
+        err.errno,
+        f"{path}: the disk is full ({os.strerror(err.errno)}; {free} on the file system of {path.parent}); "
+        "nothing was replaced. Free some space and rerun",
+    )
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically, else it is deleted.
 
     Readers never see a half-written file, and a crash leaves the previous version (or nothing) in place.
-    The file gets the mode a plain ``open`` would give.
+    The file gets the mode a plain ``open`` would give. A full disk (or quota) is raised as
+    :class:`DiskFullError` naming ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        if err.errno in _FULL:
+            raise _disk_full(path, err) from None
+        raise
     os.fchmod(fd, default_file_mode())
     os.close(fd)
     tmp_path = Path(tmp)
@@ -57,9 +86,22 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         _fsync(tmp_path)
         os.replace(tmp_path, path)
         _fsync(path.parent)
-    except BaseException:
+    except BaseException as err:
         tmp_path.unlink(missing_ok=True)
+        full = _full_disk_error(err)
+        if full is not None:  # torch's writer reports it as RuntimeError('unexpected pos ...') on top
+            raise _disk_full(path, full) from None
         raise
+
+
+def _full_disk_error(err: BaseException) -> OSError | None:
+    """The out-of-space ``OSError`` behind ``err`` (itself, or what it was raised while handling), if any."""
+    seen = 0
+    while err is not None and seen < 8 and not isinstance(err, DiskFullError):
+        if isinstance(err, OSError) and err.errno in _FULL:
+            return err
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return None
 
 
 def _fsync(path: Path) -> None:
@@ -127,10 +169,15 @@ def atomic_write_json(path: str | Path, data: Any) -> Path:
 def atomic_torch_save(obj: Any, path: str | Path, *, previous: str | Path | None = None) -> Path:
     """``torch.save`` to ``path`` atomically. With ``previous``, the file ``path`` held so far is kept there
     (hard-linked, else copied, then renamed into place): at every moment ``path`` and ``previous`` are each a
-    complete file, and a damaged ``path`` still leaves the one before it."""
+    complete file, and a damaged ``path`` still leaves the one before it.
+
+    The archive is written through a file handle, so that its records are named ``archive/...`` rather than
+    after the temporary file: the same object gives the same bytes on every run. A full disk is a
+    :class:`DiskFullError` naming ``path``."""
     path = Path(path)
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        with tmp.open("wb") as handle:
+            torch.save(obj, handle)
         if previous is not None and path.exists():
             with atomic_path(previous) as keep:
                 keep.unlink()
@@ -139,6 +186,15 @@ def atomic_torch_save(obj: Any, path: str | Path, *, previous: str | Path | None
                 except OSError:  # a file system without hard links
                     shutil.copyfile(path, keep)
     return path
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes (hex), read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def load_runs(files: Iterable[str | Path]) -> dict[str, Any]:

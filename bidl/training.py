@@ -11,6 +11,7 @@ import os
 import pickle
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,10 @@ __all__ = [
     "train",
     "make_optimizer",
     "make_scheduler",
+    "lr_factor",
+    "run_identity",
+    "resumable_state",
+    "finish_run",
     "recalibrate_batchnorm",
     "freeze_except",
     "set_training",
@@ -182,8 +187,9 @@ def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     raise ValueError(f"recipe.optimizer: unknown {recipe.optimizer!r}; choose adam, adamw or sgd")
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe) -> torch.optim.lr_scheduler.LambdaLR:
-    """Per-epoch learning-rate factor: linear warm-up, then cosine / step / multistep / constant.
+def lr_factor(recipe: Recipe, epoch: int) -> float:
+    """The learning-rate factor of epoch ``epoch`` (counted from 0): linear warm-up, then cosine / step /
+    multistep / constant.
 
     ``cosine``: ``0.5 (1 + cos(pi e / P))`` with ``e`` the epochs after warm-up and ``P`` =
     ``cosine_period`` (PyTorch's ``CosineAnnealingLR(T_max=P)``, which rises again after ``P``, as the
@@ -191,23 +197,25 @@ def make_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe) -> torch.op
     ``gamma ** (e // step_size)``. ``multistep``: ``gamma ** (number of milestones <= epoch)`` (mmcv's
     ``MultiStepLR``, milestones in epochs counted from 0).
     """
-    epochs, warmup = recipe.epochs, recipe.warmup_epochs
     if recipe.schedule not in SCHEDULES:
         raise ValueError(f"recipe.schedule: unknown {recipe.schedule!r}; choose one of {SCHEDULES}")
+    warmup = recipe.warmup_epochs
+    if epoch < warmup:
+        return (epoch + 1) / (warmup + 1)
+    if recipe.schedule == "cosine":
+        period = recipe.cosine_period or max(1, recipe.epochs - warmup)
+        return 0.5 * (1 + math.cos(math.pi * (epoch - warmup) / period))
+    if recipe.schedule == "step":
+        return recipe.gamma ** ((epoch - warmup) // recipe.step_size)
+    if recipe.schedule == "multistep":
+        return recipe.gamma ** sum(1 for m in recipe.milestones if epoch >= m)
+    return 1.0
 
-    def factor(epoch: int) -> float:
-        if epoch < warmup:
-            return (epoch + 1) / (warmup + 1)
-        if recipe.schedule == "cosine":
-            period = recipe.cosine_period or max(1, epochs - warmup)
-            return 0.5 * (1 + math.cos(math.pi * (epoch - warmup) / period))
-        if recipe.schedule == "step":
-            return recipe.gamma ** ((epoch - warmup) // recipe.step_size)
-        if recipe.schedule == "multistep":
-            return recipe.gamma ** sum(1 for m in recipe.milestones if epoch >= m)
-        return 1.0
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+def make_scheduler(optimizer: torch.optim.Optimizer, recipe: Recipe) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-epoch learning-rate factor :func:`lr_factor` as a PyTorch scheduler."""
+    lr_factor(recipe, 0)  # an unknown schedule raises here, naming the key
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: lr_factor(recipe, epoch))
 
 
 def _use_fp16(recipe: Recipe, device: torch.device) -> bool:
@@ -336,18 +344,81 @@ def _set_aside(path: Path, kind: str, why: str) -> None:
     print(f"{path}: {why}; kept it as {aside}", flush=True)
 
 
+def run_identity(recipe: Recipe, seed: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a training run's weights depend on, as stored in (and compared with) its checkpoints: the whole
+    recipe except ``epochs`` (a run may be extended, see :func:`resumable_state`), the seed and the caller's
+    ``extra`` (model, its keywords, the digests of the data it reads, the weights it starts from, ...)."""
+    return {"recipe": {**asdict(recipe), "epochs": None}, "seed": seed, **(extra or {})}
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """The keys (dotted) whose values differ between two identities, one level deep into mappings."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return [prefix or "<all>"] if old != new else []
+    found = []
+    for key in sorted(set(old) | set(new), key=str):
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if old.get(key) != new.get(key):
+            deeper = isinstance(old.get(key), dict) and isinstance(new.get(key), dict) and not prefix
+            found += _differences(old[key], new[key], name) if deeper else [name]
+    return found
+
+
+def _why_not_resumed(
+    state: dict[str, Any],
+    fingerprint: dict[str, Any],
+    epochs: int | None,
+    factor: Callable[[int], float] | None,
+) -> str | None:
+    """Why a readable checkpoint cannot be resumed by this run (``None``: it can)."""
+    if state.get("fingerprint") != fingerprint:
+        differing = _differences(state.get("fingerprint"), fingerprint)
+        return f"belongs to another run configuration (it differs in {', '.join(differing[:8])})"
+    if epochs is None:
+        return None
+    done = int(state["epoch"])
+    if done > epochs:
+        return f"holds {done} epochs, past the {epochs} this run is configured for"
+    if state.get("finished") and done == epochs:
+        return (
+            f"is the checkpoint of a finished {done}-epoch run; rerunning a finished run (--forcerun, or its "
+            "model.pt deleted) trains it again from scratch"
+        )
+    if factor is not None:
+        saved = state.get("lr_factors")
+        if saved is None or [float(f) for f in saved] != [factor(e) for e in range(done)]:
+            return (
+                f"followed another learning-rate schedule over its {done} epochs than a {epochs}-epoch run "
+                "does (e.g. a cosine schedule over the run's length), so continuing it would not give the "
+                f"model of a {epochs}-epoch run"
+            )
+    return None
+
+
 def resumable_state(
     checkpoint_path: Path,
     fingerprint: dict[str, Any],
     device: str | torch.device = "cpu",
     *,
     keep: bool = True,
+    epochs: int | None = None,
+    lr_factor: Callable[[int], float] | None = None,
 ) -> dict[str, Any] | None:
-    """The checkpoint to resume from: ``checkpoint_path``, or when that is missing or damaged (a truncated
-    or unreadable file) the previous epoch's :data:`PREVIOUS_CHECKPOINT` beside it; ``None`` when neither
-    can be resumed. A damaged file is kept as ``<name>.corrupt-<n>.pt`` and one written for another run
-    configuration (its ``fingerprint`` differs) as ``<name>.stale-<n>.pt``, each with a message (``keep``;
-    the processes of a data-parallel run other than rank 0 only read, after rank 0 has decided)."""
+    """The checkpoint to resume from: ``checkpoint_path``, or when that is missing, damaged (a truncated or
+    unreadable file) or not resumable, the previous epoch's :data:`PREVIOUS_CHECKPOINT` beside it; ``None``
+    when neither can be resumed.
+
+    A checkpoint is resumed only by a run that ends with the model an uninterrupted run would give:
+    its ``fingerprint`` (:func:`run_identity`) equals this run's; it holds no more than ``epochs`` epochs;
+    it is not the checkpoint of a finished run of the same length (that run is repeated from scratch); and
+    the learning-rate factors of its epochs (``lr_factor(epoch)`` of this run) are those it was trained
+    with. So a finished run can be extended by raising ``epochs`` where the schedule does not depend on the
+    run's length (``step``, ``multistep``, ``none``, ``cosine`` with a ``cosine_period``), and starts over
+    where it does.
+
+    A damaged file is kept as ``<name>.corrupt-<n>.pt`` and one that cannot be resumed as
+    ``<name>.stale-<n>.pt``, each with a message saying why (``keep``; the processes of a data-parallel
+    run other than rank 0 only read, after rank 0 has decided)."""
     for path in (checkpoint_path, checkpoint_path.with_name(PREVIOUS_CHECKPOINT)):
         if not path.exists():
             continue
@@ -365,12 +436,21 @@ def resumable_state(
             if keep:
                 _set_aside(path, "corrupt", "is not a training checkpoint")
             continue
-        if state.get("fingerprint") != fingerprint:
+        why = _why_not_resumed(state, fingerprint, epochs, lr_factor)
+        if why is not None:
             if keep:
-                _set_aside(path, "stale", "belongs to another run configuration, not resumed")
+                _set_aside(path, "stale", f"{why}; not resumed")
             continue
         return state
     return None
+
+
+def finish_run(checkpoint_path: Path, last: dict[str, Any] | None) -> None:
+    """After ``model.pt`` is written: mark the run's newest checkpoint ``last`` as finished (a rerun of the
+    same length then trains from scratch, a longer one may extend it) and remove the previous epoch's."""
+    if last is not None:
+        atomic_torch_save({**last, "finished": True}, checkpoint_path)
+    checkpoint_path.with_name(PREVIOUS_CHECKPOINT).unlink(missing_ok=True)
 
 
 def history_row(
@@ -421,10 +501,13 @@ def train(
 
     Writes into ``out_dir``: ``checkpoint.pt`` after every epoch (model, optimizer, scheduler, loss scaler,
     RNG state and history; atomically), ``history.csv`` (one row per epoch) and, at the end, ``model.pt``
-    (the final weights). If ``checkpoint.pt`` exists, training resumes after its last completed epoch and,
-    being seeded per epoch, follows the same trajectory as an uninterrupted run. A checkpoint written for a
-    different configuration (the recipe except its epoch count, the seed, and the caller's ``fingerprint``:
-    model, data, ...) is not resumed: it is kept as ``checkpoint.stale-<n>.pt`` and training starts afresh.
+    (the final weights), after which the checkpoint is marked finished and the previous epoch's removed.
+    If ``checkpoint.pt`` exists and belongs to this run (:func:`resumable_state`: the same recipe except its
+    epoch count, the same seed and the same caller's ``fingerprint`` - model, data digests, initial weights,
+    ...; no more epochs than configured; not a finished run of the same length; the same learning-rate
+    factors so far), training resumes after its last completed epoch and, being seeded per epoch, follows
+    the same trajectory as an uninterrupted run. Any other checkpoint is kept as
+    ``checkpoint.stale-<n>.pt`` with a message saying why, and training starts from epoch 1.
 
     Under ``torchrun`` (``WORLD_SIZE > 1``) it trains data-parallel with DDP over the process group it
     joins (``backend``: ``auto`` = nccl on CUDA, gloo on the CPU): see :mod:`bidl.distributed`. On CUDA
@@ -462,13 +545,20 @@ def _train(model, train_set, val_set, recipe, out_dir, seed, device, num_workers
     start_epoch = 0
 
     checkpoint_path = out_dir / "checkpoint.pt"
-    # ``epochs`` is left out so that a finished run can be extended by raising it
-    fingerprint = {"recipe": {**asdict(recipe), "epochs": None}, "seed": seed, **(fingerprint or {})}
+    fingerprint = run_identity(recipe, seed, fingerprint)
     if not here.main:  # rank 0 decides first (and sets a stale checkpoint aside); the others then read
         barrier()
-    state = resumable_state(checkpoint_path, fingerprint, device, keep=here.main)
+    state = resumable_state(
+        checkpoint_path,
+        fingerprint,
+        device,
+        keep=here.main,
+        epochs=recipe.epochs,
+        lr_factor=lambda epoch: lr_factor(recipe, epoch),
+    )
     if here.main:
         barrier()
+    last = state  # the newest checkpoint's content, marked finished at the end
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -479,10 +569,18 @@ def _train(model, train_set, val_set, recipe, out_dir, seed, device, num_workers
         torch.set_rng_state(rngs[here.rank] if len(rngs) == here.size else state["rng"])
         history = list(state["history"])
         start_epoch = int(state["epoch"])
+        # the next epoch's rate from this run's schedule (a run extended past its old length continues with
+        # the rate a run of the new length has there, not the old run's last one)
+        for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
+            group["lr"] = base * lr_factor(recipe, start_epoch)
+        scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
         if here.main:
-            print(f"resuming from {checkpoint_path} after epoch {start_epoch}", flush=True)
-    elif here.distributed:
-        torch.manual_seed(seed + here.rank)  # the same weights everywhere; each process its own noise
+            print(f"resuming from {checkpoint_path} after epoch {start_epoch} of {recipe.epochs}", flush=True)
+    else:
+        if here.main:
+            print(f"no checkpoint of this run in {out_dir}: training from epoch 1", flush=True)
+        if here.distributed:
+            torch.manual_seed(seed + here.rank)  # the same weights everywhere; each process its own noise
 
     # the model that trains: the DDP wrapper in data-parallel training (it averages the gradients), the
     # model itself otherwise; ``model`` is what is saved (no ``module.`` prefix)
@@ -545,9 +643,10 @@ def _train(model, train_set, val_set, recipe, out_dir, seed, device, num_workers
                 else f"no epoch completed, so there is no checkpoint in {out_dir}"
             )
             raise FloatingPointError(
-                f"{err}. Training stopped; {kept}. Lower the learning rate, clip gradients "
-                "(recipe.grad_clip) or train in float32 (recipe.fp16: false), then rerun: it resumes from "
-                "that checkpoint"
+                f"{err}. Training stopped; {kept}. Rerunning unchanged repeats the same steps (training is "
+                "seeded); a lower recipe.lr, a recipe.grad_clip or recipe.fp16: false is another run "
+                "configuration, which trains from epoch 1 (the checkpoint is then kept aside as "
+                "checkpoint.stale-<n>.pt)"
             ) from None
         row = history_row(
             epoch + 1, lr, (train_loss, train_top1), (val_loss, val_top1), time.perf_counter() - began,
@@ -556,28 +655,29 @@ def _train(model, train_set, val_set, recipe, out_dir, seed, device, num_workers
         history.append(row)
         rngs = all_gather_rng_states()
         if here.main:
-            atomic_torch_save(
-                dict(
-                    epoch=epoch + 1,
-                    model=model.state_dict(),
-                    optimizer=optimizer.state_dict(),
-                    scheduler=scheduler.state_dict(),
-                    scaler=scaler.state_dict() if scaler is not None else {},
-                    rng=torch.get_rng_state(),
-                    rng_per_rank=rngs,
-                    history=history,
-                    recipe=asdict(recipe),
-                    fingerprint=fingerprint,
-                    fp16=fp16,
-                    world_size=here.size,
-                ),
-                checkpoint_path,
-                previous=checkpoint_path.with_name(PREVIOUS_CHECKPOINT),
+            last = dict(
+                epoch=epoch + 1,
+                model=model.state_dict(),
+                optimizer=optimizer.state_dict(),
+                scheduler=scheduler.state_dict(),
+                scaler=scaler.state_dict() if scaler is not None else {},
+                rng=torch.get_rng_state(),
+                rng_per_rank=rngs,
+                history=history,
+                recipe=asdict(recipe),
+                fingerprint=fingerprint,
+                epochs=recipe.epochs,
+                lr_factors=[lr_factor(recipe, e) for e in range(epoch + 1)],
+                finished=False,
+                fp16=fp16,
+                world_size=here.size,
             )
+            atomic_torch_save(last, checkpoint_path, previous=checkpoint_path.with_name(PREVIOUS_CHECKPOINT))
             _write_history(out_dir / "history.csv", history)
         barrier()
     if here.main:  # the history again: a run resumed after its last epoch has trained none
         _write_history(out_dir / "history.csv", history)
         atomic_torch_save(model.state_dict(), out_dir / "model.pt")
+        finish_run(checkpoint_path, last)
     barrier()
     return history

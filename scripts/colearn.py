@@ -10,7 +10,7 @@ import torch
 
 from bidl.colearning import study_networks, train_local
 from bidl.data.catalog import open_split
-from bidl.io import load_checkpoint, redirect_output
+from bidl.io import file_sha256, load_checkpoint, redirect_output
 from bidl.models import count_parameters
 from bidl.plasticity import attach_plasticity
 from bidl.training import Recipe, resolve_device, seed_everything, train
@@ -43,11 +43,14 @@ def main(
     )
     train_set = open_split(experiment["dataset"], train_file, train=True)
     val_set = open_split(experiment["dataset"], val_file)
+    # what the weights depend on beyond the recipe and seed (bidl.training.resumable_state)
     fingerprint = {
         "study": study,
         "model": experiment["model"],
         "model_kwargs": experiment.get("model_kwargs", {}),
-        "train_samples": len(train_set),
+        "data": {"train": file_sha256(train_file), "val": file_sha256(val_file)},
+        "init": file_sha256(model_file),
+        "init_bptt": file_sha256(bptt_file) if method == "rstdp" and bptt_file is not None else None,
     }
     head = study["head"]
     print(

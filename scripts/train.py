@@ -14,7 +14,7 @@ import torch
 
 from bidl.data.catalog import open_split
 from bidl.distributed import DistributedSettings, slurm_head_node, torchrun_command, world
-from bidl.io import load_checkpoint, redirect_output
+from bidl.io import file_sha256, load_checkpoint, redirect_output
 from bidl.models import count_parameters, create_model, load_matching_weights
 from bidl.training import Recipe, resolve_device, seed_everything, set_deterministic, train
 
@@ -52,12 +52,16 @@ def main(
         f"samples, recipe {recipe}, threads {threads}",
         flush=True,
     )
+    # what the weights depend on beyond the recipe and seed: a checkpoint of another model, other data
+    # (the preprocessed splits' bytes) or other initial weights is not resumed (bidl.training.resumable_state)
     fingerprint = {
         "model": experiment["model"],
         "model_kwargs": experiment.get("model_kwargs", {}),
         "dataset": experiment["dataset"],
-        "train_samples": len(train_set),
+        "loader": loader,
+        "data": {"train": file_sha256(train_file), "val": file_sha256(val_file)},
         "init_from": experiment.get("init_from"),
+        "init": file_sha256(init_file) if init_file is not None else None,
     }
     train(
         model,

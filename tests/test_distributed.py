@@ -101,9 +101,8 @@ def test_a_resumed_distributed_run_ends_as_an_uninterrupted_one_and_rank_0_alone
     state = load_checkpoint(runs["resumed"] / "checkpoint.pt")
     assert state["epoch"] == 3 and state["world_size"] == 2 and len(state["rng_per_rank"]) == 2
     assert not any(key.startswith("module.") for key in state["model"])  # saved without DDP's prefix
-    assert sorted(p.name for p in runs["resumed"].iterdir()) == [
-        "checkpoint.prev.pt", "checkpoint.pt", "history.csv", "model.pt"
-    ]  # fmt: skip
+    assert state["finished"]  # the previous epoch's checkpoint is removed once the run has finished
+    assert sorted(p.name for p in runs["resumed"].iterdir()) == ["checkpoint.pt", "history.csv", "model.pt"]
 
 
 def test_a_checkpoint_moves_between_distributed_and_single_process_training(runs):

@@ -14,19 +14,22 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 import yaml
 
 from bidl.io import atomic_torch_save, leftover_temporaries, load_checkpoint
-from bidl.training import _RUN_FILES
+from bidl.training import _RUN_FILES, train
 
 pytestmark = pytest.mark.fault
 
@@ -352,4 +355,205 @@ def test_a_kill_during_a_checkpoint_write_leaves_the_old_checkpoint_whole(tmp_pa
         "SIGKILL half way through writing a checkpoint",
         f"checkpoint.pt still holds the previous epoch, byte for byte; the half-written {leftover[:16]}... "
         "temporary is removed when training starts again",
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Changing the config and rerunning: the rerun yields the model the new config asks for
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _variant(repo: Repo, name: str, epochs: int, *, recipe: dict | None = None, n_frames: int = 12) -> str:
+    """Write preset ``name`` (the tiny one with ``epochs`` and the given recipe keys and frame count) into the
+    repository copy; return the path of its experiment's model.pt."""
+    preset = _tiny_preset()
+    preset["name"] = name
+    experiment = preset["experiments"][EXPERIMENT]
+    experiment["recipe"] = {**experiment["recipe"], "epochs": epochs, **(recipe or {})}
+    preset["datasets"]["dvs128_gesture"]["preprocess"]["n_frames"] = n_frames
+    (repo.root / "config" / f"{name}.yaml").write_text(yaml.safe_dump(preset, sort_keys=False))
+    return f"results/{name}/experiments/{EXPERIMENT}/model.pt"
+
+
+def _run_preset(repo: Repo, name: str, *args: str) -> str:
+    """Run Snakemake on preset ``name``; return the training job's log of this run ('' if none ran)."""
+    log = repo.root / "logs" / name / "train" / f"{EXPERIMENT}.log"
+    log.unlink(missing_ok=True)
+    code, out = _finish(
+        subprocess.Popen(
+            [sys.executable, "-m", "snakemake", *args, "--cores", "1", "--configfile", f"config/{name}.yaml"],
+            cwd=repo.root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    )
+    assert code == 0, out[-4000:]
+    return log.read_text() if log.exists() else ""
+
+
+def _model(repo: Repo, target: str) -> dict[str, torch.Tensor]:
+    return load_checkpoint(repo.root / target)
+
+
+def _equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _said(log: str, *starts: str) -> str:
+    """The first log line that contains one of ``starts`` (for the fault table)."""
+    line = next((x for x in log.splitlines() if any(s in x for s in starts)), "")
+    return re.sub(r"\S*/results/", "results/", line.strip())
+
+
+@pytest.fixture(scope="module")
+def cosine_runs(repo: Repo) -> dict[str, Any]:
+    """The tiny experiment (cosine schedule) trained 4 epochs and, as a separate preset, 2 epochs."""
+    four = _variant(repo, "rerun", 4)
+    _run_preset(repo, "rerun", four)
+    two = _variant(repo, "fresh2", 2)
+    _run_preset(repo, "fresh2", two)
+    return {
+        "four": _model(repo, four),
+        "four_bytes": (repo.root / four).read_bytes(),
+        "two": _model(repo, two),
+    }
+
+
+def test_lowering_epochs_trains_the_shorter_run(repo: Repo, cosine_runs, fault_log) -> None:
+    target = _variant(repo, "rerun", 2)
+    log = _run_preset(repo, "rerun", target)
+    assert "past the 2 this run is configured for" in log and "resuming" not in log, log[-3000:]
+    assert _equal(_model(repo, target), cosine_runs["two"])
+    fault_log(
+        "rerun after a config change",
+        "recipe.epochs lowered 4 -> 2 after a finished run, then `snakemake`",
+        f"{_said(log, 'past the')}; the 2-epoch model equals a fresh 2-epoch run's (torch.equal)",
+    )
+
+
+def test_raising_epochs_under_a_cosine_schedule_starts_over(repo: Repo, cosine_runs, fault_log) -> None:
+    target = _variant(repo, "rerun", 4)  # after the lowered run above: 2 -> 4
+    log = _run_preset(repo, "rerun", target)
+    assert "another learning-rate schedule" in log and "resuming" not in log, log[-3000:]
+    history = (repo.root / target).with_name("history.csv").read_text().splitlines()
+    assert len(history) == 5 and all(float(row.split(",")[1]) > 0 for row in history[1:])
+    assert _equal(_model(repo, target), cosine_runs["four"])
+    fault_log(
+        "rerun after a config change",
+        "recipe.epochs raised 2 -> 4 under a cosine schedule (the old run's last epochs at lr ~0)",
+        f"{_said(log, 'learning-rate schedule')}; trained 4 epochs from the start, no epoch at lr 0; "
+        "the model equals a fresh 4-epoch run's",
+    )
+
+
+def test_forcerun_of_training_trains_from_scratch(repo: Repo, cosine_runs, fault_log) -> None:
+    target = _variant(repo, "rerun", 4)
+    log = _run_preset(repo, "rerun", target, "--forcerun", "train")
+    assert "finished 4-epoch run" in log and "resuming" not in log, log[-3000:]
+    assert "epoch=4," in log  # the fourth epoch trained again, not taken from the checkpoint
+    assert (repo.root / target).read_bytes() == cosine_runs["four_bytes"]
+    fault_log(
+        "rerun after a config change",
+        "`snakemake --forcerun train` after a finished run",
+        f"{_said(log, 'finished')}; all 4 epochs trained again; model.pt byte-identical to the first run's",
+    )
+
+
+def test_changing_a_preprocessing_parameter_retrains_on_the_new_data(repo: Repo, fault_log) -> None:
+    target = _variant(repo, "rerun", 4, n_frames=10)
+    log = _run_preset(repo, "rerun", target)
+    assert "differs in data.train, data.val" in log and "resuming" not in log, log[-3000:]
+    fresh = _variant(repo, "fresh10", 4, n_frames=10)
+    _run_preset(repo, "fresh10", fresh)
+    assert _equal(_model(repo, target), _model(repo, fresh))
+    fault_log(
+        "rerun after a config change",
+        "datasets.dvs128_gesture.preprocess.n_frames changed 12 -> 10 after a finished run",
+        f"Snakemake reran preprocess and train; {_said(log, 'differs in')}; the model equals a fresh "
+        "run's on the new data",
+    )
+
+
+def test_raising_epochs_under_a_length_free_schedule_extends_the_run(repo: Repo, fault_log) -> None:
+    steps = {"schedule": "multistep", "milestones": [1, 3], "gamma": 0.5}
+    target = _variant(repo, "extend", 2, recipe=steps)
+    _run_preset(repo, "extend", target)
+    target = _variant(repo, "extend", 4, recipe=steps)
+    log = _run_preset(repo, "extend", target)
+    assert "after epoch 2 of 4" in log, log[-3000:]
+    fresh = _variant(repo, "fresh4steps", 4, recipe=steps)
+    _run_preset(repo, "fresh4steps", fresh)
+    assert _equal(_model(repo, target), _model(repo, fresh))
+    fault_log(
+        "rerun after a config change",
+        "recipe.epochs raised 2 -> 4 under a multistep schedule (milestones 1, 3)",
+        f"{_said(log, 'resuming from')}; the model equals a fresh 4-epoch run's (torch.equal)",
+    )
+
+
+def _diverging(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` whose output turns NaN from its second forward pass on (the loss of batch 2)."""
+    calls = []
+
+    def nan_from_the_second_batch(module, inputs, output):
+        calls.append(1)
+        return output * float("nan") if len(calls) >= 2 else output
+
+    model.aggregate.register_forward_hook(nan_from_the_second_batch)
+    return model
+
+
+def test_the_nan_messages_remedy_does_what_the_message_says(tmp_path: Path, fault_log, capsys) -> None:
+    from test_training import RECIPE, order_task, seeded_model
+
+    data, recipe = order_task(n=32), replace(RECIPE, epochs=4, schedule="none")
+    train(seeded_model(), data, None, replace(recipe, epochs=2), tmp_path, seed=0)
+    extend = replace(recipe, epochs=4)
+    with pytest.raises(FloatingPointError) as err:  # epoch 3 diverges; checkpoint 2 is kept
+        train(_diverging(seeded_model()), data, None, extend, tmp_path, seed=0)
+    message = str(err.value)
+    assert "lower recipe.lr" in message and "trains from epoch 1" in message
+    capsys.readouterr()
+    remedy = replace(extend, lr=extend.lr / 10)
+    history = train(seeded_model(), data, None, remedy, tmp_path, seed=0)
+    said = capsys.readouterr().out
+    assert "differs in recipe.lr" in said and "training from epoch 1" in said and len(history) == 4
+    assert len(list(tmp_path.glob("checkpoint.stale-*.pt"))) == 1  # the diverged run's checkpoint, kept
+    fault_log(
+        "training",
+        "the loss turns NaN in epoch 3; rerun with the message's remedy (recipe.lr / 10)",
+        f"the message says the remedy trains from epoch 1, and it does: {_said(said, 'differs in')}",
+    )
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 256 KiB file system (tmpfs, mounted as root) that a checkpoint cannot fit on."""
+    where = tmp_path / "disk"
+    where.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(where)], capture_output=True, text=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], check=False)
+
+
+def test_a_full_disk_while_saving_a_checkpoint_is_named(small_disk: Path, fault_log) -> None:
+    from bidl.io import DiskFullError
+
+    (small_disk / "checkpoint.pt").write_bytes(b"previous")
+    with pytest.raises(DiskFullError) as err:
+        atomic_torch_save({"model": torch.zeros(200_000)}, small_disk / "checkpoint.pt")
+    assert "disk is full" in str(err.value) and str(small_disk / "checkpoint.pt") in str(err.value)
+    assert (small_disk / "checkpoint.pt").read_bytes() == b"previous"
+    assert [p.name for p in small_disk.iterdir()] == ["checkpoint.pt"]  # no temporary left
+    fault_log(
+        "checkpoint write",
+        "the disk fills up while a checkpoint is written (a 256 KiB tmpfs)",
+        f"{type(err.value).__name__}: {err.value} (the previous checkpoint untouched, no temporary left)",
     )

@@ -2,6 +2,7 @@
 
 import csv
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -132,12 +133,126 @@ def test_checkpoint_of_another_configuration_is_kept_aside_not_resumed(tmp_path)
     assert [row["epoch"] for row in history] == [1]  # trained afresh, not "resumed" as already complete
     assert (tmp_path / "checkpoint.stale-1.pt").exists()
     assert load_checkpoint(tmp_path / "checkpoint.pt")["fingerprint"]["width"] == 8
-    # the same configuration resumes: nothing left to train
+    # the same configuration once more (a forced rerun of a finished run): trained again from scratch, to
+    # the same history; the finished run's checkpoint is kept aside
     again = train(
         tiny_model(), data, None, replace(RECIPE, epochs=1), tmp_path, seed=0, fingerprint={"width": 8}
     )
     assert [(r["epoch"], r["train_loss"]) for r in again] == [(r["epoch"], r["train_loss"]) for r in history]
-    assert not (tmp_path / "checkpoint.stale-2.pt").exists()
+    assert (tmp_path / "checkpoint.stale-2.pt").exists()
+
+
+def seeded_model():
+    """The tiny model with weights drawn from a fixed seed (as the train script seeds before building)."""
+    torch.manual_seed(0)
+    return tiny_model()
+
+
+def _weights(path):
+    return load_checkpoint(path / "model.pt")
+
+
+def _same(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _interrupted(tmp_path, monkeypatch, recipe, out, after_epochs, seed=0):
+    """Train ``recipe`` into ``out`` and kill it (an exception from inside) after ``after_epochs`` epochs."""
+    import bidl.training
+
+    real, calls = bidl.training.run_epoch, []
+
+    def dying(*args, **kwargs):
+        if kwargs.get("optimizer") is not None:
+            calls.append(1)
+            if len(calls) > after_epochs:
+                raise KeyboardInterrupt("killed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bidl.training, "run_epoch", dying)
+    with pytest.raises(KeyboardInterrupt):
+        train(seeded_model(), order_task(n=32), None, recipe, out, seed=seed)
+    monkeypatch.setattr(bidl.training, "run_epoch", real)
+
+
+def test_a_finished_run_is_never_resumed_past_a_lowered_epoch_count(tmp_path, capsys):
+    data = order_task(n=32)
+    train(seeded_model(), data, None, replace(RECIPE, epochs=4), tmp_path / "run", seed=0)
+    train(seeded_model(), data, None, replace(RECIPE, epochs=2), tmp_path / "run", seed=0)
+    assert "holds 4 epochs, past the 2" in capsys.readouterr().out
+    train(seeded_model(), data, None, replace(RECIPE, epochs=2), tmp_path / "fresh", seed=0)
+    assert _same(_weights(tmp_path / "run"), _weights(tmp_path / "fresh"))
+    assert len((tmp_path / "run" / "history.csv").read_text().splitlines()) == 3
+
+
+def test_raising_epochs_under_a_length_dependent_schedule_starts_over(tmp_path, capsys):
+    data = order_task(n=32)
+    cosine = replace(RECIPE, schedule="cosine")
+    train(seeded_model(), data, None, replace(cosine, epochs=2), tmp_path / "run", seed=0)
+    history = train(seeded_model(), data, None, replace(cosine, epochs=4), tmp_path / "run", seed=0)
+    assert "another learning-rate schedule" in capsys.readouterr().out
+    assert all(row["lr"] > 0 for row in history)  # never an epoch at the old run's final rate of 0
+    train(seeded_model(), data, None, replace(cosine, epochs=4), tmp_path / "fresh", seed=0)
+    assert _same(_weights(tmp_path / "run"), _weights(tmp_path / "fresh"))
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [dict(schedule="multistep", milestones=(1, 3), gamma=0.5), dict(schedule="cosine", cosine_period=5)],
+    ids=["multistep", "cosine-period"],
+)
+def test_raising_epochs_extends_a_finished_run_to_the_fresh_runs_weights(tmp_path, capsys, schedule):
+    data = order_task(n=32)
+    recipe = replace(RECIPE, **schedule)
+    train(seeded_model(), data, None, replace(recipe, epochs=2), tmp_path / "run", seed=0)
+    extended = train(seeded_model(), data, None, replace(recipe, epochs=4), tmp_path / "run", seed=0)
+    assert "resuming from" in capsys.readouterr().out
+    fresh = train(seeded_model(), data, None, replace(recipe, epochs=4), tmp_path / "fresh", seed=0)
+    assert [r["lr"] for r in extended] == [r["lr"] for r in fresh]
+    assert _same(_weights(tmp_path / "run"), _weights(tmp_path / "fresh"))
+
+
+def test_a_run_killed_after_its_last_checkpoint_finishes_without_training(tmp_path, monkeypatch, capsys):
+    recipe = replace(RECIPE, epochs=2)
+    out = tmp_path / "run"
+    import bidl.training
+
+    real_save = bidl.training.atomic_torch_save
+
+    def dying_save(obj, path, **kwargs):  # killed as model.pt is about to be written
+        if Path(path).name == "model.pt":
+            raise KeyboardInterrupt("killed")
+        return real_save(obj, path, **kwargs)
+
+    monkeypatch.setattr(bidl.training, "atomic_torch_save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        train(seeded_model(), order_task(n=32), None, recipe, out, seed=0)
+    monkeypatch.setattr(bidl.training, "atomic_torch_save", real_save)
+    capsys.readouterr()
+    history = train(seeded_model(), order_task(n=32), None, recipe, out, seed=0)
+    assert "after epoch 2 of 2" in capsys.readouterr().out and len(history) == 2
+    train(seeded_model(), order_task(n=32), None, recipe, tmp_path / "fresh", seed=0)
+    assert _same(_weights(out), _weights(tmp_path / "fresh"))
+    assert load_checkpoint(out / "checkpoint.pt")["finished"]
+    assert not (out / "checkpoint.prev.pt").exists()
+
+
+def test_an_interrupted_run_resumes_only_for_the_same_data(tmp_path, monkeypatch, capsys):
+    _interrupted(tmp_path, monkeypatch, replace(RECIPE, epochs=3), tmp_path / "run", after_epochs=1)
+    data = order_task(n=32)
+    train(
+        seeded_model(), data, None, replace(RECIPE, epochs=3), tmp_path / "run", seed=0, fingerprint={"d": 1}
+    )
+    assert "it differs in d" in capsys.readouterr().out
+    assert (tmp_path / "run" / "checkpoint.stale-1.pt").exists()
+
+
+def test_identical_runs_write_identical_files(tmp_path):
+    data = order_task(n=32)
+    for name in ("a", "b"):
+        train(seeded_model(), data, None, replace(RECIPE, epochs=1), tmp_path / name, seed=0)
+    for name in ("model.pt", "checkpoint.pt"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 
 
 def test_schedules_follow_the_authors_recipes():
