@@ -1,15 +1,22 @@
 # Configuration validation, paths and input functions shared by the rules.
 from pathlib import Path
 
+import torch
 from bidl.bench import bench_setup
-from bidl.config import network_names, resolve_experiment, table3_names, validate_config
+from bidl.config import check_machine, network_names, resolve_experiment, table3_names, validate_config
 from bidl.data.catalog import DATASET_NAMES, describe_source, get_dataset, timestep_rate_hz
 from bidl.data.sources import SOURCES
 from bidl.distributed import DistributedSettings
 from snakemake.exceptions import WorkflowError
 
 
+# Everything in the config that can be checked before a job runs, in every run and dry run (-n): the schema,
+# what names refer to, every model built once from its keywords (bidl.config.model_problems)...
 validate_config(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
+# ...and the device against this machine where the jobs run on it: not in a job of a cluster run, nor where
+# --jobs sizes a submission to a cluster (a cluster profile sets it), whose nodes are not this machine
+JOBS_RUN_HERE = workflow.is_main_process and workflow.resource_settings.nodes is None
+check_machine(config, torch.cuda.device_count() if JOBS_RUN_HERE else None)
 
 PRESET = config["name"]
 RESULTS = f"results/{PRESET}"
