@@ -23,6 +23,7 @@ from pathlib import Path
 
 from bidl.data.download import check_placed_files, download, extract_archive, file_digest, is_archive
 from bidl.data.sources import SOURCES, Source, get_source
+from bidl.data.staging import remove_leftovers
 from bidl.errors import BidlError, ConfigError, DownloadError
 
 MARKER_NAME = ".complete"
@@ -49,20 +50,35 @@ def _write_json_atomic(path: Path, payload: dict) -> None:
 
 
 def _with_checksums(src: Source) -> Source:
-    """``src`` with the MD5 and size of every unchecked file filled in from ``src.checksums``."""
-    if src.checksums is None or all(rf.md5 or rf.sha256 for rf in src.files):
+    """``src`` with the MD5 and size of every unchecked file filled in from ``src.checksums``.
+
+    A file that has a checksum already (hard-coded, or recorded in a checksum file shipped with bidl) is
+    verified against it without network access; the index is asked only when some file has none. Where the
+    index answers, a recorded MD5 that differs from the index's is an error naming the file and both values.
+    """
+    unchecked = [rf.name for rf in src.files if not (rf.md5 or rf.sha256)]
+    if src.checksums is None or not unchecked:
         return src
     try:
         table = src.checksums()
     except Exception as exc:  # network, HTTP or JSON errors of the index
         raise DownloadError(
-            f"{src.key}: cannot obtain the checksums that verify the downloads ({exc}); nothing was "
-            f"downloaded.\n{src.instructions}"
+            f"{src.key}: no checksum is recorded for {unchecked}, and the index that provides them cannot be "
+            f"reached ({exc}), so these files cannot be verified; nothing was downloaded.\n{src.instructions}"
         ) from exc
-    unchecked = [rf.name for rf in src.files if not (rf.md5 or rf.sha256)]
     missing = [name for name in unchecked if name not in table]
     if missing:
         raise DownloadError(f"{src.key}: the checksum index lists no MD5 for {missing}; nothing downloaded")
+    stale = [
+        f"{rf.name}: recorded MD5 {rf.md5}, the index's {table[rf.name]['md5']}"
+        for rf in src.files
+        if rf.md5 and rf.name in table and table[rf.name].get("md5") and table[rf.name]["md5"] != rf.md5
+    ]
+    if stale:
+        raise DownloadError(
+            f"{src.key}: the recorded checksums disagree with the index: " + "; ".join(stale) + ". The "
+            f"record changed or a recorded value is wrong; nothing was downloaded.\n{src.instructions}"
+        )
     files = tuple(
         dataclasses.replace(rf, md5=table[rf.name]["md5"], size=table[rf.name].get("size"))
         if rf.name in unchecked
@@ -77,16 +93,20 @@ def fetch(src: Source, root: Path, *, force: bool = False) -> Path:
     """Obtain every file of ``src`` under ``root`` and return the path of the written ``root/.complete``.
 
     * A marker already present for the same dataset/source is trusted and returned (unless ``force``).
-    * Files without a checksum get theirs from ``src.checksums`` (an authoritative index such as Zenodo's
-      API) first, when the source has one; a file it does not list, or an index that cannot be reached,
-      stops the fetch before anything is downloaded unverified.
+    * Files without a checksum (hard-coded, or recorded in a file shipped with bidl such as
+      ``bidl/data/luna16_checksums.json``, against which a placed copy is verified offline) get theirs
+      from ``src.checksums`` (an authoritative index such as Zenodo's API) first, when the source has one;
+      a file it does not list, or an index that cannot be reached, stops the fetch before anything is
+      downloaded unverified, naming the files without a checksum.
     * Files with URLs are downloaded into ``root/downloads/`` and verified (a verified file already there is
       kept). For a non-manual source a failed download raises :class:`DownloadError` with the source's
       instructions; for a manual source the failure is reported and the file is then expected by hand.
     * For a manual source :func:`check_placed_files` then checks all files in ``root/downloads/`` and raises
       with the exact paths, the missing/mismatched files and the instructions.
     * Archives are extracted into ``root`` (never over ``downloads/`` or the marker); finally the marker is
-      written atomically. A stale marker is removed first, so a failure leaves no marker.
+      written atomically. A stale marker is removed first, so a failure leaves no marker; so are the
+      staging folders and temporary files of a run that was killed (:mod:`bidl.data.staging`), while an
+      interrupted download's ``.part`` file is kept and continued.
     """
     root = Path(root).absolute()
     downloads = root / DOWNLOADS_DIR
@@ -100,6 +120,7 @@ def fetch(src: Source, root: Path, *, force: bool = False) -> Path:
             _log(f"{src.key}: already complete ({marker})")
             return marker
     marker.unlink(missing_ok=True)
+    remove_leftovers(root, f".{MARKER_NAME}.")  # the temporary marker of a run killed while writing it
     downloads.mkdir(parents=True, exist_ok=True)
     src = _with_checksums(src)
 

@@ -2,7 +2,8 @@
 
 One entry for every dataset: ``bidl.data.<module>.generate_standin(raw_root, seed=..., **params)`` writes the
 files atomically; this script times it, sizes what it wrote and writes the marker last, so the marker's
-presence means the whole copy is in place.
+presence means the whole copy is in place. A run killed on the way leaves its staging folder
+(``.<raw_root name>.tmp-*``) beside ``raw_root``; the next run removes it (:mod:`bidl.data.staging`).
 
 Snakemake: ``output.marker`` is ``<raw_root>/.complete``; params ``dataset`` and ``standin`` (the keyword
 arguments of the generator, ``seed`` included); ``log[0]``. Command line::

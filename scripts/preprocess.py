@@ -8,7 +8,9 @@ n_frames, size, test_fraction``; LUNA16: ``label_source, max_negatives_per_scan,
 Besides, ``out_dir/preprocess.json`` records the parameters, the seconds it took, the cache's size (for a
 dataset whose cache is an index of the raw files, catalog ``reads_raw``, that size excludes them) and
 ``skipped``: how many bad sample files the ``on_bad_sample: skip`` policy left out (split.json's
-``skipped`` lists them with their problems; 0 under ``error``, which stops at the first).
+``skipped`` lists them with their problems; 0 under ``error``, which stops at the first). What a run killed
+on the way left (its staging folder beside ``out_dir``, a half-written preprocess.json) is removed first
+(:mod:`bidl.data.staging`).
 
 Snakemake: ``input.marker`` (raw root = its parent); params ``dataset`` and ``preprocess`` (the keyword
 arguments); outputs ``train``, ``test``, ``split``, ``info`` in one folder; ``log[0]``. Command line::
@@ -25,6 +27,7 @@ from typing import Any
 
 from bidl.cli import add_param_option, cli_params, setup_logging
 from bidl.data.catalog import DATASET_NAMES, get_dataset
+from bidl.data.staging import remove_leftovers
 from bidl.io import atomic_write_text
 
 log = logging.getLogger("preprocess")
@@ -34,6 +37,7 @@ def main(dataset: str, raw_root: str | Path, out_dir: str | Path, **params: Any)
     """Preprocess ``dataset`` from ``raw_root`` into ``out_dir``; return the split summary."""
     meta = get_dataset(dataset)
     preprocess = meta.load_module().preprocess
+    remove_leftovers(out_dir, ".preprocess.json.")  # the temporary file of a run killed while writing it
     start = time.perf_counter()
     summary = preprocess(raw_root, out_dir, **params)
     seconds = time.perf_counter() - start

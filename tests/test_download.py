@@ -606,7 +606,7 @@ def test_fetch_takes_missing_checksums_from_the_index(server: Server, tmp_path: 
     def offline():
         raise OSError("network unreachable")
 
-    with pytest.raises(DownloadError, match="cannot obtain the checksums .*network unreachable"):
+    with pytest.raises(DownloadError, match=r"no checksum is recorded for \['a.bin'\].*network unreachable"):
         fetch_data.fetch(dataclasses.replace(src, checksums=offline), tmp_path / "offline")
     assert not (tmp_path / "offline" / "downloads" / "a.bin").exists()
     with pytest.raises(DownloadError, match=r"lists no MD5 for \['a.bin'\]"):
@@ -628,3 +628,218 @@ def test_luna16_zenodo_files_are_verified_against_the_zenodo_api(monkeypatch) ->
     monkeypatch.setattr(luna16, "fetch_zenodo_checksums", fake)
     table = src.checksums()
     assert sorted(asked) == [3723295, 4121926] and set(table) == {rf.name for rf in src.files}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# LUNA16: checksums recorded in a file shipped with bidl, verified offline
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_the_shipped_luna16_checksums_cover_the_zenodo_files() -> None:
+    from bidl.data import sources
+
+    recorded = sources.read_recorded_checksums(sources.LUNA16_CHECKSUMS)
+    src = get_source("luna16", "zenodo")
+    assert {rf.name for rf in src.files} <= set(recorded)
+    known = {"annotations.csv", *(f"subset{k}.zip" for k in range(10))}
+    for rf in src.files:
+        entry = recorded[rf.name]
+        assert entry["record"] == (
+            4121926 if rf.name in {"subset7.zip", "subset8.zip", "subset9.zip"} else 3723295
+        )
+        assert (rf.md5, rf.size) == (entry["md5"], entry["size"] if entry["md5"] else None)
+        assert (entry["md5"] is not None) == (rf.name in known), rf.name  # the others: not recorded, null
+    assert recorded["subset0.zip"] == {
+        "record": 3723295,
+        "md5": "1065b0f42b8c25cf29260fd924a3c3a2",
+        "size": 6811924508,
+    }
+
+
+def _luna16_placed(root: Path) -> dict[str, bytes]:
+    """Small stand-ins for the 14 files of LUNA16's Zenodo records, placed in ``root`` (zips that extract)."""
+    contents: dict[str, bytes] = {}
+    for rf in get_source("luna16", "zenodo").files:
+        if rf.name.endswith(".zip"):
+            buf = io.BytesIO()
+            with zipfile.ZipFile(buf, "w") as zf:
+                zf.writestr(f"{rf.name[:-4]}/part.txt", rf.name)
+            contents[rf.name] = buf.getvalue()
+        else:
+            contents[rf.name] = f"seriesuid,coordX,coordY,coordZ\n{rf.name}\n".encode()
+    root.mkdir(parents=True, exist_ok=True)
+    for name, data in contents.items():
+        (root / name).write_bytes(data)
+    return contents
+
+
+def _checksum_file(path: Path, contents: dict[str, bytes], unrecorded: tuple[str, ...] = ()) -> Path:
+    files = {
+        name: {
+            "record": 4121926 if name in {"subset7.zip", "subset8.zip", "subset9.zip"} else 3723295,
+            "md5": None if name in unrecorded else hashlib.md5(data).hexdigest(),
+            "size": None if name in unrecorded else len(data),
+        }
+        for name, data in contents.items()
+    }
+    path.write_text(json.dumps({"dataset": "luna16", "files": files}))
+    return path
+
+
+def _offline():
+    raise OSError("network unreachable")
+
+
+@pytest.mark.fault
+def test_luna16_files_placed_by_hand_are_verified_offline(tmp_path: Path, fetch_data, fault_log) -> None:
+    from bidl.data import sources
+
+    root = tmp_path / "zenodo"
+    contents = _luna16_placed(root / "downloads")
+    table = _checksum_file(tmp_path / "luna16_checksums.json", contents)
+    src = dataclasses.replace(
+        get_source("luna16", "zenodo"), files=sources.luna16_files(table), checksums=_offline
+    )
+    marker = fetch_data.fetch(src, root)  # Zenodo's API unreachable, and not needed
+    info = json.loads(marker.read_text())
+    assert {f["name"]: f["md5"] for f in info["files"]} == {
+        f"downloads/{name}": hashlib.md5(data).hexdigest() for name, data in contents.items()
+    }
+    assert (root / "subset9" / "part.txt").read_text() == "subset9.zip"
+    fault_log(
+        "LUNA16 checksums",
+        "the 14 files of the Zenodo records placed by hand; Zenodo's API unreachable",
+        f"every file verified against the recorded checksums (size and MD5) without network access; the "
+        f"archives were extracted and {marker.name} written",
+    )
+
+    damaged = root / "downloads" / "annotations.csv"
+    damaged.write_bytes(damaged.read_bytes().replace(b"coordZ", b"coordz"))
+    with pytest.raises(DownloadError) as error:
+        dl.verify_recorded(root / "downloads", src.files, dataset=src.key, fix="-")
+    fault_log(
+        "LUNA16 checksums", "a placed annotations.csv with one byte changed, checked offline", error.value
+    )
+    assert f"{damaged}: MD5 mismatch: expected {hashlib.md5(contents['annotations.csv']).hexdigest()}" in str(
+        error.value
+    )
+
+
+@pytest.mark.fault
+def test_a_luna16_file_without_a_recorded_checksum_is_named_when_it_cannot_be_verified(
+    tmp_path: Path, fetch_data, fault_log
+) -> None:
+    from bidl.data import sources
+
+    root = tmp_path / "zenodo"
+    contents = _luna16_placed(root / "downloads")
+    table = _checksum_file(tmp_path / "luna16_checksums.json", contents, unrecorded=("candidates_V2.zip",))
+    src = dataclasses.replace(
+        get_source("luna16", "zenodo"), files=sources.luna16_files(table), checksums=_offline
+    )
+    with pytest.raises(DownloadError) as error:
+        fetch_data.fetch(src, root)
+    fault_log(
+        "LUNA16 checksums",
+        "no checksum recorded for candidates_V2.zip; Zenodo's API unreachable",
+        error.value,
+    )
+    message = str(error.value)
+    assert "no checksum is recorded for ['candidates_V2.zip']" in message and "network unreachable" in message
+    assert "--write-luna16-checksums" in message and not (root / ".complete").exists()
+    with pytest.raises(DownloadError, match=r"No checksum is recorded for \['candidates_V2.zip'\]"):
+        dl.verify_recorded(root / "downloads", src.files, dataset=src.key, fix="-")
+    # the real file leaves the three values it lacks visibly unrecorded, and the check command says so
+    assert dl._main(["--verify-luna16", str(root / "downloads")]) == 1
+
+
+def test_write_luna16_checksums_records_the_zenodo_api(tmp_path: Path, monkeypatch) -> None:
+    from bidl.data import luna16, sources
+
+    names = {rf.name for rf in get_source("luna16", "zenodo").files}
+    part2 = {"subset7.zip", "subset8.zip", "subset9.zip"}
+    answers = {
+        3723295: {n: {"md5": hashlib.md5(n.encode()).hexdigest(), "size": len(n)} for n in names - part2}
+        | {"sampleSubmission.csv": {"md5": "b" * 32, "size": 7}},  # a file the fetch step does not take
+        4121926: {n: {"md5": "c" * 32, "size": None} for n in part2},
+    }
+    monkeypatch.setattr(luna16, "fetch_zenodo_checksums", lambda record, **_: answers[record])
+    path = tmp_path / "luna16_checksums.json"
+    assert dl._main(["--write-luna16-checksums", str(path)]) == 0
+    recorded = sources.read_recorded_checksums(path)
+    assert set(recorded) == names | {"sampleSubmission.csv"}
+    assert recorded["subset8.zip"] == {"record": 4121926, "md5": "c" * 32, "size": None}
+    assert recorded["annotations.csv"]["md5"] == hashlib.md5(b"annotations.csv").hexdigest()
+    files = {rf.name: rf for rf in sources.luna16_files(path)}
+    assert (
+        files["subset0.zip"].md5 == hashlib.md5(b"subset0.zip").hexdigest()
+        and files["subset0.zip"].size == 11
+    )
+
+    del answers[4121926]["subset9.zip"]
+    with pytest.raises(ConfigError, match=r"4121926 lists no MD5 for \['subset9.zip'\]"):
+        sources.write_luna16_checksums(tmp_path / "new.json")
+
+    def unreachable(record, **_):
+        raise OSError("no route to host")
+
+    monkeypatch.setattr(luna16, "fetch_zenodo_checksums", unreachable)
+    with pytest.raises(DownloadError, match="cannot read the checksums of Zenodo record 3723295.*no route"):
+        sources.write_luna16_checksums(tmp_path / "new.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["luna16_checksums.json"]
+
+
+@pytest.mark.parametrize(
+    ("entry", "key"),
+    [
+        ({"record": 1, "md5": "ABC", "size": 1}, "files.a.zip.md5"),
+        ({"record": 1, "md5": "a" * 32, "size": -1}, "files.a.zip.size"),
+        ({"record": "x", "md5": None, "size": None}, "files.a.zip.record"),
+        ({"md5": None, "size": None}, "files.a.zip: must hold exactly"),
+    ],
+)
+def test_a_malformed_checksum_file_is_refused_naming_the_key(tmp_path: Path, entry: dict, key: str) -> None:
+    from bidl.data import sources
+
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"files": {"a.zip": entry}}))
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: {key}")):
+        sources.read_recorded_checksums(path)
+
+
+def test_a_recorded_checksum_that_the_index_contradicts_stops_the_fetch(tmp_path: Path, fetch_data) -> None:
+    src = Source(
+        "demo",
+        "zenodo",
+        (RemoteFile("a.bin", ("http://127.0.0.1:9/a.bin",), "a" * 32), RemoteFile("b.bin", ("x",), None)),
+        manual=False,
+        homepage="-",
+        instructions="rewrite the checksum file",
+        layout="demo",
+        checksums=lambda: {"a.bin": {"md5": "b" * 32, "size": 1}, "b.bin": {"md5": "c" * 32, "size": 1}},
+    )
+    with pytest.raises(DownloadError, match=f"a.bin: recorded MD5 {'a' * 32}, the index's {'b' * 32}"):
+        fetch_data.fetch(src, tmp_path / "root")
+    assert not (tmp_path / "root" / "downloads" / "a.bin").exists()
+
+
+@pytest.mark.fault
+def test_a_killed_extraction_is_removed_by_the_next_one_but_not_one_in_use(tmp_path: Path, fault_log) -> None:
+    """Within one process: the staging folder of a live extraction is kept, a dead one's is removed."""
+    from bidl.data import staging
+
+    archive = _tar(tmp_path / "a.tar.gz", [("data/x.txt", b"xx")])
+    dead = tmp_path / ".real.extract-d3adbe3f"
+    (dead / "content" / "data").mkdir(parents=True)
+    lock = dead / staging.LOCK_NAME
+    lock.write_text("pid=999999999\nhost=elsewhere\n")  # its lock file, no longer locked by anyone
+    with staging.staging_dir(tmp_path, ".real.extract-", clean=False) as alive:
+        extract_archive(archive, tmp_path / "real")
+        assert alive.is_dir() and not dead.exists()
+    assert (tmp_path / "real" / "data" / "x.txt").read_bytes() == b"xx"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tar.gz", "real"]
+    fault_log(
+        "archive extraction",
+        "the staging folder of an extraction killed earlier, beside that of one still running",
+        f"the next extraction removed {dead.name} (its lock free) and kept {alive.name} (locked, in use)",
+    )

@@ -109,6 +109,7 @@ def test_iter_samples_missing_labels_csv_raises_naming_it(tmp_path):
     folder.mkdir()
     write_aedat31(folder / "user01_led.aedat", _events([1], [1], [1], [1]))
     (folder / "trials_to_train.txt").write_text("user01_led.aedat\n")
+    (folder / "trials_to_test.txt").write_text("")
     with pytest.raises(DataFormatError, match="user01_led_labels.csv"):
         list(iter_samples(tmp_path, "train", "ibm_aedat31"))
 

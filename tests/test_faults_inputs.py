@@ -13,9 +13,14 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import os
 import shutil
+import signal
 import struct
+import subprocess
 import sys
+import tarfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,11 +33,14 @@ import bidl.data.cifar10dvs as cifar10dvs
 import bidl.data.dvs128 as dvs128
 import bidl.data.imdb as imdb
 import bidl.data.jester as jester
+import bidl.data.jpeg as jpeg
 import bidl.data.luna16 as luna16
 import bidl.data.rgb_gesture as rgb_gesture
+import bidl.data.staging as staging
 from bidl.config import load_yaml, validate_config
 from bidl.data.aedat import EVENT_DTYPE, encode_aedat31
 from bidl.data.aedat2 import encode_aedat2, split_aedat2_header
+from bidl.data.download import extract_archive
 from bidl.errors import ConfigError, DataFormatError
 
 pytestmark = pytest.mark.fault
@@ -724,4 +732,340 @@ def test_an_unknown_policy_is_refused_by_preprocess_and_by_the_config_schema(tmp
     fault_log("configuration", "datasets.luna16.preprocess.on_bad_sample mistyped as 'skipp'", info.value)
     assert "datasets.luna16.preprocess.on_bad_sample: 'skipp' is not one of ['error', 'skip']" in str(
         info.value
+    )
+
+
+# =========================================================================================================
+# DVS128: trial lists that list a trial twice; gesture windows without events
+# =========================================================================================================
+def _lists(raw: Path) -> dict[str, Path]:
+    return {split: raw / "DvsGesture" / f"trials_to_{split}.txt" for split in ("train", "test")}
+
+
+def _append_trial(raw: Path, split: str, trial_of: str) -> tuple[Path, str]:
+    """Append the first trial of list ``trial_of`` to list ``split``; return that list and the trial."""
+    lists = _lists(raw)
+    trial = lists[trial_of].read_text().split()[0]
+    lists[split].write_text(lists[split].read_text() + f"{trial}\n")
+    return lists[split], trial
+
+
+TRIAL_LISTED_TWICE = [
+    ("a training trial also listed in trials_to_test.txt", "test", "train"),
+    ("a trial listed twice in trials_to_train.txt", "train", "train"),
+    ("a trial listed twice in trials_to_test.txt", "test", "test"),
+]
+
+
+@pytest.mark.parametrize(
+    ("fault", "split", "trial_of"), TRIAL_LISTED_TWICE, ids=[f for f, _, _ in TRIAL_LISTED_TWICE]
+)
+@pytest.mark.parametrize("policy", ["error", "skip"])
+def test_a_trial_listed_twice_is_refused_naming_the_lists(
+    pristine, tmp_path, fault_log, fault, split, trial_of, policy
+):
+    area = "DVS128 AEDAT 3.1"
+    raw, _ = _copy(pristine, area, tmp_path)
+    bad, trial = _append_trial(raw, split, trial_of)
+    with pytest.raises(DataFormatError) as info:
+        dvs128.preprocess(raw, tmp_path / "cache", **FORMATS[area].params, on_bad_sample=policy)
+    fault_log(area, f"{fault}, on_bad_sample: {policy}", info.value)
+    message = str(info.value)
+    assert info.value.path == bad and message.startswith(f"{bad}: ") and trial in message
+    assert all(str(path) in message or path.name in message for path in _lists(raw).values())
+    if split != trial_of:
+        assert str(_lists(raw)[trial_of]) in message  # the other list, with its path
+    _assert_no_cache(tmp_path)
+
+
+def test_a_trial_in_both_lists_stops_the_preprocess_script_with_a_nonzero_exit(pristine, tmp_path, fault_log):
+    area = "DVS128 AEDAT 3.1"
+    raw, _ = _copy(pristine, area, tmp_path)
+    bad, trial = _append_trial(raw, "test", "train")
+    params = [f"--param={key}={value}" for key, value in FORMATS[area].params.items()]
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "preprocess.py"),
+            "dvs128_gesture",
+            str(raw),
+            str(tmp_path / "cache"),
+        ]
+        + params,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    last = run.stderr.strip().splitlines()[-1]
+    fault_log(area, "a trial in both lists, scripts/preprocess.py run", f"exit {run.returncode}: {last}")
+    assert run.returncode != 0
+    assert f"{bad}: line" in last and trial in last and str(_lists(raw)["train"]) in last
+    _assert_no_cache(tmp_path)
+
+
+def _window_outside_recording(raw: Path, summary: dict) -> Path:
+    """Move the first gesture window of the first test trial 1000 s past the end of its recording."""
+    stem = summary["splits"]["test"]["names"][0].split("/")[0]
+    path = raw / "DvsGesture" / f"{stem}_labels.csv"
+    lines = path.read_text().splitlines()
+    cls, start, end = lines[1].split(",")
+    lines[1] = f"{cls},{int(start) + 10**9},{int(end) + 10**9}"
+    path.write_text("\r\n".join(lines) + "\r\n")
+    return path
+
+
+def test_a_gesture_window_outside_its_recording_is_refused_naming_the_labels_file(
+    pristine, tmp_path, fault_log
+):
+    area = "DVS128 AEDAT 3.1"
+    raw, summary = _copy(pristine, area, tmp_path)
+    bad = _window_outside_recording(raw, summary)
+    with pytest.raises(DataFormatError) as info:
+        dvs128.preprocess(raw, tmp_path / "cache", **FORMATS[area].params)
+    fault_log(area, "labels csv: a gesture window 1000 s after its recording ends (test sample)", info.value)
+    assert info.value.path == bad and str(info.value).startswith(f"{bad}: line 2: ")
+    assert "holds no event" in str(info.value) and "outside" in str(info.value)
+    _assert_no_cache(tmp_path)
+
+
+def test_skip_leaves_a_gesture_window_without_events_out_and_counts_it(pristine, tmp_path, fault_log):
+    area = "DVS128 AEDAT 3.1"
+    raw, clean = _copy(pristine, area, tmp_path)
+    bad = _window_outside_recording(raw, clean)
+    script = _load_script("preprocess")
+    summary = script.main(
+        "dvs128_gesture", raw, tmp_path / "cache", **FORMATS[area].params, on_bad_sample="skip"
+    )
+    skipped = summary["skipped"]
+    assert skipped["n"] == 1 and skipped["lost"] == 1
+    (entry,) = skipped["samples"]
+    assert (entry["split"], entry["path"]) == ("test", str(bad)) and entry["problem"].startswith("line 2: ")
+    assert json.loads((tmp_path / "cache" / "preprocess.json").read_text())["skipped"] == 1
+    kept = _cached_names(tmp_path / "cache", "test")
+    assert set(_clean_names(clean, "test")) - set(kept) == {clean["splits"]["test"]["names"][0]}
+    assert _cached_names(tmp_path / "cache", "train") == _clean_names(clean, "train")
+    fault_log(
+        area,
+        "labels csv: a gesture window 1000 s after its recording ends (test sample), on_bad_sample: skip",
+        f"skipped, listed in split.json: {entry['path']}: {entry['problem']}; preprocess.json counts "
+        f"{skipped['n']} skipped; the test cache holds the other {len(kept)} gestures",
+    )
+
+
+# =========================================================================================================
+# JPEG frames damaged in the middle of their scan data: found at preprocessing, not in a training epoch
+# =========================================================================================================
+def _scan_data(data: bytes) -> int:
+    """Where the entropy-coded data of the first scan starts."""
+    sos = data.index(b"\xff\xda")
+    return sos + 2 + int.from_bytes(data[sos + 2 : sos + 4], "big")
+
+
+def _overwrite_mid_scan(patch: bytes) -> Callable[[Path], Path]:
+    def damage(path: Path) -> Path:
+        data = path.read_bytes()
+        middle = (_scan_data(data) + len(data)) // 2
+        path.write_bytes(data[:middle] + patch + data[middle + len(patch) :])
+        return path
+
+    return damage
+
+
+# a scan header (SOS, one component) where the scan's data should go on: the decoder refuses the file, the
+# marker structure stays valid; and an end-of-image marker there: PIL decodes the file (grey after it), the
+# structure check refuses it
+MID_SCAN = [
+    ("a scan header written over the middle of the scan data", b"\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00"),
+    ("an end-of-image marker written over the middle of the scan data", b"\xff\xd9"),
+]
+JPEG_AREAS = {
+    "Jester JPEG frames": "00010.jpg",
+    "RGB-gesture JPEG frames": "00030.jpg",
+}  # RGB: not a used frame
+
+
+def _mid_scan_frame(raw: Path, summary: dict, area: str, split: str) -> Path:
+    return FORMATS[area].sample_file(raw, summary, split).with_name(JPEG_AREAS[area])
+
+
+@pytest.mark.parametrize(("fault", "patch"), MID_SCAN, ids=["scan header", "end-of-image marker"])
+@pytest.mark.parametrize("area", list(JPEG_AREAS))
+def test_a_jpeg_damaged_in_its_scan_data_is_refused_at_preprocessing(
+    pristine, tmp_path, fault_log, area, fault, patch
+):
+    fmt = FORMATS[area]
+    raw, summary = _copy(pristine, area, tmp_path)
+    bad = _overwrite_mid_scan(patch)(_mid_scan_frame(raw, summary, area, "test"))
+    jpeg.jpeg_size(bad)  # the header-and-tail check alone lets it through
+    if patch.startswith(b"\xff\xda"):  # training's decoder (PIL, reduced size with draft()) refuses it
+        with pytest.raises(DataFormatError, match="cannot decode JPEG"):
+            jester.read_frame(bad, 8)
+    with pytest.raises(DataFormatError) as info:
+        fmt.module.preprocess(raw, tmp_path / "cache", **fmt.params)
+    fault_log(area, f"{fault} ({bad.name}, test sample)", info.value)
+    assert info.value.path == bad and str(info.value).startswith(f"{bad}: ")
+    _assert_no_cache(tmp_path)
+
+
+@pytest.mark.parametrize("area", list(JPEG_AREAS))
+def test_skip_leaves_a_clip_with_a_frame_damaged_in_its_scan_data_out(pristine, tmp_path, fault_log, area):
+    fmt = FORMATS[area]
+    raw, clean = _copy(pristine, area, tmp_path)
+    fault, patch = MID_SCAN[0]
+    bad = _overwrite_mid_scan(patch)(_mid_scan_frame(raw, clean, area, "train"))
+    summary = fmt.module.preprocess(raw, tmp_path / "cache", **fmt.params, on_bad_sample="skip")
+    (entry,) = summary["skipped"]["samples"]
+    assert (entry["split"], entry["path"]) == ("train", str(bad)) and "cannot decode JPEG" in entry["problem"]
+    kept = _cached_names(tmp_path / "cache", "train")
+    assert len(kept) == clean["splits"]["train"]["n"] - 1
+    fault_log(
+        area,
+        f"{fault} ({bad.name}, train sample), on_bad_sample: skip",
+        f"skipped, listed in split.json: {entry['path']}: {entry['problem']}; the cache holds the other "
+        f"{len(kept)} training clips",
+    )
+
+
+# =========================================================================================================
+# Leftovers of killed runs: removed by the next run of the same step, unless their process still runs
+# =========================================================================================================
+_HANG = """
+import importlib.util, sys, time
+
+def hang(*args, **kwargs):  # the step has written its staging folder: wait here to be killed
+    print("staged", flush=True)
+    time.sleep(600)
+
+def script(name):
+    spec = importlib.util.spec_from_file_location(name, {repo!r} + f"/scripts/{{name}}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+"""
+
+
+def _tar_gz(path: Path, members: dict[str, bytes]) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+@dataclass
+class Step:
+    """A data step, how a process running it is stopped once its staging folder is written, and its rerun."""
+
+    area: str
+    prefix: str  # the staging folder's name starts with it, in the folder ``where(tmp_path)``
+    where: Callable[[Path], Path]
+    prepare: Callable[[Path], None]
+    child: Callable[[Path], str]  # python code run in the killed process (after _HANG)
+    rerun: Callable[[Path], None]
+    done: Callable[[Path], bool]
+
+
+def _imdb_raw(tmp: Path) -> None:
+    imdb.generate_standin(tmp / "raw", n_train=8, n_test=4)
+
+
+STEPS = [
+    Step(
+        "stand-in generation",
+        ".standin.tmp-",
+        lambda tmp: tmp,
+        lambda tmp: None,
+        lambda tmp: (
+            "import bidl.data.imdb\nbidl.data.imdb._standin_readme = hang\n"  # the last file it writes
+            f"script('make_standin').main('imdb', {str(tmp / 'standin')!r}, n_train=8, n_test=4)"
+        ),
+        lambda tmp: _load_script("make_standin").main("imdb", tmp / "standin", n_train=8, n_test=4),
+        lambda tmp: (tmp / "standin" / ".complete").is_file(),
+    ),
+    Step(
+        "archive extraction",
+        ".real.extract-",
+        lambda tmp: tmp,
+        lambda tmp: _tar_gz(tmp / "a.tar.gz", {"data/x.txt": b"x" * 1000, "data/y.txt": b"y"}) and None,
+        lambda tmp: (
+            "import bidl.data.download as dl\nextract = dl._extract_tar\n"
+            "dl._extract_tar = lambda archive, into: (extract(archive, into), hang())\n"
+            f"dl.extract_archive({str(tmp / 'a.tar.gz')!r}, {str(tmp / 'real')!r})"
+        ),
+        lambda tmp: extract_archive(tmp / "a.tar.gz", tmp / "real") and None,
+        lambda tmp: (tmp / "real" / "data" / "x.txt").read_bytes() == b"x" * 1000,
+    ),
+    Step(
+        "preprocessing",
+        ".cache.staging-",
+        lambda tmp: tmp,
+        _imdb_raw,
+        lambda tmp: (
+            "import bidl.data.imdb\nbidl.data.imdb.atomic_savez = hang\n"  # into the staging folder
+            f"script('preprocess').main('imdb', {str(tmp / 'raw')!r}, {str(tmp / 'cache')!r}, max_len=50)"
+        ),
+        lambda tmp: _load_script("preprocess").main("imdb", tmp / "raw", tmp / "cache", max_len=50) and None,
+        lambda tmp: (tmp / "cache" / "split.json").is_file() and (tmp / "cache" / "test.npz").is_file(),
+    ),
+]
+
+
+def _staging_folders(step: Step, tmp: Path) -> list[Path]:
+    return sorted(p for p in step.where(tmp).iterdir() if p.name.startswith(step.prefix))
+
+
+@pytest.mark.parametrize("step", STEPS, ids=[s.area for s in STEPS])
+def test_a_killed_step_leaves_a_staging_folder_that_its_next_run_removes(tmp_path, fault_log, step):
+    step.prepare(tmp_path)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _HANG.format(repo=str(REPO)) + step.child(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        line = child.stdout.readline()  # "staged" once the staging folder is written
+        assert line.strip() == "staged", (line, child.stderr.read() if child.poll() is not None else "")
+        (leftover,) = _staging_folders(step, tmp_path)
+        assert (leftover / staging.LOCK_NAME).is_file()
+        # a run of the same step while the first still runs leaves its folder alone
+        step.rerun(tmp_path)
+        assert step.done(tmp_path) and leftover.is_dir() and _staging_folders(step, tmp_path) == [leftover]
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.communicate(timeout=60)
+    assert child.returncode == -signal.SIGKILL and leftover.is_dir()  # killed: nothing could remove it
+    step.rerun(tmp_path)
+    assert step.done(tmp_path) and not leftover.exists() and _staging_folders(step, tmp_path) == []
+    assert not any(p.name == staging.LOCK_NAME for p in tmp_path.rglob("*"))  # no lock moved into place
+    fault_log(
+        step.area,
+        "SIGKILL of the step while its staging folder is written",
+        f"{leftover.name} stayed while its process ran (locked: a concurrent run of the step kept it) and "
+        "after the kill; the next run of the step removed it and completed",
+    )
+
+
+def test_a_staging_folder_without_an_owner_is_removed_once_unchanged_for_a_while(tmp_path, fault_log):
+    """Staging folders of an earlier bidl, written without a lock file, and swapped-out old copies."""
+    old = [tmp_path / ".standin.tmp-k1ll3d", tmp_path / ".standin.old-k1ll3d"]
+    fresh = tmp_path / ".standin.tmp-fr3sh1"  # may be in use: it changed a moment ago
+    other = tmp_path / ".standin2.tmp-0th3r"  # another target's
+    for folder in (*old, fresh, other):
+        (folder / "DvsGesture").mkdir(parents=True)
+        (folder / "DvsGesture" / "user01_led.aedat").write_bytes(b"#!AER-DAT3.1\r\n")
+    an_hour_ago = time.time() - 3600
+    for folder in (*old, other):
+        os.utime(folder, (an_hour_ago, an_hour_ago))
+    dvs128.generate_standin(tmp_path / "standin", n_users=2, lightings=("led",), reps_per_class=1)
+    assert not any(p.exists() for p in old) and fresh.is_dir() and other.is_dir()
+    assert (tmp_path / "standin" / "DvsGesture" / "trials_to_train.txt").is_file()
+    fault_log(
+        "stand-in generation",
+        "staging folders left without a lock file: an hour old, a moment old, and another target's",
+        f"the next run removed {', '.join(p.name for p in old)}; kept {fresh.name} (changed "
+        f"{staging.GRACE_SECONDS:.0f} s ago or less) and {other.name} (another target)",
     )

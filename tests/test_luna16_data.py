@@ -347,3 +347,17 @@ def test_candidates_are_found_where_the_fetch_step_leaves_plain_files(tmp_path, 
     summary = preprocess(raw, tmp_path / "c", max_negatives_per_scan=None, test_fraction=0.25)
     assert summary["label_file"] == str(raw / "downloads" / "candidates.csv")
     assert sum(s["n"] for s in summary["splits"].values()) == 4 * 6
+
+
+def test_the_luna16_checksum_file_is_installed_with_the_package():
+    """bidl/data/luna16_checksums.json is package data: a wheel (not only an editable install) carries it."""
+    import fnmatch
+    import tomllib
+
+    from bidl.data.sources import LUNA16_CHECKSUMS
+
+    repo = Path(__file__).resolve().parents[1]
+    setuptools = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]
+    patterns = setuptools.get("package-data", {}).get("bidl.data", [])
+    assert LUNA16_CHECKSUMS.is_file() and LUNA16_CHECKSUMS.parent == repo / "bidl" / "data"
+    assert any(fnmatch.fnmatch(LUNA16_CHECKSUMS.name, pattern) for pattern in patterns), patterns

@@ -1,6 +1,6 @@
 """Reader and writer for jAER AEDAT 2.0 files of a DVS128 sensor (the CIFAR10-DVS release).
 
-Layout (DATASETS.md 2b): ASCII header lines, each starting with ``#`` and ending with ``\\n`` (jAER writes
+Layout: ASCII header lines, each starting with ``#`` and ending with ``\\n`` (jAER writes
 ``\\r\\n``; the first line is ``#!AER-DAT2.0``), then the events as **big-endian** pairs
 ``uint32 address, uint32 timestamp`` (8 bytes per event, timestamps in µs). The header ends at the first
 line that does not start with ``#``; AEDAT 2.0 has no end-of-header marker. (A file without any header

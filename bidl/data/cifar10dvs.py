@@ -15,7 +15,7 @@ The dataset has no official split: :func:`preprocess` draws a seeded per-class s
 
 Two framings (:func:`preprocess` ``framing=``):
 
-- ``"time"`` (SPEC section 4, the paper): ``n_frames`` windows of ``window_us`` µs (10 x 5 ms) from the
+- ``"time"`` (the paper): ``n_frames`` windows of ``window_us`` µs (10 x 5 ms) from the
   recording's first event; later events are not used.
 - ``"count"`` (spikingjelly ``split_by="number"``): the WHOLE recording cut into ``n_frames`` bins of
   ``N // n_frames`` consecutive events each, the last bin also taking the ``N % n_frames`` remainder
@@ -35,8 +35,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -48,8 +46,9 @@ from bidl.data.aedat2 import SENSOR_SIZE, encode_aedat2, read_aedat2
 from bidl.data.cache import CachedSplit
 from bidl.data.events import events_to_frames
 from bidl.data.preprocessing import BadSamples, staged_cache
+from bidl.data.staging import staged_replacement
 from bidl.errors import ConfigError, DataFormatError
-from bidl.io import atomic_savez, atomic_write_text, default_file_mode, replace_dir
+from bidl.io import atomic_savez, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -458,10 +457,7 @@ def generate_standin(raw_root: str | Path, *, per_class: int = 100, seed: int = 
     raw_root = Path(raw_root)
     if per_class < 1:
         raise ValueError(f"per_class must be >= 1, got {per_class}")
-    raw_root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=raw_root.parent, prefix=f".{raw_root.name}.tmp-"))
-    try:
-        tmp.chmod(default_file_mode(directory=True))
+    with staged_replacement(raw_root) as tmp:
         for label, cls in enumerate(CLASSES):
             folder = tmp / cls
             folder.mkdir()
@@ -470,10 +466,6 @@ def generate_standin(raw_root: str | Path, *, per_class: int = 100, seed: int = 
                 header = (f"# bidl generated stand-in: seed={seed} class={cls} index={i}",)
                 (folder / f"cifar10_{cls}_{i}.aedat").write_bytes(encode_aedat2(events, header))
         (tmp / "README.txt").write_text(_standin_readme(seed, per_class), encoding="utf-8")
-        replace_dir(tmp, raw_root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return raw_root
 
 

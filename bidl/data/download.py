@@ -6,7 +6,8 @@ Guarantees shared by everything here:
 * an interrupted download keeps its bytes in ``<dest>.part`` and the next attempt continues it with an
   HTTP ``Range`` request;
 * an archive is extracted completely into a temporary directory and moved into place only when every
-  member was checked and written, so a failed extraction leaves nothing behind;
+  member was checked and written, so a failed extraction leaves nothing behind, and the next extraction
+  into the same place removes what a killed one left (:mod:`bidl.data.staging`);
 * failures raise :class:`bidl.errors.DownloadError` or :class:`bidl.errors.DataFormatError` whose message
   names the file, the source and, for checksum failures, the expected and the actual digest.
 """
@@ -19,11 +20,9 @@ import http.client
 import lzma
 import os
 import re
-import shutil
 import stat
 import sys
 import tarfile
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -33,6 +32,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from bidl.data.staging import staging_dir
 from bidl.errors import DataFormatError, DownloadError
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "extract_archive",
     "file_digest",
     "is_archive",
+    "verify_recorded",
 ]
 
 USER_AGENT = "bidl-downloader"
@@ -459,11 +460,13 @@ def extract_archive(archive: str | Path, dest_dir: str | Path, *, reserved: Coll
       link (tar), a zip member whose external attributes mark it a symlink, device/FIFO files and any other
       non-regular, non-directory member raise :class:`DataFormatError` naming the archive and the member.
       Tar members additionally go through ``tarfile``'s ``filter="data"``.
-    * Extraction happens in a temporary sibling of ``dest_dir``. Only when all members were written is it
-      renamed to ``dest_dir`` (atomic) or, if ``dest_dir`` already exists, each top-level entry is renamed
-      into it, replacing an existing entry of the same name, except that a top-level entry named in
-      ``reserved`` (e.g. the download directory) raises :class:`DataFormatError` before anything is moved.
-      On any failure the temporary directory is removed and ``dest_dir`` is as it was.
+    * Extraction happens in a temporary sibling of ``dest_dir`` (``.<dest name>.extract-<random>``, a
+      :func:`bidl.data.staging.staging_dir`). Only when all members were written is it renamed to
+      ``dest_dir`` (atomic) or, if ``dest_dir`` already exists, each top-level entry is renamed into it,
+      replacing an existing entry of the same name, except that a top-level entry named in ``reserved``
+      (e.g. the download directory) raises :class:`DataFormatError` before anything is moved. On any
+      failure the temporary directory is removed and ``dest_dir`` is as it was; the temporary directories
+      of earlier extractions into ``dest_dir`` that were killed are removed before extracting.
 
     Returns ``dest_dir``. A corrupt archive raises :class:`DataFormatError`; an unknown suffix ``ValueError``.
     """
@@ -477,9 +480,9 @@ def extract_archive(archive: str | Path, dest_dir: str | Path, *, reserved: Coll
         raise ValueError(f"{archive}: not a supported archive (suffixes: {_TAR_SUFFIXES + _ZIP_SUFFIXES})")
     if not archive.is_file():
         raise DataFormatError(archive, "archive not found")
-    dest_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest_dir.name}.extract-", dir=dest_dir.parent))
-    try:
+    with staging_dir(dest_dir.parent, f".{dest_dir.name}.extract-") as stage:
+        tmp = stage / "content"  # beside the staging folder's lock file, which must not reach dest_dir
+        tmp.mkdir()
         _log(f"extracting {archive} into {dest_dir}")
         extract(archive, tmp)
         clash = sorted(set(reserved) & {entry.name for entry in tmp.iterdir()})
@@ -493,15 +496,11 @@ def extract_archive(archive: str | Path, dest_dir: str | Path, *, reserved: Coll
             for entry in sorted(tmp.iterdir()):
                 target = dest_dir / entry.name
                 if target.exists() or target.is_symlink():
-                    trash = Path(tempfile.mkdtemp(prefix=f".{entry.name}.old-", dir=dest_dir))
-                    os.replace(target, trash / entry.name)
-                    os.replace(entry, target)
-                    shutil.rmtree(trash, ignore_errors=True)
+                    with staging_dir(dest_dir, f".{entry.name}.old-") as trash:
+                        os.replace(target, trash / "content")
+                        os.replace(entry, target)
                 else:
                     os.replace(entry, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return dest_dir
 
 
@@ -550,3 +549,83 @@ def check_placed_files(
     lines += [f"  {root / rel}" + (f"  (MD5 {md5.lower()})" if md5 else "") for rel, md5 in expected.items()]
     lines.append(f"Where to get them: {where_to_get}")
     raise DownloadError("\n".join(lines))
+
+
+def verify_recorded(root: str | Path, files: Sequence, *, dataset: str, fix: str) -> list[str]:
+    """Verify the files ``files`` (:class:`bidl.data.sources.RemoteFile`) placed under ``root`` against their
+    recorded size and MD5, without network access; return one line per file (``ok``, and what was checked).
+
+    Raises:
+        DownloadError: listing every file that is missing, of the wrong size or MD5, or that has no recorded
+            checksum (it cannot be verified offline), with ``fix`` (how to record the missing checksums).
+    """
+    root = Path(root).absolute()
+    report, problems, unrecorded = [], [], []
+    for rf in files:
+        path = root / rf.name
+        if not rf.md5 and not rf.sha256:
+            unrecorded.append(rf.name)
+            report.append(f"  {path}: NOT VERIFIED, no checksum recorded")
+            continue
+        if not path.is_file():
+            problems.append(f"  {path}: missing")
+            continue
+        problem = _verify(path, rf.md5, rf.sha256, rf.size)
+        if problem is not None:
+            problems.append(f"  {path}: {problem}")
+        else:
+            report.append(f"  {path}: ok (size and {'MD5' if rf.md5 else 'SHA256'})")
+    if problems or unrecorded:
+        bad = len(problems) + len(unrecorded)
+        lines = [f"{dataset}: {bad} of {len(files)} file(s) under {root} do not verify."]
+        if problems:
+            lines += ["Missing or wrong (replace them):", *problems]
+        if unrecorded:
+            lines.append(f"No checksum is recorded for {unrecorded}: they cannot be verified offline. {fix}")
+        raise DownloadError("\n".join(lines))
+    return report
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    from bidl.data import sources
+
+    parser = argparse.ArgumentParser(
+        prog="python -m bidl.data.download",
+        description="Write and check the recorded checksums of LUNA16's Zenodo files "
+        "(bidl/data/luna16_checksums.json).",
+    )
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument(
+        "--write-luna16-checksums",
+        nargs="?",
+        const=str(sources.LUNA16_CHECKSUMS),
+        metavar="PATH",
+        help="read the MD5 and size of every file of LUNA16's two Zenodo records from Zenodo's API (network "
+        "access) and write them to PATH (default: the file shipped with bidl)",
+    )
+    group.add_argument(
+        "--verify-luna16",
+        metavar="DIR",
+        help="verify the LUNA16 files placed in DIR (e.g. resources/luna16/zenodo/downloads) against the "
+        "recorded checksums, without network access",
+    )
+    args = parser.parse_args(argv)
+    try:
+        if args.write_luna16_checksums:
+            path = sources.write_luna16_checksums(args.write_luna16_checksums)
+            recorded = sources.read_recorded_checksums(path)
+            print(f"{path}: {len(recorded)} files of LUNA16's Zenodo records recorded")
+        else:
+            src = sources.get_source("luna16", "zenodo")
+            fix = "Record them with 'python -m bidl.data.download --write-luna16-checksums' (network access)."
+            print("\n".join(verify_recorded(args.verify_luna16, src.files, dataset=src.key, fix=fix)))
+    except (DownloadError, DataFormatError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

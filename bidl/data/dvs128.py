@@ -12,7 +12,8 @@ Raw layouts read by :func:`iter_samples` (the same loader serves the real data a
 
   (``raw_root`` may also be the ``DvsGesture`` folder itself.) Every labels row is one sample, cut with
   ``startTime_usec <= t < endTime_usec`` independently of the other rows (one real file,
-  ``user22_led_labels.csv``, has overlapping rows).
+  ``user22_led_labels.csv``, has overlapping rows); a window that holds no event is a bad sample. Each
+  trial is listed once, in one of the two lists.
 
 - ``"tonic_npy"``, tonic's pre-cut copy: ``raw_root/[DVSGesture/]ibmGesture{Train,Test}/userNN_<lighting>/
   <label>.npy`` with label 0..10 (see :func:`bidl.data.aedat.read_tonic_npy`).
@@ -31,8 +32,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -48,8 +47,9 @@ from bidl.data.aedat import (
 from bidl.data.cache import DenseSplit
 from bidl.data.events import events_to_frames
 from bidl.data.preprocessing import BadSamples, staged_cache, validation_pick
+from bidl.data.staging import staged_replacement
 from bidl.errors import ConfigError, DataFormatError
-from bidl.io import atomic_savez, atomic_write_text, default_file_mode, replace_dir
+from bidl.io import atomic_savez, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -175,18 +175,47 @@ def read_labels_csv(path: str | Path) -> np.ndarray:
     return out
 
 
-def _read_trial_list(path: Path) -> list[str]:
+def _read_trial_list(path: Path) -> list[tuple[int, str]]:
+    """``(line number, trial file name)`` of every non-blank line of a trial list."""
     try:
         text = path.read_text(encoding="ascii")
     except FileNotFoundError as exc:
         raise DataFormatError(path, "trial list is missing") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise DataFormatError(path, f"cannot read trial list: {exc}") from exc
-    names = [line.strip() for line in text.splitlines() if line.strip()]
-    for name in names:
+    entries = [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    for _, name in entries:
         if not name.endswith(".aedat") or "/" in name or "\\" in name:
             raise DataFormatError(path, f"entry {name!r} is not a bare .aedat file name")
-    return names
+    return entries
+
+
+def _trial_lists(folder: Path) -> dict[str, list[str]]:
+    """The trials of each split from ``trials_to_train.txt`` and ``trials_to_test.txt``.
+
+    Raises:
+        DataFormatError: a list missing or malformed, a trial listed twice in one list (naming the list and
+            both lines), or a trial in both lists (naming the test list, the trial and the train list): a
+            trial in both would put the same recordings in the training and the test split.
+    """
+    lists = {split: folder / f"trials_to_{split}.txt" for split in SPLITS}
+    seen: dict[str, tuple[Path, int]] = {}
+    out: dict[str, list[str]] = {}
+    for split, path in lists.items():
+        out[split] = []
+        for line, name in _read_trial_list(path):
+            if name in seen:
+                first, first_line = seen[name]
+                where = f"line {first_line}" if first == path else f"{first} line {first_line}"
+                raise DataFormatError(
+                    path,
+                    f"line {line}: trial {name} is also listed at {where}; every trial must be listed once, "
+                    f"in {lists['train'].name} or in {lists['test'].name}, else its gestures are read twice "
+                    "or reach both the training and the test split",
+                )
+            seen[name] = (path, line)
+            out[split].append(name)
+    return out
 
 
 def _cut(events: np.ndarray, start: int, end: int) -> np.ndarray:
@@ -202,10 +231,25 @@ def _ibm_index(raw_root: Path, split: str) -> list[tuple[Path, str, np.ndarray]]
     """(aedat path, trial stem, labels [R, 3]) of every trial of a split; reads only the csv files."""
     folder = _ibm_dir(raw_root)
     index = []
-    for trial in _read_trial_list(folder / f"trials_to_{split}.txt"):
+    for trial in _trial_lists(folder)[split]:
         stem = trial[: -len(".aedat")]
         index.append((folder / trial, stem, read_labels_csv(folder / f"{stem}_labels.csv")))
     return index
+
+
+def _empty_window(aedat: Path, stem: str, row: int, start: int, end: int, events: np.ndarray) -> str:
+    """Why the window ``start <= t < end`` of labels row ``row`` holds no event of the recording, in words."""
+    if events.shape[0] == 0:
+        span = "the recording holds no event"
+    else:
+        t = events["t"]
+        first, last = int(t.min()), int(t.max())
+        where = "lies outside" if end <= first or start > last else "is a gap in"
+        span = f"it {where} the recording {aedat.name}, whose events span {first}..{last} µs"
+    return (
+        f"line {row + 2}: gesture window {start}..{end} µs holds no event ({span}); the labels do not belong "
+        f"to {stem}.aedat, or its recording is cut short"
+    )
 
 
 def _iter_ibm(
@@ -218,7 +262,13 @@ def _iter_ibm(
             bad.reject(exc, split=split, lost=len(labels))
             continue
         for row, (label, start, end) in enumerate(labels):
-            yield f"{stem}/{row:02d}", int(label), _cut(events, int(start), int(end))
+            cut = _cut(events, int(start), int(end))
+            if cut.shape[0] == 0:
+                csv_path = aedat.with_name(f"{stem}_labels.csv")
+                problem = _empty_window(aedat, stem, row, int(start), int(end), events)
+                bad.reject(DataFormatError(csv_path, problem), split=split)
+                continue
+            yield f"{stem}/{row:02d}", int(label), cut
 
 
 def _tonic_index(raw_root: Path, split: str, bad: BadSamples) -> list[tuple[Path, str, int]]:
@@ -304,8 +354,9 @@ def iter_samples(
 
     Raises:
         ConfigError: unknown split or layout.
-        DataFormatError: any missing or malformed raw file, naming it (a trial list or labels csv always;
-            a recording or tonic sample file unless ``bad`` skips it).
+        DataFormatError: any missing or malformed raw file, naming it (a trial list or labels csv always, or
+            a trial listed twice; a recording, a tonic sample file or a labels row whose window holds no
+            event unless ``bad`` skips it).
     """
     bad = BadSamples() if bad is None else bad  # none given: the "error" policy, which raises
     _check_split_layout(split, layout)
@@ -615,7 +666,8 @@ def generate_standin(
     ``raw_root/gesture_mapping.csv`` (:data:`STANDIN_CLASSES`) and ``raw_root/README.txt`` saying what it
     is and how it was made. Everything is written into a temporary sibling folder that then replaces
     ``raw_root`` (an existing ``raw_root`` is swapped out and removed), so a crash leaves no half-written
-    copy. Same arguments -> identical bytes.
+    copy, and the temporary folder of a killed run is removed by the next
+    (:func:`bidl.data.staging.staged_replacement`). Same arguments -> identical bytes.
 
     Args:
         raw_root: destination folder.
@@ -636,10 +688,7 @@ def generate_standin(
         n_test_users = max(1, round(n_users * 6 / 29)) if n_users >= 2 else 0
     if not 0 <= n_test_users <= n_users:
         raise ValueError(f"n_test_users must be in 0..{n_users}, got {n_test_users}")
-    raw_root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=raw_root.parent, prefix=f".{raw_root.name}.tmp-"))
-    try:
-        tmp.chmod(default_file_mode(directory=True))
+    with staged_replacement(raw_root) as tmp:
         folder = tmp / "DvsGesture"
         folder.mkdir()
         train, test = [], []
@@ -662,10 +711,6 @@ def generate_standin(
         (tmp / "README.txt").write_text(
             _standin_readme(seed, n_users, lightings, reps_per_class, n_test_users), encoding="utf-8"
         )
-        replace_dir(tmp, raw_root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return raw_root
 
 
@@ -732,10 +777,13 @@ def preprocess(
     The split is the dataset's own (trial lists users 01-23 / 24-29, or tonic's Train/Test folders).
 
     ``on_bad_sample`` (:mod:`bidl.data.preprocessing`): ``"error"`` stops at the first bad recording
-    (``.aedat``: empty, truncated, AEDAT 2, timestamps out of range, coordinates off the sensor) or tonic
-    ``.npy`` file; ``"skip"`` leaves it out (an ``.aedat`` with every labelled gesture of its trial) and lists
-    it in split.json's ``skipped``. The trial lists and ``*_labels.csv`` files are not samples: a bad one is
-    fatal under both policies.
+    (``.aedat``: empty, truncated, AEDAT 2, timestamps out of range, coordinates off the sensor), tonic
+    ``.npy`` file or gesture window (a ``*_labels.csv`` row whose window holds no event of its recording,
+    e.g. one outside the recording's time span; the error names the csv file and line); ``"skip"`` leaves it
+    out (an ``.aedat`` with every labelled gesture of its trial, a window alone) and lists it in split.json's
+    ``skipped``. The trial lists and ``*_labels.csv`` files are not samples: a malformed one is fatal under
+    both policies, and so is a trial listed twice, in one list or in both (its gestures would be read twice
+    or reach both splits).
 
     Writes, into a temporary folder whose files replace those of ``out_dir`` only when all are written
     (:func:`bidl.data.preprocessing.staged_cache`: no partial cache on failure):
@@ -761,7 +809,9 @@ def preprocess(
         raise ConfigError(f"layout: {layout!r} is not one of {LAYOUTS}")
     if val_fraction is not None and not 0.0 < val_fraction < 1.0:
         raise ConfigError(f"val_fraction: must be in (0, 1), got {val_fraction}")
-    bad = BadSamples(on_bad_sample, unit="recordings" if layout == "ibm_aedat31" else "sample files")
+    bad = BadSamples(
+        on_bad_sample, unit="recordings or gesture windows" if layout == "ibm_aedat31" else "sample files"
+    )
     summary: dict = {
         "dataset": "DVS128 Gesture",
         "layout": layout,

@@ -43,8 +43,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -53,8 +51,9 @@ import torch
 
 from bidl.data.cache import CachedSplit
 from bidl.data.preprocessing import BadSamples, staged_cache, validation_pick
+from bidl.data.staging import staged_replacement
 from bidl.errors import ConfigError, DataFormatError
-from bidl.io import atomic_savez, atomic_write_text, default_file_mode, replace_dir
+from bidl.io import atomic_savez, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -558,10 +557,7 @@ def generate_standin(raw_root: str | Path, *, n_train: int = 4000, n_test: int =
     raw_root = Path(raw_root)
     if n_train < 2 or n_test < 2:
         raise ValueError(f"n_train and n_test must be >= 2, got {n_train}, {n_test}")
-    raw_root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=raw_root.parent, prefix=f".{raw_root.name}.tmp-"))
-    try:
-        tmp.chmod(default_file_mode(directory=True))
+    with staged_replacement(raw_root) as tmp:
         acl = tmp / "aclImdb"
         for split_index, (split, n) in enumerate((("train", n_train), ("test", n_test))):
             for label, label_dir in enumerate(LABEL_DIRS):
@@ -575,8 +571,4 @@ def generate_standin(raw_root: str | Path, *, n_train: int = 4000, n_test: int =
                     text = standin_review(rng, label)
                     (folder / f"{i}_{ratings[i]}.txt").write_text(text, encoding="utf-8")
         (acl / "README").write_text(_standin_readme(seed, n_train, n_test), encoding="utf-8")
-        replace_dir(tmp, raw_root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return raw_root

@@ -51,9 +51,7 @@ import json
 import logging
 import os
 import re
-import shutil
 import tarfile
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -65,8 +63,9 @@ from scipy import ndimage
 from bidl.data.cache import CachedSplit
 from bidl.data.jpeg import JPEG_MAGIC, NOT_JPEG, clip_frame_size
 from bidl.data.preprocessing import BadSamples, staged_cache
+from bidl.data.staging import staged_replacement, staging_dir
 from bidl.errors import ConfigError, DataFormatError, DownloadError
-from bidl.io import atomic_savez, atomic_write_text, default_file_mode, replace_dir
+from bidl.io import atomic_savez, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +141,7 @@ QUALCOMM_ZIPS: tuple[str, ...] = (
     "20bn-jester-download-package-labels.zip",
     *(f"20bn-jester-v1-{k:02d}.zip" for k in range(23)),
 )
-"""The 24 archives of Qualcomm's download page (DATASETS.md section 3a)."""
+"""The 24 archives of Qualcomm's download page."""
 
 _FRAME_NAME = re.compile(r"^\d{5}\.jpg$")
 _HEADER_LINES = {"video;label", "id;label"}
@@ -241,7 +240,9 @@ def unpack_qualcomm_parts(raw_root: str | Path) -> bool:
 
     Does nothing and returns False when ``raw_root/20bn-jester-v1/`` exists or no part is found. Members
     go through tarfile's ``"data"`` filter (no absolute paths, ``..``, links out of the tree or device
-    files) into a temporary folder that is renamed to ``raw_root/20bn-jester-v1`` only when complete.
+    files) into a temporary folder (``raw_root/.20bn-jester-v1.extract-<random>``;
+    those of killed runs are removed first) that is renamed to ``raw_root/20bn-jester-v1`` only when
+    complete.
 
     Raises:
         DataFormatError: a corrupt archive or one that does not hold ``20bn-jester-v1/``.
@@ -251,8 +252,8 @@ def unpack_qualcomm_parts(raw_root: str | Path) -> bool:
     parts = sorted(p for p in raw_root.glob(f"{FRAMES_DIR}-[0-9][0-9]") if p.is_file())
     if target.exists() or not parts:
         return False
-    tmp = Path(tempfile.mkdtemp(dir=raw_root, prefix=f".{FRAMES_DIR}.extract-"))
-    try:
+    with staging_dir(raw_root, f".{FRAMES_DIR}.extract-") as stage:
+        tmp = stage / "content"  # beside the staging folder's lock file
         log.info("extracting %d tar parts %s ... into %s", len(parts), parts[0].name, target)
         try:
             with tarfile.open(fileobj=io.BufferedReader(_ConcatenatedParts(parts)), mode="r|gz") as tf:
@@ -263,8 +264,6 @@ def unpack_qualcomm_parts(raw_root: str | Path) -> bool:
         if not (tmp / FRAMES_DIR).is_dir():
             raise DataFormatError(parts[0], f"the joined tar parts hold no {FRAMES_DIR}/ folder")
         (tmp / FRAMES_DIR).rename(target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return True
 
 
@@ -445,12 +444,12 @@ def _split_entries(
 
 
 def _checked(entries: list[tuple[str, int, list[Path]]], split: str, bad: BadSamples) -> list:
-    """The entries whose frame files all pass :func:`bidl.data.jpeg.clip_frame_size` (the others are raised
-    or left out by ``bad``)."""
+    """The entries whose frame files all pass :func:`bidl.data.jpeg.clip_frame_size` with ``decode=True``
+    (each checked whole and decoded once; the others are raised or left out by ``bad``)."""
     out = []
     for entry in entries:
         try:
-            clip_frame_size(entry[2])
+            clip_frame_size(entry[2], decode=True)
         except DataFormatError as exc:
             bad.reject(exc, split=split)
             continue
@@ -470,19 +469,22 @@ def preprocess(
 ) -> dict:
     """Index the clips of a raw Jester copy (real or stand-in): their labels and frame numbers.
 
-    No frame is decoded here: :class:`JesterClips` decodes the frames an item uses from the raw copy when
+    No frame is stored here: :class:`JesterClips` decodes the frames an item uses from the raw copy when
     the item is read, so the raw copy must stay at ``raw_root`` (the index stores its path relative to
     ``out_dir``, so that the project folder can move as a whole; a copy moved on its own is passed as
-    ``JesterClips(..., raw_root=...)``). Every frame file of an indexed clip is checked without decoding
-    (:func:`bidl.data.jpeg.clip_frame_size`: the JPEG signature, the header up to the frame size, the
-    end-of-image marker in its last bytes, and one size for all frames of a clip). Clips with fewer than
+    ``JesterClips(..., raw_root=...)``). Every frame file of an indexed clip is checked whole and decoded
+    once (:func:`bidl.data.jpeg.clip_frame_size` with ``decode=True``: the JPEG signature, every marker
+    segment, the entropy-coded data up to the end-of-image marker, a full decode with PIL, and one size for
+    all frames of a clip), so that a frame training could not decode stops (or is skipped) here rather
+    than in an epoch. Clips with fewer than
     ``min_frames`` frames are dropped (BIDL drops clips < 16 frames); ``max_clips`` keeps a seeded random
     subset of that many clips per split (all when ``None``), drawn before the frame check. A raw copy that
     still holds Qualcomm's tar parts is unpacked first (:func:`unpack_qualcomm_parts`).
 
     ``on_bad_sample`` (:mod:`bidl.data.preprocessing`): ``"error"`` stops at the first bad clip (a missing or
-    empty video folder, a frame file that is empty, truncated, not a JPEG, or of another size than the
-    clip's first frame); ``"skip"`` leaves the clip out and lists the file in split.json's ``skipped``.
+    empty video folder, a frame file that is empty, truncated, not a JPEG, damaged in its structure,
+    undecodable, or of another size than the clip's first frame); ``"skip"`` leaves the clip out and lists
+    the file in split.json's ``skipped``.
     The labels and split csv files are fatal under both policies.
 
     Writes, into a temporary folder whose files replace those of ``out_dir`` only when all are written
@@ -917,10 +919,7 @@ def generate_standin(
     labels = np.repeat(np.arange(len(STANDIN_CLASSES)), per_class)
     is_train = np.tile(np.arange(per_class) < n_train_per_class, len(STANDIN_CLASSES))
     ids = rng.permutation(labels.size) + 1
-    raw_root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=raw_root.parent, prefix=f".{raw_root.name}.tmp-"))
-    try:
-        tmp.chmod(default_file_mode(directory=True))
+    with staged_replacement(raw_root) as tmp:
         rows: dict[bool, list[tuple[int, str]]] = {True: [], False: []}
         for video, label, train in zip(ids.tolist(), labels.tolist(), is_train.tolist()):
             name = STANDIN_CLASSES[label]
@@ -938,8 +937,4 @@ def generate_standin(
         (tmp / "README.txt").write_text(
             _standin_readme(seed, n_train_per_class, n_val_per_class), encoding="utf-8"
         )
-        replace_dir(tmp, raw_root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return raw_root

@@ -18,7 +18,7 @@ world position of the new first voxel, ``Offset - (n - 1) * spacing``, so that a
 "identity-oriented" and :func:`world_to_voxel` is simply ``(world - origin) / spacing`` (then reversed to
 (z, y, x)).
 
-Preprocessing (paper section 5, SPEC section 4; the steps of the DSB2017 "grt123" ``prep.py`` that BIDL
+Preprocessing (paper section 5; the steps of the DSB2017 "grt123" ``prep.py`` that BIDL
 copies), per scan, in the scan's own voxel grid:
 
 1. HU volume and lung mask (mask values 3 and 4, :data:`LUNG_MASK_VALUES`).
@@ -35,7 +35,7 @@ copies), per scan, in the scan's own voxel grid:
 6. Cubes of :data:`CUBE_SHAPE` = (8, 32, 32) voxels (z, y, x) centred on each sample's world coordinate
    (the cube centre lies between voxels 3/4 and 15/16), rounded back to uint8.
 
-Label source (LUNA16 has no malignancy labels; SPEC section 4, DATASETS.md section 4c):
+Label source (LUNA16 has no malignancy labels):
 
 - ``"candidates"`` (default): nodule (label 1) vs non-nodule (label 0) from the ``class`` column of the
   candidates file (``candidates.csv`` or ``candidates_V2.csv``). Every positive is kept; the negatives of a
@@ -65,7 +65,6 @@ import logging
 import math
 import os
 import re
-import shutil
 import tempfile
 import urllib.request
 import zlib
@@ -80,8 +79,9 @@ from scipy.spatial import ConvexHull, QhullError
 
 from bidl.data.cache import DenseSplit
 from bidl.data.preprocessing import BadSamples, staged_cache
+from bidl.data.staging import staged_replacement
 from bidl.errors import ConfigError, DataFormatError
-from bidl.io import atomic_savez, atomic_write_text, default_file_mode, replace_dir
+from bidl.io import atomic_savez, atomic_write_text, default_file_mode
 
 log = logging.getLogger(__name__)
 
@@ -1040,10 +1040,7 @@ def generate_standin(
     raw_root = Path(raw_root)
     if n_scans < 1 or n_nodules < 0 or n_vessels < 0 or n_nodules + n_vessels < 1:
         raise ValueError("n_scans must be >= 1 and n_nodules + n_vessels >= 1")
-    raw_root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=raw_root.parent, prefix=f".{raw_root.name}.tmp-"))
-    try:
-        tmp.chmod(default_file_mode(directory=True))
+    with staged_replacement(raw_root) as tmp:
         candidates = [",".join(CANDIDATES_HEADER)]
         annotations = [",".join(ANNOTATIONS_HEADER)]
         flip_matrix = (-1, 0, 0, 0, -1, 0, 0, 0, 1)
@@ -1074,8 +1071,4 @@ def generate_standin(
         (tmp / "README.txt").write_text(
             _standin_readme(seed, n_scans, n_nodules, n_vessels), encoding="utf-8"
         )
-        replace_dir(tmp, raw_root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return raw_root

@@ -9,25 +9,27 @@ The policy (:class:`BadSamples`) is the ``on_bad_sample`` parameter every ``prep
 
 Files that are not samples (label csv files, trial lists, annotation csv files, class lists) and a missing
 split or class folder are fatal under both policies: without them no sample can be labelled or found. A
-split whose every sample was skipped is an error naming the raw root.
+labels row that cuts a sample out of a recording (DVS128) is that sample: a window with no event in it is
+a bad sample, named by the labels file and line. A split whose every sample was skipped is an error naming
+the raw root.
 
 The cache folder (:func:`staged_cache`): ``preprocess`` writes its files into a temporary sibling folder,
 and they are moved into the cache folder only when every one of them is written, so a failure leaves no
-partial cache (an earlier complete cache in that folder stays as it was).
+partial cache (an earlier complete cache in that folder stays as it was). The temporary folder of a run that
+was killed is removed by the next run (:mod:`bidl.data.staging`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
+from bidl.data.staging import LOCK_NAME, staging_dir
 from bidl.errors import ConfigError, DataFormatError
 
 __all__ = ["ON_BAD_SAMPLE", "BadSamples", "staged_cache", "validation_pick"]
@@ -112,19 +114,19 @@ def staged_cache(out_dir: str | Path, *, last: tuple[str, ...] = ("split.json",)
 
     When the block ends without an exception, every file in it is moved into ``out_dir`` (created if need
     be; files named in ``last``, the split file, moved after the others, so that a reader finding it finds
-    the arrays too); else nothing reaches ``out_dir``. The temporary folder is removed either way.
+    the arrays too); else nothing reaches ``out_dir``. The temporary folder (``.<name>.staging-<random>``,
+    :func:`bidl.data.staging.staging_dir`) is removed either way, and those of earlier runs that were
+    killed are removed before it is made.
     """
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.staging-"))
-    try:
+    with staging_dir(out_dir.parent, f".{out_dir.name}.staging-") as stage:
         yield stage
         out_dir.mkdir(parents=True, exist_ok=True)
-        files = sorted(stage.iterdir(), key=lambda p: (p.name in last, p.name))
+        files = sorted(
+            (p for p in stage.iterdir() if p.name != LOCK_NAME), key=lambda p: (p.name in last, p.name)
+        )
         for path in files:
             os.replace(path, out_dir / path.name)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
 
 
 def validation_pick(

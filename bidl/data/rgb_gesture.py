@@ -39,8 +39,6 @@ import io
 import json
 import logging
 import re
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -49,10 +47,11 @@ from PIL import Image, UnidentifiedImageError
 from scipy import ndimage
 
 from bidl.data.cache import DenseSplit
-from bidl.data.jpeg import JPEG_MAGIC, NOT_JPEG, clip_frame_size
+from bidl.data.jpeg import clip_frame_size, jpeg_structure, verify_jpeg
 from bidl.data.preprocessing import BadSamples, staged_cache
+from bidl.data.staging import staged_replacement
 from bidl.errors import ConfigError, DataFormatError, DownloadError
-from bidl.io import atomic_savez, atomic_write_text, default_file_mode, replace_dir
+from bidl.io import atomic_savez, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -177,18 +176,18 @@ def list_clips(
 
 
 def read_gray_frame(path: str | Path) -> np.ndarray:
-    """Decode one JPEG frame to uint8 ``[H, W]`` grey (ITU-R 601 luma).
+    """Decode one JPEG frame to uint8 ``[H, W]`` grey (ITU-R 601 luma), after checking all of its structure
+    (:func:`bidl.data.jpeg.jpeg_structure`).
 
     Raises:
-        DataFormatError: not a JPEG (no FF D8 FF signature) or undecodable.
+        DataFormatError: not a JPEG (no FF D8 FF signature), damaged in its structure or undecodable.
     """
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise DataFormatError(path, f"cannot read frame: {exc}") from exc
-    if not data.startswith(JPEG_MAGIC):
-        raise DataFormatError(path, NOT_JPEG)
+    jpeg_structure(path, data)
     try:
         with Image.open(io.BytesIO(data)) as img:
             return np.asarray(img.convert("L"), dtype=np.uint8).copy()
@@ -267,7 +266,9 @@ def _frames_of_split(
         paths = clip[2]
         try:
             clip_frame_size(paths)
-            gray = read_gray_clip(paths[: n_frames + 1])  # later frames are never used
+            gray = read_gray_clip(paths[: n_frames + 1])  # the frames used, each checked whole and decoded
+            for path in paths[n_frames + 1 :]:  # never used, but decoded once too: no damaged frame passes
+                verify_jpeg(path)
         except DataFormatError as exc:
             bad.reject(exc, split=split)
             continue
@@ -290,11 +291,14 @@ def preprocess(
     """Turn every clip of a raw copy (real or stand-in) into difference frames and cache them.
 
     Every frame file of a clip is checked (:func:`bidl.data.jpeg.clip_frame_size`: JPEG signature, header,
-    end-of-image marker, one size per clip); the first ``n_frames + 1``, the ones used, are decoded.
+    end-of-image marker, one size per clip), then checked whole and decoded once
+    (:func:`bidl.data.jpeg.jpeg_structure` and PIL): the first ``n_frames + 1``, the ones used, to grey,
+    the others only to find a damaged frame.
 
     ``on_bad_sample`` (:mod:`bidl.data.preprocessing`): ``"error"`` stops at the first bad clip (a clip folder
-    without frames, a frame file that is empty, truncated, not a JPEG, undecodable or of another size than
-    the clip's first frame); ``"skip"`` leaves the clip out and lists the file in split.json's ``skipped``.
+    without frames, a frame file that is empty, truncated, not a JPEG, damaged in its structure,
+    undecodable or of another size than the clip's first frame); ``"skip"`` leaves the clip out and lists
+    the file in split.json's ``skipped``.
     A missing split folder, a class folder not in the class list and an unreadable classes.txt are fatal
     under both policies.
 
@@ -515,10 +519,7 @@ def generate_standin(raw_root: str | Path, *, n_train: int = 300, n_val: int = 1
     raw_root = Path(raw_root)
     if n_train < 1 or n_val < 1:
         raise ValueError("n_train and n_val must be >= 1")
-    raw_root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=raw_root.parent, prefix=f".{raw_root.name}.tmp-"))
-    try:
-        tmp.chmod(default_file_mode(directory=True))
+    with staged_replacement(raw_root) as tmp:
         for split, total in (("train", n_train), ("test", n_val)):
             for k in range(total):
                 label, index = k % len(STANDIN_CLASSES), k // len(STANDIN_CLASSES)
@@ -528,8 +529,4 @@ def generate_standin(raw_root: str | Path, *, n_train: int = 300, n_val: int = 1
                     (folder / f"{t:05d}.jpg").write_bytes(_encode_jpeg(frame))
         (tmp / "classes.txt").write_text("".join(f"{n}\n" for n in STANDIN_CLASSES), encoding="utf-8")
         (tmp / "README.txt").write_text(_standin_readme(seed, n_train, n_val), encoding="utf-8")
-        replace_dir(tmp, raw_root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return raw_root

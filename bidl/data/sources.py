@@ -6,21 +6,39 @@ into downloads (``bidl.data.download.download``), archive extraction and, for ``
 files the user placed by hand (``check_placed_files``). Adding a dataset means appending ``Source`` objects
 to ``_ALL_SOURCES`` below; the machinery does not change.
 
-Checksums and URLs are those hard-coded by the libraries that download these datasets (see
-``/work/shared/DATASETS.md``); every file is verified against them before it is used.
+Checksums and URLs are those hard-coded by the libraries that download these datasets; LUNA16's, which no
+library hard-codes, are kept in ``luna16_checksums.json`` beside this module (see
+:func:`read_recorded_checksums`). Every file is verified against them before it is used.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
+import json
+import logging
+import os
 import re
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from bidl.errors import ConfigError
+from bidl.errors import ConfigError, DownloadError
 
-__all__ = ["SOURCES", "RemoteFile", "Source", "figshare_urls", "get_source"]
+__all__ = [
+    "LUNA16_CHECKSUMS",
+    "SOURCES",
+    "RemoteFile",
+    "Source",
+    "figshare_urls",
+    "get_source",
+    "luna16_files",
+    "read_recorded_checksums",
+    "write_luna16_checksums",
+]
+
+log = logging.getLogger(__name__)
 
 _MD5 = re.compile(r"^[0-9a-f]{32}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -30,7 +48,7 @@ def figshare_urls(file_id: int) -> tuple[str, ...]:
     """Scriptable URLs of a figshare file, in the order to try them.
 
     ``figshare.com/ndownloader/files/<id>`` sits behind an AWS WAF challenge (HTTP 202) since 2026; the API
-    endpoint is tried first and the ``ndownloader.figshare.com`` host second (DATASETS.md section 0).
+    endpoint is tried first and the ``ndownloader.figshare.com`` host second.
     """
     return (
         f"https://api.figshare.com/v2/file/download/{file_id}",
@@ -104,7 +122,7 @@ class Source:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# DVS128 Gesture (DATASETS.md section 1)
+# DVS128 Gesture
 # ---------------------------------------------------------------------------------------------------------
 
 _IBM_BOX = "https://ibm.ent.box.com/s/3hiq58ww1pbbjrinh367ykfdf60xsfm8/folder/50167556794"
@@ -157,7 +175,7 @@ DVS128_GESTURE_TONIC = Source(
 )
 
 # ---------------------------------------------------------------------------------------------------------
-# CIFAR10-DVS (DATASETS.md section 2)
+# CIFAR10-DVS
 # ---------------------------------------------------------------------------------------------------------
 
 #: (class, figshare file id, MD5) of the ten per-class zips of figshare article 4724671, as hard-coded by
@@ -194,7 +212,7 @@ CIFAR10_DVS_FIGSHARE = Source(
 )
 
 # ---------------------------------------------------------------------------------------------------------
-# IMDB Large Movie Review Dataset (DATASETS.md section 5)
+# IMDB Large Movie Review Dataset
 # ---------------------------------------------------------------------------------------------------------
 
 IMDB_STANFORD = Source(
@@ -221,7 +239,7 @@ IMDB_STANFORD = Source(
 )
 
 # ---------------------------------------------------------------------------------------------------------
-# LUNA16 (DATASETS.md section 4)
+# LUNA16
 # ---------------------------------------------------------------------------------------------------------
 
 #: (Zenodo record, file names): LUNA16 is split over two records (Zenodo's 50 GB limit).
@@ -240,6 +258,53 @@ _LUNA16_RECORDS: tuple[tuple[int, tuple[str, ...]], ...] = (
 )
 
 
+LUNA16_CHECKSUMS = Path(__file__).with_name("luna16_checksums.json")
+"""LUNA16's checksums, shipped with the package: ``{"files": {name: {"record", "md5", "size"}}}`` (``md5`` and
+``size`` null where not recorded); written from Zenodo's API by :func:`write_luna16_checksums`."""
+
+_WRITE_COMMAND = "python -m bidl.data.download --write-luna16-checksums"
+
+
+def read_recorded_checksums(path: str | Path) -> dict[str, dict[str, Any]]:
+    """``{file name: {"record": int, "md5": str | None, "size": int | None}}`` from a checksum file such as
+    :data:`LUNA16_CHECKSUMS`; an entry whose ``md5`` is null is not recorded.
+
+    Raises:
+        ConfigError: naming the file (and the entry and key) when it cannot be read, is not JSON, or holds an
+            entry whose md5 is not 32 lower-case hex digits, whose size is not a non-negative integer or
+            whose record is not a positive integer.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the checksum file: {exc}") from exc
+    files = data.get("files") if isinstance(data, dict) else None
+    if not isinstance(files, dict):
+        raise ConfigError(f"{path}: no 'files' mapping of file name -> {{record, md5, size}}")
+    out: dict[str, dict[str, Any]] = {}
+    for name, entry in files.items():
+        if not isinstance(entry, dict) or set(entry) != {"record", "md5", "size"}:
+            raise ConfigError(f"{path}: files.{name}: must hold exactly the keys record, md5, size")
+        md5, size, record = entry["md5"], entry["size"], entry["record"]
+        if md5 is not None and not (isinstance(md5, str) and _MD5.match(md5)):
+            raise ConfigError(f"{path}: files.{name}.md5: {md5!r} is not 32 lower-case hex digits or null")
+        if size is not None and (type(size) is not int or size < 0):
+            raise ConfigError(f"{path}: files.{name}.size: {size!r} is not a non-negative integer or null")
+        if type(record) is not int or record < 1:
+            raise ConfigError(f"{path}: files.{name}.record: {record!r} is not a Zenodo record number")
+        out[name] = {"record": record, "md5": md5, "size": size}
+    return out
+
+
+def _recorded_luna16(path: Path) -> dict[str, dict[str, Any]]:
+    """LUNA16's recorded checksums, or none (with a warning) when the file is not installed."""
+    if not path.is_file():
+        log.warning("%s is missing: LUNA16 files are verified only against Zenodo's API", path)
+        return {}
+    return read_recorded_checksums(path)
+
+
 def _luna16_zenodo_checksums() -> dict[str, dict[str, Any]]:
     """MD5 and size of every file of the two LUNA16 Zenodo records, from the Zenodo API (network)."""
     from bidl.data import luna16
@@ -250,31 +315,96 @@ def _luna16_zenodo_checksums() -> dict[str, dict[str, Any]]:
     return table
 
 
+def write_luna16_checksums(path: str | Path = LUNA16_CHECKSUMS) -> Path:
+    """Ask Zenodo's API (network access) for the MD5 and size of every file of LUNA16's two records and write
+    them to ``path`` (atomically) in the format :func:`read_recorded_checksums` reads.
+
+    Raises:
+        ConfigError: the API does not list a file the fetch step downloads (nothing is written).
+        DownloadError: the API cannot be reached or answers something else than a record (nothing is
+            written).
+    """
+    from bidl.data import luna16
+
+    path = Path(path)
+    files: dict[str, dict[str, Any]] = {}
+    for record, names in _LUNA16_RECORDS:
+        try:
+            table = luna16.fetch_zenodo_checksums(record)
+        except (OSError, ValueError) as exc:  # URLError is an OSError; JSON errors are ValueErrors
+            raise DownloadError(
+                f"cannot read the checksums of Zenodo record {record} from {luna16.zenodo_api_url(record)} "
+                f"({exc}); {path} was not written"
+            ) from exc
+        missing = sorted(set(names) - set(table))
+        if missing:
+            raise ConfigError(f"Zenodo record {record} lists no MD5 for {missing}; {path} was not written")
+        for name, entry in table.items():
+            files[name] = {"record": record, "md5": entry["md5"], "size": entry.get("size")}
+    today = _dt.datetime.now(_dt.UTC).date().isoformat()
+    document = {
+        "dataset": "luna16",
+        "source": "zenodo",
+        "description": (
+            "MD5 and size in bytes of the files of LUNA16's Zenodo records "
+            + " and ".join(str(record) for record, _ in _LUNA16_RECORDS)
+            + ", as Zenodo's API lists them (files[].checksum 'md5:...', files[].size). The fetch step "
+            "verifies downloaded and placed files against these values without network access. Rewrite this "
+            f"file from the API with: {_WRITE_COMMAND}"
+        ),
+        "provenance": f"Zenodo's API, https://zenodo.org/api/records/<record>, read on {today}.",
+        "files": dict(sorted(files.items())),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(document, indent=1) + "\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def luna16_files(checksum_file: str | Path = LUNA16_CHECKSUMS) -> tuple[RemoteFile, ...]:
+    """The files of LUNA16's two Zenodo records, with the MD5 and size recorded in ``checksum_file`` (None
+    where not recorded: the fetch step then asks Zenodo's API)."""
+    recorded = _recorded_luna16(Path(checksum_file))
+    files = []
+    for record, names in _LUNA16_RECORDS:
+        for name in names:
+            entry = recorded.get(name, {"md5": None, "size": None})
+            md5 = entry["md5"]
+            url = f"https://zenodo.org/record/{record}/files/{name}?download=1"
+            files.append(RemoteFile(name, (url,), md5, size=entry["size"] if md5 else None))
+    return tuple(files)
+
+
 LUNA16_ZENODO = Source(
     dataset="luna16",
     name="zenodo",
-    files=tuple(
-        RemoteFile(name, (f"https://zenodo.org/record/{rec}/files/{name}?download=1",), None)
-        for rec, names in _LUNA16_RECORDS
-        for name in names
-    ),
+    files=luna16_files(),
     manual=False,
     homepage="https://luna16.grand-challenge.org/Data/",
     instructions=(
         "LUNA16 on Zenodo, records 3723295 (csv files, lung masks, subset0-6) and 4121926 (subset7-9), "
-        "about 66 GB, no login. No library hard-codes the MD5s: the fetch step takes them from the Zenodo "
-        "API (https://zenodo.org/api/records/<record>, files[].checksum 'md5:...') before downloading and "
-        "verifies every file against them; a file placed by hand is used once it matches. Some subset "
-        "zips are reported to fail with plain unzip; '7z x' or 'zip -FFv' repair them. Extracted layout: "
-        "subsetK/<seriesuid>.mhd/.raw, seg-lungs-LUNA16/<seriesuid>.mhd/.raw, csv files in downloads/. "
-        "Licence CC BY 4.0 (LIDC-IDRI: CC BY 3.0)."
+        "about 66 GB, no login. Their MD5s and sizes are recorded in bidl/data/luna16_checksums.json, "
+        "so that a downloaded or placed file is verified without network access; a file whose MD5 is not "
+        "recorded there (null) is verified against the Zenodo API (https://zenodo.org/api/records/<record>, "
+        f"files[].checksum 'md5:...'), read before downloading. '{_WRITE_COMMAND}' (network access) "
+        "rewrites the file from the API. A file placed by hand in the download directory is used once it "
+        "matches. Some subset zips are reported to fail with plain unzip; '7z x' or 'zip -FFv' repair them. "
+        "Extracted layout: subsetK/<seriesuid>.mhd/.raw, seg-lungs-LUNA16/<seriesuid>.mhd/.raw, csv files "
+        "in downloads/. Licence CC BY 4.0 (LIDC-IDRI: CC BY 3.0)."
     ),
     layout="luna16_mhd",
     checksums=_luna16_zenodo_checksums,
 )
 
 # ---------------------------------------------------------------------------------------------------------
-# 20BN-Jester v1 (DATASETS.md section 3)
+# 20BN-Jester v1
 # ---------------------------------------------------------------------------------------------------------
 
 JESTER_QUALCOMM = Source(
