@@ -27,3 +27,7 @@ class DownloadError(BidlError, RuntimeError):
 
 class ConfigError(BidlError, ValueError):
     """A configuration value is missing or invalid; the message names the key."""
+
+
+class SetupError(BidlError, RuntimeError):
+    """The installation cannot run the pipeline as it is (e.g. an interpreter path Snakemake cannot quote)."""

@@ -345,3 +345,24 @@ def test_a_checkpoint_carrying_code_is_refused(tmp_path: Path, fault_log) -> Non
         load_checkpoint(evil)
     assert "weights_only" in str(err.value) or "Unsupported global" in str(err.value)
     fault_log("checkpoint load", "a model.pt whose pickle calls a function when loaded", err.value)
+
+
+def test_an_interpreter_path_with_a_space_is_refused_before_any_job(tmp_path: Path, fault_log) -> None:
+    """A virtual environment under a folder with a space: script rules cannot start (snakemake#2645)."""
+    import site
+    import sysconfig
+
+    venv = tmp_path / "my envs" / "bidl"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    purelib = Path(sysconfig.get_paths(vars={"base": str(venv), "platbase": str(venv)})["purelib"])
+    ours = [p for p in site.getsitepackages() if Path(p).is_dir()]
+    (purelib / "ours.pth").write_text("".join(f"import site; site.addsitedir({p!r})\n" for p in ours))
+    python = venv / "bin" / "python"
+    result = subprocess.run(
+        [str(python), "-m", "snakemake", "-n", "--cores", "1"], cwd=REPO, capture_output=True, text=True
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "snakemake issue #2645" in output, output[-3000:]
+    assert "rule " not in output  # no job planned
+    line = next(x for x in output.splitlines() if "#2645" in x).strip()
+    fault_log("installation", "the virtual environment lies under a folder whose path has a space", line)

@@ -1,9 +1,17 @@
 # Configuration validation, paths and input functions shared by the rules.
+import sys
 from pathlib import Path
 
 import torch
 from bidl.bench import bench_setup
-from bidl.config import check_machine, network_names, resolve_experiment, table3_names, validate_config
+from bidl.config import (
+    check_interpreter,
+    check_machine,
+    network_names,
+    resolve_experiment,
+    table3_names,
+    validate_config,
+)
 from bidl.data.catalog import DATASET_NAMES, describe_source, get_dataset, timestep_rate_hz
 from bidl.data.sources import SOURCES
 from bidl.distributed import DistributedSettings
@@ -17,6 +25,8 @@ validate_config(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml
 # --jobs sizes a submission to a cluster (a cluster profile sets it), whose nodes are not this machine
 JOBS_RUN_HERE = workflow.is_main_process and workflow.resource_settings.nodes is None
 check_machine(config, torch.cuda.device_count() if JOBS_RUN_HERE else None)
+# ...and an interpreter that script rules can start (a path with a space cannot be, snakemake#2645)
+check_interpreter(sys.executable)
 
 PRESET = config["name"]
 RESULTS = f"results/{PRESET}"
