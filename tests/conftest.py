@@ -2,9 +2,9 @@
 
 Tests marked ``fault`` inject one fault each (a killed job, a broken download, a truncated or wrong-typed
 file, a mistyped config key, a diverging loss) and call the ``fault_log`` fixture with what they did and what
-happened. ``pytest -m fault --fault-table results/faults.md`` runs that suite alone and writes the table of
+happened. ``pytest -m fault --fault-table=results/faults.md`` runs that suite alone and writes the table of
 every fault tried, its outcome as observed (the error's type and message, with temporary paths shortened to
-``<tmp>``) and whether the test passed; the README's faults table is that file.
+``<tmp>``) and whether the test passed; the table in docs/reliability.md is that file.
 """
 
 from __future__ import annotations

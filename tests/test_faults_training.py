@@ -326,12 +326,11 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(repo: Repo, 
 _SLOW_SAVE = """
 import sys, time, torch
 from bidl.io import atomic_torch_save
-def slow_save(obj, path):
-    with open(path, "wb") as handle:
-        handle.write(b"PK" + bytes(1000))
-        handle.flush()
-        print("writing", flush=True)
-        time.sleep(60)
+def slow_save(obj, handle):
+    handle.write(b"PK" + bytes(1000))
+    handle.flush()
+    print("writing", flush=True)
+    time.sleep(60)
 torch.save = slow_save
 atomic_torch_save({"epoch": 2}, sys.argv[1], previous=sys.argv[2])
 """
