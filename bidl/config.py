@@ -254,8 +254,9 @@ def check_machine(config: Mapping[str, Any], cuda_devices: int | None, source: s
 
 def check_interpreter(executable: str) -> None:
     """Refuse an interpreter path that a shell would split: Snakemake starts every ``script:`` rule as
-    ``<python> <script>`` without quoting the interpreter (snakemake issue #2645, open), so a virtual
-    environment in a folder whose path holds a space fails every job with exit status 127."""
+    ``<python> <script>`` without quoting the interpreter (an open Snakemake bug,
+    snakemake/snakemake#2645), so a virtual environment in a folder whose path holds a space fails every
+    job with exit status 127."""
     import shlex
 
     from .errors import SetupError
@@ -263,9 +264,9 @@ def check_interpreter(executable: str) -> None:
     if shlex.quote(executable) != executable:
         raise SetupError(
             f"the Python interpreter {executable!r} has a space or another character a shell splits in its "
-            "path; Snakemake runs script rules with it unquoted (snakemake issue #2645), so every job would "
-            "fail. Create the virtual environment in a folder whose path has none (the repository itself may "
-            "stay where it is), e.g. python3 -m venv ~/.venvs/bidl, install there, and run "
+            "path; Snakemake runs script rules with it unquoted (snakemake/snakemake#2645), so every job "
+            "would fail. Create the virtual environment in a folder whose path has none (the repository "
+            "itself may stay where it is), e.g. python3 -m venv ~/.venvs/bidl, install there, and run "
             "~/.venvs/bidl/bin/snakemake from the repository"
         )
 

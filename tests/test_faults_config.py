@@ -362,7 +362,7 @@ def test_an_interpreter_path_with_a_space_is_refused_before_any_job(tmp_path: Pa
         [str(python), "-m", "snakemake", "-n", "--cores", "1"], cwd=REPO, capture_output=True, text=True
     )
     output = result.stdout + result.stderr
-    assert result.returncode != 0 and "snakemake issue #2645" in output, output[-3000:]
+    assert result.returncode != 0 and "snakemake/snakemake#2645" in output, output[-3000:]
     assert "rule " not in output  # no job planned
     line = next(x for x in output.splitlines() if "#2645" in x).strip()
     fault_log("installation", "the virtual environment lies under a folder whose path has a space", line)
