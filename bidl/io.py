@@ -28,7 +28,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_torch_save",
     "DiskFullError",
-    "file_sha256",
+    "file_digest",
     "leftover_temporaries",
     "load_checkpoint",
     "load_runs",
@@ -188,9 +188,13 @@ def atomic_torch_save(obj: Any, path: str | Path, *, previous: str | Path | None
     return path
 
 
-def file_sha256(path: str | Path) -> str:
-    """The SHA-256 of a file's bytes (hex), read in 1 MiB blocks."""
-    digest = hashlib.sha256()
+def file_digest(path: str | Path, algo: str = "sha256") -> str:
+    """Return the lower-case hex digest of the file at ``path`` with hashlib algorithm ``algo``.
+
+    Reads the file in 1 MiB blocks, so memory use is constant. Raises ``ValueError`` for an unknown
+    algorithm and ``OSError`` if the file cannot be read.
+    """
+    digest = hashlib.new(algo)
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)

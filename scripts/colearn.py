@@ -10,7 +10,7 @@ import torch
 
 from bidl.colearning import study_networks, train_local
 from bidl.data.catalog import open_split
-from bidl.io import file_sha256, load_checkpoint, redirect_output
+from bidl.io import file_digest, load_checkpoint, redirect_output
 from bidl.models import count_parameters
 from bidl.plasticity import attach_plasticity
 from bidl.training import Recipe, resolve_device, seed_everything, train
@@ -48,9 +48,9 @@ def main(
         "study": study,
         "model": experiment["model"],
         "model_kwargs": experiment.get("model_kwargs", {}),
-        "data": {"train": file_sha256(train_file), "val": file_sha256(val_file)},
-        "init": file_sha256(model_file),
-        "init_bptt": file_sha256(bptt_file) if method == "rstdp" and bptt_file is not None else None,
+        "data": {"train": file_digest(train_file), "val": file_digest(val_file)},
+        "init": file_digest(model_file),
+        "init_bptt": file_digest(bptt_file) if method == "rstdp" and bptt_file is not None else None,
     }
     head = study["head"]
     print(

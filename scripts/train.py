@@ -14,7 +14,7 @@ import torch
 
 from bidl.data.catalog import open_split
 from bidl.distributed import DistributedSettings, slurm_head_node, torchrun_command, world
-from bidl.io import file_sha256, load_checkpoint, redirect_output
+from bidl.io import file_digest, load_checkpoint, redirect_output
 from bidl.models import count_parameters, create_model, load_matching_weights
 from bidl.training import Recipe, resolve_device, seed_everything, set_deterministic, train
 
@@ -59,9 +59,9 @@ def main(
         "model_kwargs": experiment.get("model_kwargs", {}),
         "dataset": experiment["dataset"],
         "loader": loader,
-        "data": {"train": file_sha256(train_file), "val": file_sha256(val_file)},
+        "data": {"train": file_digest(train_file), "val": file_digest(val_file)},
         "init_from": experiment.get("init_from"),
-        "init": file_sha256(init_file) if init_file is not None else None,
+        "init": file_digest(init_file) if init_file is not None else None,
     }
     train(
         model,

@@ -34,6 +34,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from bidl.data.staging import staging_dir
 from bidl.errors import DataFormatError, DownloadError
+from bidl.io import file_digest
 
 __all__ = [
     "USER_AGENT",
@@ -75,19 +76,6 @@ def _human(n: float) -> str:
 # ---------------------------------------------------------------------------------------------------------
 # digests and verification
 # ---------------------------------------------------------------------------------------------------------
-
-
-def file_digest(path: str | Path, algo: str) -> str:
-    """Return the lower-case hex digest of the file at ``path`` with hashlib algorithm ``algo``.
-
-    Reads the file in 1 MiB blocks, so memory use is constant. Raises ``ValueError`` for an unknown
-    algorithm and ``OSError`` if the file cannot be read.
-    """
-    h = hashlib.new(algo)
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ export, after the report is written beside the folder as ``<name>.verification.f
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import tempfile
 from collections import Counter
@@ -32,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import __version__
-from ..io import atomic_write_json, replace_dir
+from ..io import atomic_write_json, file_digest, replace_dir
 from .onnx import export_onnx, read_metadata, save_onnx
 from .verify import compare_runs, onnx_run, reference_run
 
@@ -52,7 +51,7 @@ class ExportVerificationError(RuntimeError):
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return file_digest(path, "sha256")
 
 
 def _stack(samples: Sequence[Tensor]) -> Tensor:
