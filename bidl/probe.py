@@ -11,7 +11,7 @@ Two small classifiers see the same per-timestep features of a cached split (fram
 :func:`run_probe` reports three top-1 accuracies on the test split: the temporal probe, the same trained
 probe on test inputs whose timesteps are shuffled per sample, and the static probe. On a dataset whose
 classes differ in the order of what happens, the first is clearly above the other two; where classes are
-spatial (CIFAR10-DVS), the three are close. The probe is a check of the data, not a paper model.
+spatial, the three are close. The probe is a check of the data, not a paper model.
 """
 
 from __future__ import annotations

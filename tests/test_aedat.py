@@ -67,6 +67,79 @@ def test_non_polarity_packets_are_skipped_and_invalid_events_dropped(tmp_path):
     np.testing.assert_array_equal(ev, _events([(10, 3, 4, 1)]))
 
 
+def _packets(raw: bytes) -> list[tuple[int, int, int, int, int]]:
+    """(eventType, eventSize, eventTSOverflow, eventNumber, eventValid) of every packet of a file."""
+    pos = raw.index(b"#!END-HEADER\r\n") + 14
+    out = []
+    while pos < len(raw):
+        kind, _, size, _, overflow, capacity, number, valid = struct.unpack_from("<HHIIIIII", raw, pos)
+        out.append((kind, size, overflow, number, valid))
+        pos += 28 + capacity * size
+    return out
+
+
+def test_real_file_features_past_2_to_the_31_other_packets_and_invalid_events(tmp_path):
+    # a timestamp-wrap special event, an IMU-like packet of 36-byte events, polarity events past 2**31 us
+    # with invalid ones among them: only the valid polarity events come back, on the full clock
+    wrap = _packet(0, 8, 1, struct.pack("<II", (0 << 1) | 1, 0), 1)
+    imu = _packet(3, 36, 1, bytes(range(36)) * 2, 2)
+    polarity = _packet(
+        1,
+        8,
+        1,
+        _polarity(3, 4, 1, 10)
+        + _polarity(5, 6, 0, 11, valid=0)
+        + _polarity(7, 8, 0, 12)
+        + _polarity(1, 1, 1, 12),
+        4,
+    )
+    later = _packet(1, 8, 2, _polarity(9, 9, 1, 5, valid=0) + _polarity(127, 127, 0, 6), 2)
+    path = tmp_path / "user30_led.aedat"
+    path.write_bytes(HEADER + wrap + imu + polarity + later)
+    ev = read_aedat31(path)
+    base = 2**31
+    expected = [(base + 10, 3, 4, 1), (base + 12, 7, 8, 0), (base + 12, 1, 1, 1), (2 * base + 6, 127, 127, 0)]
+    np.testing.assert_array_equal(ev, _events(expected))
+
+
+def test_writer_marks_invalid_events_and_writes_special_packets_the_reader_skips(tmp_path):
+    n = 12
+    ev = _events([(2**31 - 6 + k, k, 2 * k, k % 2) for k in range(n)])  # runs through 2**31
+    valid = np.ones(n, dtype=bool)
+    valid[[1, 8]] = False
+    special = [(2**31, 0), (2**31 - 4, 4), (2**31 + 100, 4)]  # a wrap, two external-input pulses
+    path = tmp_path / "w.aedat"
+    write_aedat31(path, ev, packet_events=5, valid=valid, special=special)
+    raw = path.read_bytes()
+    assert _packets(raw) == [
+        (1, 8, 0, 2, 1),  # events 0-1 (event 1 invalid)
+        (0, 8, 0, 1, 1),  # the pulse at 2**31 - 4, before event 2
+        (1, 8, 0, 3, 3),  # events 2-4
+        (1, 8, 0, 1, 1),  # event 5: the overflow changes after it
+        (0, 8, 1, 1, 1),  # the wrap at 2**31, before event 6
+        (1, 8, 1, 4, 3),  # events 6-9 (event 8 invalid)
+        (1, 8, 1, 2, 2),  # events 10-11
+        (0, 8, 1, 1, 1),  # the pulse after the last event
+    ]
+    np.testing.assert_array_equal(read_aedat31(path), ev[valid])
+    with pytest.raises(ValueError, match="valid"):
+        write_aedat31(path, ev, valid=valid[:3])
+
+
+def test_a_step_back_inside_a_packet_raises_across_packets_is_kept(tmp_path):
+    inside = tmp_path / "inside.aedat"
+    inside.write_bytes(HEADER + _packet(1, 8, 0, _polarity(1, 1, 1, 50) + _polarity(2, 2, 1, 40), 2))
+    offset = len(HEADER) + 28
+    with pytest.raises(
+        DataFormatError, match=rf"inside.aedat: packet 0 \(payload at byte {offset}\).*go back"
+    ):
+        read_aedat31(inside)
+    across = tmp_path / "across.aedat"
+    first, second = _packet(1, 8, 0, _polarity(1, 1, 1, 50), 1), _packet(1, 8, 0, _polarity(2, 2, 1, 40), 1)
+    across.write_bytes(HEADER + first + second)
+    assert read_aedat31(across)["t"].tolist() == [50, 40]
+
+
 @pytest.mark.parametrize("damage", ["cut_mid_payload", "cut_mid_packet_header", "partial_trailing_header"])
 def test_truncated_file_raises_naming_it(tmp_path, damage):
     path = tmp_path / "user01_led.aedat"

@@ -170,7 +170,7 @@ def test_datasets_table_from_markers_and_caches(tiny_caches, tmp_path):
         assert row["sample (T first)"].startswith(str(list(TINY[name][2])))
         assert int(row["raw files"]) > 0 and float(row["raw MB on disk"]) > 0
     assert rows[0]["order matters (measured)"] == "no (+5.0)"  # 90 beats 85 by less than 10 points
-    assert rows[names.index("cifar10_dvs")]["stand-in task"].endswith("(spatial classes)")
+    assert rows[names.index("cifar10_dvs")]["stand-in task"].endswith("differ only in their order")
     text = (tmp_path / "d.md").read_text()
     assert text.startswith("# Datasets (preset `tiny`)") and "MB on disk" in text
 

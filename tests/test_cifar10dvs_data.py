@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import struct
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pytest
 import torch
 
 from bidl.data.aedat import EVENT_DTYPE
-from bidl.data.aedat2 import AEDAT2_MAGIC, encode_aedat2, read_aedat2, write_aedat2
+from bidl.data.aedat2 import (
+    AEDAT2_MAGIC,
+    MAX_BACKSTEP_US,
+    SPECIAL_ADDRESS,
+    encode_aedat2,
+    read_aedat2,
+    write_aedat2,
+)
 from bidl.data.cifar10dvs import (
     CLASSES,
+    STANDIN_PATTERNS,
+    STANDIN_SEQUENCES,
     CIFAR10DVSFrames,
     events_to_count_frames,
     frames_of_events,
@@ -26,7 +37,7 @@ from bidl.data.cifar10dvs import (
 )
 from bidl.errors import ConfigError, DataFormatError
 
-SMALL = {"per_class": 4, "seed": 3}
+SMALL = {"per_class": 5, "seed": 3}  # index 4 of each class runs through the clock wrap
 
 
 def _events(t, x, y, p) -> np.ndarray:
@@ -70,13 +81,60 @@ def test_timestamp_wrap_is_unwrapped(tmp_path):
     assert read_aedat2(path)["t"].tolist() == [2**32 - 10, 2**32 + 5]
 
 
+def test_timestamps_past_2_to_the_31_special_events_and_a_step_back(tmp_path):
+    # a jAER int32 clock runs on through 2**31 (read unsigned); words with bit 15 (DVS128 sync) or bit 31
+    # (jAER's special-event bit) are not pixels; a small step back is clamped, the file order kept
+    pixel = (5 << 8) | (6 << 1) | 1  # x = 122, y = 121, p = 0
+    words = [
+        pixel, 2**31 - 3,
+        SPECIAL_ADDRESS, 2**31 - 1,
+        pixel | 0x80000000, 2**31,
+        pixel, 2**31 + 40,
+        0, 2**31 + 25,  # 15 µs back: clamped to 2**31 + 40
+        pixel, 2**31 + 50,
+    ]  # fmt: skip
+    path = tmp_path / "jaer.aedat"
+    path.write_bytes(AEDAT2_MAGIC + struct.pack(f">{len(words)}I", *words))
+    ev = read_aedat2(path)
+    assert ev["t"].tolist() == [2**31 - 3, 2**31 + 40, 2**31 + 40, 2**31 + 50]
+    assert ev[["x", "y", "p"]].tolist() == [(122, 121, 0), (122, 121, 0), (127, 127, 1), (122, 121, 0)]
+
+
+def test_a_clock_reset_raises_naming_the_file_and_byte_offset(tmp_path):
+    header = AEDAT2_MAGIC + b"# one line\r\n"
+    back = MAX_BACKSTEP_US + 1
+    path = tmp_path / "reset.aedat"
+    path.write_bytes(header + struct.pack(">6I", 0, 5_000_000, 0, 5_000_010, 0, 5_000_010 - back))
+    with pytest.raises(DataFormatError, match=rf"reset.aedat: event 2 \(byte {len(header) + 16}\).*reset"):
+        read_aedat2(path)
+    ok = tmp_path / "jitter.aedat"
+    ok.write_bytes(header + struct.pack(">6I", 0, 5_000_000, 0, 5_000_010, 0, 5_000_010 - MAX_BACKSTEP_US))
+    assert read_aedat2(ok)["t"].tolist() == [5_000_000, 5_000_010, 5_000_010]
+
+
+def test_writer_wraps_the_clock_and_writes_special_events_the_reader_drops(tmp_path):
+    ev = _events([2**32 - 20, 2**32 - 5, 2**32 + 7], [1, 2, 3], [4, 5, 6], [1, 0, 1])
+    raw = encode_aedat2(ev, special_times=[2**32 - 5, 2**32 + 100])
+    words = np.frombuffer(raw[raw.rindex(b"\r\n") + 2 :], dtype=">u4").reshape(-1, 2)
+    assert words[:, 0].tolist()[2] == SPECIAL_ADDRESS and words[:, 0].tolist()[4] == SPECIAL_ADDRESS
+    assert words[:, 1].tolist() == [2**32 - 20, 2**32 - 5, 2**32 - 5, 7, 100]
+    path = tmp_path / "w.aedat"
+    path.write_bytes(raw)
+    np.testing.assert_array_equal(read_aedat2(path), ev)
+    with pytest.raises(ValueError, match="time order"):
+        encode_aedat2(ev[::-1], special_times=[3])
+
+
 @pytest.mark.parametrize(
     ("payload", "message"),
     [
         (AEDAT2_MAGIC + struct.pack(">3I", 1, 2, 3), "trunc.aedat: odd number of 32-bit words"),
         (AEDAT2_MAGIC + struct.pack(">2I", 1, 2) + b"\x00\x01", "trunc.aedat: event section of 10 bytes"),
         (b"#!AER-DAT2.0\r\n# cut in the hea", "trunc.aedat: header line .* missing header end"),
-        (AEDAT2_MAGIC + struct.pack(">2I", 0x10000, 2), "trunc.aedat: event 0: address 0x00010000"),
+        (
+            AEDAT2_MAGIC + struct.pack(">2I", 0x10000, 2),
+            r"trunc.aedat: event 0 \(byte 14\): address 0x00010000",
+        ),
         (b"#!AER-DAT3.1\r\n", "trunc.aedat: AEDAT version"),
     ],
 )
@@ -95,10 +153,73 @@ def test_count_framing_splits_by_event_number_like_spikingjelly():
     frames = events_to_count_frames(ev, n_frames=5)
     assert frames.shape == (5, 2, 128, 128) and frames.sum(axis=(1, 2, 3)).tolist() == [2] * 5
     assert frames[1, 1, 0, 2] == 1 and frames[1, 1, 0, 3] == 1  # events 2 and 3 in bin 1
-    eleven = _events(np.arange(11)[::-1], np.zeros(11), np.zeros(11), np.zeros(11))  # sorted by t first
-    assert events_to_count_frames(eleven, n_frames=5).sum(axis=(1, 2, 3)).tolist() == [2, 2, 2, 2, 3]
+    eleven = _events(np.arange(11)[::-1], np.arange(11), np.zeros(11), np.zeros(11))  # file order, as given
+    frames = events_to_count_frames(eleven, n_frames=5)
+    assert frames.sum(axis=(1, 2, 3)).tolist() == [2, 2, 2, 2, 3] and frames[0, 0, 0, :2].tolist() == [1, 1]
     few = events_to_count_frames(ev[:3], n_frames=5, out_size=(32, 32))
     assert few.sum(axis=(1, 2, 3)).tolist() == [0, 0, 0, 0, 3] and few.shape == (5, 2, 32, 32)
+
+
+def _remainder_events() -> np.ndarray:
+    """23 hand-made events for T = 4: segments of 5, 5, 5 and 5 + 3 (the remainder) events."""
+    t = np.arange(23) * 1000
+    x = np.array([0, 1, 1, 2, 3] + [10, 10, 10, 11, 12] + [20, 21, 22, 23, 20] + [30] * 5 + [127, 127, 64])
+    y = np.array([0] * 5 + [5] * 5 + [9] * 5 + [127] * 5 + [127, 127, 0])
+    p = np.array([1, 1, 1, 0, 0] + [0, 0, 1, 1, 1] + [1, 0, 1, 0, 1] + [0] * 5 + [1, 1, 0])
+    return _events(t, x, y, p)
+
+
+def test_count_framing_of_a_whole_recording_gives_the_remainder_to_the_last_frame():
+    ev = _remainder_events()
+    frames = events_to_count_frames(ev, n_frames=4)
+    assert frames.shape == (4, 2, 128, 128) and frames.sum(axis=(1, 2, 3)).tolist() == [5, 5, 5, 8]
+    expected = np.zeros((4, 2, 128, 128), dtype=np.int64)
+    for k, (x, y, p) in enumerate(zip(ev["x"], ev["y"], ev["p"])):
+        expected[min(k // 5, 3), p, y, x] += 1
+    np.testing.assert_array_equal(frames, expected)
+    assert frames[0, 1, 0, 1] == 2 and frames[1, 0, 5, 10] == 2 and frames[3, 0, 127, 30] == 5
+    assert frames[3, 1, 127, 127] == 2 and frames[3, 0, 0, 64] == 1  # the three remainder events
+    # pooled to 64 x 64: pixel (y, x) -> cell (y // 2, x // 2)
+    pooled = events_to_count_frames(ev, n_frames=4, out_size=(64, 64))
+    assert pooled[1, 0, 2, 5] == 2 and pooled[1, 1, 2, 5] == 2 and pooled[1, 1, 2, 6] == 1
+    assert pooled[3, 1, 63, 63] == 2 and pooled.sum(axis=(1, 2, 3)).tolist() == [5, 5, 5, 8]
+
+
+def _spikingjelly_count_framing():
+    """spikingjelly's ``integrate_events_by_fixed_frames_number`` (the package as installed). Its module
+    imports torchvision, which the bench extra leaves out (``pip install --no-deps spikingjelly``), so
+    without torchvision the three functions it needs are taken from the installed source file as they are."""
+    spikingjelly = pytest.importorskip("spikingjelly")
+    try:
+        from spikingjelly.datasets import utils
+
+        return utils.integrate_events_by_fixed_frames_number
+    except ImportError:
+        source = Path(spikingjelly.__file__).parent / "datasets" / "utils.py"
+        tree = ast.parse(source.read_text(encoding="utf-8"))
+        wanted = {
+            "integrate_events_segment_to_frame",
+            "cal_fixed_frames_number_segment_index",
+            "integrate_events_by_fixed_frames_number",
+        }
+        body = [node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name in wanted]
+        assert {node.name for node in body} == wanted, source
+        namespace = {"np": np, "Optional": Optional}
+        exec(compile(ast.Module(body=body, type_ignores=[]), str(source), "exec"), namespace)
+        return namespace["integrate_events_by_fixed_frames_number"]
+
+
+def test_count_framing_equals_spikingjelly_on_the_same_events():
+    theirs_of = _spikingjelly_count_framing()
+    rng = np.random.default_rng(0)
+    cases = [_remainder_events()]
+    for n in (9, 1003):
+        ev = _events(np.sort(rng.integers(0, 10**6, n)), *rng.integers(0, 128, (2, n)), rng.integers(0, 2, n))
+        cases += [ev, ev[rng.permutation(n)]]  # both cut in file order, whatever the timestamps
+    for ev in cases:
+        for frames_num in (4, 10):
+            theirs = theirs_of({k: ev[k].astype(np.int64) for k in "txyp"}, "number", frames_num, 128, 128)
+            np.testing.assert_array_equal(events_to_count_frames(ev, n_frames=frames_num), theirs)
 
 
 def test_time_framing_uses_ten_5ms_windows_from_the_first_event():
@@ -150,24 +271,50 @@ def test_index_orders_numerically_and_rejects_bad_names(tmp_path):
         index_recordings(tmp_path)
 
 
-def test_standin_is_read_by_the_reader_with_events_in_every_window(small_standin):
+def test_standin_is_read_by_the_reader_with_the_signal_over_the_whole_recording(small_standin):
     assert (small_standin / "README.txt").read_text().startswith("GENERATED STAND-IN")
     samples = list(iter_recordings(small_standin))
-    assert len(samples) == 40 and [label for _, label, _ in samples] == list(np.repeat(np.arange(10), 4))
-    for _, _, ev in samples:
-        assert (np.diff(ev["t"]) >= 0).all() and len(ev) > 500
-        per_window = frames_of_events(ev).sum(axis=(1, 2, 3))
-        assert (per_window > 20).all()  # events from t = 0 in each of the ten 5 ms windows
+    assert len(samples) == 50 and [label for _, label, _ in samples] == list(np.repeat(np.arange(10), 5))
+    for name, label, ev in samples:
+        index = int(name.rsplit("_", 1)[1])
+        np.testing.assert_array_equal(ev, standin_recording(SMALL["seed"], label, index))
+        t = ev["t"] - ev["t"][0]
+        assert (np.diff(t) >= 0).all() and len(ev) > 1000 and 1_150_000 < t[-1] <= 1_400_000
+        assert (t < 50_000).mean() < 0.15  # the paper's 10 x 5 ms sees a small part of the recording
+        per_frame = frames_of_events(ev, framing="count").sum(axis=(1, 2, 3))
+        assert per_frame.sum() == len(ev) and (per_frame >= len(ev) // 10).all()
         assert ev["p"].min() == 0 and ev["p"].max() == 1
+        assert (ev["t"][-1] >= 2**32) == (index == 4)  # the fifth recording of a class runs through the wrap
 
 
-def test_standin_is_deterministic_and_classes_differ(tmp_path, small_standin):
-    again = generate_standin(tmp_path / "again", **SMALL)
-    files = sorted(p.relative_to(small_standin) for p in small_standin.rglob("*") if p.is_file())
-    assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
-    assert all((small_standin / rel).read_bytes() == (again / rel).read_bytes() for rel in files)
-    assert not np.array_equal(standin_recording(3, 0, 0), standin_recording(4, 0, 0))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["again"]  # no temporary folders left
+def test_standin_files_hold_sync_events_and_a_clock_wrap(small_standin):
+    path = small_standin / "cat" / "cifar10_cat_4.aedat"
+    raw = path.read_bytes()
+    words = np.frombuffer(raw[raw.rindex(b"\r\n") + 2 :], dtype=">u4").reshape(-1, 2)
+    special = words[:, 0] == SPECIAL_ADDRESS
+    assert 1 <= special.sum() <= 3 and not special[0]
+    assert (np.diff(words[~special, 1].astype(np.int64)) < -(2**31)).sum() == 1  # one 32-bit wrap
+    assert len(read_aedat2(path)) == (~special).sum()
+
+
+def test_standin_classes_are_ordered_pairs_of_objects():
+    # classes 2k and 2k+1: the same two objects in opposite order; every object opens two classes
+    assert len(STANDIN_SEQUENCES) == len(CLASSES)
+    for k in range(0, len(CLASSES), 2):
+        assert STANDIN_SEQUENCES[k] == STANDIN_SEQUENCES[k + 1][::-1]
+    assert len({frozenset(s) for s in STANDIN_SEQUENCES}) == len(CLASSES) // 2
+    firsts = np.bincount([a for a, _ in STANDIN_SEQUENCES], minlength=len(STANDIN_PATTERNS))
+    assert firsts.tolist() == [2] * len(STANDIN_PATTERNS)
+    # the object changes partway: classes 2 (checkerboard -> disc) and 3 (disc -> checkerboard) put their
+    # events inside the object (checkerboard) in opposite halves of the recording; a disc fires at its rim
+    assert [STANDIN_PATTERNS[k] for k in STANDIN_SEQUENCES[2]] == ["checkerboard", "filled_disc"]
+    for index in range(3):
+        inner = {}
+        for label in (2, 3):
+            frames = frames_of_events(standin_recording(0, label, index), framing="count")
+            centre = frames[:, :, 56:72, 56:72].sum(axis=(1, 2, 3))  # always inside the object
+            inner[label] = (centre[:3].sum() / frames[:3].sum(), centre[7:].sum() / frames[7:].sum())
+        assert inner[2][0] > 2 * inner[2][1] and inner[3][1] > 2 * inner[3][0], inner
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -179,7 +326,7 @@ def test_preprocess_writes_sparse_cache_and_dataset_returns_frames(small_standin
     assert sorted(p.name for p in out.iterdir()) == ["split.json", "test.npz", "train.npz"]
     assert json.loads((out / "split.json").read_text()) == summary
     assert summary["splits"]["test"]["class_counts"] == [1] * 10
-    assert summary["splits"]["train"]["class_counts"] == [3] * 10
+    assert summary["splits"]["train"]["class_counts"] == [4] * 10
     names = summary["splits"]["train"]["names"] + summary["splits"]["test"]["names"]
     assert sorted(names) == sorted(n for n, _, _ in index_recordings(small_standin))
     again = preprocess(small_standin, tmp_path / "again", size=32, test_fraction=0.25, seed=1)

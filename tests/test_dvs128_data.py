@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -147,6 +148,32 @@ def test_standin_has_ibm_layout_and_right_label_counts_per_split(small_standin):
         counts = np.bincount([label for _, label, _ in samples], minlength=N_CLASSES)
         assert counts.tolist() == [n_trials * SMALL["reps_per_class"]] * N_CLASSES
         assert all(len(ev) > 500 for _, _, ev in samples)
+
+
+def test_standin_files_carry_real_file_features_and_read_back_exactly(small_standin):
+    """User 3's trials run through 2**31 us (labels on that clock); every file holds a special-event packet
+    and invalid events; the reader returns exactly the generated events."""
+    from bidl.data.aedat import read_aedat31
+
+    folder = small_standin / "DvsGesture"
+    for user in (1, 3):
+        stem = f"user{user:02d}_led"
+        events, rows = standin_trial(SMALL["seed"], user, "led", SMALL["reps_per_class"])
+        np.testing.assert_array_equal(read_aedat31(folder / f"{stem}.aedat"), events)
+        labels = read_labels_csv(folder / f"{stem}_labels.csv")  # label = csv class - 1
+        np.testing.assert_array_equal(labels, rows - np.array([1, 0, 0]))
+        assert (events["t"][0] < 2**31 <= events["t"][-1]) == (user == 3)
+        raw = (folder / f"{stem}.aedat").read_bytes()
+        pos, kinds, invalid, overflows = raw.index(b"#!END-HEADER\r\n") + 14, set(), 0, set()
+        while pos < len(raw):
+            kind, _, size, _, overflow, capacity, number, valid = struct.unpack_from("<HHIIIIII", raw, pos)
+            kinds.add(kind)
+            overflows.add(overflow)
+            invalid += number - valid
+            pos += 28 + capacity * size
+        assert kinds == {0, 1} and 3 <= invalid <= 8 and overflows == ({0, 1} if user == 3 else {0})
+    test = list(iter_samples(small_standin, "test", "ibm_aedat31"))  # user 3: cut on the 2**31+ clock
+    assert len(test) == 2 * N_CLASSES and any(ev["t"][0] >= 2**31 for _, _, ev in test)
 
 
 def test_standin_gestures_last_long_enough_and_start_with_an_event():

@@ -21,7 +21,11 @@ Two on-disk forms of the same recordings are supported:
 
   followed by ``eventCapacity * eventSize`` payload bytes. A polarity event is ``uint32 data, uint32 ts``
   with ``x = (data >> 17) & 0x1FFF``, ``y = (data >> 2) & 0x1FFF``, ``p = (data >> 1) & 1`` and bit 0 the
-  valid mark; the full timestamp is ``ts | (eventTSOverflow << 31)`` in µs.
+  valid mark; the full timestamp is ``ts | (eventTSOverflow << 31)`` in µs. Real recordings also hold
+  packets of other types (special events, type 0: timestamp wraps, external inputs; IMU, frames, ...),
+  which the reader skips by their ``eventCapacity * eventSize`` payload, and polarity events whose valid
+  bit is 0, which it drops. Timestamps past ``2**31`` µs (recordings made after the camera ran 36 minutes)
+  live in the overflow counter.
 
 - **tonic's copy** (``ibmGesture{Train,Test}/userNN_<lighting>/<label>.npy``): an ``(N, 4)`` array with
   columns x, y, p, t where t is in **milliseconds** (tonic multiplies it by 1000 on load).
@@ -34,6 +38,7 @@ message starts with the offending file's path.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +52,13 @@ EVENT_DTYPE = np.dtype([("t", np.int64), ("x", np.int16), ("y", np.int16), ("p",
 SENSOR_SIZE = (128, 128)
 """DVS128 sensor (height, width) in pixels."""
 
+SPECIAL_EVENT_TYPE = 0
 POLARITY_EVENT_TYPE = 1
 POLARITY_EVENT_SIZE = 8
+SPECIAL_TIMESTAMP_WRAP = 0
+"""libcaer special-event type written when the timestamp passes a multiple of 2**31 µs."""
+SPECIAL_EXTERNAL_INPUT_PULSE = 4
+"""libcaer special-event type of a pulse on the camera's external input pin."""
 _PACKET_HEADER = np.dtype(
     [
         ("eventType", "<u2"),
@@ -99,17 +109,22 @@ def read_aedat31(path: str | Path) -> np.ndarray:
     Returns:
         Structured array ``[N]`` of :data:`EVENT_DTYPE` in file order: ``t`` int64 µs (overflow applied),
         ``x``/``y`` int16 in ``[0, 128)``, ``p`` int8 (0 = OFF, 1 = ON). Packets of other event types are
-        skipped; events whose valid bit (bit 0 of ``data``) is clear are dropped, as the format prescribes.
-        Within a packet the valid events' timestamps must not decrease (libcaer, which writes AEDAT 3.1,
-        drops an event whose timestamp goes back when it acquires it); from one packet to the next they may
-        (the file order is kept, and the DVS128 cutting does not need sorted events).
+        skipped by their payload size; events whose valid bit (bit 0 of ``data``) is clear are dropped, as
+        the format prescribes.
+
+    Timestamps that step back (policy): within a packet the valid events' timestamps must not decrease
+    (libcaer, which writes AEDAT 3.1, drops an event whose timestamp goes back when it acquires it), so a
+    step back there is a damaged file and raises, naming the packet and its byte offset (preprocessing's
+    ``on_bad_sample: error`` stops there, ``skip`` leaves the trial out). From one packet to the next a
+    step back is kept in file order, unchanged (packets of several sources may interleave; the DVS128
+    cutting selects each labelled window by time and does not need sorted events).
 
     Raises:
         DataFormatError: an empty file, an AEDAT version other than 3.x (an AEDAT 2 file), a missing header
-            end, a packet header or payload cut short, an event size that does not fit the event type, more
-            events than capacity, a timestamp field with bit 31 set (AEDAT 3.1 timestamps are non-negative
-            int32; the overflow counter holds the higher bits), timestamps going back within a packet, no
-            polarity event at all, or coordinates outside 128 x 128.
+            end, a packet header or payload cut short, a polarity packet whose event size is not 8 or whose
+            timestamp offset is not 4, more events than capacity, a timestamp field with bit 31 set (AEDAT
+            3.1 timestamps are non-negative int32; the overflow counter holds the higher bits), timestamps
+            going back within a packet, no polarity event at all, or coordinates outside 128 x 128.
     """
     path = Path(path)
     try:
@@ -135,6 +150,12 @@ def read_aedat31(path: str | Path) -> np.ndarray:
         if event_type == POLARITY_EVENT_TYPE and size != POLARITY_EVENT_SIZE:
             raise DataFormatError(
                 path, f"packet {packet_index}: polarity packet with eventSize {size} (expected 8)"
+            )
+        if event_type == POLARITY_EVENT_TYPE and int(header["eventTSOffset"]) != 4:
+            raise DataFormatError(
+                path,
+                f"packet {packet_index}: polarity packet with eventTSOffset {int(header['eventTSOffset'])} "
+                "(expected 4)",
             )
         if size == 0 and capacity > 0:
             raise DataFormatError(path, f"packet {packet_index}: eventSize 0 with eventCapacity {capacity}")
@@ -229,7 +250,13 @@ def _validate_events_for_writing(events: np.ndarray) -> None:
 
 
 def encode_aedat31(
-    events: np.ndarray, *, source_id: int = 1, packet_events: int = 4096, header_lines: tuple[str, ...] = ()
+    events: np.ndarray,
+    *,
+    source_id: int = 1,
+    packet_events: int = 4096,
+    header_lines: tuple[str, ...] = (),
+    valid: np.ndarray | None = None,
+    special: Sequence[tuple[int, int]] = (),
 ) -> bytes:
     """Encode events as the bytes of an AEDAT 3.1 file (see :func:`write_aedat31`)."""
     _validate_events_for_writing(events)
@@ -241,35 +268,70 @@ def encode_aedat31(
             raise ValueError(f"header line {line!r} must start with '#' and be a single line")
     header = "".join(f"{line}\r\n" for line in lines).encode("ascii")
     n = events.shape[0]
+    valid_bit = np.ones(n, dtype=np.uint32)
+    if valid is not None:
+        valid = np.asarray(valid, dtype=bool)
+        if valid.shape != (n,):
+            raise ValueError(f"valid: expected a bool array of shape ({n},), got shape {valid.shape}")
+        valid_bit = valid.astype(np.uint32)
     t = events["t"].astype(np.int64)
     body = np.empty(n, dtype=_POLARITY_EVENT)
     body["data"] = (
         (events["x"].astype(np.uint32) << 17)
         | (events["y"].astype(np.uint32) << 2)
         | (events["p"].astype(np.uint32) << 1)
-        | np.uint32(1)
+        | valid_bit
     )
     body["ts"] = (t & ((1 << _TS_BITS) - 1)).astype(np.uint32)
     overflow = t >> _TS_BITS
-    # Packet boundaries: every packet_events events and wherever the overflow counter changes.
+    special_t = np.array([int(st) for st, _ in special], dtype=np.int64)
+    special_type = np.array([int(kind) for _, kind in special], dtype=np.int64)
+    if special_t.size and ((special_t < 0).any() or (special_type < 0).any() or (special_type > 127).any()):
+        raise ValueError("special: times must be >= 0 and types in 0..127")
+    order = np.argsort(special_t, kind="stable")
+    special_t, special_type = special_t[order], special_type[order]
+    special_at = np.searchsorted(t, special_t, side="left")  # written before the first event at or after it
+    # Packet boundaries: every packet_events events, wherever the overflow counter changes, and wherever
+    # special events go in between.
     cuts = set(range(0, n, packet_events))
     cuts.update((np.flatnonzero(np.diff(overflow)) + 1).tolist())
+    cuts.update(int(k) for k in special_at if k < n)
     starts = sorted(cuts)
     ends = starts[1:] + [n]
     parts: list[bytes] = [header]
-    for start, end in zip(starts, ends):
-        count = end - start
+
+    def packet(event_type: int, overflow_count: int, payload: bytes, count: int, n_valid: int) -> None:
         ph = np.zeros(1, dtype=_PACKET_HEADER)
-        ph["eventType"] = POLARITY_EVENT_TYPE
+        ph["eventType"] = event_type
         ph["eventSource"] = source_id
-        ph["eventSize"] = POLARITY_EVENT_SIZE
+        ph["eventSize"] = POLARITY_EVENT_SIZE  # special and polarity events are both 8 bytes
         ph["eventTSOffset"] = 4
-        ph["eventTSOverflow"] = int(overflow[start])
+        ph["eventTSOverflow"] = overflow_count
         ph["eventCapacity"] = count
         ph["eventNumber"] = count
-        ph["eventValid"] = count
+        ph["eventValid"] = n_valid
         parts.append(ph.tobytes())
-        parts.append(body[start:end].tobytes())
+        parts.append(payload)
+
+    def special_packets(at: int) -> None:
+        chosen = np.flatnonzero(special_at == at)
+        for ov in np.unique(special_t[chosen] >> _TS_BITS):  # one overflow value per packet
+            k = chosen[(special_t[chosen] >> _TS_BITS) == ov]
+            ev = np.empty(k.size, dtype=_POLARITY_EVENT)
+            ev["data"] = (special_type[k].astype(np.uint32) << 1) | np.uint32(1)
+            ev["ts"] = (special_t[k] & ((1 << _TS_BITS) - 1)).astype(np.uint32)
+            packet(SPECIAL_EVENT_TYPE, int(ov), ev.tobytes(), k.size, k.size)
+
+    for start, end in zip(starts, ends):
+        special_packets(start)
+        packet(
+            POLARITY_EVENT_TYPE,
+            int(overflow[start]),
+            body[start:end].tobytes(),
+            end - start,
+            int(valid_bit[start:end].sum()),
+        )
+    special_packets(n)
     return b"".join(parts)
 
 
@@ -280,6 +342,8 @@ def write_aedat31(
     source_id: int = 1,
     packet_events: int = 4096,
     header_lines: tuple[str, ...] = (),
+    valid: np.ndarray | None = None,
+    special: Sequence[tuple[int, int]] = (),
 ) -> None:
     """Write polarity events as an AEDAT 3.1 file, atomically (temporary file, then rename).
 
@@ -291,9 +355,21 @@ def write_aedat31(
         packet_events: the most events per packet; a packet also ends where ``t >> 31`` changes, so each
             packet has a single ``eventTSOverflow``.
         header_lines: extra header lines, each starting with ``#``, put before ``#!END-HEADER``.
+        valid: bool ``[N]``; an event marked False is written with its valid bit (bit 0) clear, counted in
+            its packet's ``eventNumber`` but not ``eventValid`` (the reader drops it). Default: all valid.
+        special: ``(t, type)`` pairs of libcaer special events (e.g. :data:`SPECIAL_TIMESTAMP_WRAP`,
+            :data:`SPECIAL_EXTERNAL_INPUT_PULSE`), written as packets of event type 0 just before the first
+            polarity event at or after ``t`` (the reader skips them).
     """
     path = Path(path)
-    data = encode_aedat31(events, source_id=source_id, packet_events=packet_events, header_lines=header_lines)
+    data = encode_aedat31(
+        events,
+        source_id=source_id,
+        packet_events=packet_events,
+        header_lines=header_lines,
+        valid=valid,
+        special=special,
+    )
     atomic_write_bytes(path, data)
 
 

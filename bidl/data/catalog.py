@@ -98,8 +98,8 @@ DATASETS: dict[str, DatasetInfo] = {
             dataset_class="CIFAR10DVSFrames",
             standin_layout="cifar10dvs_aedat2",
             standin_files="*/*.aedat",
-            temporal=False,
-            standin_description="textured still images seen by a wandering sensor (spatial classes)",
+            temporal=True,
+            standin_description="two objects in sequence; class pairs differ only in their order",
         ),
         DatasetInfo(
             name="imdb",

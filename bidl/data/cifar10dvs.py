@@ -15,19 +15,25 @@ The dataset has no official split: :func:`preprocess` draws a seeded per-class s
 
 Two framings (:func:`preprocess` ``framing=``):
 
-- ``"time"`` (the paper): ``n_frames`` windows of ``window_us`` µs (10 x 5 ms) from the
-  recording's first event; later events are not used.
-- ``"count"`` (spikingjelly ``split_by="number"``): the WHOLE recording cut into ``n_frames`` bins of
-  ``N // n_frames`` consecutive events each, the last bin also taking the ``N % n_frames`` remainder
+- ``"count"`` (the authors' code, both presets): the WHOLE recording cut into ``n_frames`` segments of
+  ``N // n_frames`` consecutive events, the last one also taking the ``N % n_frames`` remainder, exactly
+  as spikingjelly's ``split_by="number"`` and the authors' datasets/utils.py do
   (:func:`events_to_count_frames`).
+- ``"time"`` (the paper's words, kept as an option): ``n_frames`` windows of ``window_us`` µs (10 x 5 ms)
+  from the recording's first event; the rest of the recording (about 1.25 of its 1.3 s) is not used.
 
 Stand-in (:func:`generate_standin`): the real recordings are CIFAR-10 images on an LCD moved in front of a
-DVS128; the stand-in draws one textured or shaped object per class (:data:`STANDIN_PATTERNS`) with random
-scale, position, contrast (bright-on-dark or dark-on-bright) and blurred clutter blobs, and moves it in
-L-shaped saccade-like steps (1 pixel along x and 1 along y): one step per 5 ms window during the first
-50 ms (what the paper's T = 10 x 5 ms framing sees), then sparser steps until about 1.5 s. Every move emits
-events where the log intensity of a sensor pixel changes by more than a contrast threshold (sign =
-polarity), thinned at random, plus uniform background noise.
+DVS128; the stand-in draws textured or shaped objects (:data:`STANDIN_PATTERNS`) with random scale,
+position, contrast (bright-on-dark or dark-on-bright) and blurred clutter blobs, and moves the view in
+L-shaped saccade-like steps (1 pixel along x and 1 along y) spread evenly over 1.2-1.4 s (the real
+recordings last about 1.3 s). Partway through, the object changes into another; the class is the ordered
+pair of objects (:data:`STANDIN_SEQUENCES`: classes 2k and 2k+1 are the same two objects in opposite
+order), so the class lies in the order of what happens over the whole recording: a time-shuffled input,
+a bag of frames or the first 50 ms cannot tell it. Every move (and the change) emits events where the log
+intensity of a sensor pixel changes by more than a contrast threshold (sign = polarity), thinned at random
+(the real recordings hold many more events), plus uniform background noise. The files carry what real
+jAER files carry: a start at a random time of the sensor clock, a 32-bit timestamp wrap in every fifth
+recording, and DVS128 sync events (address bit 15) among the pixel events.
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ __all__ = [
     "LAYOUT",
     "N_CLASSES",
     "STANDIN_PATTERNS",
+    "STANDIN_SEQUENCES",
     "CIFAR10DVSFrames",
     "events_to_count_frames",
     "frames_of_events",
@@ -93,16 +100,28 @@ WINDOW_US = 5_000
 STANDIN_PATTERNS: tuple[str, ...] = (
     "horizontal_stripes",
     "vertical_stripes",
-    "diagonal_stripes_up",
-    "diagonal_stripes_down",
     "checkerboard",
-    "concentric_rings",
-    "dot_lattice",
     "filled_disc",
     "filled_triangle",
-    "filled_square",
 )
-"""What the stand-in shows for each class (same index as :data:`CLASSES`)."""
+"""The objects the stand-in shows (indices used by :data:`STANDIN_SEQUENCES`)."""
+
+STANDIN_SEQUENCES: tuple[tuple[int, int], ...] = (
+    (0, 1),
+    (1, 0),
+    (2, 3),
+    (3, 2),
+    (4, 0),
+    (0, 4),
+    (1, 2),
+    (2, 1),
+    (3, 4),
+    (4, 3),
+)
+"""Per class (same index as :data:`CLASSES`): the object shown in the first part of the recording and the
+one it changes to (indices into :data:`STANDIN_PATTERNS`). Classes 2k and 2k+1 show the same two objects in
+opposite order, and every object opens two classes, so neither the set of frames nor the first 50 ms
+tell the class: only the order over the whole recording does."""
 
 _STRIPE_ANGLES = {  # direction the stripes run in, degrees (image y down)
     "horizontal_stripes": 0.0,
@@ -130,13 +149,15 @@ _BLOB_SIGMA = (2.0, 5.0)
 _BLOB_AMPLITUDE = (0.05, 0.2)
 _THRESHOLD = 0.3  # log-intensity change per event
 _MAX_EVENTS_PER_STEP = 1  # per pixel and step
-_KEEP = 0.2  # probability that a threshold crossing is emitted
+_KEEP = 0.16  # probability that a threshold crossing is emitted
 _STEP_US = 2_000  # a step is two 1-pixel moves (x, y in random order), each spreading its events over this
-_FAST_STEPS = 10  # one step per 5 ms window during the first 50 ms
-_SLOW_STEP_MEAN_US = 150_000  # later steps: exponential gaps
-_DURATION_US = (1_300_000, 1_600_000)
+_N_STEPS = 16  # steps per recording, spread evenly over the whole recording
+_SWITCH = (0.4, 0.6)  # the object changes at this fraction of the recording
+_DURATION_US = (1_200_000, 1_400_000)  # the real recordings last about 1.3 s
 _NOISE_PER_S = 150.0
 _CLOCK_OFFSET_US = (0, 50_000_000)  # recordings start at an arbitrary time of the sensor's clock
+_WRAP_EVERY = 5  # every 5th recording (index % 5 == 4) runs through the 32-bit clock's wrap
+_SPECIAL_EVENTS = (1, 3)  # DVS128 sync events written among the pixel events of each recording
 
 
 # =========================================================================================================
@@ -201,12 +222,18 @@ def events_to_count_frames(
     sensor_size: tuple[int, int] = SENSOR_SIZE,
     out_size: tuple[int, int] = SENSOR_SIZE,
 ) -> np.ndarray:
-    """Frames of equal event counts (spikingjelly ``split_by="number"``).
+    """Frames of equal event counts (spikingjelly ``split_by="number"``, the authors' CIFAR10-DVS framing).
 
-    The events, in time order (a stable sort by ``t``, so file order among equal times), are cut into
-    ``n_frames`` bins of ``N // n_frames`` consecutive events; the last bin also gets the remaining
-    ``N % n_frames`` events. With ``N < n_frames`` all events land in the last bin, as in spikingjelly.
-    Cells and channels are those of :func:`bidl.data.events.events_to_frames` (channel 0 OFF, 1 ON).
+    The events, in the order given (file order; :func:`bidl.data.aedat2.read_aedat2` returns timestamps
+    that never decrease, so this is also time order), are cut into ``n_frames`` segments: segment ``j``
+    holds events ``[j * (N // n_frames), (j + 1) * (N // n_frames))`` and the last one runs to ``N``, so
+    it also takes the ``N % n_frames`` remainder. With ``N < n_frames`` all events land in the last
+    segment. This is spikingjelly's ``cal_fixed_frames_number_segment_index(t, "number", T)`` and the
+    authors' ``integrate_events_file_to_frames_file_by_fixed_frames_number`` (their datasets/utils.py)
+    exactly; neither sorts by time either. Channel 0 counts ``p == 0`` (OFF), channel 1 the rest, as in
+    both. Cells: those of :func:`bidl.data.events.events_to_frames` (pixel ``(y, x)`` -> cell
+    ``(y * H_out // H_in, x * W_out // W_in)``); at ``out_size == sensor_size`` the frames equal
+    spikingjelly's ``integrate_events_by_fixed_frames_number`` cell for cell.
 
     Returns:
         int32 array ``[n_frames, 2, H_out, W_out]`` of event counts; it sums to ``N``.
@@ -214,12 +241,11 @@ def events_to_count_frames(
     if n_frames <= 0:
         raise ValueError(f"n_frames must be positive, got {n_frames}")
     n = events.shape[0]
-    order = np.argsort(events["t"], kind="stable")
     per_bin = n // n_frames
     ranks = np.arange(n, dtype=np.int64)
     bins = np.minimum(ranks // per_bin, n_frames - 1) if per_bin else np.full(n, n_frames - 1)
-    binned = events[order].copy()
-    binned["t"] = bins  # a bin index as time: windows of 1 "µs" starting at 0
+    binned = events.copy()
+    binned["t"] = bins  # a segment index as time: windows of 1 "µs" starting at 0
     return events_to_frames(
         binned, window_us=1, n_frames=n_frames, sensor_size=sensor_size, out_size=out_size, t_start=0
     )
@@ -237,8 +263,9 @@ def frames_of_events(
 
     ``framing="time"``: ``n_frames`` windows of ``window_us`` µs from the first event
     (:func:`bidl.data.events.events_to_frames`); ``"count"``: :func:`events_to_count_frames` over the whole
-    recording (``window_us`` unused). ``size < 128`` pools sensor pixels into ``size x size`` cells
-    (pixel ``(y, x)`` -> cell ``(y * size // 128, x * size // 128)``).
+    recording in the order given (``window_us`` unused). ``size < 128`` pools sensor pixels into
+    ``size x size`` cells by summing their counts (pixel ``(y, x)`` -> cell ``(y * size // 128,
+    x * size // 128)``).
     """
     if framing == "time":
         return events_to_frames(
@@ -289,7 +316,7 @@ def _soft_square_wave(phase: np.ndarray) -> np.ndarray:
     return _sigmoid(6.0 * np.sin(phase))
 
 
-def _standin_image(rng: np.random.Generator, label: int) -> np.ndarray:
+def _standin_image(rng: np.random.Generator, pattern: str) -> np.ndarray:
     """Intensity image ``[_CANVAS, _CANVAS]`` in (0, 1] of one stand-in object (:data:`STANDIN_PATTERNS`)."""
     grid = np.arange(_CANVAS, dtype=np.float64)
     centre = _CANVAS / 2 + rng.uniform(-_CENTRE_JITTER, _CENTRE_JITTER, size=2)
@@ -300,7 +327,6 @@ def _standin_image(rng: np.random.Generator, label: int) -> np.ndarray:
     disc = _sigmoid((radius - r) / _EDGE_PX)
     period = rng.uniform(*_PERIOD)
     phase = rng.uniform(0, 2 * np.pi)
-    pattern = STANDIN_PATTERNS[label]
     if pattern in _STRIPE_ANGLES:
         theta = np.deg2rad(_STRIPE_ANGLES[pattern] + rng.uniform(-8, 8))
         # stripes run along direction theta: the wave varies across them
@@ -342,20 +368,44 @@ def _standin_image(rng: np.random.Generator, label: int) -> np.ndarray:
     centres = rng.uniform(0, _CANVAS, size=(n_blobs, 2))
     sigma = rng.uniform(*_BLOB_SIGMA, size=n_blobs)
     amp = rng.uniform(*_BLOB_AMPLITUDE, size=n_blobs) * rng.choice([-1.0, 1.0], size=n_blobs)
-    d2 = (grid[None, None, :] - centres[:, 0, None, None]) ** 2 + (
-        grid[None, :, None] - centres[:, 1, None, None]
-    ) ** 2
-    image = image + np.einsum("k,kij->ij", amp, np.exp(-d2 / (2 * sigma[:, None, None] ** 2)))
+    # a Gaussian blob is separable: exp(-(dx^2 + dy^2) / 2s^2) = exp(-dy^2 / 2s^2) * exp(-dx^2 / 2s^2)
+    gx = np.exp(-((grid[None, :] - centres[:, 0, None]) ** 2) / (2 * sigma[:, None] ** 2))
+    gy = np.exp(-((grid[None, :] - centres[:, 1, None]) ** 2) / (2 * sigma[:, None] ** 2))
+    image = image + np.einsum("k,ki,kj->ij", amp, gy, gx)
     return np.clip(image, 0.03, 1.0)
 
 
 def _step_times(rng: np.random.Generator, duration: int) -> np.ndarray:
-    """Start times (µs) of the movement steps: one in each of the first ten 5 ms windows, then sparser."""
-    fast = np.arange(_FAST_STEPS) * WINDOW_US + rng.integers(0, WINDOW_US - 2 * _STEP_US, size=_FAST_STEPS)
-    fast[0] = 0
-    gaps = rng.exponential(_SLOW_STEP_MEAN_US, size=int(3 * duration / _SLOW_STEP_MEAN_US) + 4)
-    slow = _FAST_STEPS * WINDOW_US + np.cumsum(gaps).astype(np.int64)
-    return np.concatenate([fast, slow[slow < duration - 2 * _STEP_US]]).astype(np.int64)
+    """Start times (µs) of the movement steps: one at 0, then one in each of ``_N_STEPS - 1`` equal slots."""
+    slot = duration / _N_STEPS
+    starts = (np.arange(_N_STEPS) + rng.uniform(0.0, 1.0, size=_N_STEPS)) * slot
+    starts = np.minimum(starts, duration - 2 * _STEP_US)
+    starts[0] = 0
+    return starts.astype(np.int64)
+
+
+def _move_events(
+    rng: np.random.Generator, change: np.ndarray, t0: int, duration_us: int = _STEP_US
+) -> np.ndarray:
+    """Events of one change of log intensity ``change [H, W]``, spread over ``[t0, t0 + duration_us)``."""
+    n_ev = np.minimum(np.floor(np.abs(change) / _THRESHOLD), _MAX_EVENTS_PER_STEP).astype(np.int64)
+    iy, ix = np.nonzero(n_ev)
+    reps = n_ev[iy, ix]
+    iy, ix = np.repeat(iy, reps), np.repeat(ix, reps)
+    keep = rng.random(iy.shape[0]) < _KEEP
+    iy, ix = iy[keep], ix[keep]
+    ev = np.empty(iy.shape[0], dtype=EVENT_DTYPE)
+    ev["t"] = t0 + rng.integers(0, duration_us, size=iy.shape[0])
+    ev["x"], ev["y"] = ix, iy
+    ev["p"] = change[iy, ix] > 0
+    return ev
+
+
+def _standin_clock(rng: np.random.Generator, index: int, duration: int) -> int:
+    """Sensor-clock time (µs) of a recording's first event; every ``_WRAP_EVERY``-th one straddles 2**32."""
+    if index % _WRAP_EVERY == _WRAP_EVERY - 1:
+        return (1 << 32) - int(rng.integers(duration // 4, 3 * duration // 4))
+    return int(rng.integers(*_CLOCK_OFFSET_US))
 
 
 def standin_recording(seed: int, label: int, index: int) -> np.ndarray:
@@ -363,14 +413,18 @@ def standin_recording(seed: int, label: int, index: int) -> np.ndarray:
 
     Returns:
         Structured array ``[N]`` of :data:`bidl.data.aedat.EVENT_DTYPE` sorted by time, in the orientation of
-        :func:`bidl.data.aedat2.read_aedat2`; the first event lies at the recording's start time (a random
-        offset of the sensor clock) and the first ten 5 ms windows each hold one movement step.
+        :func:`bidl.data.aedat2.read_aedat2`, lasting 1.2-1.4 s: the first object of
+        ``STANDIN_SEQUENCES[label]`` until 40-60 % of the recording, then the second, with movement steps
+        spread evenly over the whole recording. The first event lies at the recording's start time (a
+        random time of the sensor clock; every fifth recording, ``index % 5 == 4``, runs past ``2**32`` µs,
+        which the AEDAT 2.0 file stores wrapped).
     """
     rng = np.random.default_rng(np.random.SeedSequence([seed, label, index]))
-    image = _standin_image(rng, label)
-    log_image = np.log(image)
+    first, second = STANDIN_SEQUENCES[label]
+    log_images = [np.log(_standin_image(rng, STANDIN_PATTERNS[k])) for k in (first, second)]
     height, width = SENSOR_SIZE
     duration = int(rng.integers(*_DURATION_US))
+    switch = int(rng.uniform(*_SWITCH) * duration)
     starts = _step_times(rng, duration)
     # Each step moves the image by one pixel along x and one along y, in random order, one move after the
     # other (an L-shaped saccade: edges of every orientation change in every step); a move that would leave
@@ -387,23 +441,16 @@ def standin_recording(seed: int, label: int, index: int) -> np.ndarray:
             pos[axis] += step
             positions.append(pos)
 
-    def view(p: np.ndarray) -> np.ndarray:  # the sensor sees the image shifted by p = (dx, dy)
-        return log_image[_MARGIN - p[1] : _MARGIN - p[1] + height, _MARGIN - p[0] : _MARGIN - p[0] + width]
+    def view(image: np.ndarray, p: np.ndarray) -> np.ndarray:  # the sensor sees the image shifted by p
+        return image[_MARGIN - p[1] : _MARGIN - p[1] + height, _MARGIN - p[0] : _MARGIN - p[0] + width]
 
     parts = []
     for k, t0 in enumerate(times):
-        change = view(positions[k + 1]) - view(positions[k])
-        n_ev = np.minimum(np.floor(np.abs(change) / _THRESHOLD), _MAX_EVENTS_PER_STEP).astype(np.int64)
-        iy, ix = np.nonzero(n_ev)
-        reps = n_ev[iy, ix]
-        iy, ix = np.repeat(iy, reps), np.repeat(ix, reps)
-        keep = rng.random(iy.shape[0]) < _KEEP
-        iy, ix = iy[keep], ix[keep]
-        ev = np.empty(iy.shape[0], dtype=EVENT_DTYPE)
-        ev["t"] = t0 + rng.integers(0, _STEP_US, size=iy.shape[0])
-        ev["x"], ev["y"] = ix, iy
-        ev["p"] = change[iy, ix] > 0
-        parts.append(ev)
+        image = log_images[int(t0 >= switch)]
+        parts.append(_move_events(rng, view(image, positions[k + 1]) - view(image, positions[k]), int(t0)))
+    # the object changes in place: every pixel whose log intensity changes by the threshold fires
+    here = positions[int(np.searchsorted(times, switch, side="left"))]
+    parts.append(_move_events(rng, view(log_images[1], here) - view(log_images[0], here), switch))
     n_noise = int(rng.poisson(_NOISE_PER_S * duration / 1e6)) + 1
     noise = np.empty(n_noise, dtype=EVENT_DTYPE)
     noise["t"] = rng.integers(0, duration, size=n_noise)
@@ -414,13 +461,24 @@ def standin_recording(seed: int, label: int, index: int) -> np.ndarray:
     parts.append(noise)
     events = np.concatenate(parts)
     events = events[np.argsort(events["t"], kind="stable")]
-    events["t"] += int(rng.integers(*_CLOCK_OFFSET_US))
+    events["t"] += _standin_clock(rng, index, duration)
     return events
 
 
+def _standin_special_times(seed: int, label: int, index: int, events: np.ndarray) -> np.ndarray:
+    """Times of the sync events written into a stand-in recording's file (after its first event)."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, label, index, 1]))
+    n = int(rng.integers(_SPECIAL_EVENTS[0], _SPECIAL_EVENTS[1] + 1))
+    return np.sort(rng.integers(int(events["t"][0]) + 1, int(events["t"][-1]) + 1, size=n))
+
+
 def _standin_readme(seed: int, per_class: int) -> str:
-    classes = "\n".join(f"  {k} {c:<11s} {STANDIN_PATTERNS[k]}" for k, c in enumerate(CLASSES))
-    move_ms, gap_ms = _STEP_US // 1000, _SLOW_STEP_MEAN_US // 1000
+    classes = "\n".join(
+        f"  {k} {c:<11s} {STANDIN_PATTERNS[a]} -> {STANDIN_PATTERNS[b]}"
+        for k, (c, (a, b)) in enumerate(zip(CLASSES, STANDIN_SEQUENCES))
+    )
+    move_ms = _STEP_US // 1000
+    lo, hi = (int(100 * f) for f in _SWITCH)
     return f"""GENERATED STAND-IN for CIFAR10-DVS (Li et al. 2017). NOT real sensor recordings.
 
 Written by bidl.data.cifar10dvs.generate_standin(seed={seed}, per_class={per_class}) in the layout and
@@ -428,17 +486,24 @@ file format of the figshare release: <class>/cifar10_<class>_<i>.aedat, jAER AED
 big-endian uint32 address + uint32 timestamp in us, DVS128 address bits as read by spikingjelly). Same
 arguments -> identical bytes.
 
-How it is made: one object per recording on a 128x128 field, drawn with a random size (radius 24-34 px),
-position, contrast (bright on dark or dark on bright, 50/50) and 3-6 blurred clutter blobs; the class
-decides the object (label, class, object):
+How it is made: each recording lasts 1.2-1.4 s (the real ones about 1.3 s) and shows one object, which
+changes into another at {lo}-{hi} % of the recording. Objects are drawn on a 128x128 field with a random
+size (radius 24-34 px), position, contrast (bright on dark or dark on bright, 50/50) and 3-6 blurred
+clutter blobs. The class decides the two objects and their ORDER (label, class, first -> second):
 {classes}
-The image moves in L-shaped steps, 1 px along x then 1 px along y or the other way round (a
-reflected random walk within +-{_MARGIN} px; each 1-px move spreads its events over {move_ms} ms):
-one step in each of the first ten 5 ms windows (the 50 ms the paper's T = 10 framing sees), then
-steps at exponential gaps (mean {gap_ms} ms) until the end (1.3-1.6 s). A pixel whose log
-intensity changes by k times {_THRESHOLD} in a move emits min(k, {_MAX_EVENTS_PER_STEP}) events (ON for
-brighter), each kept with probability {_KEEP}; plus {_NOISE_PER_S:.0f} noise events per second.
-Timestamps start at a random offset of the sensor clock; the first event lies at that offset.
+Classes 2k and 2k+1 show the same two objects in opposite order and every object opens two classes, so
+neither the set of frames nor the first 50 ms (the paper's 10 x 5 ms time framing) tell the class: the
+order over the whole recording does (equal-event-count framing of the whole recording sees it).
+The image moves in {_N_STEPS} L-shaped steps spread evenly over the recording, 1 px along x then 1 px
+along y or the other way round (a reflected random walk within +-{_MARGIN} px; each 1-px move spreads
+its events over {move_ms} ms). A pixel whose log intensity changes by k times {_THRESHOLD} in a move (or
+when the object changes) emits min(k, {_MAX_EVENTS_PER_STEP}) events (ON for brighter), each kept with
+probability {_KEEP}; plus {_NOISE_PER_S:.0f} noise events per second. (The real release has far more
+events per recording; the stand-in is thinned to keep the files small.)
+File features of real jAER recordings the reader must handle: timestamps start at a random time of the
+sensor clock, every fifth recording (i % 5 == 4) runs through the 32-bit clock's wrap (stored wrapped),
+and each file holds {_SPECIAL_EVENTS[0]}-{_SPECIAL_EVENTS[1]} DVS128 sync events (address 0x8000), which
+are not pixels.
 There is no official split (neither in the real release): preprocessing draws a seeded per-class split.
 """
 
@@ -464,7 +529,9 @@ def generate_standin(raw_root: str | Path, *, per_class: int = 100, seed: int = 
             for i in range(per_class):
                 events = standin_recording(seed, label, i)
                 header = (f"# bidl generated stand-in: seed={seed} class={cls} index={i}",)
-                (folder / f"cifar10_{cls}_{i}.aedat").write_bytes(encode_aedat2(events, header))
+                special = _standin_special_times(seed, label, i, events)
+                data = encode_aedat2(events, header, special_times=special)
+                (folder / f"cifar10_{cls}_{i}.aedat").write_bytes(data)
         (tmp / "README.txt").write_text(_standin_readme(seed, per_class), encoding="utf-8")
     return raw_root
 
@@ -526,9 +593,12 @@ def preprocess(
 ) -> dict:
     """Convert every recording of a raw copy to count frames, split it, and cache the frames.
 
-    Frames: :func:`frames_of_events` (``framing="time"``: ``n_frames`` windows of ``window_us`` µs from the
-    first event, the paper's 10 x 5 ms; ``"count"``: spikingjelly's equal-event-count bins over the whole
-    recording), ``size x size`` cells (128 = no pooling), channel 0 OFF, 1 ON.
+    Frames: :func:`frames_of_events` (``framing="count"``: the whole recording in ``n_frames`` segments of
+    equal event counts, the last taking the remainder, as the authors' code and spikingjelly's
+    ``split_by="number"``; ``"time"``: ``n_frames`` windows of ``window_us`` µs from the first event, the
+    paper's 10 x 5 ms), ``size x size`` cells (128 = no pooling; smaller sizes sum pixel counts into cells,
+    where the authors' code keeps 128 x 128), channel 0 OFF, 1 ON. Counts are stored exactly (int16, a
+    larger count raises); the authors' code casts its frames to uint8, which wraps a cell above 255.
 
     Split: :func:`split_per_class` with ``test_fraction`` and ``seed`` over the recordings in
     :func:`index_recordings` order.

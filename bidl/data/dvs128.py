@@ -24,7 +24,9 @@ Stand-in (:func:`generate_standin`): IBM's files cannot be fetched by a script (
 pipeline can generate a recording set in exactly the original layout and format. Its 11 classes are motion
 patterns of a small bright disc (:data:`STANDIN_CLASSES`); eight of them form four pairs that differ only in
 the ORDER of two movements (a path that turns right-then-up against up-then-right), so the task cannot be
-solved from single frames.
+solved from single frames. Its files carry what real AEDAT 3.1 recordings carry: special-event packets,
+polarity events whose valid bit is 0, and (every third user) timestamps past 2**31 µs, with the labels
+csv on the same clock.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ import numpy as np
 from bidl.data.aedat import (
     EVENT_DTYPE,
     SENSOR_SIZE,
+    SPECIAL_EXTERNAL_INPUT_PULSE,
+    SPECIAL_TIMESTAMP_WRAP,
     encode_aedat31,
     read_aedat31,
     read_tonic_npy,
@@ -127,6 +131,9 @@ _LEAD_IN_US = (500_000, 1_500_000)  # noise before the first gesture
 _KEEP = 0.8  # probability that a pixel crossing by the disc's edge emits its event
 _NOISE_PER_FRAME = {"fluorescent": 6.0, "led": 4.0, "natural": 3.0}  # background events per 25 ms
 _DEFAULT_NOISE_PER_FRAME = 4.0
+_CLOCK_WRAP_USERS = 3  # every third user's trials (user % 3 == 0) run through 2**31 µs of the camera clock
+_INVALID_EVENTS = (3, 8)  # events written with the valid bit clear, per trial file
+_TS_OVERFLOW = 1 << 31
 
 
 # =========================================================================================================
@@ -586,9 +593,12 @@ def standin_trial(seed: int, user: int, lighting: str, reps_per_class: int) -> t
 
     Returns:
         ``(events, labels)``: events sorted by time (:data:`bidl.data.aedat.EVENT_DTYPE`, µs) and an int64
-        ``[11 * reps_per_class, 3]`` array of (csv class 1..11, start µs, end µs) rows in time order. Each
-        gesture lasts >= 1.6 s; its first event (a background event) lies exactly at its start, so 25 ms
-        windows counted from the first event of a cut line up with the gesture's movement changes.
+        ``[11 * reps_per_class, 3]`` array of (csv class 1..11, start µs, end µs) rows in time order, both
+        on the camera's clock. Each gesture lasts >= 1.6 s; its first event (a background event) lies
+        exactly at its start, so 25 ms windows counted from the first event of a cut line up with the
+        gesture's movement changes. The trials of every third user (``user % 3 == 0``) start shortly
+        before ``2**31`` µs of the clock and run through it (AEDAT 3.1 stores the high bits in the packet
+        headers' overflow counter); the others start at 0.
     """
     rng = np.random.default_rng(np.random.SeedSequence([seed, user, *lighting.encode()]))
     speed_factor = rng.uniform(*_USER_SPEED_FACTOR)
@@ -614,7 +624,42 @@ def standin_trial(seed: int, user: int, lighting: str, reps_per_class: int) -> t
     parts.append(_events(noise_t, noise_x, noise_y, rng.integers(0, 2, n_noise)))
     events = np.concatenate(parts)
     events = events[np.argsort(events["t"], kind="stable")]
-    return events, np.array(rows, dtype=np.int64)
+    labels = np.array(rows, dtype=np.int64)
+    if user % _CLOCK_WRAP_USERS == 0:
+        offset = _TS_OVERFLOW - int(rng.integers(duration // 4, 3 * duration // 4))
+        events["t"] += offset
+        labels[:, 1:] += offset
+    return events, labels
+
+
+def _standin_file_extras(
+    seed: int, user: int, lighting: str, events: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
+    """What a stand-in trial file holds besides its events, as real AEDAT 3.1 files do: a few events with
+    the valid bit clear (random pixels and times) merged in, a timestamp-wrap special event wherever the
+    clock passes a multiple of 2**31 µs and an external-input pulse halfway through.
+
+    Returns:
+        ``(all_events, valid, special)``: the events to write in time order, which of them are valid, and
+        the ``(t, type)`` special events (:func:`bidl.data.aedat.encode_aedat31`).
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([seed, user, *lighting.encode(), 1]))
+    first, last = int(events["t"][0]), int(events["t"][-1])
+    n_invalid = int(rng.integers(_INVALID_EVENTS[0], _INVALID_EVENTS[1] + 1))
+    height, width = SENSOR_SIZE
+    junk = _events(
+        rng.integers(first + 1, last + 1, n_invalid),
+        rng.integers(0, width, n_invalid),
+        rng.integers(0, height, n_invalid),
+        rng.integers(0, 2, n_invalid),
+    )
+    merged = np.concatenate([events, junk])
+    order = np.argsort(merged["t"], kind="stable")
+    valid = np.concatenate([np.ones(events.shape[0], bool), np.zeros(n_invalid, bool)])[order]
+    special = [((first + last) // 2, SPECIAL_EXTERNAL_INPUT_PULSE)]
+    for k in range(first // _TS_OVERFLOW + 1, last // _TS_OVERFLOW + 1):
+        special.append((k * _TS_OVERFLOW, SPECIAL_TIMESTAMP_WRAP))
+    return merged[order], valid, special
 
 
 def _standin_readme(
@@ -644,6 +689,12 @@ which of the pair it is). Classes 9-10 run the disc 3/4 to one turn of a circle 
 clockwise or counter-clockwise; class 11 grows and shrinks it in place. Start places, speeds (1.6-2.4 px
 per 25 ms times a per-user factor 0.9-1.1) and lengths are random. (Frames are counted from the first
 event of each labelled cut, which the generator puts exactly at the label's start time.)
+
+File features of real recordings the reader must handle: every third user's trials (user % 3 == 0)
+run through 2**31 us of the camera clock (their labels csv on that clock; the file keeps the high bit in
+the packet headers' eventTSOverflow, with a timestamp-wrap special event there); every file holds a
+special-event packet (an external-input pulse halfway through) and 3-8 polarity events whose
+valid bit is 0 (random pixels, to be dropped).
 
 Split: users 01-{n_train:02d} in trials_to_train.txt, users {n_train + 1:02d}-{n_users:02d} in
 trials_to_test.txt (the real release: 01-23 / 24-29).
@@ -696,9 +747,12 @@ def generate_standin(
             for lighting in lightings:
                 stem = f"user{user:02d}_{lighting}"
                 events, rows = standin_trial(seed, user, lighting, reps_per_class)
+                written, valid, special = _standin_file_extras(seed, user, lighting, events)
                 data = encode_aedat31(
-                    events,
+                    written,
                     header_lines=(f"#bidl generated stand-in: seed={seed} user={user} lighting={lighting}",),
+                    valid=valid,
+                    special=special,
                 )
                 (folder / f"{stem}.aedat").write_bytes(data)
                 lines = [",".join(LABELS_HEADER)] + [f"{c},{s},{e}" for c, s, e in rows]
