@@ -28,6 +28,7 @@ from typing import Any
 from bidl.cli import add_param_option, cli_params, setup_logging
 from bidl.data.catalog import DATASET_NAMES, get_dataset
 from bidl.data.staging import remove_leftovers
+from bidl.errors import ConfigError
 from bidl.io import atomic_write_text
 
 log = logging.getLogger("preprocess")
@@ -43,6 +44,15 @@ def main(dataset: str, raw_root: str | Path, out_dir: str | Path, **params: Any)
     seconds = time.perf_counter() - start
     counts = {name: split.get("n", split) for name, split in summary.get("splits", {}).items()}
     log.info("%s: %s -> %s in %.1f s", dataset, counts or "done", out_dir, seconds)
+    empty = sorted(name for name, n in counts.items() if isinstance(n, int) and n == 0)
+    if empty:  # every later rule would fail on it, far from the cause
+        for name in ("train.npz", "test.npz", "split.json"):
+            Path(out_dir, name).unlink(missing_ok=True)
+        raise ConfigError(
+            f"datasets.{dataset}: the {' and '.join(empty)} split of {raw_root} is empty ({counts}); give "
+            "the stand-in more samples or change the split's fraction (preprocess.test_fraction where it has "
+            "one)"
+        )
     skipped = summary.get("skipped", {})
     if skipped.get("n"):
         log.warning(

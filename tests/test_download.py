@@ -639,10 +639,10 @@ def test_the_shipped_luna16_checksums_cover_the_zenodo_files() -> None:
     from bidl.data import sources
 
     recorded = sources.read_recorded_checksums(sources.LUNA16_CHECKSUMS)
-    src = get_source("luna16", "zenodo")
-    assert {rf.name for rf in src.files} <= set(recorded)
+    zenodo = sources.luna16_files()  # the source also holds the malignancy labels, from GitHub
+    assert {rf.name for rf in zenodo} <= set(recorded)
     known = {"annotations.csv", *(f"subset{k}.zip" for k in range(10))}
-    for rf in src.files:
+    for rf in zenodo:
         entry = recorded[rf.name]
         assert entry["record"] == (
             4121926 if rf.name in {"subset7.zip", "subset8.zip", "subset9.zip"} else 3723295
@@ -659,7 +659,9 @@ def test_the_shipped_luna16_checksums_cover_the_zenodo_files() -> None:
 def _luna16_placed(root: Path) -> dict[str, bytes]:
     """Small stand-ins for the 14 files of LUNA16's Zenodo records, placed in ``root`` (zips that extract)."""
     contents: dict[str, bytes] = {}
-    for rf in get_source("luna16", "zenodo").files:
+    from bidl.data import sources
+
+    for rf in sources.luna16_files():
         if rf.name.endswith(".zip"):
             buf = io.BytesIO()
             with zipfile.ZipFile(buf, "w") as zf:

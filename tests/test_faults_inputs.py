@@ -14,6 +14,7 @@ import importlib.util
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import struct
@@ -21,6 +22,7 @@ import subprocess
 import sys
 import tarfile
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -357,8 +359,10 @@ def _ct_as_met_float(path: Path) -> Path:
 
 def _mask_without_lungs(path: Path) -> Path:
     mask = path.parent.parent / "seg-lungs-LUNA16" / path.name
-    raw = mask.with_suffix(".raw")
-    raw.write_bytes(bytes(raw.stat().st_size))
+    data = mask.with_suffix(".zraw")  # the release's masks are compressed MetaImage
+    zeros = zlib.compress(bytes(len(zlib.decompress(data.read_bytes()))))
+    data.write_bytes(zeros)
+    mask.write_text(re.sub(r"CompressedDataSize = \d+", f"CompressedDataSize = {len(zeros)}", mask.read_text()))
     return mask
 
 
@@ -1069,3 +1073,16 @@ def test_a_staging_folder_without_an_owner_is_removed_once_unchanged_for_a_while
         f"the next run removed {', '.join(p.name for p in old)}; kept {fresh.name} (changed "
         f"{staging.GRACE_SECONDS:.0f} s ago or less) and {other.name} (another target)",
     )
+
+
+def test_an_empty_split_stops_the_preprocess_naming_the_dataset(tmp_path, fault_log):
+    """A stand-in too small for its split (no test users) fails at the preprocess, not at every later rule."""
+    raw = dvs128.generate_standin(
+        tmp_path / "raw", n_users=2, n_test_users=0, lightings=("led",), reps_per_class=1
+    )
+    out = tmp_path / "cache"
+    with pytest.raises(ConfigError, match=r"datasets.dvs128_gesture: the test split of .* is empty") as err:
+        _load_script("preprocess").main("dvs128_gesture", raw, out, layout="ibm_aedat31", n_frames=4, size=8)
+    outputs = ("train.npz", "test.npz", "split.json", "preprocess.json")
+    assert not any((out / name).exists() for name in outputs)
+    fault_log("preprocessing", "a stand-in whose test split is empty (no test users)", err.value)

@@ -11,6 +11,8 @@ import pytest
 from bidl.data.luna16 import (
     CANDIDATES_HEADER,
     CUBE_SHAPE,
+    MALIGNANCY_CSV,
+    MALIGNANCY_HEADER,
     PAD_VALUE,
     Luna16Cubes,
     MetaImage,
@@ -22,6 +24,7 @@ from bidl.data.luna16 import (
     parse_zenodo_checksums,
     preprocess,
     preprocess_volume,
+    read_malignancy_csv,
     read_metaimage,
     read_point_csv,
     select_samples,
@@ -137,6 +140,108 @@ def test_uchar_and_float_masks_are_read(tmp_path):
         assert image.array.dtype == dtype and (image.array == 3).all()
 
 
+def _mask_pair(tmp_path: Path, transform=(1, 0, 0, 0, 1, 0, 0, 0, 1)) -> tuple[Path, Path, np.ndarray]:
+    """The same uint8 lung mask written compressed (``z.mhd`` + ``z.zraw``) and uncompressed (``u.mhd``)."""
+    mask = np.zeros((6, 20, 24), dtype=np.uint8)
+    mask[1:5, 3:17, 2:10] = 3
+    mask[1:5, 4:15, 13:22] = 4
+    geometry = {"spacing": (0.7, 0.8, 1.25), "origin": (-10.5, 20.0, -300.0), "transform": transform}
+    zipped = write_metaimage(tmp_path / "z.mhd", mask, compress=True, **geometry)
+    plain = write_metaimage(tmp_path / "u.mhd", mask, **geometry)
+    return zipped, plain, mask
+
+
+@pytest.mark.parametrize("transform", [(1, 0, 0, 0, 1, 0, 0, 0, 1), (-1, 0, 0, 0, -1, 0, 0, 0, 1)])
+def test_a_compressed_zraw_mask_reads_equal_to_its_uncompressed_copy(tmp_path, transform):
+    zipped, plain, mask = _mask_pair(tmp_path, transform)
+    header = zipped.read_text()
+    assert "CompressedData = True" in header and "ElementDataFile = z.zraw" in header
+    assert (tmp_path / "z.zraw").stat().st_size < (tmp_path / "u.raw").stat().st_size // 5
+    assert not (tmp_path / "z.raw").exists() and not list(tmp_path.glob(".*"))  # no staging leftovers
+    a, b = read_metaimage(zipped), read_metaimage(plain)
+    np.testing.assert_array_equal(a.array, b.array)
+    assert a.array.dtype == np.uint8 and a.array.flags.c_contiguous
+    np.testing.assert_allclose(a.origin, b.origin)
+    np.testing.assert_allclose(a.spacing, [0.7, 0.8, 1.25])
+    assert a.flipped == b.flipped == (transform[0] < 0, transform[4] < 0, False)
+    expected = mask[:, ::-1, ::-1] if transform[0] < 0 else mask  # flipped back to identity orientation
+    np.testing.assert_array_equal(a.array, expected)
+
+
+@pytest.mark.fault
+def test_a_truncated_zraw_is_named_in_the_error(tmp_path, fault_log):
+    zipped, _, _ = _mask_pair(tmp_path)
+    data = tmp_path / "z.zraw"
+    full = data.read_bytes()
+    data.write_bytes(full[: len(full) // 2])
+    with pytest.raises(DataFormatError) as error:
+        read_metaimage(zipped)
+    fault_log("LUNA16 MetaImage", "compressed mask .zraw truncated to half", error.value)
+    assert str(error.value).startswith(
+        f"{data}: {len(full) // 2} bytes, but CompressedDataSize = {len(full)}"
+    )
+    # without CompressedDataSize in the header the cut zlib stream itself is detected
+    zipped.write_text(
+        "".join(line for line in zipped.read_text().splitlines(True) if "CompressedDataSize" not in line)
+    )
+    with pytest.raises(DataFormatError, match=rf"^{data}: compressed data cut short: .* \(truncated\)"):
+        read_metaimage(zipped)
+
+
+@pytest.mark.fault
+def test_a_corrupt_zraw_of_the_right_size_is_named_in_the_error(tmp_path, fault_log):
+    """SimpleITK itself returns garbage voxels for a corrupt stream (it only prints 'Uncompress failed')."""
+    zipped, _, _ = _mask_pair(tmp_path)
+    data = tmp_path / "z.zraw"
+    damaged = bytearray(data.read_bytes())
+    damaged[10:40] = bytes(30)
+    data.write_bytes(bytes(damaged))
+    with pytest.raises(DataFormatError) as error:
+        read_metaimage(zipped)
+    fault_log("LUNA16 MetaImage", "compressed mask .zraw with 30 bytes zeroed (same size)", error.value)
+    assert str(error.value).startswith(f"{data}: corrupt compressed data (zlib: ")
+
+
+@pytest.mark.fault
+def test_a_truncated_raw_is_named_in_the_error(tmp_path, fault_log):
+    _, plain, _ = _mask_pair(tmp_path)
+    data = tmp_path / "u.raw"
+    data.write_bytes(data.read_bytes()[:1000])
+    with pytest.raises(DataFormatError) as error:
+        read_metaimage(plain)
+    fault_log("LUNA16 MetaImage", "uncompressed mask .raw truncated to 1000 bytes", error.value)
+    assert str(error.value) == (
+        f"{data}: 1000 bytes, but DimSize [24, 20, 6] of u.mhd x 1 bytes (MET_UCHAR) = 2880 "
+        "(truncated, or DimSize too large)"
+    )
+
+
+@pytest.mark.fault
+@pytest.mark.parametrize("name", ["z", "u"])
+def test_a_missing_data_file_is_named(tmp_path, fault_log, name):
+    _mask_pair(tmp_path)
+    data = tmp_path / f"{name}.{'zraw' if name == 'z' else 'raw'}"
+    data.unlink()
+    with pytest.raises(DataFormatError) as error:
+        read_metaimage(tmp_path / f"{name}.mhd")
+    kind = "compressed data file" if name == "z" else "raw data file"
+    assert str(error.value) == f"{data}: {kind} named by {name}.mhd is missing"
+    fault_log("LUNA16 MetaImage", f"{data.suffix} data file of a mask missing", error.value)
+
+
+@pytest.mark.fault
+def test_what_simpleitk_refuses_is_reported_without_its_cpp_trace(tmp_path, fault_log):
+    """A header this reader accepts but SimpleITK cannot follow (HeaderSize beyond the data file)."""
+    _, plain, _ = _mask_pair(tmp_path)
+    plain.write_text(plain.read_text().replace("ObjectType = Image\n", "HeaderSize = 99999\n"))
+    with pytest.raises(DataFormatError) as error:
+        read_metaimage(plain)
+    fault_log("LUNA16 MetaImage", "HeaderSize beyond the end of the .raw", error.value)
+    message = str(error.value)
+    assert message.startswith(f"{plain}: SimpleITK cannot read it (File cannot be read: ")
+    assert ".cxx" not in message and "0x" not in message and "\n" not in message
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Windowing, lung hull and cubes
 # ---------------------------------------------------------------------------------------------------------
@@ -208,6 +313,64 @@ def test_candidates_csv_with_a_bad_class_raises_naming_the_file(tmp_path):
         read_point_csv(path, CANDIDATES_HEADER, binary=True)
 
 
+# the first three data rows of data/part2/luna/annotations_with_malignancy.csv of
+# deep-learning-with-pytorch/dlwpt-code
+_PUBLISHED_ROWS = """\
+1.3.6.1.4.1.14519.5.2.1.6279.6001.100225287222365663678666836860,-128.6994211,-175.31927180000002,\
+-298.38750639999995,5.651470635,True,"[4, 2, 4, 2]",-131.89648,-178.25976125,-299.8000036716461,-125.4511675,\
+-172.45898,-296.2000037670135,4
+1.3.6.1.4.1.14519.5.2.1.6279.6001.265775376735520890308424143898,-69.1757411,218.0526254,-668.5012726,\
+4.441200069,False,"[3, 2, 3]",-71.81593874999999,215.70981975,-670.900024,-66.72218874999999,220.80356975,\
+-666.900024,3
+1.3.6.1.4.1.14519.5.2.1.6279.6001.276556509002726404418399209377,-67.45950309,-247.74421119999997,\
+-211.09533959999996,7.744221727999999,True,"[5, 3, 4]",-73.02734375,-253.84765625,-213.1000039100647,\
+-61.07421875,-242.55859375,-209.50000400543212,3
+"""
+
+
+def test_the_published_malignancy_file_format_is_read(tmp_path):
+    path = tmp_path / MALIGNANCY_CSV
+    path.write_text(",".join(MALIGNANCY_HEADER) + "\n" + _PUBLISHED_ROWS)
+    table = read_malignancy_csv(path)
+    assert table.values.tolist() == [1.0, 0.0, 1.0] and table.rows.tolist() == [0, 1, 2]
+    assert table.uids[1].endswith("265775376735520890308424143898")
+    np.testing.assert_allclose(table.world[0], [-128.6994211, -175.3192718, -298.3875064])
+    # the six leading columns alone are enough (no ratings to check)
+    lean = tmp_path / "lean.csv"
+    lean.write_text(
+        "seriesuid,coordX,coordY,coordZ,diameter_mm,mal_bool\n1.2.3,1,2,3,4.5,False\n1.2.3,4,5,6,5,1\n"
+    )
+    assert read_malignancy_csv(lean).values.tolist() == [0.0, 1.0]
+
+
+@pytest.mark.fault
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            ('True,"[4, 2, 4, 2]"', 'True,"[4, 2, 3, 2]"'),
+            r"line 2: mal_bool = True, but mal_details \[4, 2, 3, 2\] has 1 rating",
+        ),
+        (("False,", "maybe,"), r"line 3: mal_bool must be True or False, got 'maybe'"),
+        (('"[5, 3, 4]"', '"[5, 3, 9]"'), r"line 4: mal_details '\[5, 3, 9\]': expected ratings 1-5"),
+        (("4.441200069", "-1"), r"line 3: coordinates must be finite and diameter_mm > 0"),
+        (
+            ("-209.50000400543212,3", "-209.50000400543212,4"),
+            r"line 4: len_mal_details = '4', but mal_details has 3",
+        ),
+        (("diameter_mm,mal_bool", "diameter_mm,malignant"), "expected a header starting with"),
+    ],
+)
+def test_a_bad_malignancy_file_is_named_with_its_line(tmp_path, fault_log, edit, message):
+    path = tmp_path / MALIGNANCY_CSV
+    text = ",".join(MALIGNANCY_HEADER) + "\n" + _PUBLISHED_ROWS
+    assert edit[0] in text
+    path.write_text(text.replace(edit[0], edit[1], 1))
+    with pytest.raises(DataFormatError, match=rf"{MALIGNANCY_CSV}: {message}") as error:
+        read_malignancy_csv(path)
+    fault_log("LUNA16 labels", f"annotations_with_malignancy.csv: {edit[0]!r} -> {edit[1]!r}", error.value)
+
+
 def test_negatives_are_capped_per_scan_deterministically_and_positives_all_kept():
     uids = np.array(["a"] * 6 + ["b"] * 3 + ["c"])
     values = np.array([1, 0, 0, 0, 0, 1, 0, 0, 0, 1], dtype=float)
@@ -253,11 +416,26 @@ def test_zenodo_checksums_are_parsed_from_the_api_json():
 # ---------------------------------------------------------------------------------------------------------
 def test_vessel_cube_slices_show_the_nodule_cross_sections_in_another_order():
     offsets = np.arange(8) - 3.5  # mm, the slices of a 1 mm cube
-    nodule = _radius_profile(offsets, 3.0, 5.0, nodule=True)
-    vessel = _radius_profile(offsets, 3.0, 5.0, nodule=False)
+    nodule = _radius_profile(offsets, 3.0, 5.0, "nodule")
+    vessel = _radius_profile(offsets, 3.0, 5.0, "vessel")
     np.testing.assert_allclose(np.sort(nodule), np.sort(vessel))
     assert nodule[3] > nodule[0] and vessel[3] < vessel[0]  # grows-then-shrinks vs shrinks-then-grows
-    assert _radius_profile(np.array([10.0]), 3.0, 5.0, nodule=False)[0] == 3.0  # the vessel runs on
+    assert _radius_profile(np.array([10.0]), 3.0, 5.0, "vessel")[0] == 3.0  # the vessel runs on
+
+
+def test_malignant_cube_slices_are_ordered_widest_to_narrowest_with_nearly_the_benign_radii():
+    offsets = np.arange(8) - 3.5
+    benign = _radius_profile(offsets, 3.5, 4.0, "nodule")
+    for tip in (1, -1):
+        malignant = _radius_profile(offsets, 3.5, 4.0, "malignant", tip)
+        steps = np.diff(malignant) * tip
+        assert (steps < 0).all(), malignant  # shrinks steadily towards the tip
+        # nearly the benign cross-sections: sorted radii within 0.6 mm of each other (radius 3.5 mm)
+        assert np.abs(np.sort(malignant) - np.sort(benign)).max() < 0.6
+        assert abs(malignant.mean() - benign.mean()) < 0.15
+    assert _radius_profile(np.array([-4.5, 4.5]), 3.5, 4.0, "malignant").tolist() == [0.0, 0.0]
+    with pytest.raises(ValueError, match="kind 'blob'"):
+        _radius_profile(offsets, 3.0, 4.0, "blob")
 
 
 def test_standin_has_luna_layout_and_readable_files(small_standin):
@@ -317,6 +495,46 @@ def test_preprocess_writes_cubes_labels_and_split_and_the_dataset_serves_them(tm
     assert (centre > 90).float().mean() > 0.9
 
 
+def test_standin_malignancy_file_lists_its_nodules_in_the_published_format(small_standin):
+    text = (small_standin / MALIGNANCY_CSV).read_text()
+    assert text.splitlines()[0] == ",".join(MALIGNANCY_HEADER)
+    table = read_malignancy_csv(small_standin / MALIGNANCY_CSV)  # also checks mal_bool against the ratings
+    candidates = read_point_csv(small_standin / "candidates.csv", CANDIDATES_HEADER, binary=True)
+    nodules = candidates.values == 1
+    assert sorted(zip(table.uids, map(tuple, table.world.round(4)), strict=True)) == sorted(
+        zip(candidates.uids[nodules], map(tuple, candidates.world[nodules].round(4)), strict=True)
+    )
+    counts = np.bincount(table.values.astype(int), minlength=2)
+    assert abs(int(counts[1]) - int(counts[0])) <= SMALL["n_scans"]  # every second nodule of a scan
+
+
+def test_preprocess_with_malignancy_labels_cuts_one_cube_per_nodule(tmp_path, small_standin):
+    summary = preprocess(
+        small_standin,
+        tmp_path / "c",
+        label_source="malignancy",
+        max_negatives_per_scan=None,
+        test_fraction=0.25,
+    )
+    table = read_malignancy_csv(small_standin / MALIGNANCY_CSV)
+    assert summary["label_file"] == str(small_standin / MALIGNANCY_CSV)
+    assert summary["class_names"] == ["benign", "malignant"]
+    counts = np.sum([s["class_counts"] for s in summary["splits"].values()], axis=0)
+    assert counts.tolist() == np.bincount(table.values.astype(int), minlength=2).tolist()
+    # the classes differ in the order of the slices: the object's central cross-section is largest in the
+    # middle slices of a benign cube and at one end of a malignant one
+    cubes, labels = [], []
+    for name in ("train", "test"):
+        with np.load(tmp_path / "c" / f"{name}.npz") as npz:
+            cubes.append(npz["cubes"]), labels.append(npz["labels"])
+    density = np.concatenate(cubes)[:, :, 12:20, 12:20].astype(float).mean(axis=(2, 3))  # [N, 8 slices]
+    ends = np.abs(density[:, :2].mean(1) - density[:, -2:].mean(1))
+    labels = np.concatenate(labels)
+    assert (density[labels == 1, :2].mean(1) > density[labels == 1, -2:].mean(1)).all()  # base first, tip +z
+    assert ends[labels == 1].min() > ends[labels == 0].max() * 0.8, (ends[labels == 1], ends[labels == 0])
+    assert np.median(ends[labels == 1]) > 3 * np.median(ends[labels == 0])
+
+
 def test_negative_cap_applies_to_the_standin(tmp_path, small_standin):
     summary = preprocess(small_standin, tmp_path / "c", max_negatives_per_scan=1, test_fraction=0.25)
     negatives = sum(s["class_counts"][0] for s in summary["splits"].values())
@@ -344,9 +562,12 @@ def test_candidates_are_found_where_the_fetch_step_leaves_plain_files(tmp_path, 
     shutil.copytree(small_standin, raw)
     (raw / "downloads").mkdir()
     (raw / "candidates.csv").rename(raw / "downloads" / "candidates.csv")
+    (raw / MALIGNANCY_CSV).rename(raw / "downloads" / MALIGNANCY_CSV)
     summary = preprocess(raw, tmp_path / "c", max_negatives_per_scan=None, test_fraction=0.25)
     assert summary["label_file"] == str(raw / "downloads" / "candidates.csv")
     assert sum(s["n"] for s in summary["splits"].values()) == 4 * 6
+    summary = preprocess(raw, tmp_path / "m", label_source="malignancy", test_fraction=0.25)
+    assert summary["label_file"] == str(raw / "downloads" / MALIGNANCY_CSV)
 
 
 def test_the_luna16_checksum_file_is_installed_with_the_package():
@@ -361,3 +582,33 @@ def test_the_luna16_checksum_file_is_installed_with_the_package():
     patterns = setuptools.get("package-data", {}).get("bidl.data", [])
     assert LUNA16_CHECKSUMS.is_file() and LUNA16_CHECKSUMS.parent == repo / "bidl" / "data"
     assert any(fnmatch.fnmatch(LUNA16_CHECKSUMS.name, pattern) for pattern in patterns), patterns
+
+
+def test_the_malignancy_labels_are_fetched_from_a_fixed_commit_and_verified_by_sha256():
+    import re
+
+    from bidl.data.sources import LUNA16_MALIGNANCY, get_source
+
+    assert LUNA16_MALIGNANCY in get_source("luna16", "zenodo").files
+    assert LUNA16_MALIGNANCY.name == MALIGNANCY_CSV
+    (url,) = LUNA16_MALIGNANCY.urls
+    assert re.fullmatch(
+        r"https://raw\.githubusercontent\.com/deep-learning-with-pytorch/dlwpt-code/[0-9a-f]{40}/"
+        r"data/part2/luna/annotations_with_malignancy\.csv",
+        url,
+    )
+    assert LUNA16_MALIGNANCY.sha256 is not None and LUNA16_MALIGNANCY.size == 268015
+
+
+@pytest.mark.fault
+def test_a_placed_malignancy_file_of_other_content_does_not_verify(tmp_path, fault_log):
+    from bidl.data.download import verify_recorded
+    from bidl.data.sources import LUNA16_MALIGNANCY
+    from bidl.errors import DownloadError
+
+    placed = tmp_path / MALIGNANCY_CSV
+    placed.write_text(",".join(MALIGNANCY_HEADER) + "\n" + _PUBLISHED_ROWS)  # a 3-row excerpt, not the file
+    with pytest.raises(DownloadError) as error:
+        verify_recorded(tmp_path, [LUNA16_MALIGNANCY], dataset="luna16/zenodo", fix="-")
+    fault_log("LUNA16 labels", "a 3-row excerpt placed as annotations_with_malignancy.csv", error.value)
+    assert f"{placed}: " in str(error.value) and "268015" in str(error.value)

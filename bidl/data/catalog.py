@@ -129,9 +129,9 @@ DATASETS: dict[str, DatasetInfo] = {
             module="luna16",
             dataset_class="Luna16Cubes",
             standin_layout="luna16_mhd",
-            standin_files="**/*.raw",
+            standin_files="**/*.*raw",  # CT volumes .raw, compressed lung masks .zraw
             temporal=True,
-            standin_description="nodules (wide mid-slice) vs vessels (narrow waist) across slices",
+            standin_description="malignant teardrop vs benign round nodules: the same slices in another order",
         ),
         DatasetInfo(
             name="rgb_gesture",

@@ -28,6 +28,7 @@ from bidl.errors import ConfigError, DownloadError
 
 __all__ = [
     "LUNA16_CHECKSUMS",
+    "LUNA16_MALIGNANCY",
     "SOURCES",
     "RemoteFile",
     "Source",
@@ -382,10 +383,27 @@ def luna16_files(checksum_file: str | Path = LUNA16_CHECKSUMS) -> tuple[RemoteFi
     return tuple(files)
 
 
+#: The malignancy labels (paper section 5.1.1: malignant vs benign nodules). LUNA16 has none; LIDC-IDRI's four
+#: radiologists rated each nodule 1-5. deep-learning-with-pytorch/dlwpt-code publishes LUNA16's annotations
+#: matched to those ratings with pylidc (its generate_annotations_with_malignancy.ipynb): 1182 of LUNA16's
+#: 1186 nodules in 600 scans, mal_bool True (at least two readers rated >= 4) for 378 of them, False for 804.
+#: The file is fetched from a fixed commit and checked against the SHA-256, MD5 and size recorded here.
+LUNA16_MALIGNANCY_COMMIT = "d6c0210143daa133bbdeddaffc8993b1e17b5174"
+LUNA16_MALIGNANCY = RemoteFile(
+    "annotations_with_malignancy.csv",
+    (
+        "https://raw.githubusercontent.com/deep-learning-with-pytorch/dlwpt-code/"
+        f"{LUNA16_MALIGNANCY_COMMIT}/data/part2/luna/annotations_with_malignancy.csv",
+    ),
+    md5="cc423c226e5dc9848514ed06d9b7001d",
+    sha256="d29a49d0a72aecfacbcce91587691005f19dfb361708e72111e58d944f36ee2a",
+    size=268015,
+)
+
 LUNA16_ZENODO = Source(
     dataset="luna16",
     name="zenodo",
-    files=luna16_files(),
+    files=(*luna16_files(), LUNA16_MALIGNANCY),
     manual=False,
     homepage="https://luna16.grand-challenge.org/Data/",
     instructions=(
@@ -396,8 +414,13 @@ LUNA16_ZENODO = Source(
         f"files[].checksum 'md5:...'), read before downloading. '{_WRITE_COMMAND}' (network access) "
         "rewrites the file from the API. A file placed by hand in the download directory is used once it "
         "matches. Some subset zips are reported to fail with plain unzip; '7z x' or 'zip -FFv' repair them. "
-        "Extracted layout: subsetK/<seriesuid>.mhd/.raw, seg-lungs-LUNA16/<seriesuid>.mhd/.raw, csv files "
-        "in downloads/. Licence CC BY 4.0 (LIDC-IDRI: CC BY 3.0)."
+        "Extracted layout: subsetK/<seriesuid>.mhd/.raw, seg-lungs-LUNA16/<seriesuid>.mhd/.zraw "
+        "(zlib-compressed), csv files in downloads/. Licence CC BY 4.0 (LIDC-IDRI: CC BY 3.0). The "
+        "malignancy labels, "
+        "annotations_with_malignancy.csv (LUNA16's nodules with the LIDC-IDRI readers' ratings), come from "
+        f"GitHub, deep-learning-with-pytorch/dlwpt-code at commit {LUNA16_MALIGNANCY_COMMIT} "
+        "(the repository states no licence; the data derive from LUNA16 and LIDC-IDRI), verified against the "
+        "SHA-256 recorded in bidl/data/sources.py."
     ),
     layout="luna16_mhd",
     checksums=_luna16_zenodo_checksums,
