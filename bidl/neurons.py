@@ -190,8 +190,10 @@ class LIAF(LIF):
 
     .. math:: Y_t = g(U_t)\ \text{(NTR)}\quad|\quad g(U_t - \theta)\ \text{(TR)}
 
-    with ``liaf_readout="pre_reset"`` (the authors' code, the default) or :math:`g(V_t)` /
-    :math:`g(V_t - \theta)` with ``liaf_readout="post_leak"`` (the paper's eq. 11).
+    with ``liaf_readout="pre_reset"`` (the default: the membrane after integration, before reset and leak,
+    as the authors' ``Lif`` reads it with ``memb_mode=(0, relu)``, as LIAF-Net and SpikingJelly's
+    ``LIAFNode`` do), or :math:`g(V_t)` / :math:`g(V_t - \theta)` with ``liaf_readout="post_leak"`` (the
+    paper's eq. 11 taken literally: the state after reset and leak, a named variant).
 
     Args:
         activation: ``"relu"`` (default), ``"sigmoid"``, ``"tanh"`` or ``"identity"``.

@@ -115,3 +115,46 @@ def test_every_registered_model_has_a_tiny_configuration():
 )
 def test_the_authors_variants_have_the_authors_parameter_counts(name, count):
     assert count_parameters(create_model(name)) == count
+
+
+#: where each registered model puts BatchNorm in its ST blocks, as its builder's docstring states: "state"
+#: on the membrane (the authors' norm_state), "input" on the synaptic current; a model absent here has none
+NORM_PLACEMENT = {
+    "dvs128_gesture": "state",
+    "dvs128_gesture_authors": "state",
+    "rgb_gesture": "state",
+    "rgb_gesture_authors": "state",
+    "cifar10_dvs": "input",
+    "cifar10_dvs_authors": "state",
+    "luna16_cls": "input",
+    "luna16_cls_authors": "state",
+    "imdb": "input",
+    "imdb_authors": "state",
+}
+
+
+def _placement(block) -> str | None:
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    if isinstance(block.neuron.norm, _BatchNorm):
+        assert block.input_norm is None
+        return "state"
+    return "input" if isinstance(block.input_norm, _BatchNorm) else None
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_places_batchnorm_where_its_builder_says(name):
+    from bidl import LIF, STBlock
+
+    model, _ = _tiny(name)
+    blocks = [m for m in model.modules() if isinstance(m, STBlock)]
+    if name not in NORM_PLACEMENT:
+        assert not blocks, f"{name}: has ST blocks; add its BatchNorm placement to NORM_PLACEMENT"
+        # the Jester ResNets: BatchNorm after each conv, none on a membrane
+        assert all(m.norm is None for m in model.modules() if isinstance(m, LIF))
+        return
+    assert blocks and {_placement(b) for b in blocks} == {NORM_PLACEMENT[name]}
+    kwargs, _ = TINY[name.removesuffix("_authors")]
+    explicit = create_model(name, norm=NORM_PLACEMENT[name], **kwargs)
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
+    assert shapes == {k: v.shape for k, v in explicit.state_dict().items()}

@@ -10,6 +10,8 @@ from bidl import (
     LIF,
     ConvLIAF,
     ConvLIF,
+    ConvLIFPlus,
+    FCLIFPlus,
     TemporalAggregation,
     reset_states,
     set_iteration_mode,
@@ -118,3 +120,42 @@ def test_liaf_rejects_unknown_options():
         LIF(sharing="layer")
     with pytest.raises(ValueError, match="channels"):
         LIF(sharing="channel")
+
+
+def _norm_placement(block) -> str | None:
+    if isinstance(block.neuron.norm, torch.nn.modules.batchnorm._BatchNorm):
+        return "state"
+    return "input" if isinstance(block.input_norm, torch.nn.modules.batchnorm._BatchNorm) else None
+
+
+@pytest.mark.parametrize(
+    ("build", "placement"),
+    [
+        # what trained best in scripts/measure_norm_defaults.py (the table in bidl.layers' docstring)
+        (lambda: FCLIF(8, 4), "input"),
+        (lambda: FCLIAF(8, 4), "input"),
+        (lambda: FCLIFPlus(8, 4), "input"),
+        (lambda: ConvLIAF(2, 4, 3, 2, 1), "input"),
+        (lambda: ConvLIF(2, 4, 3, 2, 1), None),
+        (lambda: ConvLIFPlus(2, 4, 3, 2, 1), None),
+    ],
+)
+def test_block_default_norm_placement(build, placement):
+    block = build()
+    assert _norm_placement(block) == placement
+    for norm in ("state", "input", None):  # every placement one keyword away
+        assert _norm_placement(type(block)(*_block_args(block), norm=norm)) == norm
+
+
+def _block_args(block) -> tuple:
+    if isinstance(block.synapse, torch.nn.Conv2d):
+        conv = block.synapse
+        return conv.in_channels, conv.out_channels, conv.kernel_size[0], conv.stride[0], conv.padding[0]
+    return block.synapse.in_features, block.synapse.out_features
+
+
+def test_conv_liaf_takes_the_conv_arguments_of_conv_lif():
+    block = ConvLIAF(2, 4, 3, 2, 1, pooling=2, sharing="channel", norm="state", liaf_mode="TR")
+    assert block.synapse.stride == (2, 2) and block.synapse.padding == (1, 1)
+    assert block.neuron.channels == 4 and block.neuron.liaf_mode == "TR"
+    assert block(torch.rand(2, 3, 2, 8, 8)).shape == (2, 3, 4, 2, 2)

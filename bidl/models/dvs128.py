@@ -94,7 +94,8 @@ def dvs128_gesture_authors(
 ) -> DVS128GestureNet:
     """DVS128 Gesture network as the authors' code builds it (``clif3flif2dg_itout-b16x1-dvsgesture.py``):
     ``[B, 60, 2, 40, 40]`` -> 11 mean spike rates, BatchNorm on the membrane, fixed neuron parameters
-    (alpha 0.3, theta 0.5, training noise 1e-3); ASM or CSM via ``sharing``. 2,013,157 trainable parameters
+    (alpha 0.3, theta 0.5, no training noise: the config sets ``noise=0``, where the class default of the
+    authors' neuron is 1e-3); ASM or CSM via ``sharing``. 2,013,157 trainable parameters
     at the default widths. ``neuron_kwargs``: neuron keywords (``alpha``, ``learnable``, ``noise``, ...), by
     default :data:`~bidl.models.registry.AUTHORS_NEURON`."""
     return DVS128GestureNet(
@@ -105,5 +106,5 @@ def dvs128_gesture_authors(
         hidden=hidden,
         norm=norm,
         iteration=iteration,
-        **authors_neuron(neuron_kwargs, noise=1e-3, sharing=sharing),
+        **authors_neuron(neuron_kwargs, noise=0.0, sharing=sharing),
     )

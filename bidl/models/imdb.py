@@ -15,9 +15,10 @@ and ``imdb/backbone.py``):
   cross-entropy (``CrossEntropyLoss, use_sigmoid=True``) -> ``n_classes=1`` here, output ``[B, 1]``.
   **Training in this repository uses cross-entropy over ``n_classes`` outputs: build ``imdb_authors`` with
   ``n_classes=2`` to train it** (with 1 output the cross-entropy is identically 0).
-- LIAF readout: the paper's eq. 11 outputs ``f(V_t)`` after reset and leak -> ``liaf_readout="post_leak"``;
-  their ``Lif`` returns ``relu(U)`` of the membrane before reset (``memb_mode=(0, relu)``) ->
-  ``"pre_reset"``. ReLU, no threshold subtraction ("NTR") in both.
+- LIAF readout: both builders read ``f(U_t)``, the membrane before reset and leak, as the authors' ``Lif``
+  does (``memb_mode=(0, relu)``, ``layers/lif.py``) -> ``liaf_readout="pre_reset"``, the code that produced
+  the paper's numbers. The paper's eq. 11 taken literally outputs ``f(V_t)`` after reset and leak: a named
+  variant, ``liaf_readout="post_leak"``. ReLU, no threshold subtraction ("NTR") in both.
 - BatchNorm: the paper's ST block is "convolution, batch normalization, and LIF" (section 2) -> BN on the
   synaptic current, ``norm="input"``; their ``FcLif(norm_state=True)`` puts it on the membrane,
   ``norm="state"``.
@@ -84,14 +85,15 @@ def imdb(
     *,
     embedding_dim: int = 256,
     n_classes: int = 2,
-    liaf_readout: str = "post_leak",
+    liaf_readout: str = "pre_reset",
     learnable: bool = True,
     norm: str | None = "input",
     **kwargs,
 ) -> IMDBNet:
     """The paper's IMDB network: ``[B, 500]`` tokens -> 2 logits; 256-wide embedding, FCLIAF with the
-    eq. 11 readout ``f(V_t)``, BatchNorm on the synaptic current, learned neuron parameters (see the module
-    docstring for each source). Other keyword arguments as :func:`imdb_authors`."""
+    authors' readout ``f(U_t)`` before reset (``liaf_readout="pre_reset"``; ``"post_leak"``: the paper's
+    eq. 11 taken literally, ``f(V_t)``), BatchNorm on the synaptic current, learned neuron parameters (see
+    the module docstring for each source). Other keyword arguments as :func:`imdb_authors`."""
     return imdb_authors(
         embedding_dim=embedding_dim,
         n_classes=n_classes,

@@ -309,20 +309,22 @@ def jester_v1_authors(
 
 
 @register_model
-def jester_v1(*, liaf_readout: str = "post_leak", **kwargs) -> JesterResNet:
+def jester_v1(*, liaf_readout: str = "pre_reset", **kwargs) -> JesterResNet:
     """Jester v1 as the paper describes it (section 5.1.1): ``[B, 16, 3, 112, 112]`` -> 27 logits; keyword
     arguments as :func:`jester_v1_authors`.
 
     The same architecture and parameters as :func:`jester_v1_authors` (11,195,163 trainable): the paper's
     "ResNet-18 with LIAF", "summed at the SumLayer and then divided by T" then FC, ASM (Table 2). The paper
     says nothing that differs from the authors' code about the layers, BN placement, neuron constants (it
-    does not make them learnable for Jester) or training noise, so those are the authors'. The one difference:
+    does not make them learnable for Jester) or training noise, so those are the authors'. The LIAF readout:
 
-    - LIAF readout: the paper's eq. 11 outputs ``f(V_t)``, the membrane after reset and leak
-      (``liaf_readout="post_leak"``, the default here); the authors' code outputs ``f(U_t)`` before them
-      (``"pre_reset"``). Pass ``liaf_readout="pre_reset"`` to get the authors' network exactly. With the hard
-      reset, eq. 11 makes a neuron that fires output ``f(alpha v_reset + beta) = 0`` and bounds the others'
-      output by ``alpha theta`` (0.15): activity is small and carried by the sub-threshold neurons.
+    - default ``liaf_readout="pre_reset"``: ``f(U_t)``, the membrane before reset and leak, as the authors'
+      ``Lif`` reads it (``memb_mode=(0, relu)``, ``layers/lif.py``), the code that produced the paper's
+      numbers; with it this builder builds exactly :func:`jester_v1_authors`.
+    - ``liaf_readout="post_leak"``: the paper's eq. 11 taken literally, ``f(V_t)``, the membrane after reset
+      and leak (a named variant). With the hard reset it makes a neuron that fires output
+      ``f(alpha v_reset + beta) = 0`` and bounds the others' output by ``alpha theta`` (0.15): activity is
+      small and carried by the sub-threshold neurons.
     """
     return jester_v1_authors(liaf_readout=liaf_readout, **kwargs)
 
@@ -338,19 +340,23 @@ def jester_v2(
     coupling_kernel: int = 3,
     activation: str = "relu",
     liaf_mode: str = "NTR",
-    liaf_readout: str = "post_leak",
+    liaf_readout: str = "pre_reset",
     iteration: str = "internal",
     **neuron_kwargs: Any,
 ) -> JesterResNet:
     """Jester v2 (paper section 5.1.1): ResNet18 with electrically coupled LIAF-RMP, ``[B, 16, 3, 224, 224]``.
 
-    The v1 network (:func:`jester_v1`, paper's readout ``f(V_t)``) with every LIAF replaced by
+    The v1 network (:func:`jester_v1`, readout ``f(U_t)`` before reset by default) with every LIAF replaced by
     :class:`ElectricallyCoupledLIAF` with the RMP soft reset (``reset="soft"``: ``R_t = U_t - F_t theta``,
     Han et al. 2020, paper eq. 9). The coupling ``U_t = X_t + V_{t-1} + K * V_{t-1}`` (a learnable 3x3
     ``C -> C`` convolution of the previous membrane, zero at initialisation) is this project's definition
     from the cited ECLIF work (Wu et al. 2022b); the BIDL paper and the authors' code do not define it (see
     the module docstring). 23,765,787 trainable parameters with the defaults (the paper: "12 x 10^6 to
     24 x 10^6"). The 224 x 224 input only changes the data: the network pools globally.
+
+    ``liaf_readout``: ``"pre_reset"`` (default, ``f(U_t)`` before reset and leak, as the authors' ``Lif``
+    reads it) or ``"post_leak"`` (the paper's eq. 11 taken literally, ``f(V_t)`` after the soft reset and
+    leak; a named variant).
 
     ``neuron_kwargs``: the neuron keywords (``alpha``, ``beta``, ``theta``, ``v_reset``, ``reset``,
     ``sharing``, ``learnable``, ``noise``, ``surrogate``), by default
