@@ -1,6 +1,8 @@
 """Export a trained network for neuromorphic chips and verify the export by running it (bidl.export.bundle):
 the state-aware single-step ONNX graph (fp32 and fp16), the NIR graph where NIR can express the network, a
-manifest and a verification report, in one folder."""
+manifest and a verification report, in one folder. The report holds the top-1 of the PyTorch network and of
+both graphs on the test split the evaluate rule uses (``eval_samples`` of it, evenly spaced; null: all of it),
+each graph streamed step by step through ONNX Runtime on the CPU."""
 
 import argparse
 import json
@@ -42,8 +44,13 @@ def main(
         atol=settings.get("atol", 1e-4),
         tie_atol=settings.get("tie_atol", 1e-5),
         fp16=settings.get("fp16", True),
+        fp16_state=settings.get("fp16_state", "float32"),
         nir_dt=settings.get("nir_dt", 1e-4),
         metadata={"experiment": name, "registered_model": experiment["model"], "data_source": data_source},
+        test_set=test_set,
+        eval_samples=settings.get("eval_samples"),
+        eval_batch_size=experiment.get("eval_batch_size", 64),
+        threads=threads,
     )
     print(json.dumps(report, indent=1), flush=True)
     return report

@@ -4,13 +4,17 @@
 
 - ``model.onnx``: the state-aware single-step graph (:mod:`bidl.export.onnx`), exported twice to check that
   the file is reproducible;
-- ``model_fp16.onnx``: its half-precision variant;
+- ``model_fp16.onnx``: its half-precision variant (fp16 synapses; states, neuron arithmetic and the threshold
+  compare in float32 by default, or everything in fp16: ``fp16_state``);
 - ``model.nir``: the NIR graph, where NIR can express the network (:mod:`bidl.export.nir`);
 - ``manifest.json``: the states (ids, modules, shapes, dtypes, initial values), the neuron parameters, the
   input, the files with their SHA-256, the built-in nodes of the graph;
 - ``verification.json``: the ONNX graph run by :class:`~bidl.export.runtime.StepRuntime` over every timestep
   of real samples against the PyTorch network (spikes per neuron layer, output error, top-1 agreement), the
-  fp16 graph against the fp32 network, and the NIR graph imported into snnTorch against bidl (spikes).
+  fp16 graph against the fp32 network, and the NIR graph imported into snnTorch against bidl (spikes); and,
+  given the test split, the top-1 accuracy of the PyTorch network (EIM) and of the fp32 and fp16 graphs, each
+  streamed step by step through ONNX Runtime on the CPU as a deployment runs it, with 95 % Wilson intervals
+  (:mod:`bidl.export.accuracy`).
 
 The fp32 ONNX check is strict: every sample must give the same spikes and outputs within ``atol``, or part
 from the PyTorch run first at a threshold tie (a membrane within ``tie_atol`` of theta, which float summation
@@ -29,9 +33,11 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 
 from .. import __version__
 from ..io import atomic_write_json, file_digest, replace_dir
+from .accuracy import evaluate_graphs
 from .onnx import export_onnx, read_metadata, save_onnx
 from .verify import compare_runs, onnx_run, reference_run
 
@@ -104,16 +110,29 @@ def export_bundle(
     atol: float = 1e-4,
     tie_atol: float = 1e-5,
     fp16: bool = True,
+    fp16_state: str = "float32",
     nir_dt: float = 1e-4,
     metadata: dict[str, Any] | None = None,
+    test_set: Dataset | None = None,
+    eval_samples: int | None = None,
+    eval_batch_size: int = 16,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Export ``network`` (eval mode) into ``folder`` and verify it on ``samples`` (each ``[T, ...]``).
+
+    ``fp16_state``: the precision of the fp16 graph's states and everything but its synapses
+    (``"float32"`` or ``"float16"``; :func:`~bidl.export.onnx.export_onnx`'s ``state_dtype``). With
+    ``test_set``, the report's ``accuracy`` holds the top-1 of the PyTorch network and of each graph on
+    ``eval_samples`` of its samples, evenly spaced (``None``: all of them), run in batches of
+    ``eval_batch_size`` with ``threads`` ONNX Runtime threads (:func:`~bidl.export.accuracy.evaluate_graphs`).
 
     Returns the verification report. Raises :class:`ExportVerificationError` when the fp32 ONNX graph gives
     different spikes or an output error above ``atol``, :class:`~bidl.export.ExportError` when the network
     cannot be exported; ``folder`` is then left as it was.
     """
     folder = Path(folder)
+    if fp16_state not in ("float32", "float16"):
+        raise ValueError(f"fp16_state: 'float32' or 'float16', got {fp16_state!r}")
     network = network.eval()
     inputs = _stack(samples)
     example = inputs[:1, 0]
@@ -135,12 +154,26 @@ def export_bundle(
             "onnx": compare_runs(reference, onnx_run(graph, inputs), atol=atol, tie_atol=tie_atol),
         }
         check = report["onnx"]
+        graphs = {"onnx": graph}
         if fp16:
-            half = export_onnx(network, example, name=name, dtype=torch.float16, metadata=metadata)
+            half = export_onnx(
+                network,
+                example,
+                name=name,
+                dtype=torch.float16,
+                state_dtype=getattr(torch, fp16_state),
+                metadata=metadata,
+            )
             save_onnx(half, work / FILES["onnx_fp16"])
             half_inputs = inputs.half() if inputs.is_floating_point() else inputs
             report["onnx_fp16"] = compare_runs(reference, onnx_run(half, half_inputs), tie_atol=tie_atol)
             report["onnx_fp16"].pop("passed")  # measured, not required to agree
+            report["onnx_fp16"]["precision"] = read_metadata(half)["precision"]
+            graphs["onnx_fp16"] = half
+        if test_set is not None:
+            report["accuracy"] = evaluate_graphs(
+                network, graphs, test_set, samples=eval_samples, batch_size=eval_batch_size, threads=threads
+            )
         report["nir"] = _nir_part(network, inputs, work, nir_dt)
         meta = read_metadata(graph)
         files = {key: file for key, file in FILES.items() if (work / file).exists()}

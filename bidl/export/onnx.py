@@ -11,7 +11,13 @@ The graph computes one timestep: ``(input, state_1, ..., state_n) -> (output, st
   functions of the ``bidl`` domain, defined in the file in standard ops (:mod:`bidl.export.ops`): a chip
   compiler matches them by name, ONNX Runtime executes their definitions.
 - The batch axis is dynamic; the model's ``metadata_props`` hold the states (``bidl.states``), the input and
-  output, the neurons' parameters (``bidl.neurons``) and the format version, as JSON.
+  output, the neurons' parameters (``bidl.neurons``), the precision of each part (``bidl.precision``) and the
+  format version, as JSON.
+- fp16: either half precision throughout (states, membranes and theta too), or fp16 synapses (Conv, Linear,
+  Embedding: weights and products, fed an fp16 input) whose outputs are cast to float32, where the membranes
+  integrate and are compared against theta, BatchNorm, reset, leak and the readout run, as in the float32
+  network (``state_dtype=torch.float32``; the mixed precision of the authors' fp16 training under
+  ``torch.autocast``).
 - The file is reproducible: the same model exported again gives the same bytes (node metadata that names
   source files is dropped, serialisation is deterministic).
 
@@ -44,6 +50,7 @@ from .states import ExportError, StateSpec, check_exportable, state_specs
 
 __all__ = [
     "FORMAT",
+    "HALF_MODULES",
     "INPUT_NAME",
     "OUTPUT_NAME",
     "SPIKE_SUFFIX",
@@ -59,6 +66,10 @@ FORMAT = "bidl state-aware single-step graph, version 1"
 INPUT_NAME = "input"
 OUTPUT_NAME = "output"
 _KEPT_NODE_METADATA = ("namespace", "pkg.torch.onnx.name_scopes", "pkg.torch.onnx.class_hierarchy")
+HALF_MODULES = (nn.modules.conv._ConvNd, nn.Linear, nn.Embedding)
+"""The synapses: in an fp16 graph with float32 states, these run in half precision (weights and products,
+as ``torch.autocast`` runs convolutions and matrix products in the authors' fp16 training); everything else
+(BatchNorm, neurons, aggregation, recurrent states) runs in float32."""
 
 
 class StepGraph(nn.Module):
@@ -137,6 +148,53 @@ def _quiet() -> Iterator[None]:
         logger.setLevel(level)
 
 
+def _floats_to(dtype: torch.dtype):
+    """A forward pre-hook / hook that casts the floating tensors it sees to ``dtype``."""
+
+    def cast(value):
+        if isinstance(value, Tensor) and value.is_floating_point():
+            return value.to(dtype)
+        if isinstance(value, tuple):
+            return tuple(cast(v) for v in value)
+        return value
+
+    def pre_hook(_module, args):
+        return cast(tuple(args))
+
+    def hook(_module, _args, output):
+        return cast(output)
+
+    return pre_hook, hook
+
+
+def _half_synapses(network: nn.Module) -> nn.Module:
+    """A copy of ``network`` whose synapses (:data:`HALF_MODULES`) hold fp16 weights and compute in fp16,
+    their inputs cast to fp16 and their outputs back to float32; the network casts a half-precision input
+    to float32 on entry, so that every other module (and every state) stays float32."""
+    network = copy.deepcopy(network)
+    to_half, _ = _floats_to(torch.float16)
+    to_float, from_half = _floats_to(torch.float32)
+    for module in network.modules():
+        if isinstance(module, HALF_MODULES):
+            module.half()
+            module.register_forward_pre_hook(to_half)
+            module.register_forward_hook(from_half)
+    network.register_forward_pre_hook(to_float)
+    return network
+
+
+def _precision(dtype: torch.dtype, state_dtype: torch.dtype) -> dict[str, str]:
+    """What the graph computes in which precision (the ``bidl.precision`` metadata)."""
+    name, state = str(dtype).removeprefix("torch."), str(state_dtype).removeprefix("torch.")
+    return {
+        "input": name,
+        "synapses": name,  # Conv, Linear, Embedding: weights and products
+        "states": state,
+        "neurons": state,  # integrate, BatchNorm on the membrane, cmp_and_fire against theta, reset and leak
+        "other": state,  # BatchNorm on the synaptic current, aggregation, activations, recurrent cells
+    }
+
+
 def _batched(example_input: Tensor, batch: int) -> Tensor:
     """The example repeated to ``batch`` rows (tracing a batch of 1 would fix the batch axis to 1)."""
     return example_input[:1].expand(batch, *example_input.shape[1:]).clone()
@@ -196,6 +254,7 @@ def export_onnx(
     *,
     name: str | None = None,
     dtype: torch.dtype = torch.float32,
+    state_dtype: torch.dtype | None = None,
     metadata: dict[str, Any] | None = None,
 ):
     """The single-step graph of ``network`` as an ``onnx.ModelProto`` (see the module docstring).
@@ -205,8 +264,14 @@ def export_onnx(
         example_input: one timestep ``[B, ...]`` of the network's input (e.g. ``[1, 2, 40, 40]`` events,
             ``[1]`` token ids).
         name: the graph's name (default: the network's class name).
-        dtype: ``torch.float32`` or ``torch.float16`` (the fp16 variant: weights, states and floating
-            inputs in half precision; the network is copied, not converted in place).
+        dtype: ``torch.float32`` or ``torch.float16`` (the fp16 variant: weights and floating inputs in
+            half precision; the network is copied, not converted in place).
+        state_dtype: with ``dtype=torch.float16``, the precision of everything but the synapses: ``None`` or
+            ``torch.float16`` for a graph in half precision throughout (states, membranes, theta and the
+            threshold compare too); ``torch.float32`` for fp16 synapses (:data:`HALF_MODULES`: weights and
+            products) with float32 states, neuron arithmetic and threshold compare, BatchNorm and readout,
+            so that a membrane is compared against theta exactly as in the float32 network. The
+            ``bidl.precision`` metadata records which.
         metadata: extra entries for ``metadata_props`` (JSON-encoded unless strings).
 
     Raises:
@@ -216,8 +281,15 @@ def export_onnx(
 
     if dtype not in (torch.float32, torch.float16):
         raise ValueError(f"dtype: export writes float32 or float16 graphs, got {dtype}")
+    state_dtype = dtype if state_dtype is None else state_dtype
+    if state_dtype not in (dtype, torch.float32):
+        raise ValueError(
+            f"state_dtype: a {dtype} graph keeps its states in {dtype} or float32, got {state_dtype}"
+        )
     check_exportable(network)
-    if dtype != torch.float32:
+    if dtype != torch.float32 and state_dtype == torch.float32:
+        network = _half_synapses(network)
+    elif dtype != torch.float32:
         network = copy.deepcopy(network).to(dtype)
     x = _batched(example_input, 2)
     if x.is_floating_point():
@@ -258,6 +330,7 @@ def export_onnx(
         "bidl.version": __version__,
         "bidl.model": model.graph.name,
         "bidl.dtype": str(dtype).removeprefix("torch."),
+        "bidl.precision": _precision(dtype, state_dtype),
         "bidl.input": {
             "name": INPUT_NAME,
             "shape": list(example_input.shape[1:]),

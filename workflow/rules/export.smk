@@ -1,6 +1,8 @@
 # Chip export (paper section 4): every trained paper network as a state-aware single-step graph (ONNX, fp32 and
 # fp16; NIR where NIR can express it), verified by running the exported graphs on evaluation samples against
-# the PyTorch network (bidl.export.bundle). The latency rule times the ONNX graph with ONNX Runtime.
+# the PyTorch network, and each graph's top-1 on the test split the evaluate rule uses (export.eval_samples caps
+# it), streamed step by step through ONNX Runtime on the CPU (bidl.export.bundle, bidl.export.accuracy). The
+# latency rule times the ONNX graph with ONNX Runtime.
 
 
 rule export:
