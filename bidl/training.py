@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
+from .data.augment import parse_augment
 from .distributed import (
     all_gather_rng_states,
     all_sum,
@@ -496,6 +497,7 @@ def train(
     num_workers: int = 0,
     fingerprint: dict[str, Any] | None = None,
     backend: str = "auto",
+    augment: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Train ``model`` in IIM for ``recipe.epochs`` epochs and return the per-epoch history.
 
@@ -512,11 +514,20 @@ def train(
     Under ``torchrun`` (``WORLD_SIZE > 1``) it trains data-parallel with DDP over the process group it
     joins (``backend``: ``auto`` = nccl on CUDA, gloo on the CPU): see :mod:`bidl.distributed`. On CUDA
     each process takes the GPU of its local rank.
+
+    ``augment`` (a dataset's ``augment`` mapping, :mod:`bidl.data.augment`) transforms the training samples,
+    drawn per (seed, epoch, sample) and so resumable; ``val_set`` and everything after training see the
+    cached samples. It is part of the run's identity (when given): a checkpoint trained otherwise is not
+    resumed.
     """
     device = torch.device(device)
     here = world()
     if here.distributed and device.type == "cuda":
         device = torch.device("cuda", here.local_rank)
+    augmentation = parse_augment(augment)  # an unknown transform or parameter raises before training
+    if augmentation is not None:
+        train_set = augmentation.wrap(train_set, seed)
+        fingerprint = {**(fingerprint or {}), "augment": augmentation.spec}
     with process_group(device, backend):
         return _train(
             model, train_set, val_set, recipe, Path(out_dir), seed, device, num_workers, fingerprint

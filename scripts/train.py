@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from bidl.data.augment import describe as describe_augment
+from bidl.data.augment import parse_augment
 from bidl.data.catalog import open_split
 from bidl.distributed import DistributedSettings, slurm_head_node, torchrun_command, world
 from bidl.io import file_digest, load_checkpoint, redirect_output
@@ -33,11 +35,14 @@ def main(
     init_file: Path | None = None,
     backend: str = "auto",
     deterministic: bool = True,
+    augment: dict[str, Any] | None = None,
 ) -> None:
     torch.set_num_threads(threads)
     set_deterministic(deterministic)
     seed_everything(seed)
     recipe = Recipe.from_mapping(experiment["recipe"], where=f"experiments.{name}.recipe")
+    # the dataset's training augmentation; an unknown transform or parameter stops here, naming the key
+    parse_augment(augment, where=f"datasets.{experiment['dataset']}.augment")
     model = create_model(experiment["model"], **experiment.get("model_kwargs", {}))
     if init_file is not None:
         skipped = load_matching_weights(model, load_checkpoint(init_file))
@@ -49,7 +54,7 @@ def main(
     print(
         f"experiment {name} (process {here.rank + 1} of {here.size}): model {experiment['model']} "
         f"({count_parameters(model):,} trainable parameters), {len(train_set)} train / {len(val_set)} val "
-        f"samples, recipe {recipe}, threads {threads}",
+        f"samples, recipe {recipe}, training augmentation {describe_augment(augment)}, threads {threads}",
         flush=True,
     )
     # what the weights depend on beyond the recipe and seed: a checkpoint of another model, other data
@@ -73,6 +78,7 @@ def main(
         device=resolve_device(device),
         fingerprint=fingerprint,
         backend=backend,
+        augment=augment,
     )
 
 
@@ -85,7 +91,7 @@ def _cli_arguments(**values: Any) -> list[str]:
         "--threads", str(values["threads"]),
         *([] if values.get("deterministic", True) else ["--nondeterministic"]),
         "--device", values["device"], "--loader-json", json.dumps(values["loader"] or {}),
-        "--backend", values["backend"],
+        "--backend", values["backend"], "--augment-json", json.dumps(values.get("augment")),
     ]  # fmt: skip
     if values["init_file"] is not None:
         arguments += ["--init", str(values["init_file"])]
@@ -121,6 +127,7 @@ def _from_snakemake(smk) -> None:
         loader=smk.params.loader,
         init_file=Path(smk.input.init[0]) if len(smk.input.init) else None,
         deterministic=smk.params.deterministic,
+        augment=getattr(smk.params, "augment", None),  # rules without the parameter train unaugmented
     )
     settings = DistributedSettings.from_mapping(smk.params.distributed)
     if settings.launches:
@@ -148,6 +155,11 @@ def _cli() -> None:
     parser.add_argument(
         "--nondeterministic", action="store_true", help="allow non-deterministic kernels (faster on a GPU)"
     )
+    parser.add_argument(
+        "--augment-json",
+        default="null",
+        help="the dataset's training augmentation (bidl.data.augment), as JSON",
+    )
     args = parser.parse_args()
     main(
         experiment=json.loads(args.experiment_json),
@@ -162,6 +174,7 @@ def _cli() -> None:
         init_file=args.init,
         backend=args.backend,
         deterministic=not args.nondeterministic,
+        augment=json.loads(args.augment_json),
     )
 
 

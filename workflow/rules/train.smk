@@ -14,6 +14,8 @@ rule train:
         name=lambda w: w.experiment,
         experiment=lambda w: experiment(w.experiment),
         loader=lambda w: experiment_loader(w.experiment),
+        # the dataset's training augmentation (bidl.data.augment); evaluation never applies it
+        augment=lambda w: config["datasets"][experiment(w.experiment)["dataset"]].get("augment"),
         seed=config["seed"],
         device=config.get("device", "auto"),
         deterministic=config.get("deterministic", True),
