@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import difflib
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,7 +23,11 @@ __all__ = [
     "key_path",
     "resolve_experiment",
     "network_names",
+    "variant_names",
+    "apply_variant",
+    "VARIANT_SEPARATOR",
     "table3_names",
+    "smoke_form",
 ]
 
 
@@ -84,11 +89,45 @@ def validate_config(
         else:
             problems.append(f"{where}: {error.message}")
     if not problems:
-        problems = _dangling_references(config)
+        problems = _dangling_references(config) + _variant_recipe_problems(config, schema)
     if not problems:
-        problems = model_problems(config)
+        from .data.augment import augment_problems  # what the schema cannot say (a range's min above its max)
+
+        problems = model_problems(config) + augment_problems(config)
     if problems:
         raise ConfigError(f"{source}: invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def _variant_recipe_problems(config: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
+    """Each experiment variant's recipe, the experiment's updated by the variant's, checked against the
+    schema's recipe (a variant names only the keys it changes, so the schema cannot check it alone)."""
+    recipe_schema = (schema.get("$defs") or {}).get("recipe")
+    if recipe_schema is None:
+        return []
+    validator = jsonschema.Draft202012Validator({**recipe_schema, "$defs": schema["$defs"]})
+    problems = []
+    for name, exp in config["experiments"].items():
+        for variant, spec in (exp.get("variants") or {}).items():
+            if "recipe" not in spec:
+                continue
+            merged = apply_variant(exp, spec)["recipe"]
+            for error in validator.iter_errors(merged):
+                key = key_path([f"experiments.{name}.variants.{variant}.recipe", *error.absolute_path])
+                problems.append(f"{key}: {error.message}")
+        # an experiment's (and its variants') loader keywords: those its dataset's loader takes
+        dataset_schema = (schema.get("$defs") or {}).get(str(exp.get("dataset")), {})
+        takes = set(((dataset_schema.get("properties") or {}).get("loader") or {}).get("properties") or {})
+        given = [(f"experiments.{name}.loader", exp.get("loader") or {})] + [
+            (f"experiments.{name}.variants.{v}.loader", spec.get("loader") or {})
+            for v, spec in (exp.get("variants") or {}).items()
+        ]
+        for where, loader in given:
+            for key in sorted(set(loader) - takes):
+                problems.append(
+                    f"{where}.{key}: dataset {exp.get('dataset')!r} takes no loader keyword {key!r}"
+                    f" (it takes: {sorted(takes) or 'none'})"
+                )
+    return problems
 
 
 def _dangling_references(config: Mapping[str, Any]) -> list[str]:
@@ -139,6 +178,14 @@ def _model_uses(config: Mapping[str, Any]):
         where = f"experiments.{name}"
         origins = {k: f"{where}.model_kwargs.{k}" for k in kwargs}
         yield where, exp["model"], f"{where}.model", kwargs, origins, f"{where}.model_kwargs"
+        for variant, spec in (exp.get("variants") or {}).items():
+            own = spec.get("model_kwargs") or {}
+            if not own:
+                continue
+            vwhere = f"{where}.variants.{variant}"
+            vkwargs = {**kwargs, **own}
+            vorigins = origins | {k: f"{vwhere}.model_kwargs.{k}" for k in own}
+            yield vwhere, exp["model"], f"{where}.model", vkwargs, vorigins, f"{vwhere}.model_kwargs"
     for name, spec in (config.get("baselines") or {}).items():
         where = f"baselines.{name}"
         kwargs = resolve_experiment(config, name)["model_kwargs"]
@@ -283,7 +330,20 @@ def resolve_experiment(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     experiment it is compared with (``of``), with the baseline's model, the experiment's structural model
     keywords (neuron keywords dropped) and recipe, each updated by the baseline's own, and ``baseline_of``."""
     if name in config["experiments"]:
-        return dict(config["experiments"][name])
+        entry = dict(config["experiments"][name])
+        entry.pop("variants", None)
+        return entry
+    base_name, dot, variant = name.partition(VARIANT_SEPARATOR)
+    if dot and base_name in config["experiments"]:
+        variants = config["experiments"][base_name].get("variants") or {}
+        if variant not in variants:
+            raise KeyError(
+                f"experiments.{base_name}.variants: no variant {variant!r} (variants: {sorted(variants)})"
+            )
+        return apply_variant(config["experiments"][base_name], variants[variant]) | {
+            "variant_of": base_name,
+            "variant": variant,
+        }
     baselines = config.get("baselines") or {}
     if name not in baselines:
         raise KeyError(f"{name!r} is neither an experiment nor a baseline of config {config.get('name')!r}")
@@ -298,6 +358,102 @@ def resolve_experiment(config: Mapping[str, Any], name: str) -> dict[str, Any]:
         "recipe": {**base["recipe"], **spec.get("recipe", {})},
         "baseline_of": spec["of"],
     }
+
+
+VARIANT_SEPARATOR = "."
+"""Joins an experiment and one of its named variants into a network name: ``jester_v1.eq11_readout``."""
+
+
+def apply_variant(base: Mapping[str, Any], variant: Mapping[str, Any]) -> dict[str, Any]:
+    """An experiment entry with a named variant applied: its ``model_kwargs``, ``recipe`` and ``loader``
+    update the experiment's key by key; its ``description`` is kept as ``variant_description``."""
+    entry = {k: v for k, v in base.items() if k != "variants"}
+    for key in ("model_kwargs", "recipe", "loader"):
+        if key in variant:
+            entry[key] = {**(base.get(key) or {}), **variant[key]}
+    if "description" in variant:
+        entry["variant_description"] = variant["description"]
+    return entry
+
+
+def variant_names(config: Mapping[str, Any]) -> list[str]:
+    """Every named variant of every experiment (``<experiment>.<variant>``), sorted: networks trained on
+    request (``snakemake results/<preset>/experiments/<experiment>.<variant>/metrics.json``), not by
+    default."""
+    return sorted(
+        f"{name}{VARIANT_SEPARATOR}{variant}"
+        for name, exp in config["experiments"].items()
+        for variant in (exp.get("variants") or {})
+    )
+
+
+def _deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _cut_recipe(recipe: Mapping[str, Any], epochs: int, max_batch_size: int) -> dict[str, Any]:
+    return {
+        **recipe,
+        "epochs": min(recipe["epochs"], epochs),
+        "batch_size": min(recipe["batch_size"], max_batch_size),
+    }
+
+
+def smoke_form(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The smoke form of a preset (``snakemake --configfile <preset> --config smoke=true``): every job of its
+    DAG but the downloads, with its networks, input sizes and recipes, on stand-ins in the real raw formats
+    cut to a handful of samples, for ``smoke_form.epochs`` epochs in batches of at most
+    ``smoke_form.max_batch_size``.
+
+    From the preset's ``smoke_form`` section: every dataset's source becomes ``standin`` with the keywords
+    of ``smoke_form.standin.<dataset>`` (its preprocessing stays the preset's), written under
+    ``resources/<dataset>/standin-<name>_smoke``; every recipe (experiments, their variants, baselines, the
+    co-learning fine-tunings) is cut to those epochs and batches; ``smoke_form.set`` is merged over the rest
+    (e.g. the cost, export and bench sizes); the name becomes ``<name>_smoke``, so that the outputs go to
+    ``results/<name>_smoke/`` beside, never over, a real run's.
+
+    Raises ConfigError naming the key where the preset has no ``smoke_form`` or it lacks a dataset's stand-in.
+    """
+    form = config.get("smoke_form")
+    if not isinstance(form, Mapping):
+        raise ConfigError(
+            f"smoke: preset {config.get('name')!r} has no smoke_form section (the smoke run's stand-in "
+            "sizes, epochs and batch size); add one or drop --config smoke=true"
+        )
+    epochs, max_batch = int(form.get("epochs", 1)), int(form.get("max_batch_size", 4))
+    standins = form.get("standin") or {}
+    smoke = {k: copy.deepcopy(v) for k, v in config.items() if k not in ("smoke", "smoke_form")}
+    smoke["name"] = f"{config['name']}_smoke"
+    smoke["description"] = f"Smoke form of preset {config['name']!r}: {config.get('description', '')}".strip()
+    smoke["standin_folder"] = f"standin-{smoke['name']}"
+    for dataset, entry in smoke["datasets"].items():
+        if dataset not in standins:
+            raise ConfigError(
+                f"smoke_form.standin.{dataset}: missing (the stand-in keywords of the smoke run; the preset "
+                f"declares datasets {sorted(smoke['datasets'])})"
+            )
+        entry["source"] = "standin"
+        entry["standin"] = dict(standins[dataset] or {})
+    for exp in smoke["experiments"].values():
+        exp["recipe"] = _cut_recipe(exp["recipe"], epochs, max_batch)
+        for variant in (exp.get("variants") or {}).values():
+            for key in ("epochs", "batch_size"):
+                variant.get("recipe", {}).pop(key, None)
+    for spec in (smoke.get("baselines") or {}).values():
+        recipe = spec.setdefault("recipe", {})
+        recipe["epochs"] = min(recipe.get("epochs", epochs), epochs)
+        recipe.pop("batch_size", None)
+    colearning = smoke.get("colearning")
+    if colearning:
+        colearning["bptt"] = _cut_recipe(colearning["bptt"], epochs, max_batch)
+        colearning["rstdp"]["epochs"] = min(colearning["rstdp"].get("epochs", 1), epochs)
+    return _deep_merge(smoke, form.get("set") or {})
 
 
 def network_names(config: Mapping[str, Any]) -> list[str]:

@@ -160,7 +160,10 @@ def _cli() -> None:
     args = parser.parse_args()
     config = load_yaml(args.config)
     datasets = [d for d in DATASET_NAMES if d in config["datasets"]]
-    markers = [args.resources / d / config["datasets"][d]["source"] / ".complete" for d in datasets]
+    standin = config.get("standin_folder", "standin")
+    folders = {d: config["datasets"][d]["source"] for d in datasets}
+    folders = {d: standin if f == "standin" else f for d, f in folders.items()}
+    markers = [args.resources / d / folders[d] / ".complete" for d in datasets]
     infos = [args.cache / d / "preprocess.json" for d in datasets]
     probes = [args.results / "probes" / d / "probe.json" for d in datasets]
     main(config, datasets, markers, infos, probes, args.out)

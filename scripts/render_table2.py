@@ -27,6 +27,7 @@ COLUMNS = (
     "real-time factor",
     "data source",
     "scaled from the paper",
+    "departs from the paper",
 )
 
 
@@ -65,6 +66,8 @@ def table_rows(
                 ),
                 "data source": describe_source(m["dataset"], source),
                 "scaled from the paper": exp.get("scaled", "no"),
+                # what differs from the paper's row on any data (task, structure), from the preset's `departs`
+                "departs from the paper": exp.get("departs", "no"),
             }
         )
     return rows

@@ -25,6 +25,7 @@ COLUMNS = (
     "ops vs BIDL",
     "epochs",
     "data source",
+    "departs from the paper",
 )
 KINDS = {"conv3d": "Conv3D", "convlstm": "ConvLSTM", "lstm": "LSTM"}  # display names
 
@@ -67,6 +68,8 @@ def table_rows(
                 "data source": describe_source(
                     entry["dataset"], config["datasets"][entry["dataset"]]["source"]
                 ),
+                # the experiment's `departs` (a baseline shares its experiment's task and data)
+                "departs from the paper": config["experiments"][of or name].get("departs", "no"),
             }
         )
     return rows

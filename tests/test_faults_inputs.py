@@ -362,7 +362,8 @@ def _mask_without_lungs(path: Path) -> Path:
     data = mask.with_suffix(".zraw")  # the release's masks are compressed MetaImage
     zeros = zlib.compress(bytes(len(zlib.decompress(data.read_bytes()))))
     data.write_bytes(zeros)
-    mask.write_text(re.sub(r"CompressedDataSize = \d+", f"CompressedDataSize = {len(zeros)}", mask.read_text()))
+    header = re.sub(r"CompressedDataSize = \d+", f"CompressedDataSize = {len(zeros)}", mask.read_text())
+    mask.write_text(header)
     return mask
 
 

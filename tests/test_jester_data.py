@@ -285,6 +285,21 @@ def test_items_decode_the_sampled_jpeg_files_of_the_index(tmp_path, monkeypatch)
     np.testing.assert_array_equal(x.numpy(), expected)
 
 
+def test_one_index_serves_another_input_size(tmp_path):
+    """Jester v2 reads the v1 index at 224 px: the same frames, decoded at the size asked for."""
+    _colour_copy(tmp_path / "raw", {"3": list(range(1, 20))}, "", "3;Swiping Left\n")
+    preprocess(tmp_path / "raw", tmp_path / "cache", size=8, min_frames=1)
+    small = JesterClips(tmp_path / "cache" / "test.npz", train=False)
+    large = JesterClips(tmp_path / "cache" / "test.npz", train=False, size=24)
+    assert small[0][0].shape == (16, 3, 8, 8) and large[0][0].shape == (16, 3, 24, 24)
+    assert large.frame_paths(0) == small.frame_paths(0)
+    expected = np.stack([read_frame(p, 24) for p in large.frame_paths(0)]).astype(np.float32) / 255
+    np.testing.assert_array_equal(large[0][0].numpy(), expected)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="size: the frame side must be an integer >= 1"):
+            JesterClips(tmp_path / "cache" / "test.npz", train=False, size=bad)
+
+
 def test_a_text_file_named_as_a_frame_is_refused_at_preprocessing_naming_it(tmp_path):
     _write_copy(tmp_path, {"1": 16, "2": 16}, "1;Swiping Left\n", "2;Swiping Right\n")
     (tmp_path / FRAMES_DIR / "2" / "00007.jpg").write_text("not an image")

@@ -131,7 +131,7 @@ DATASETS: dict[str, DatasetInfo] = {
             standin_layout="luna16_mhd",
             standin_files="**/*.*raw",  # CT volumes .raw, compressed lung masks .zraw
             temporal=True,
-            standin_description="malignant teardrop vs benign round nodules: the same slices in another order",
+            standin_description="malignant teardrop vs benign round nodules: like slices in another order",
         ),
         DatasetInfo(
             name="rgb_gesture",

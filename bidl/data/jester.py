@@ -596,9 +596,10 @@ class JesterClips(CachedSplit):
     from the raw JPEG folders when an item is read.
 
     ``dataset[i]`` is ``(clip, label)``: float32 ``[n_frames, 3, S, S]`` RGB in [0, 1] and an int label, S
-    the ``size`` the index was made with. Only the chosen frames are decoded (:func:`read_frame`, each
-    distinct frame once per item), from ``raw_root/20bn-jester-v1/<video id>/%05d.jpg``: the raw copy must
-    stay where it was preprocessed, or be given as ``raw_root``. With ``train=True`` the frames are drawn
+    the ``size`` the index was made with (or the ``size`` given). Only the chosen frames are decoded
+    (:func:`read_frame`, each distinct frame once per item), from
+    ``raw_root/20bn-jester-v1/<video id>/%05d.jpg``: the raw copy must stay where it was preprocessed, or be
+    given as ``raw_root``. With ``train=True`` the frames are drawn
     by :func:`train_indices` with a generator seeded by ``(seed, epoch, i)`` (call :meth:`set_epoch` before
     each epoch; the draw does not depend on worker processes, but a DataLoader with
     ``persistent_workers=True`` keeps the epoch its workers started with); otherwise by
@@ -610,6 +611,8 @@ class JesterClips(CachedSplit):
         n_frames, stride, stride_jitter: the sampling parameters (16, 1.5, 0.5).
         seed: seed of the training draws.
         raw_root: the raw copy's root, overriding the one stored in the index (a moved copy).
+        size: decode the frames at this side instead of the index's ``size`` (one preprocessed index serves
+            networks of several input sizes: Jester v2 at 224 px beside v1 at 112).
         transform, indices: see :class:`bidl.data.cache.CachedSplit` (also :attr:`labels`, :attr:`names`
             and the errors).
 
@@ -632,9 +635,13 @@ class JesterClips(CachedSplit):
         stride_jitter: float = 0.5,
         seed: int = 0,
         raw_root: str | Path | None = None,
+        size: int | None = None,
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
         indices: Sequence[int] | None = None,
     ):
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+            raise ValueError(f"size: the frame side must be an integer >= 1, got {size!r}")
+        self._size_override = size
         self.train = train
         self.n_frames, self.stride, self.stride_jitter = n_frames, stride, stride_jitter
         self.seed = seed
@@ -675,7 +682,7 @@ class JesterClips(CachedSplit):
     def _store(self, arrays: dict[str, np.ndarray], rows: np.ndarray) -> None:
         self.frame_numbers = arrays["frame_numbers"]
         self.offsets = arrays["offsets"]
-        self.size = int(arrays["size"])
+        self.size = self._size_override or int(arrays["size"])
         # stored relative to the index's folder (an absolute path stays absolute)
         stored = Path(os.path.normpath(self.path.absolute().parent / str(arrays["raw_root"])))
         self.raw_root = self._raw_root_override or stored

@@ -82,9 +82,18 @@ def describe_dataset_source(dataset):
     return describe_source(dataset, dataset_source(dataset))
 
 
+STANDIN_FOLDER = config.get("standin_folder", "standin")
+
+
+def raw_folder(dataset):
+    """The raw copy's folder under resources/<dataset>/: the source's name, or the preset's stand-in folder."""
+    source = dataset_source(dataset)
+    return STANDIN_FOLDER if source == "standin" else source
+
+
 def raw_marker(dataset):
     """The marker file whose presence says the raw data of ``dataset`` is complete."""
-    return f"resources/{dataset}/{dataset_source(dataset)}/.complete"
+    return f"resources/{dataset}/{raw_folder(dataset)}/.complete"
 
 
 def preprocess_params(dataset):
@@ -107,7 +116,9 @@ def dataset_loader(dataset):
 
 
 def experiment_loader(name):
-    return dataset_loader(experiment(name)["dataset"])
+    """The dataset's loader keywords, updated by the experiment's own (``experiments.<name>.loader``)."""
+    entry = experiment(name)
+    return {**dataset_loader(entry["dataset"]), **(entry.get("loader") or {})}
 
 
 def experiment_init(name):
@@ -154,10 +165,26 @@ COLEARN_EXPERIMENT = _study_experiment(COLEARN, "colearning") if COLEARN else No
 LIFPLUS_EXPERIMENT = _study_experiment(LIFPLUS, "lifplus_study") if LIFPLUS else None
 
 
+def colearn_study(method):
+    """The co-learning section for fine-tuning ``method``: ``bptt`` / ``rstdp``, or ``<method>.<variant>``
+    with the named variant's ``bptt`` / ``rstdp`` keys updating the study's (``colearning.variants``)."""
+    base, _, variant = method.partition(".")
+    study = {k: v for k, v in COLEARN.items() if k != "variants"}
+    if variant:
+        spec = (COLEARN.get("variants") or {}).get(variant)
+        if spec is None:
+            known = sorted(COLEARN.get("variants") or {})
+            raise ValueError(f"colearning.variants: no variant {variant!r} (variants: {known})")
+        study |= {key: {**study[key], **spec[key]} for key in ("bptt", "rstdp") if key in spec}
+    return study
+
+
 def colearn_input_bptt(method):
-    """R-STDP that starts from the BPTT fine-tuned head (``rstdp.init: bptt``) needs that model first."""
-    if method == "rstdp" and COLEARN["rstdp"].get("init", "copies") == "bptt":
-        return [f"{RESULTS}/colearning/bptt/model.pt"]
+    """R-STDP that starts from the BPTT fine-tuned head (``rstdp.init: bptt``) needs that model first (of
+    the same variant)."""
+    base, dot, variant = method.partition(".")
+    if base == "rstdp" and colearn_study(method)["rstdp"].get("init", "copies") == "bptt":
+        return [f"{RESULTS}/colearning/bptt{dot}{variant}/model.pt"]
     return []
 
 

@@ -12,14 +12,15 @@
 
 rule standin:
     output:
-        marker="resources/{dataset}/standin/.complete",
+        marker="resources/{dataset}/{folder}/.complete",
     wildcard_constraints:
         dataset=DATASET_PATTERN,
+        folder="standin(-[A-Za-z0-9_-]+)?",
     params:
         dataset=lambda w: w.dataset,
         standin=lambda w: config["datasets"][w.dataset].get("standin", {}),
     log:
-        "logs/{dataset}/standin.log",
+        "logs/{dataset}/{folder}.log",
     threads: 1
     conda:
         "../../envs/bidl.yaml"

@@ -12,10 +12,10 @@ rule colearn_finetune:
         model=f"{RESULTS}/colearning/{{method}}/model.pt",
         history=f"{RESULTS}/colearning/{{method}}/history.csv",
     wildcard_constraints:
-        method="bptt|rstdp",
+        method=r"(bptt|rstdp)(\.[A-Za-z0-9_]+)?",  # <method>.<variant>: a named variant, on request
     params:
-        method=lambda w: w.method,
-        study=COLEARN,
+        method=lambda w: w.method.partition(".")[0],
+        study=lambda w: colearn_study(w.method),
         experiment=lambda w: experiment(COLEARN_EXPERIMENT),
         seed=config["seed"],
         device=config.get("device", "auto"),
@@ -86,6 +86,8 @@ rule lifplus_train:
         name=lambda w: f"lifplus_{w.variant}",
         experiment=lambda w: lifplus_experiment(w.variant),
         loader=lambda w: experiment_loader(LIFPLUS_EXPERIMENT),
+        # trained as the study's experiment is: with its dataset's training augmentation
+        augment=lambda w: config["datasets"][experiment(LIFPLUS_EXPERIMENT)["dataset"]].get("augment"),
         seed=config["seed"],
         device=config.get("device", "auto"),
         deterministic=config.get("deterministic", True),
