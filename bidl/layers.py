@@ -7,7 +7,7 @@ synaptic current, which in IIM runs once over all ``B*T`` frames; ``norm=None`` 
 
 Default placements (what trained best; the paper's and the authors' networks pass ``norm`` explicitly):
 ``"input"`` for :class:`FCLIF`, :class:`FCLIAF`, :class:`FCLIFPlus` and :class:`ConvLIAF`, ``None`` for
-:class:`ConvLIF` and :class:`ConvLIFPlus`. Measured with ``scripts/measure_norm_defaults.py`` (CPU, one
+:class:`ConvLIF` and :class:`ConvLIFPlus`. Measured with ``tools/measure_norm_defaults.py`` (CPU, one
 thread): two synthetic tasks where only the order of events separates half the classes (50 % for a model
 blind to order), fixed neurons (alpha 0.8, theta 0.5), Adam, 15 epochs, trained in training mode and scored
 in evaluation mode (running BatchNorm statistics); mean test accuracy (%) of seeds 0, 1, 2:

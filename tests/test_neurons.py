@@ -131,7 +131,7 @@ def _norm_placement(block) -> str | None:
 @pytest.mark.parametrize(
     ("build", "placement"),
     [
-        # what trained best in scripts/measure_norm_defaults.py (the table in bidl.layers' docstring)
+        # what trained best in tools/measure_norm_defaults.py (the table in bidl.layers' docstring)
         (lambda: FCLIF(8, 4), "input"),
         (lambda: FCLIAF(8, 4), "input"),
         (lambda: FCLIFPlus(8, 4), "input"),

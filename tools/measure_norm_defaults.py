@@ -20,7 +20,7 @@ Every run: fixed neuron parameters (alpha ``--alpha``, theta 0.5, hard reset, no
 the same for every run. Prints one row per network and norm: the evaluation-mode test accuracy of each seed,
 their mean, and the mean training-mode accuracy over the last epoch.
 
-Usage: ``python scripts/measure_norm_defaults.py [--seeds 0 1 2] [--nets fc_liaf fc_lif conv_lif conv_liaf]``
+Usage: ``python tools/measure_norm_defaults.py [--seeds 0 1 2] [--nets fc_liaf fc_lif conv_lif conv_liaf]``
 """
 
 from __future__ import annotations
