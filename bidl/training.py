@@ -227,6 +227,12 @@ def _use_fp16(recipe: Recipe, device: torch.device) -> bool:
     return bool(recipe.fp16)
 
 
+def _trains_batchnorm(model: nn.Module, frozen: list[nn.Module] = ()) -> bool:
+    """Whether training ``model`` (but its ``frozen`` submodules) updates BatchNorm statistics."""
+    held = {id(m) for f in frozen for m in f.modules()}
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and id(m) not in held for m in model.modules())
+
+
 def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     """The sample order of an epoch: a pure function of (seed, epoch), so a resumed run sees the same."""
     generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
@@ -611,6 +617,10 @@ def _train(model, train_set, val_set, recipe, out_dir, seed, device, num_workers
         if hasattr(train_set, "set_epoch"):  # per-epoch random sampling (Jester's frame draws), resumable
             train_set.set_epoch(epoch)
         order = shard(_epoch_order(len(train_set), seed, epoch), here)
+        if len(order) % batch_size == 1 and len(order) > 1 and _trains_batchnorm(model, frozen):
+            # a last batch of one sample cannot train BatchNorm (no batch statistics): it sits this epoch
+            # out; the epoch order is random, so a different sample each epoch
+            order = order[:-1]
         loader = DataLoader(
             Subset(train_set, order), batch_size=batch_size, shuffle=False, num_workers=num_workers
         )

@@ -300,3 +300,14 @@ def test_train_only_names_an_unknown_module():
     with pytest.raises(KeyError, match="fc9"):
         freeze_except(tiny_model(), ["fc9"])
     assert Recipe.from_mapping({"train_only": ["fc2"]}).train_only == ("fc2",)
+
+
+def test_a_last_batch_of_one_sample_does_not_stop_batchnorm_training(tmp_path):
+    """33 samples in batches of 4 leave one sample: BatchNorm on an FC membrane has no batch statistics of
+    one value per channel, so that sample sits the epoch out (a different one each epoch)."""
+    model = create_model(
+        "dvs128_gesture", channels=(4, 8, 8), hidden=16, height=16, width=16, n_classes=2, norm="state"
+    )
+    data = order_task(n=33)
+    history = train(model, data, None, replace(RECIPE, epochs=2, batch_size=4), tmp_path, seed=0)
+    assert len(history) == 2 and all(torch.isfinite(torch.tensor(h["train_loss"])) for h in history)
