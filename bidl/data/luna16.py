@@ -633,6 +633,17 @@ class PointTable:
     rows: np.ndarray
 
 
+def _csv_rows(path: Path, missing: str) -> list[list[str]]:
+    """The non-blank rows of a UTF-8 csv file; DataFormatError naming it where it is missing or unreadable."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise DataFormatError(path, missing) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataFormatError(path, f"cannot read csv: {exc}") from exc
+    return [r for r in csv.reader(text.splitlines()) if any(c.strip() for c in r)]
+
+
 def read_point_csv(path: str | Path, header: Sequence[str], *, binary: bool) -> PointTable:
     """Read a csv with columns ``seriesuid,coordX,coordY,coordZ,<value>`` and exactly ``header``.
 
@@ -642,13 +653,7 @@ def read_point_csv(path: str | Path, header: Sequence[str], *, binary: bool) -> 
         DataFormatError: missing file, wrong header, a row without 5 fields, a non-number, a non-binary value.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise DataFormatError(path, "csv file is missing") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataFormatError(path, f"cannot read csv: {exc}") from exc
-    rows = [r for r in csv.reader(text.splitlines()) if any(c.strip() for c in r)]
+    rows = _csv_rows(path, "csv file is missing")
     if not rows or tuple(c.strip() for c in rows[0]) != tuple(header):
         raise DataFormatError(path, f"expected header {','.join(header)!r}")
     n = len(rows) - 1
@@ -707,13 +712,7 @@ def read_malignancy_csv(path: str | Path) -> PointTable:
             coordinate, a diameter that is not positive, an unknown mal_bool, ratings that contradict it.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise DataFormatError(path, "malignancy label file is missing") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataFormatError(path, f"cannot read csv: {exc}") from exc
-    rows = [r for r in csv.reader(text.splitlines()) if any(c.strip() for c in r)]
+    rows = _csv_rows(path, "malignancy label file is missing")
     header = tuple(c.strip() for c in rows[0]) if rows else ()
     if header[: len(MALIGNANCY_COLUMNS)] != MALIGNANCY_COLUMNS:
         raise DataFormatError(path, f"expected a header starting with {','.join(MALIGNANCY_COLUMNS)!r}")
