@@ -441,3 +441,30 @@ def test_model_options_are_checked_per_neuron():
         create_model("cifar10_dvs", neuron="lif+", **_SMALL)
     net = create_model("cifar10_dvs_authors", neuron="lifplus", refractory="absolute", n_ref=3, **_SMALL)
     assert net.blocks[0].neuron.constants["n_ref"] == 3
+
+
+@pytest.mark.parametrize("reset", ["hard", "soft"])
+def test_default_lifplus_runs_the_fused_kernel_with_the_loops_results(reset):
+    """All stages at their defaults, lifplus_multi_step takes lif_multi_step's fused path (it no longer steps
+    lifplus_step in Python): the reference loop's spikes, final state and gradients, from a given state too."""
+    from bidl.functional import fused_kernel_for, lifplus_step
+
+    torch.manual_seed(3)
+    x = torch.randn(9, 2, 3, 5, dtype=torch.float64)
+    v0 = torch.rand(2, 3, 5, dtype=torch.float64)
+    kwargs = dict(alpha=0.7, theta=0.4, reset=reset, tau_recip=0.2)  # a constant that the defaults ignore
+    lif_kwargs = {k: v for k, v in kwargs.items() if k != "tau_recip"}
+    if fused_kernel_for(x, **lif_kwargs) is None:
+        pytest.skip("no fused kernel on this machine (numba missing)")
+    fused_x, loop_x = x.clone().requires_grad_(), x.clone().requires_grad_()
+    y_fused, state = lifplus_multi_step(fused_x, {"v": v0}, **kwargs)
+    v, outputs = {"v": v0}, []
+    for x_t in loop_x:
+        y_t, v = lifplus_step(x_t, v, **kwargs)
+        outputs.append(y_t)
+    y_loop = torch.stack(outputs)
+    assert torch.equal(y_fused, y_loop) and torch.equal(state["v"], v["v"])
+    weights = torch.randn_like(x)
+    (y_fused * weights).sum().backward()
+    (y_loop * weights).sum().backward()
+    torch.testing.assert_close(fused_x.grad, loop_x.grad, atol=1e-10, rtol=1e-10)

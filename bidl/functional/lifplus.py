@@ -80,7 +80,8 @@ that the membrane loses:
 
 The output is :math:`Y_t = F_t`: spikes only (an analog LIF+ output, as LIAF has, is out of scope). With
 every stage at its default LIF+ runs exactly the operations of :func:`~bidl.functional.lif.lif_step` (same
-values, same gradients). The constants beyond LIF's four parameters are fixed scalars, named in
+values, same gradients), and :func:`lifplus_multi_step` then runs :func:`~bidl.functional.lif.lif_multi_step`,
+whose fused kernels apply to it. The constants beyond LIF's four parameters are fixed scalars, named in
 :data:`LIFPLUS_CONSTANTS`; the counter :math:`c` carries no gradient.
 
 The state is a dict holding ``"v"`` and only the variables the chosen modes need (:func:`lifplus_state_keys`).
@@ -103,9 +104,13 @@ from .lif import (
     fire,
     integrate,
     leak,
+    lif_multi_step,
     reset_membrane,
 )
 from .surrogate import rectangle
+
+_LIF_STEP_KEYWORDS = ("alpha", "beta", "theta", "v_reset", "reset", "spike_fn", "norm", "noise")
+"""The keywords LIF+ shares with :func:`~bidl.functional.lif.lif_step`: all an all-default LIF+ needs."""
 
 __all__ = [
     "LIFPLUS_MODES",
@@ -348,7 +353,9 @@ def lifplus_step(
 def lifplus_multi_step(
     x_seq: Tensor, state0: Mapping[str, Tensor] | None = None, **step_kwargs
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """Reference multi-step LIF+ over a time-first sequence.
+    """Multi-step LIF+ over a time-first sequence: :func:`lifplus_step` in a loop (the specification); with
+    every stage at its default, :func:`~bidl.functional.lif.lif_multi_step` (the same computation, on the
+    fused kernels where they apply).
 
     Args:
         x_seq: ``[T, B, ...]`` synaptic inputs.
@@ -363,6 +370,17 @@ def lifplus_multi_step(
         >>> y.flatten().tolist(), sorted(s)
         ([1.0, 0.0, 1.0], ['c', 'v'])
     """
+    modes = {stage: step_kwargs.get(stage, default) for stage, default in LIFPLUS_DEFAULT_MODES.items()}
+    if modes == LIFPLUS_DEFAULT_MODES:  # LIF's own computation: the fused kernels where they apply
+        lif_kwargs = {key: value for key, value in step_kwargs.items() if key in _LIF_STEP_KEYWORDS}
+        unknown = set(step_kwargs) - set(lif_kwargs) - set(modes) - set(LIFPLUS_CONSTANTS)
+        if unknown:
+            raise TypeError(f"lifplus_multi_step: unknown keyword argument(s) {sorted(unknown)}")
+        lifplus_constants(**{key: step_kwargs[key] for key in step_kwargs if key in LIFPLUS_CONSTANTS})
+        if lif_kwargs.get("reset", "hard") not in RESET_MODES:
+            raise ValueError(f"reset: unknown mode {lif_kwargs['reset']!r}; choose one of {RESET_MODES}")
+        y_seq, v_last = lif_multi_step(x_seq, None if state0 is None else state0["v"], **lif_kwargs)
+        return y_seq, {"v": v_last}
     state = init_lifplus_state(x_seq[0], **step_kwargs) if state0 is None else dict(state0)
     outputs = []
     for x in x_seq:
