@@ -445,8 +445,8 @@ def test_model_options_are_checked_per_neuron():
 
 @pytest.mark.parametrize("reset", ["hard", "soft"])
 def test_default_lifplus_runs_the_fused_kernel_with_the_loops_results(reset):
-    """All stages at their defaults, lifplus_multi_step takes lif_multi_step's fused path (it no longer steps
-    lifplus_step in Python): the reference loop's spikes, final state and gradients, from a given state too."""
+    """All stages at their defaults, lifplus_multi_step takes lif_multi_step's fused path (not a Python loop
+    of lifplus_step): the reference loop's spikes, final state and gradients, from a given state too."""
     from bidl.functional import fused_kernel_for, lifplus_step
 
     torch.manual_seed(3)
