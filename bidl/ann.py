@@ -129,19 +129,11 @@ class _Recurrent(StatefulModule):
         return gates if self.input_norm is None else self.input_norm(gates)
 
     def _step(self, x_gates: Tensor, state: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor]:
-        if state is None:  # EIM's zero state: W_h * 0 still runs, so every streamed step costs the same
+        if state is None:  # zero state: W_h * 0 still runs, so every step costs the same
             shape = (x_gates.shape[0], self.hidden, *x_gates.shape[2:])
             state = (x_gates.new_zeros(shape), x_gates.new_zeros(shape))
         h, c = state
         return lstm_cell(x_gates + self.hidden_map(h), c)
-
-    def _first_step(self, x_gates: Tensor) -> tuple[Tensor, Tensor]:
-        """IIM's first step from the zero state: ``W_h * 0 = 0`` (the hidden map has no bias) and
-        ``sigma(f) * 0 = 0``, so the step is the cell of the input gates alone; the same values as
-        :meth:`_step` without the hidden convolution and its backward pass."""
-        i, _, g, o = x_gates.chunk(4, dim=1)
-        c = torch.sigmoid(i) * torch.tanh(g)
-        return torch.sigmoid(o) * torch.tanh(c), c
 
     def forward(self, x: Tensor) -> Tensor:
         if self.iteration == "external":
@@ -150,10 +142,8 @@ class _Recurrent(StatefulModule):
         b, t = x.shape[:2]
         x_gates = self._input_gates(x.reshape(b * t, *x.shape[2:]))
         x_gates = x_gates.reshape(b, t, *x_gates.shape[1:])
-        steps = x_gates.unbind(1)  # (indexing per step would cost O(T^2) in the backward pass)
-        state = self._first_step(steps[0]) if self.hidden_map.bias is None else self._step(steps[0], None)
-        outputs = [state[0]]
-        for step_gates in steps[1:]:
+        state, outputs = None, []
+        for step_gates in x_gates.unbind(1):  # (indexing per step would cost O(T^2) in the backward pass)
             state = self._step(step_gates, state)
             outputs.append(state[0])
         return torch.stack(outputs, dim=1)

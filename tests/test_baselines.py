@@ -225,23 +225,3 @@ def test_rgb_gesture_baselines_start_from_the_dvs128_baselines():
         target = baseline("rgb_gesture", f"rgb_gesture_{kind}")
         kept = load_matching_weights(target, source.state_dict())
         assert kept == ["head.module.3.bias", "head.module.3.weight"]  # the 10-class output layer only
-
-
-def test_recurrent_first_step_skips_only_a_zero_hidden_map():
-    """IIM's first step leaves out W_h * 0: the same outputs and gradients as stepping every step through
-    the hidden map from the zero state."""
-    torch.manual_seed(0)
-    layer = ConvLSTM(2, 4, 3, norm=False)
-    x = torch.randn(2, 5, 2, 6, 6, requires_grad=True)
-    y = layer(x)
-    b, t = x.shape[:2]
-    gates = layer._input_gates(x.reshape(b * t, *x.shape[2:])).reshape(b, t, 16, 6, 6)
-    state, outputs = None, []
-    for step in gates.unbind(1):
-        state = layer._step(step, state)
-        outputs.append(state[0])
-    expected = torch.stack(outputs, 1)
-    assert torch.equal(y, expected)
-    (grad_y,) = torch.autograd.grad(y.square().sum(), x)
-    (grad_expected,) = torch.autograd.grad(expected.square().sum(), x)
-    torch.testing.assert_close(grad_y, grad_expected)
