@@ -190,8 +190,8 @@ def test_modules_use_the_fused_kernel_by_default_and_match_the_reference():
 
 def test_the_reference_loop_runs_where_no_fused_kernel_applies():
     x = torch.rand(4, 2, 3)
-    assert fused_kernel_for(x, norm=torch.nn.Identity()) is None  # BatchNorm on the membrane
-    assert fused_kernel_for(x, noise=1e-3) is None  # training noise
+    assert fused_kernel_for(x, norm=torch.nn.Identity()) is None  # a norm that is not a BatchNorm
+    assert fused_kernel_for(x, noise=1e-3, alpha=torch.rand(2, 3)) is None  # noise, alpha per element
     assert fused_kernel_for(x.half()) is None  # no float16 CPU kernel
     assert fused_kernel_for(x, spike_fn=lambda d: (d > 0).float()) is None  # a user's surrogate
     assert fused_kernel_for(x, spike_fn=get_surrogate("sigmoid", 2.0)) == "cpu"
@@ -200,7 +200,7 @@ def test_the_reference_loop_runs_where_no_fused_kernel_applies():
     y, v = lif_multi_step(x.half(), alpha=0.5)  # falls back, same contract
     assert y.dtype == torch.float16 and v.shape == (2, 3)
     with pytest.raises(ValueError, match="no fused kernel"):
-        lif_multi_step_fused(x, noise=1e-3)
+        lif_multi_step_fused(x, norm=torch.nn.Identity())
 
 
 def test_neuron_kernel_choice_and_its_errors(monkeypatch):

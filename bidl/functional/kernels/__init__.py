@@ -9,12 +9,30 @@ pre-fire membrane ``U``. Implementations:
 - ``cpu`` (:mod:`.cpu`): numba, float32 and float64, parallel over neurons with the time loop inside;
   no compiler toolchain beyond the numba wheel.
 - ``triton`` (:mod:`.triton`): the same contract on a CUDA device when Triton is installed.
+- ``cpu`` with BatchNorm on the membrane (``norm``) and / or training noise (``noise > 0``)
+  (:mod:`.cpu_norm`): a job per channel with the time loop inside: the step statistics, the running
+  statistics' updates and the noise as the reference computes them, up to rounding (float64 sums in the
+  kernel's own order); the normal numbers are drawn with torch in the reference's order, so that one seed
+  gives one result. It saves the integrated membranes and the noise it added (each as large as the input)
+  and the per-step affine (``[T, C]``).
 
 :func:`lif_multi_step` (re-exported from :mod:`bidl.functional`) uses a fused kernel where one applies —
-no BatchNorm on the membrane (``norm``), no training noise, no inference built-ins (the exporter traces the
-reference), a surrogate and an activation of bidl's own, float32 / float64 on the CPU or a CUDA tensor with
-Triton — and the reference loop otherwise. :func:`neuron_kernel` chooses the path for a block of code
-(``"fused"`` or ``"reference"``); the environment variable ``BIDL_NEURON_KERNEL`` sets the default.
+no inference built-ins (the exporter traces the reference), a surrogate and an activation of bidl's own,
+float32 / float64 on the CPU or a CUDA tensor with Triton — and the reference loop otherwise. With a
+``norm`` or ``noise > 0`` the fused kernel runs on the CPU only; the reference loop runs for:
+
+- a ``norm`` other than ``nn.BatchNorm1d`` / ``2d`` / ``3d`` themselves (subclasses such as a synchronised
+  BatchNorm, any other callable), one with hooks, one whose dims or ``num_features`` do not fit the state
+  (the reference raises), or whose parameters and buffers are not CPU tensors of the input's dtype;
+- BatchNorm without running statistics (``track_running_stats=False``) or with ``momentum=None``;
+- BatchNorm in train mode with one value per channel (``B * prod(S) == 1``; torch raises);
+- neuron parameters that vary within a channel (bidl's neurons hold one per layer or one per channel);
+- CUDA tensors (the Triton kernel has no BatchNorm or noise), dtypes other than float32 / float64, a
+  state of fewer than two dims, and an input that is neither time-first contiguous nor the time-first view
+  of a contiguous batch-first tensor.
+
+:func:`neuron_kernel` chooses the path for a block of code (``"fused"`` or ``"reference"``); the
+environment variable ``BIDL_NEURON_KERNEL`` sets the default.
 
 Example:
     >>> import torch
@@ -35,7 +53,7 @@ from contextvars import ContextVar
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..lif import ACTIVATIONS, lif_step
 from ..surrogate import _BUILDERS as _SURROGATE_BUILDERS
@@ -140,14 +158,13 @@ def _step_arguments(step_kwargs: dict[str, Any]) -> dict[str, Any]:
 
 def fused_kernel_for(x_seq: Tensor, **step_kwargs: Any) -> str | None:
     """The fused implementation (``"cpu"`` / ``"triton"``) that would run :func:`lif_multi_step` with these
-    arguments, or ``None`` where the reference loop runs (and why is one of: a norm on the membrane,
-    training noise, inference built-ins, an unknown surrogate or activation, the dtype or the device)."""
+    arguments, or ``None`` where the reference loop runs (and why is one of: inference built-ins, an
+    unknown surrogate or activation, the dtype or the device, a norm or noise the fused kernel does not
+    reproduce: see the module's docstring)."""
     from ..lif import active_builtins
 
     args = _step_arguments(step_kwargs)
     if default_neuron_kernel() != "fused" or active_builtins() is not None:
-        return None
-    if args["norm"] is not None or args["noise"] > 0:
         return None
     if _surrogate_spec(args["spike_fn"]) is None:
         return None
@@ -155,6 +172,8 @@ def fused_kernel_for(x_seq: Tensor, **step_kwargs: Any) -> str | None:
         return None
     if x_seq.dim() < 2 or x_seq.shape[0] == 0 or x_seq[0].numel() == 0:
         return None
+    if args["norm"] is not None or args["noise"] > 0:
+        return "cpu" if _norm_plan(x_seq, args) is not None else None
     if x_seq.device.type == "cpu":
         ok = x_seq.dtype in (torch.float32, torch.float64) and _cpu_kernels() is not None
         return "cpu" if ok else None
@@ -329,6 +348,8 @@ def lif_multi_step_fused(
             f"dtype {x_seq.dtype} or device {x_seq.device}); use lif_multi_step, which falls back to the loop"
         )
     args = _step_arguments(step_kwargs)
+    if args["norm"] is not None or args["noise"] > 0:
+        return _lif_multi_step_norm(x_seq, v0, args)
     implementation = _CpuImplementation if kind == "cpu" else _triton_kernels().Implementation
     config = _Config(
         implementation, reset=args["reset"], analog=args["analog"], activation=args["activation"],
@@ -338,3 +359,215 @@ def lif_multi_step_fused(
         v0 = torch.zeros((), dtype=x_seq.dtype, device=x_seq.device)
     params = (args["alpha"], args["beta"], args["theta"], args["v_reset"])
     return _FusedLIF.apply(x_seq, v0, *params, config)
+
+
+# -- BatchNorm on the membrane and training noise (:mod:`.cpu_norm`) ----------------------------------------
+_BATCH_NORM_STATE_DIMS = {nn.BatchNorm1d: (2, 3), nn.BatchNorm2d: (4,), nn.BatchNorm3d: (5,)}
+
+
+@functools.cache
+def _cpu_norm_kernels():
+    """The numba kernels of :mod:`.cpu_norm`, or None where numba cannot be imported."""
+    try:
+        from . import cpu_norm
+    except ImportError:
+        return None
+    return cpu_norm
+
+
+def _has_hooks(module: nn.Module) -> bool:
+    from torch.nn.modules import module as module_globals
+
+    own = (
+        module._forward_hooks,
+        module._forward_pre_hooks,
+        module._backward_hooks,
+        module._backward_pre_hooks,
+    )
+    shared = (
+        module_globals._global_forward_hooks, module_globals._global_forward_pre_hooks,
+        module_globals._global_backward_hooks, module_globals._global_backward_pre_hooks,
+    )  # fmt: skip
+    return any(len(hooks) for hooks in (*own, *shared))
+
+
+def _per_channel(p: Tensor | float, state_shape: torch.Size, like: Tensor) -> Tensor | None:
+    """A neuron parameter as one value per channel ``[C]`` (a scalar: C copies), or None where it varies
+    over the batch or the spatial dims (the norm kernel holds one value per channel)."""
+    t = torch.as_tensor(p, dtype=like.dtype, device=like.device).detach()
+    try:
+        expanded = t.expand(state_shape)
+    except RuntimeError:
+        return None
+    if any(stride != 0 for dim, stride in enumerate(expanded.stride()) if dim != 1 and state_shape[dim] > 1):
+        return None
+    return expanded[(0, slice(None), *([0] * (len(state_shape) - 2)))].contiguous()
+
+
+class _NormPlan:
+    """How :mod:`.cpu_norm` runs one call: its modes and the BatchNorm's scalars."""
+
+    __slots__ = ("norm_mode", "noise_mode", "eps", "momentum", "noise")
+
+    def __init__(self, norm_mode: int, noise_mode: int, eps: float, momentum: float, noise: float):
+        self.norm_mode, self.noise_mode = norm_mode, noise_mode
+        self.eps, self.momentum, self.noise = eps, momentum, noise
+
+
+def _norm_plan(x_seq: Tensor, args: dict[str, Any]) -> _NormPlan | None:
+    """The plan of the fused kernel for ``args``' norm and noise on ``x_seq [T, B, C, *S]``, or None where
+    the reference loop runs (the module docstring lists when)."""
+    norm, noise = args["norm"], float(args["noise"])
+    if x_seq.device.type != "cpu" or x_seq.dtype not in (torch.float32, torch.float64):
+        return None
+    if x_seq.dim() < 3 or _layout(x_seq) is None or _cpu_norm_kernels() is None:
+        return None
+    state = x_seq.shape[1:]
+    B, C, S = state[0], state[1], state[2:].numel()
+    params = (args["alpha"], args["beta"], args["theta"], args["v_reset"])
+    if any(_per_channel(p, state, x_seq) is None for p in params):
+        return None
+    norm_mode, eps, momentum = 0, 0.0, 0.0
+    if norm is not None:
+        dims = _BATCH_NORM_STATE_DIMS.get(type(norm))
+        if dims is None or len(state) not in dims or norm.num_features != C or _has_hooks(norm):
+            return None
+        if not norm.track_running_stats or norm.running_mean is None or norm.running_var is None:
+            return None
+        if norm.momentum is None:
+            return None
+        tensors = [norm.running_mean, norm.running_var] + ([norm.weight, norm.bias] if norm.affine else [])
+        if any(t is None or t.device.type != "cpu" or t.dtype != x_seq.dtype for t in tensors):
+            return None
+        if norm.training and B * S == 1:  # torch raises: one value per channel
+            return None
+        norm_mode = 1 if norm.training else 2
+        eps, momentum = float(norm.eps), float(norm.momentum)
+    # lif.add_training_noise: the std over the spatial dims per (sample, channel), or over the features
+    noise_mode = 0 if noise <= 0 else 1 if len(state) > 2 else 2
+    return _NormPlan(norm_mode, noise_mode, eps, momentum, noise)
+
+
+def _normal_draws(shape: torch.Size, T: int, dtype: torch.dtype) -> Tensor:
+    """``[T, *shape]`` standard normal numbers, one draw of ``shape`` per step in step order: the numbers of
+    the reference's ``randn_like`` at every step (one draw of ``[T, *shape]`` gives other numbers)."""
+    draws = torch.empty((T, *shape), dtype=dtype)
+    for step in draws:
+        step.normal_()
+    return draws
+
+
+class _FusedNormLIF(torch.autograd.Function):
+    """Autograd wrapper of :mod:`.cpu_norm`: inputs ``x_seq [T, *S]``, ``v0``, the four neuron parameters
+    (one value per channel at most), the BatchNorm's weight and bias (None without an affine BatchNorm);
+    outputs ``y [T, *S]``, ``v_T``."""
+
+    @staticmethod
+    def forward(ctx, x_seq, v0, alpha, beta, theta, v_reset, weight, bias, norm, plan, config):  # noqa: D102
+        kernels = _cpu_norm_kernels()
+        layout = _layout(x_seq)
+        if layout is None:
+            x_seq = x_seq.contiguous()
+            layout = _layout(x_seq)
+        flat, P, T, M, sp, st = layout
+        state_shape = x_seq.shape[1:]
+        B, C, S = state_shape[0], state_shape[1], state_shape[2:].numel()
+        dtype = x_seq.dtype
+        params = [_per_channel(p, state_shape, x_seq) for p in (alpha, beta, theta, v_reset)]
+        v0_flat = v0.detach().expand(state_shape).contiguous().reshape(-1)
+        y, y_flat = _like(x_seq, P)
+        u_saved, u_flat = _like(x_seq, P)  # the integrated membranes, for the backward pass
+        v_last = torch.empty(state_shape, dtype=dtype)
+        draws = _normal_draws(state_shape, T, dtype) if plan.noise_mode else torch.empty(0, dtype=dtype)
+        empty = torch.empty(0, dtype=dtype)
+        if plan.norm_mode:
+            gamma = weight.detach() if weight is not None else torch.ones(C, dtype=dtype)
+            shift = bias.detach() if bias is not None else torch.zeros(C, dtype=dtype)
+            running = (norm.running_mean, norm.running_var)  # updated in place in train mode
+        else:
+            gamma, shift, running = empty, empty, (empty, empty)
+        steps = torch.empty((4, T * C if plan.norm_mode else 0), dtype=dtype)  # a, b, mean, invstd per (t, c)
+        noise_scale = torch.empty(
+            T * B * C if plan.noise_mode == 1 else T * B if plan.noise_mode else 0, dtype=dtype
+        )
+        _CpuImplementation._threads()
+        flags = (
+            config.soft,
+            config.analog,
+            config.act,
+            config.post,
+            config.tr,
+            plan.norm_mode,
+            plan.noise_mode,
+        )
+        with torch.no_grad():
+            kernels.norm_forward(
+                _arrays(flat.detach(), y_flat, draws.view(-1), u_flat), _arrays(v0_flat, v_last.view(-1)),
+                _arrays(*params),
+                _arrays(gamma.contiguous(), shift.contiguous(), *running, *steps, noise_scale),
+                (P, T, M, sp, st, B, C, S), flags,
+                _cpu_kernels().constants(_numpy_dtype(x_seq), config.scale),
+                (plan.eps, plan.momentum, plan.noise),
+            )  # fmt: skip
+        if plan.norm_mode == 1:
+            norm.num_batches_tracked.add_(T)  # one update per step, as the reference's T calls
+        ctx.save_for_backward(u_saved, *params, steps, draws)  # draws: now the noise the kernel added
+        ctx.layout = (P, T, M, sp, st, B, C, S)
+        ctx.config, ctx.plan = config, plan
+        ctx.param_shapes = [torch.as_tensor(p).shape for p in (alpha, beta, theta, v_reset)]
+        ctx.v0_shape = v0.shape
+        return y, v_last
+
+    @staticmethod
+    def backward(ctx, grad_y, grad_v_last):  # noqa: D102
+        kernels = _cpu_norm_kernels()
+        u_saved, *rest = ctx.saved_tensors
+        params, steps, noise = rest[:4], rest[4], rest[5]
+        P, T, M, sp, st, B, C, S = ctx.layout
+        config, plan = ctx.config, ctx.plan
+        state_shape = u_saved.shape[1:]
+        dtype = u_saved.dtype
+        if grad_y.stride() != u_saved.stride() or grad_y.dtype != dtype:  # e.g. the expanded grad of a sum
+            grad_y = _like(u_saved, P)[0].copy_(grad_y)
+        grad_x, gx_flat = _like(u_saved, P)
+        gvl = grad_v_last.to(dtype).expand(state_shape).contiguous().reshape(-1)
+        grad_v0 = torch.empty(state_shape, dtype=dtype)
+        grads = torch.zeros(
+            (6, C), dtype=torch.float64
+        )  # alpha, beta, theta, v_reset, gamma, beta per channel
+        _CpuImplementation._threads()
+        flags = (
+            config.soft, config.analog, config.act, config.post, config.tr, config.surrogate,
+            plan.norm_mode, plan.noise_mode,
+        )  # fmt: skip
+        kernels.norm_backward(
+            _arrays(_layout(grad_y)[0], _layout(u_saved)[0], gx_flat, noise.view(-1)),
+            _arrays(gvl, grad_v0.view(-1)), _arrays(*params), (*_arrays(*steps), grads.numpy()),
+            (P, T, M, sp, st, B, C, S), flags, _cpu_kernels().constants(_numpy_dtype(u_saved), config.scale),
+        )  # fmt: skip
+        needs = ctx.needs_input_grad
+        channel_shape = (1, C) + (1,) * (len(state_shape) - 2)
+        out_param_grads = [
+            grads[k].to(dtype).view(channel_shape).sum_to_size(shape) if needs[2 + k] else None
+            for k, shape in enumerate(ctx.param_shapes)
+        ]
+        grad_v0_out = grad_v0.sum_to_size(ctx.v0_shape) if needs[1] else None
+        grad_weight = grads[4].to(dtype) if needs[6] else None
+        grad_bias = grads[5].to(dtype) if needs[7] else None
+        return grad_x, grad_v0_out, *out_param_grads, grad_weight, grad_bias, None, None, None
+
+
+def _lif_multi_step_norm(x_seq: Tensor, v0: Tensor | None, args: dict[str, Any]) -> tuple[Tensor, Tensor]:
+    """:func:`lif_multi_step_fused` with a BatchNorm on the membrane and / or training noise."""
+    norm = args["norm"]
+    plan = _norm_plan(x_seq, args)
+    config = _Config(
+        _CpuImplementation, reset=args["reset"], analog=args["analog"], activation=args["activation"],
+        liaf_mode=args["liaf_mode"], liaf_readout=args["liaf_readout"], spike_fn=args["spike_fn"],
+    )  # fmt: skip
+    if v0 is None:
+        v0 = torch.zeros((), dtype=x_seq.dtype, device=x_seq.device)
+    affine = plan.norm_mode and norm.affine
+    weight, bias = (norm.weight, norm.bias) if affine else (None, None)
+    params = (args["alpha"], args["beta"], args["theta"], args["v_reset"])
+    return _FusedNormLIF.apply(x_seq, v0, *params, weight, bias, norm, plan, config)
