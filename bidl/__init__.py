@@ -28,6 +28,7 @@ from .state import (
     reset_states,
     set_iteration_mode,
 )
+from .stream import compile_stream
 
 __version__ = "0.1.0"
 
@@ -49,6 +50,7 @@ __all__ = [
     "TemporalAggregation",
     "TimeDistributed",
     "attach_plasticity",
+    "compile_stream",
     "detach_plasticity",
     "get_iteration_mode",
     "iteration_mode",

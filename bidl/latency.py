@@ -3,6 +3,10 @@
 - **EIM streaming at batch 1** (how a sensor's stream is processed, and the form exported for chips): after a
   state reset, one call per timestep; every call is timed, giving the per-timestep latency (median, 95th
   percentile, max), and every sample's sum gives samples/s and timesteps/s.
+- **Compiled EIM streaming at batch 1**: the same streams through the network compiled by
+  :func:`bidl.stream.compile_stream` (one traced, frozen TorchScript call per timestep, the states fed back;
+  the same values as the eager network), timed the same way; its record also holds the compile time. Where
+  the network cannot be compiled the record says why.
 - **IIM batched throughput** (how training and offline evaluation run): whole ``[B, T, ...]`` batches per
   call; samples/s and timesteps/s (timesteps of all samples of the batch).
 
@@ -29,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from .state import iteration_mode, reset_states
+from .stream import CompiledStream, StreamError, compile_stream
 
 __all__ = ["describe_device", "measure_latency", "measure_onnxruntime", "percentile"]
 
@@ -96,6 +101,31 @@ def _stream(model: nn.Module, sample: Tensor, device: torch.device) -> list[floa
     return _timed_steps(model, sample, lambda: _sync(device))
 
 
+def _compiled_stream(stream: CompiledStream, sample: Tensor, device: torch.device) -> list[float]:
+    """Per-timestep seconds of one batch-1 pass of the compiled stream over ``sample`` ``[1, T, ...]``."""
+    stream.reset()
+    return _timed_steps(stream.step, sample, lambda: _sync(device))
+
+
+def _measure_compiled(
+    model: nn.Module, streams: list[Tensor], device: torch.device, warmup: int
+) -> dict[str, Any] | str:
+    """The ``eim_compiled`` record: the streams through :func:`~bidl.stream.compile_stream`'s stream, after
+    ``warmup`` untimed ones, or the reason the network could not be compiled."""
+    try:
+        stream = compile_stream(model, streams[0][:, 0])
+    except StreamError as error:
+        return f"not measured: compile_stream refused the network: {error}"
+    for i in range(warmup):
+        _compiled_stream(stream, streams[i % len(streams)], device)
+    per_sample = [_compiled_stream(stream, s, device) for s in streams]
+    return {
+        **_eim_summary(per_sample, streams[0].shape[1]),
+        "compile_s": stream.compile_seconds,
+        "method": "bidl.stream.compile_stream: the single-step function traced and frozen (TorchScript)",
+    }
+
+
 def _batch(model: nn.Module, batch: Tensor, device: torch.device) -> float:
     """Seconds of one IIM forward pass over ``batch`` ``[B, T, ...]``."""
     reset_states(model)
@@ -116,18 +146,21 @@ def measure_latency(
     batch_size: int = 16,
     batches: int = 3,
     timestep_hz: float | None = None,
+    compiled: bool = True,
 ) -> dict[str, Any]:
     """Time ``model`` (eval mode) on ``samples`` (each ``[T, ...]``, e.g. the first evaluation samples).
 
-    EIM: every sample is streamed once at batch 1 after ``warmup`` untimed streams. IIM: ``batches`` timed
+    EIM: every sample is streamed once at batch 1 after ``warmup`` untimed streams, by the network and (with
+    ``compiled``) by its compiled stream (:func:`bidl.stream.compile_stream`). IIM: ``batches`` timed
     forward passes over a batch of ``batch_size`` samples (the given ones, repeated cyclically) after
     ``warmup`` untimed ones. ``timestep_hz`` (the sensor's timesteps per second, if the input is a stream)
     adds the real-time factor: timesteps/s over ``timestep_hz``, > 1 is faster than the sensor.
 
     Returns a dict with ``eim`` (per-step ``step_ms_median``, ``step_ms_p95``, ``step_ms_max``,
-    ``samples_per_s``, ``timesteps_per_s``, ``n_samples``, ``n_steps``), ``iim`` (``batch_size``,
-    ``samples_per_s``, ``timesteps_per_s``, ``batch_ms_median``), ``timesteps``, ``real_time_factor`` and
-    the device record (:func:`describe_device`).
+    ``samples_per_s``, ``timesteps_per_s``, ``n_samples``, ``n_steps``), ``eim_compiled`` (the same for the
+    compiled stream, plus ``compile_s``; or a string saying why it was not measured), ``iim``
+    (``batch_size``, ``samples_per_s``, ``timesteps_per_s``, ``batch_ms_median``), ``timesteps``,
+    ``real_time_factor`` (of the eager EIM) and the device record (:func:`describe_device`).
     """
     if not samples:
         raise ValueError("measure_latency: no samples")
@@ -140,6 +173,9 @@ def measure_latency(
             _stream(model, streams[i % len(streams)], device)
         per_sample = [_stream(model, s, device) for s in streams]
     eim = _eim_summary(per_sample, timesteps)
+    eim_compiled = (
+        _measure_compiled(model, streams, device, warmup) if compiled else "not measured: compiled=False"
+    )
     batch = torch.cat([streams[i % len(streams)] for i in range(batch_size)])
     with iteration_mode(model, "internal"):
         for _ in range(warmup):
@@ -150,6 +186,7 @@ def measure_latency(
     return {
         "timesteps": timesteps,
         "eim": eim,
+        "eim_compiled": eim_compiled,
         "iim": {
             "batch_size": batch_size,
             "n_batches": batches,

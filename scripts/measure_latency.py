@@ -1,7 +1,9 @@
 """Latency and throughput of a trained network on this machine: batch-1 EIM streaming (per-timestep latency
-median and 95th percentile, samples/s, timesteps/s) and batched IIM throughput, with the device and threads
-recorded (bidl.latency), and the exported ONNX step graph streamed with ONNX Runtime beside it. The pipeline
-runs it with all the job's cores and nothing beside it."""
+median and 95th percentile, samples/s, timesteps/s) by the network and by its compiled stream
+(bidl.stream.compile_stream: the single-step function traced and frozen, with its compile time), batched IIM
+throughput, with the device and threads recorded (bidl.latency), and the exported ONNX step graph streamed
+with ONNX Runtime beside them, on the same samples. The pipeline runs it with all the job's cores and nothing
+beside it."""
 
 import argparse
 import json
@@ -16,6 +18,21 @@ from bidl.io import atomic_write_json, redirect_output
 from bidl.latency import measure_latency, measure_onnxruntime
 from bidl.models import load_trained
 from bidl.training import resolve_device
+
+
+def _step_medians(result: dict[str, Any]) -> str:
+    """One line: the batch-1 EIM step medians of the eager network, its compiled stream and ONNX Runtime."""
+    ort = result.get("onnxruntime")
+    records = {
+        "eager": result["eim"],
+        "compiled": result["eim_compiled"],
+        "ONNX Runtime": ort["eim"] if isinstance(ort, dict) else ort,
+    }
+    parts = [
+        f"{label} {r['step_ms_median']:.3f} ms" if isinstance(r, dict) else f"{label} -"
+        for label, r in records.items()
+    ]
+    return f"{result['experiment']}: EIM step median (batch 1): " + ", ".join(parts)
 
 
 def main(
@@ -55,7 +72,8 @@ def main(
             "not measured: this network is not exported (the export rule covers experiments)"
         )
     atomic_write_json(out_file, result)
-    print(json.dumps(result, indent=1), flush=True)
+    print(json.dumps(result, indent=1))
+    print(_step_medians(result), flush=True)
     return result
 
 

@@ -1,6 +1,7 @@
 """Render the cost and speed of every trained network (paper experiments and Table 3's baselines): parameters,
-MACs and accumulates per sample (measured on the evaluation data), spike rate, batch-1 EIM latency and
-batched IIM throughput on this machine; Markdown, CSV and LaTeX."""
+MACs and accumulates per sample (measured on the evaluation data), spike rate, batch-1 EIM latency (the
+network, its compiled stream and the exported graph under ONNX Runtime) and batched IIM throughput on this
+machine; Markdown, CSV and LaTeX."""
 
 import argparse
 from pathlib import Path
@@ -25,6 +26,8 @@ COLUMNS = (
     "top-1 (IIM)",
     "EIM step ms (median)",
     "EIM step ms (p95)",
+    "compiled EIM step ms (median)",
+    "compiled EIM step ms (p95)",
     "EIM samples/s",
     "EIM timesteps/s",
     "real-time factor",
@@ -32,6 +35,7 @@ COLUMNS = (
     "ORT EIM step ms (median)",
     "ORT EIM step ms (p95)",
     "ORT vs PyTorch EIM step",
+    "ORT vs compiled EIM step",
     "data source",
 )
 
@@ -40,18 +44,40 @@ def _count(value: float) -> str:
     return f"{value:,.0f}"
 
 
+def _compiled(speed: dict[str, Any]) -> dict[str, str]:
+    """The compiled stream's batch-1 EIM step (bidl.stream), where it was measured."""
+    compiled = speed.get("eim_compiled")
+    if not isinstance(compiled, dict):
+        return dict.fromkeys(("compiled EIM step ms (median)", "compiled EIM step ms (p95)"), "-")
+    return {
+        "compiled EIM step ms (median)": f"{compiled['step_ms_median']:.3f}",
+        "compiled EIM step ms (p95)": f"{compiled['step_ms_p95']:.3f}",
+    }
+
+
 def _onnxruntime(speed: dict[str, Any]) -> dict[str, str]:
-    """The exported graph's batch-1 EIM step under ONNX Runtime, and its ratio to PyTorch's (same run)."""
+    """The exported graph's batch-1 EIM step under ONNX Runtime, and its ratios to PyTorch's eager and
+    compiled steps (same run)."""
     ort = speed.get("onnxruntime")
+    compiled = speed.get("eim_compiled")
     if not isinstance(ort, dict):
         return dict.fromkeys(
-            ("ORT EIM step ms (median)", "ORT EIM step ms (p95)", "ORT vs PyTorch EIM step"), "-"
+            (
+                "ORT EIM step ms (median)",
+                "ORT EIM step ms (p95)",
+                "ORT vs PyTorch EIM step",
+                "ORT vs compiled EIM step",
+            ),
+            "-",
         )
     median = ort["eim"]["step_ms_median"]
     return {
         "ORT EIM step ms (median)": f"{median:.3f}",
         "ORT EIM step ms (p95)": f"{ort['eim']['step_ms_p95']:.3f}",
         "ORT vs PyTorch EIM step": f"{median / speed['eim']['step_ms_median']:.2f}x",
+        "ORT vs compiled EIM step": (
+            f"{median / compiled['step_ms_median']:.2f}x" if isinstance(compiled, dict) else "-"
+        ),
     }
 
 
@@ -81,6 +107,7 @@ def cost_rows(
                 "top-1 (IIM)": f"{m['top1_iim']:.1f}",
                 "EIM step ms (median)": f"{speed['eim']['step_ms_median']:.3f}",
                 "EIM step ms (p95)": f"{speed['eim']['step_ms_p95']:.3f}",
+                **_compiled(speed),
                 "EIM samples/s": f"{speed['eim']['samples_per_s']:.1f}",
                 "EIM timesteps/s": f"{speed['eim']['timesteps_per_s']:.0f}",
                 "real-time factor": (
@@ -127,11 +154,16 @@ def main(
         "per active input and output it reaches (measured spike rates); MMACs / sample = (MACs + ACs) / 1e6. "
         "Neuron element-wise ops, BatchNorm (foldable) and pooling are not in these columns.",
         f"Speed measured alone on {where['device_name']} ({where['device']}, {where['threads']} threads, "
-        f"torch {where['torch']}): EIM = batch-1 streaming, one call per timestep (latency per timestep); "
-        "IIM = whole batches. Real-time factor = EIM timesteps/s over the sensor's timesteps per second. "
-        "ORT: the exported single-step ONNX graph (bidl.export, the paper networks; baselines are not "
-        "exported) streamed at batch 1 by bidl's ONNX Runtime runtime in the same job, the states fed back "
-        "each step; ORT vs PyTorch = the ratio of the median step times (< 1: ONNX Runtime is faster).",
+        f"torch {where['torch']}): EIM = batch-1 streaming, one call per timestep (latency per timestep) of "
+        "the PyTorch network as it is (eager: every module's Python forward per step); IIM = whole batches. "
+        "Real-time factor = EIM timesteps/s over the sensor's timesteps per second. Compiled EIM: the same "
+        "samples streamed the same way through bidl.stream.compile_stream (the single-step function traced "
+        "and frozen with TorchScript, one call per timestep, the same outputs as the eager network), in the "
+        "same job, after the same warm-up. ORT: the exported single-step ONNX graph (bidl.export, the paper "
+        "networks; baselines are not exported) streamed at batch 1 by bidl's ONNX Runtime runtime in the "
+        "same job, the states fed back each step; ORT vs PyTorch and ORT vs compiled = the ratios of the "
+        "median step times (< 1: ONNX Runtime is faster). '-': not measured (the network's latency.json "
+        "says why).",
     ]
     write_table(stem, f"Cost and speed per network (preset `{preset}`)", COLUMNS, rows, notes)
 

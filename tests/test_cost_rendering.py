@@ -46,8 +46,23 @@ def test_measure_latency_times_every_eim_step_and_iim_batches():
     assert iim["batch_size"] == 4 and iim["timesteps_per_s"] == pytest.approx(5 * iim["samples_per_s"])
     assert result["real_time_factor"] == pytest.approx(eim["timesteps_per_s"] / 40.0)
     assert result["device"] == "cpu" and result["threads"] == torch.get_num_threads()
+    compiled = result["eim_compiled"]  # the same streams through the compiled stream, timed the same way
+    assert compiled["n_samples"] == 3 and compiled["n_steps"] == 15 and compiled["compile_s"] > 0
+    assert 0 < compiled["step_ms_median"] <= compiled["step_ms_p95"] <= compiled["step_ms_max"]
     with pytest.raises(ValueError, match="no samples"):
         measure_latency(model, [])
+
+
+def test_measure_latency_records_why_a_network_was_not_compiled():
+    from bidl import FCLIF, TemporalAggregation, attach_plasticity
+
+    block = FCLIF(6, 4, norm=None)
+    model = torch.nn.Sequential(block, TemporalAggregation("mean"))
+    attach_plasticity(block, "stdp")  # an active local-learning rule: its weights change every step
+    result = measure_latency(model, [torch.rand(4, 6)], warmup=0, batch_size=2, batches=1)
+    assert result["eim"]["n_steps"] == 4
+    assert result["eim_compiled"].startswith("not measured") and "plasticity" in result["eim_compiled"]
+    assert measure_latency(model, [torch.rand(4, 6)], compiled=False)["eim_compiled"].startswith("not")
 
 
 SHAPE = {"T": 3, "H": 5, "W": 4, "C": 6, "K": 3, "U": 3, "I": 3, "J": 3}
@@ -110,6 +125,10 @@ CONFIG = {
         "luna16_cls_convlstm": {"of": "luna16_cls", "model": "luna16_cls_convlstm", "recipe": {"epochs": 6}},
     },
 }
+COMPILED = {  # the compiled stream's record: measured, refused, absent (a file written before it existed)
+    "luna16_cls": {"eim_compiled": {"step_ms_median": 0.2, "step_ms_p95": 0.25, "compile_s": 0.1}},
+    "luna16_cls_conv3d": {"eim_compiled": "not measured: compile_stream refused the network: ..."},
+}
 RUNS = {  # name: (model, neuron, top-1, MACs, ACs)
     "luna16_cls": ("luna16_cls", "LIF", 96.2, 1.0e6, 3.0e6),
     "luna16_cls_conv3d": ("luna16_cls_conv3d", "none", 97.0, 12.0e6, 0.0),
@@ -138,6 +157,7 @@ def _write_runs(root: Path) -> dict[str, list[Path]]:
                     "samples_per_s": 250.0,
                     "timesteps_per_s": 2e3,
                 },
+                **COMPILED.get(name, {}),
                 "iim": {"samples_per_s": 900.0, "batch_size": 16},
                 "real_time_factor": None,
                 "device": "cpu",
@@ -184,6 +204,15 @@ def test_cost_table_lists_every_network_and_names_a_missing_one(tmp_path):
     assert rows[1]["compared with"] == "luna16_cls" and rows[1]["input spike rate"] == "-"
     assert rows[0]["ORT EIM step ms (median)"] == "0.250" and rows[0]["ORT vs PyTorch EIM step"] == "0.50x"
     assert rows[1]["ORT EIM step ms (median)"] == "-"
+    # the compiled stream beside them: measured, refused, or absent from an older latency file
+    assert (
+        rows[0]["compiled EIM step ms (median)"] == "0.200"
+        and rows[0]["compiled EIM step ms (p95)"] == "0.250"
+    )
+    assert rows[0]["ORT vs compiled EIM step"] == "1.25x"
+    assert rows[1]["compiled EIM step ms (median)"] == rows[2]["compiled EIM step ms (median)"] == "-"
+    assert rows[1]["ORT vs compiled EIM step"] == "-"
+    assert "compile_stream" in (tmp_path / "cost.md").read_text()
     assert "test CPU" in (tmp_path / "cost.md").read_text()
     with pytest.raises(ValueError, match="different networks"):
         render.main(CONFIG, files["metrics"], files["cost"][:2], files["latency"], tmp_path / "bad")
