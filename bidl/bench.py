@@ -1,20 +1,27 @@
-r"""Speed of bidl's neurons against SpikingJelly 2.0 and snnTorch on this CPU (the pipeline's ``bench`` rule).
+r"""Speed of bidl's neurons against SpikingJelly 2.0, snnTorch and ONNX Runtime on this CPU (the pipeline's
+``bench`` rule).
 
-Three parts, measured in one process with the same torch (and numba) threads:
+Four parts, measured in one process with the same torch (and numba) threads:
 
 - **(a) neuron layers**: the LIF layer alone on ``[T, B, C, H, W]`` and the Open Neuromorphic workload (a
   Linear layer ``n -> n`` then LIF, batch 16, T = 500); forward and forward+backward; bidl's public API
   (whichever neuron path is its default, and its reference step loop beside it where bidl offers the
   choice), SpikingJelly's ``LIFNode(step_mode="m")`` on its default CPU path (the ``sj_lif`` torch op) and
   snnTorch's ``Leaky`` driven step by step. Each library gets its own layout: bidl ``[B, T, ...]``, the peers
-  ``[T, B, ...]``, each contiguous.
+  ``[T, B, ...]``, each contiguous. The LIF layer with BatchNorm on its membrane (the paper's and the
+  authors' placement, training mode): bidl's default path against its reference step loop; no peer library
+  has this neuron.
 - **(b) one training step of the DVS128 network**: forward, cross-entropy, backward and optimiser step of
   bidl's network (as a preset's experiment configures it) against the same network built from SpikingJelly
-  layers with bidl's weights copied in (:class:`SpikingJellyDVS128`).
+  layers with bidl's weights copied in (:class:`SpikingJellyDVS128`); and in the paper's configuration
+  (``dvs128.paper_model_kwargs``, e.g. BatchNorm on the membrane) against the network SpikingJelly users build
+  for it (BatchNorm on the synaptic current: its LIFNode has none on the membrane).
 - **(c) the memory bandwidth floor**: ``dst.copy_(src)`` on a large float32 tensor gives the bytes per second
   this machine moves (read + write); a LIF layer must at least move the bytes :func:`lif_floor_bytes` counts,
   so ``bytes / bandwidth`` is a time no implementation can beat, and every implementation's median is quoted
   as a multiple of it.
+- **(d) batch-1 EIM streaming** of the DVS128 network (eval mode): bidl's modules stepped eagerly, bidl's
+  compiled single-step graph (:mod:`bidl.stream`) and the exported ONNX step graph in ONNX Runtime, per step.
 
 The same function in the three libraries (up to exact threshold ties, ``>`` in bidl, ``>=`` in SpikingJelly):
 
@@ -82,11 +89,14 @@ __all__ = [
     "Timing",
     "bench_setup",
     "bidl_lif",
+    "bidl_bn_lif",
     "bidl_paths",
+    "bn_layer_rows",
     "copy_bandwidth",
     "cpu_name",
     "dvs128_networks",
     "dvs128_rows",
+    "eim_rows",
     "environment",
     "floor_seconds",
     "layer_rows",
@@ -186,6 +196,8 @@ class BenchSettings:
     lif_shape: tuple[int, ...] = (60, 16, 32, 40, 40)
     lif_alpha: float = 0.3
     lif_theta: float = 0.5
+    lif_bn_shape: tuple[int, ...] | None = None
+    lif_bn_noise: float = 0.0
     linear_timesteps: int = 500
     linear_batch_size: int = 16
     linear_neurons: tuple[int, ...] = (512, 1024)
@@ -193,6 +205,7 @@ class BenchSettings:
     linear_theta: float = 0.5
     dvs128_experiment: str = "dvs128_asm"
     dvs128_model_kwargs: dict[str, Any] = field(default_factory=dict)
+    dvs128_paper_model_kwargs: dict[str, Any] | None = None
     dvs128_input_density: float = 0.05
 
     @classmethod
@@ -200,13 +213,15 @@ class BenchSettings:
         """Build from the config's ``bench`` mapping; a bad value raises :class:`ConfigError` naming the key
         (``bench.repeats`` ...)."""
         section = dict(section or {})
-        if not all(isinstance(section.get(g) or {}, Mapping) for g in ("lif_layer", "linear_lif", "dvs128")):
-            raise ConfigError("bench: lif_layer, linear_lif and dvs128 must be mappings")
+        mappings = ("lif_layer", "lif_bn_layer", "linear_lif", "dvs128")
+        if not all(isinstance(section.get(g) or {}, Mapping) for g in mappings):
+            raise ConfigError(f"bench: {', '.join(mappings)} must be mappings")
         known = {"repeats", "warmup", "threads", "seed", "surrogate", "copy_mb", "memory"}
         groups = {
             "lif_layer": {"shape", "alpha", "theta"},
+            "lif_bn_layer": {"shape", "noise"},
             "linear_lif": {"timesteps", "batch_size", "neurons", "alpha", "theta"},
-            "dvs128": {"experiment", "model_kwargs", "input_density"},
+            "dvs128": {"experiment", "model_kwargs", "paper_model_kwargs", "input_density"},
         }
         unknown = sorted(set(section) - known - set(groups))
         if unknown:
@@ -216,6 +231,7 @@ class BenchSettings:
             if extra:
                 raise ConfigError(f"bench.{group}: unknown key(s) {extra}; known: {sorted(keys)}")
         lif = section.get("lif_layer") or {}
+        lif_bn = section.get("lif_bn_layer")
         linear = section.get("linear_lif") or {}
         dvs = section.get("dvs128") or {}
         values = dict(
@@ -229,6 +245,8 @@ class BenchSettings:
             lif_shape=tuple(lif.get("shape", cls.lif_shape)),
             lif_alpha=_leak(lif, "lif_layer.alpha", cls.lif_alpha),
             lif_theta=_real(lif, "lif_layer.theta", cls.lif_theta),
+            lif_bn_shape=None if lif_bn is None else tuple(lif_bn.get("shape", ())),
+            lif_bn_noise=_real(lif_bn or {}, "lif_bn_layer.noise", cls.lif_bn_noise),
             linear_timesteps=_integer(
                 linear, "timesteps", cls.linear_timesteps, minimum=1, group="linear_lif"
             ),
@@ -240,6 +258,7 @@ class BenchSettings:
             linear_theta=_real(linear, "linear_lif.theta", cls.linear_theta),
             dvs128_experiment=str(dvs.get("experiment", cls.dvs128_experiment)),
             dvs128_model_kwargs=dict(dvs.get("model_kwargs") or {}),
+            dvs128_paper_model_kwargs=_optional_mapping(dvs, "paper_model_kwargs"),
             dvs128_input_density=_real(dvs, "dvs128.input_density", cls.dvs128_input_density),
         )
         if values["surrogate"] not in SURROGATES:
@@ -251,6 +270,16 @@ class BenchSettings:
             raise ConfigError(
                 f"bench.lif_layer.shape: expected [T, B, ...] of positive integers, got {shape}"
             )
+        bn_shape = values["lif_bn_shape"]
+        if bn_shape is not None and (
+            len(bn_shape) < 4 or not all(isinstance(s, int) and s >= 1 for s in bn_shape)
+        ):
+            raise ConfigError(
+                "bench.lif_bn_layer.shape: expected [T, B, C, ...] of positive integers, got "
+                f"{list(bn_shape)}"
+            )
+        if values["lif_bn_noise"] < 0:
+            raise ConfigError(f"bench.lif_bn_layer.noise: expected >= 0, got {values['lif_bn_noise']}")
         neurons = values["linear_neurons"]
         if not neurons or not all(isinstance(n, int) and n >= 1 for n in neurons):
             raise ConfigError(f"bench.linear_lif.neurons: expected positive integers, got {list(neurons)}")
@@ -276,6 +305,16 @@ def _integer(
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{name}: expected an integer >= {minimum}, got {value!r}")
     return value
+
+
+def _optional_mapping(section: Mapping[str, Any], key: str) -> dict[str, Any] | None:
+    """``section[key]`` as a dict, ``None`` where it is absent or null; ``ConfigError`` for anything else."""
+    value = section.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"bench.dvs128.{key}: expected a mapping of model keywords or null, got {value!r}")
+    return dict(value)
 
 
 def _real(section: Mapping[str, Any], name: str, default: float) -> float:
@@ -694,6 +733,59 @@ def layer_rows(settings: BenchSettings, log: Callable[[str], None] = print) -> l
     return rows
 
 
+def bidl_bn_lif(alpha: float, theta: float, surrogate: str, channels: int, spatial_dims: int, noise: float):
+    """bidl's LIF with BatchNorm on its membrane (``BatchNorm2d`` for ``[.., C, H, W]`` states,
+    ``BatchNorm1d`` otherwise) and training noise ``noise``, in training mode (each step's batch
+    statistics)."""
+    from .neurons import LIF
+
+    norm = nn.BatchNorm2d(channels) if spatial_dims == 2 else nn.BatchNorm1d(channels)
+    return LIF(alpha=alpha, theta=theta, surrogate=surrogate, norm=norm, noise=noise).train()
+
+
+def bn_layer_rows(settings: BenchSettings, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Part (a), the LIF layer with BatchNorm on its membrane on ``settings.lif_bn_shape``
+    (``[T, B, C, ...]``), in training mode: bidl's default path against its reference step loop (the
+    specification, and what the authors' ``Lif`` with ``norm_state`` runs). Neither SpikingJelly's LIFNode
+    nor snnTorch's Leaky has a BatchNorm on the membrane (SpikingJelly 2.0 fuses charge, fire and reset in
+    one step function), so there is no peer row; the DVS128 training step in the paper's configuration
+    (part b) sets bidl's network against the one SpikingJelly users build instead. No rows where the shape
+    is not configured."""
+    if settings.lif_bn_shape is None:
+        return []
+    shape = settings.lif_bn_shape
+    torch.manual_seed(settings.seed)
+    x_time = torch.randn(shape)
+    grad_time = torch.rand(shape)
+    x_batch, grad_batch = x_time.transpose(0, 1).contiguous(), grad_time.transpose(0, 1).contiguous()
+    lif = bidl_bn_lif(
+        settings.lif_alpha, settings.lif_theta, settings.surrogate, shape[2], len(shape) - 3,
+        settings.lif_bn_noise,
+    )  # fmt: skip
+
+    def seeded(p: str) -> Callable[[], None]:  # the same noise in every call
+        call = _run(lif, x_batch, grad_batch, p)
+
+        def run() -> None:
+            torch.manual_seed(settings.seed)
+            call()
+
+        return run
+
+    candidates = [(name, path, kernel, seeded) for name, kernel, path in bidl_paths()]
+    workload = "LIF layer, BatchNorm on the membrane" + (
+        f", noise {settings.lif_bn_noise:g}" if settings.lif_bn_noise else ""
+    )
+    label = f"{list(shape)} (T, B, C, ...)"
+    rows = []
+    for pass_, implementation, path, timing in _measure_all(candidates, settings, log, workload):
+        row = _row("a", workload, label, pass_, implementation, path, timing)
+        rows.append(
+            {**row, "floor_bytes": lif_floor_bytes(x_time.numel(), pass_), "lif_part_s": timing.median}
+        )
+    return rows
+
+
 def linear_lif_rows(settings: BenchSettings, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Part (a), the Open Neuromorphic workload: Linear ``n -> n`` then LIF on ``[T, B, n]`` for each ``n``.
 
@@ -866,26 +958,51 @@ def _copy_into(cls: type[nn.Module], module: nn.Module) -> nn.Module:
     return new
 
 
-def dvs128_networks(experiment: Mapping[str, Any], settings: BenchSettings) -> tuple[nn.Module, nn.Module]:
-    """bidl's network of the DVS128 ``experiment`` (its model and model_kwargs, then the bench's
-    ``dvs128.model_kwargs`` and surrogate) and the same network from SpikingJelly layers, same weights."""
-    from .models.registry import create_model
-
-    torch.manual_seed(settings.seed)
-    kwargs = {
+def _dvs128_kwargs(experiment: Mapping[str, Any], settings: BenchSettings, paper: bool) -> dict[str, Any]:
+    """The DVS128 network's keywords: the experiment's ``model_kwargs``, then the bench's
+    ``dvs128.model_kwargs`` (as trained) or ``dvs128.paper_model_kwargs`` (the paper's configuration), then
+    the bench's surrogate."""
+    overrides = settings.dvs128_paper_model_kwargs if paper else settings.dvs128_model_kwargs
+    return {
         **experiment.get("model_kwargs", {}),
-        **settings.dvs128_model_kwargs,
+        **(overrides or {}),
         "surrogate": settings.surrogate,
         "surrogate_scale": None,  # bidl's default scale, SpikingJelly's (SURROGATES)
     }
+
+
+def dvs128_networks(
+    experiment: Mapping[str, Any], settings: BenchSettings, *, paper: bool = False
+) -> tuple[nn.Module, nn.Module, bool]:
+    """bidl's network of the DVS128 ``experiment`` (:func:`_dvs128_kwargs`) and the network built from
+    SpikingJelly layers with the same synapse weights, and whether the two compute the same function.
+
+    Where bidl's network has BatchNorm on the membrane (which SpikingJelly's LIFNode cannot hold), the
+    SpikingJelly network is the one its users build: BatchNorm on the synaptic current, from a bidl twin with
+    ``norm="input"`` and the same seed (so the same conv and linear weights); the third value is then
+    ``False``. Anything else SpikingJelly cannot express raises :class:`ConfigError` naming the key."""
+    from .models.registry import create_model
+
+    kwargs = _dvs128_kwargs(experiment, settings, paper)
+    torch.manual_seed(settings.seed)
     net = create_model(experiment["model"], **kwargs)
+    same = kwargs.get("norm") != "state"
+    twin = net
+    if not same:  # the membrane's BatchNorm moved onto the synaptic current; the same seed, the same weights
+        torch.manual_seed(settings.seed)
+        twin = create_model(experiment["model"], **{**kwargs, "norm": "input", "noise": 0.0})
+    key = "paper_model_kwargs" if paper else "model_kwargs"
     try:
-        return net, SpikingJellyDVS128(net, settings.surrogate)
+        return net, SpikingJellyDVS128(twin, settings.surrogate), same
     except ValueError as err:
         raise ConfigError(
-            f"bench.dvs128.model_kwargs: the network of experiment {settings.dvs128_experiment!r} cannot be "
+            f"bench.dvs128.{key}: the network of experiment {settings.dvs128_experiment!r} cannot be "
             f"built from SpikingJelly layers ({err}); override those keywords for the bench"
         ) from None
+
+
+def _describe_kwargs(kwargs: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in kwargs.items()) or "as the experiment"
 
 
 def dvs128_rows(
@@ -893,17 +1010,23 @@ def dvs128_rows(
     input_shape: Sequence[int],
     settings: BenchSettings,
     log: Callable[[str], None] = print,
+    *,
+    paper: bool = False,
 ) -> list[dict[str, Any]]:
     """Part (b): one training step (forward, cross-entropy, backward, optimiser step with the experiment's
     recipe) of bidl's DVS128 network and of :class:`SpikingJellyDVS128`, on random spike-like frames
-    ``input_shape = [B, T, C, H, W]`` (a fraction ``dvs128.input_density`` of ones) and random labels."""
+    ``input_shape = [B, T, C, H, W]`` (a fraction ``dvs128.input_density`` of ones) and random labels.
+    ``paper``: the network in the paper's own configuration (``dvs128.paper_model_kwargs``; no rows where
+    that is null), against the SpikingJelly network :func:`dvs128_networks` builds for it."""
     from .state import reset_states
     from .training import Recipe, make_optimizer
 
+    if paper and settings.dvs128_paper_model_kwargs is None:
+        return []
     recipe = Recipe.from_mapping(
         experiment["recipe"], where=f"experiments.{settings.dvs128_experiment}.recipe"
     )
-    net, sj_net = dvs128_networks(experiment, settings)
+    net, sj_net, same = dvs128_networks(experiment, settings, paper=paper)
     b, t = input_shape[:2]
     generator = torch.Generator().manual_seed(settings.seed)
     frames = (torch.rand(tuple(input_shape), generator=generator) < settings.dvs128_input_density).float()
@@ -917,6 +1040,7 @@ def dvs128_rows(
         model.train()
 
         def step() -> None:
+            torch.manual_seed(settings.seed)  # the same training noise in every call
             reset(model)
             optimizer.zero_grad(set_to_none=True)
             loss = criterion(model(x), labels)
@@ -928,20 +1052,103 @@ def dvs128_rows(
     candidates = [
         (name, path, kernel, step_of(net, frames, reset_states)) for name, kernel, path in bidl_paths()
     ]
+    sj_path = "layer.* + LIFNode multi-step, sj_lif torch op"
+    if not same:
+        sj_path += ", BatchNorm on the synaptic current (LIFNode has none on the membrane)"
     candidates.append(
         (
             f"SpikingJelly {peer_version('spikingjelly')}",
-            "layer.* + LIFNode multi-step, sj_lif torch op",
+            sj_path,
             None,
             step_of(sj_net, frames_time, _reset_spikingjelly),
         )
     )
     shape = f"{list(input_shape)} (B, T, C, H, W)"
     workload = f"DVS128 training step ({settings.dvs128_experiment})"
+    if paper:
+        workload = (
+            f"DVS128 training step ({settings.dvs128_experiment}, paper configuration: "
+            f"{_describe_kwargs(settings.dvs128_paper_model_kwargs)})"
+        )
     rows = []
-    measured = _measure_all(candidates, settings, log, "DVS128", passes=("training step",))
+    measured = _measure_all(candidates, settings, log, workload, passes=("training step",))
     for _, implementation, path, timing in measured:
         row = _row("b", workload, shape, "training step", implementation, path, timing)
+        rows.append({**row, "floor_bytes": "", "lif_part_s": ""})
+    return rows
+
+
+# -- batch-1 streaming (EIM) against ONNX Runtime --
+
+
+def eim_rows(
+    experiment: Mapping[str, Any],
+    input_shape: Sequence[int],
+    settings: BenchSettings,
+    log: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """Part (d): batch-1 EIM streaming of the DVS128 network (as part (b) builds it, in eval mode) over one
+    random sequence of ``T`` frames ``[1, C, H, W]``: bidl's modules stepped eagerly, bidl's compiled
+    single-step graph (:func:`bidl.stream.compile_stream`) and the exported ONNX step graph in ONNX Runtime
+    (:class:`bidl.export.runtime.StepRuntime`, the same threads). Each repeat streams the sequence from a
+    reset once per implementation (round-robin) and times every step, as :func:`bidl.latency.measure_latency`
+    does; a repeat's figure is its median step, and the rows give the median, min and max over the
+    repeats."""
+    from .export.onnx import export_onnx
+    from .export.runtime import StepRuntime
+    from .state import iteration_mode, reset_states
+    from .stream import compile_stream
+
+    net = dvs128_networks(experiment, settings)[0].eval()
+    t = input_shape[1]
+    generator = torch.Generator().manual_seed(settings.seed)
+    frames = (torch.rand((1, *input_shape[1:]), generator=generator) < settings.dvs128_input_density).float()
+    runtime = StepRuntime(export_onnx(net, frames[:, 0]), threads=torch.get_num_threads())
+    stream = compile_stream(net, frames[:, 0])
+
+    def eager(frame: Tensor) -> None:
+        net(frame)
+
+    def ort(frame: Tensor) -> None:
+        runtime.step(frame.numpy())
+
+    import onnxruntime
+
+    candidates = {  # implementation -> (path, reset, step)
+        "bidl": ("compiled single-step graph (TorchScript, frozen)", stream.reset, stream.step),
+        "bidl (eager EIM)": ("the modules called once per step", lambda: reset_states(net), eager),
+        f"ONNX Runtime {onnxruntime.__version__}": (
+            "the exported step graph, CPU provider", lambda: runtime.reset(1), ort,
+        ),
+    }  # fmt: skip
+
+    def stream_steps(reset: Callable[[], Any], step: Callable[[Tensor], Any]) -> list[float]:
+        reset()
+        times = []
+        for k in range(t):
+            frame = frames[:, k]
+            began = time.perf_counter()
+            step(frame)
+            times.append(time.perf_counter() - began)
+        return times
+
+    per_repeat: dict[str, list[float]] = {name: [] for name in candidates}
+    with iteration_mode(net, "external"), torch.no_grad():
+        for _, reset, step in candidates.values():
+            for _ in range(settings.warmup):
+                stream_steps(reset, step)
+        for _ in range(settings.repeats):  # round-robin, as measure_interleaved
+            for name, (_, reset, step) in candidates.items():
+                gc.collect()
+                per_repeat[name].append(statistics.median(stream_steps(reset, step)))
+        reset_states(net)
+    shape = f"{[1, *input_shape[2:]]} per step, {t} steps"
+    workload = f"DVS128 EIM step, batch 1 ({settings.dvs128_experiment})"
+    rows = []
+    for name, (path, _, _) in candidates.items():
+        timing = Timing(tuple(per_repeat[name]), None, "not measured (batch-1 streaming allocates ~nothing)")
+        log(f"{workload}, {name}: median step {timing.median * 1e3:.3f} ms")
+        row = _row("d", workload, shape, "EIM step", name, path, timing)
         rows.append({**row, "floor_bytes": "", "lif_part_s": ""})
     return rows
 
@@ -1006,7 +1213,7 @@ def run_bench(
     threads: int | None = None,
     log: Callable[[str], None] = print,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Run parts (a), (b) and (c); return the rows of ``bench.csv`` (:data:`COLUMNS`) and the environment
+    """Run parts (a), (b), (c) and (d); return the rows of ``bench.csv`` (:data:`COLUMNS`) and the environment
     record (versions, threads, CPU, the copy bandwidth). Torch runs ``settings.threads`` threads, else
     ``threads``, else its current count."""
     for name in PEERS:  # fail before measuring anything
@@ -1017,8 +1224,11 @@ def run_bench(
     log(f"copy bandwidth {bandwidth['bytes_per_s'] / 1e9:.2f} GB/s (read + write, {settings.copy_mb} MB)")
     rows = [
         *layer_rows(settings, log),
+        *bn_layer_rows(settings, log),
         *linear_lif_rows(settings, log),
         *dvs128_rows(experiment, dvs128_input_shape, settings, log),
+        *dvs128_rows(experiment, dvs128_input_shape, settings, log, paper=True),
+        *eim_rows(experiment, dvs128_input_shape, settings, log),
     ]
     copy_timing = Timing(tuple(bandwidth["times_s"]), None, "not measured (copy)")
     copy_row = _row(
@@ -1060,9 +1270,15 @@ def _number(value: str | float | None) -> float | None:
 
 
 def _peer_family(implementation: str) -> str | None:
-    """``"SpikingJelly"`` / ``"snnTorch"`` / ``"bidl (reference step loop)"`` for the rows bidl's default path
-    is compared with, else ``None``."""
-    for family in ("SpikingJelly", "snnTorch", "bidl (reference step loop)"):
+    """``"SpikingJelly"`` / ``"snnTorch"`` / ``"bidl (reference step loop)"`` / ``"bidl (eager EIM)"`` /
+    ``"ONNX Runtime"`` for the rows bidl's default path is compared with, else ``None``."""
+    for family in (
+        "SpikingJelly",
+        "snnTorch",
+        "bidl (reference step loop)",
+        "bidl (eager EIM)",
+        "ONNX Runtime",
+    ):
         if implementation.startswith(family):
             return family
     return None

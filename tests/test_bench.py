@@ -172,7 +172,9 @@ def _small_dvs128(**model_kwargs):
             }
         }
     )
-    return dvs128_networks(DEFAULT["experiments"]["dvs128_asm"], settings)
+    net, sj_net, same = dvs128_networks(DEFAULT["experiments"]["dvs128_asm"], settings)
+    assert same == (net.conv1.neuron.norm is None)
+    return net, sj_net
 
 
 def test_the_spikingjelly_dvs128_network_is_bidls_network():
@@ -200,9 +202,16 @@ def test_the_spikingjelly_dvs128_network_is_bidls_network():
     torch.testing.assert_close(sj_out, out, rtol=1e-5, atol=1e-6)
 
 
+def test_for_a_membrane_batchnorm_the_spikingjelly_network_is_the_one_its_users_build():
+    """SpikingJelly's LIFNode cannot hold a BatchNorm on the membrane: its network for bidl's paper
+    configuration puts the BatchNorm on the synaptic current, with the same synapse weights."""
+    net, sj_net = _small_dvs128(norm="state")
+    assert net.conv1.input_norm is None and net.conv1.neuron.norm is not None
+    torch.testing.assert_close(sj_net.body[1].weight, net.conv1.synapse.weight)
+    assert isinstance(sj_net.body[2], torch.nn.BatchNorm2d)
+
+
 def test_the_spikingjelly_network_refuses_what_a_lifnode_cannot_express():
-    with pytest.raises(ConfigError, match="bench.dvs128.model_kwargs: .* BatchNorm on the membrane"):
-        _small_dvs128(norm="state")
     with pytest.raises(ConfigError, match="learned or per-channel"):
         _small_dvs128(learnable=True)
     net, _ = _small_dvs128()
@@ -227,6 +236,9 @@ def test_the_spikingjelly_network_refuses_what_a_lifnode_cannot_express():
         ({"memory": "yes"}, "bench.memory"),
         ({"lif_layer": {"theta": "high"}}, "bench.lif_layer.theta"),
         ({"dvs128": 5}, "must be mappings"),
+        ({"lif_bn_layer": {"shape": [60, 16, 8]}}, "bench.lif_bn_layer.shape"),
+        ({"lif_bn_layer": {"shape": [4, 2, 3, 5], "noise": -0.1}}, "bench.lif_bn_layer.noise"),
+        ({"dvs128": {"paper_model_kwargs": "state"}}, "bench.dvs128.paper_model_kwargs"),
     ],
 )
 def test_bad_settings_name_the_key(section, key):
@@ -278,8 +290,18 @@ def test_a_small_bench_writes_every_part_and_renders(tmp_path):
             "warmup": 1,
             "copy_mb": 2,
             "lif_layer": {"shape": [6, 2, 3, 4, 4]},
+            "lif_bn_layer": {"shape": [6, 2, 3, 4, 4], "noise": 0.01},
             "linear_lif": {"timesteps": 5, "batch_size": 2, "neurons": [8]},
-            "dvs128": {"model_kwargs": {"channels": [2, 4, 4], "hidden": 8, "height": 16, "width": 16}},
+            "dvs128": {
+                "model_kwargs": {"channels": [2, 4, 4], "hidden": 8, "height": 16, "width": 16},
+                "paper_model_kwargs": {
+                    "channels": [2, 4, 4],
+                    "hidden": 8,
+                    "height": 16,
+                    "width": 16,
+                    "norm": "state",
+                },
+            },
         },
         "datasets": {
             **DEFAULT["datasets"],
@@ -306,7 +328,17 @@ def test_a_small_bench_writes_every_part_and_renders(tmp_path):
     assert environment["torch_threads"] == 1 and environment["spikingjelly"].startswith("2.")
     assert environment["bandwidth"]["bytes_per_s"] > 0 and environment["cpu"]
     parts = {r["part"] for r in read}
-    assert parts == {"a", "b", "c"}
+    assert parts == {"a", "b", "c", "d"}
+    bn_rows = [r for r in read if r["workload"].startswith("LIF layer, BatchNorm on the membrane")]
+    assert {r["implementation"] for r in bn_rows} == {"bidl", "bidl (reference step loop)"}
+    paper = [r for r in read if "paper configuration" in r["workload"]]
+    assert len(paper) == 3 and "BatchNorm on the synaptic current" in paper[-1]["path"]
+    eim = {
+        r["implementation"].split(" ")[0] + (" eager" if "eager" in r["implementation"] else "")
+        for r in read
+        if r["part"] == "d"
+    }
+    assert eim == {"bidl", "bidl eager", "ONNX"}
     implementations = {r["implementation"].split(" ")[0] for r in read if r["part"] == "a"}
     assert {"bidl", "SpikingJelly", "snnTorch", "torch"} <= implementations
     for row in read:
@@ -318,7 +350,11 @@ def test_a_small_bench_writes_every_part_and_renders(tmp_path):
                 float(row["median_s"]) / float(row["floor_s"])
             )
     assert {r["pass"] for r in read if r["part"] == "b"} == {"training step"}
-    assert ("LIF layer", "forward+backward", "SpikingJelly") in speedups(read)
+    ratios = speedups(read)
+    assert ("LIF layer", "forward+backward", "SpikingJelly") in ratios
+    assert (paper[0]["workload"], "training step", "SpikingJelly") in ratios
+    eim_workload = next(r["workload"] for r in read if r["part"] == "d")
+    assert (eim_workload, "EIM step", "ONNX Runtime") in ratios
     _load_script("render_bench").main(config, out / "bench.csv", out / "environment.json", tmp_path / "t")
     assert "bidl faster by" in (tmp_path / "t.md").read_text()
     _load_script("plot_bench").main(out / "bench.csv", tmp_path / "bench.png", "test")

@@ -1,5 +1,6 @@
-# Neuron speed (issue 8; bidl.bench): bidl's LIF against SpikingJelly 2.0 and snnTorch on this CPU, the DVS128
-# training step against the same network built from SpikingJelly layers, and the memory bandwidth floor. The
+# Neuron speed (bidl.bench): bidl's LIF against SpikingJelly 2.0 and snnTorch on this CPU, the DVS128
+# training step against the same network built from SpikingJelly layers, the memory bandwidth floor, and
+# batch-1 EIM streaming against ONNX Runtime. The
 # peers are benchmark-only dependencies (README: the bench extra, SpikingJelly installed with --no-deps); the
 # rule fails naming the install command where one is missing.
 
