@@ -212,10 +212,18 @@ def _like(x_seq: Tensor, P: int) -> tuple[Tensor, Tensor]:
     return (block if time_first else block.transpose(0, 1)), block.view(-1)
 
 
+def _state_like(shape: torch.Size, like: Tensor) -> Tensor:
+    """A new contiguous tensor of ``shape`` in ``like``'s dtype and device; on the CPU from
+    :data:`OUTPUT_POOL` (states and per-element parameters are large enough that fresh pages cost time)."""
+    if like.device.type == "cpu":
+        return OUTPUT_POOL.empty(shape, like.dtype)
+    return torch.empty(shape, dtype=like.dtype, device=like.device)
+
+
 def _per_element(p: Tensor | float, shape: torch.Size, like: Tensor) -> Tensor:
     """A neuron parameter (scalar, ``[]`` or broadcastable per-channel tensor) as a contiguous flat array."""
     p = torch.as_tensor(p, dtype=like.dtype, device=like.device)
-    return p.detach().expand(shape).contiguous().reshape(-1)
+    return _state_like(shape, like).copy_(p.detach().expand(shape)).reshape(-1)
 
 
 class _FusedLIF(torch.autograd.Function):
@@ -232,12 +240,12 @@ class _FusedLIF(torch.autograd.Function):
         state_shape = x_seq.shape[1:]
         # the per-element state index runs p * M + m: batch-first order for P > 1, which is S's own order
         params = [_per_element(p, state_shape, x_seq) for p in (alpha, beta, theta, v_reset)]
-        v0_flat = v0.detach().expand(state_shape).contiguous().reshape(-1)
+        v0_flat = _per_element(v0, state_shape, x_seq)
         y, y_flat = _like(x_seq, P)
         # the CPU kernel saves nothing but its input and recomputes the membranes in the backward pass; the
         # Triton kernel writes them out (``saves_membrane``)
         u, u_flat = _like(x_seq, P) if config.implementation.saves_membrane else (None, None)
-        v_last = torch.empty(state_shape, dtype=x_seq.dtype, device=x_seq.device)
+        v_last = _state_like(state_shape, x_seq)
         config.implementation.forward(
             flat.detach(), v0_flat, *params, y_flat, u_flat, v_last.view(-1), P, T, M, sp, st, config
         )
@@ -259,9 +267,9 @@ class _FusedLIF(torch.autograd.Function):
             grad_y = _like(saved, P)[0].copy_(grad_y)
         gy_flat = _layout(grad_y)[0]
         grad_x, gx_flat = _like(saved, P)
-        gvl = grad_v_last.to(saved.dtype).expand(state_shape).contiguous().reshape(-1)
-        grad_v0 = torch.empty(state_shape, dtype=saved.dtype, device=saved.device)
-        param_grads = [torch.empty(state_shape, dtype=saved.dtype, device=saved.device) for _ in range(4)]
+        gvl = _per_element(grad_v_last, state_shape, saved)
+        grad_v0 = _state_like(state_shape, saved)
+        param_grads = [_state_like(state_shape, saved) for _ in range(4)]
         ctx.config.implementation.backward(
             gy_flat, _layout(saved)[0].detach(), v0_flat, gvl, *params, gx_flat, grad_v0.view(-1),
             *(g.view(-1) for g in param_grads), P, T, M, sp, st, ctx.config,
