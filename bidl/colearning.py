@@ -165,12 +165,38 @@ def with_population_head(
     return new
 
 
+_BACKBONE_CHUNK = 16
+"""Samples whose backbone outputs :func:`local_epoch` computes in one IIM pass."""
+
+
 def _stream_sample(model: nn.Module, frames: Tensor) -> Tensor:
     """Run one ``[T, ...]`` sample through an EIM network, batch 1; the output after the last step."""
     reset_states(model)
     out = None
     for t in range(frames.shape[0]):
         out = model(frames[t : t + 1])
+    return out
+
+
+def _split_at_backbone(model: nn.Module, plasticity: Plasticity) -> bool:
+    """Whether ``model`` splits into a backbone it runs by ``features`` and a ``tail`` (the names in its
+    ``backbone`` attribute), with every plastic block in the tail: then the backbone, which local learning
+    leaves unchanged, can run in IIM (batched, its fused kernels) and only the tail streams step by step."""
+    names = getattr(model, "backbone", None)
+    if not names or not all(callable(getattr(model, name, None)) for name in ("features", "tail")):
+        return False
+    backbone = [getattr(model, name) for name in names]
+    inside = {id(m) for part in backbone for m in part.modules()}
+    plastic = [m for m in model.modules() if getattr(m, "plasticity", None) is plasticity]
+    return bool(plastic) and not any(id(m) in inside for m in plastic)
+
+
+def _stream_tail(model: nn.Module, hidden: Tensor) -> Tensor:
+    """Run one sample's backbone output ``[T, ...]`` through the EIM tail, batch 1; the last output."""
+    reset_states(model)
+    out = None
+    for t in range(hidden.shape[0]):
+        out = model.tail(hidden[t : t + 1])
     return out
 
 
@@ -194,15 +220,24 @@ def local_epoch(
     model.eval().to(device)
     correct = 0
     indices = list(order) if order is not None else list(range(len(dataset)))
-    with iteration_mode(model, "external"):
-        plasticity.active = True
-        for i in indices:
-            frames, label = dataset[i]
-            labels = torch.tensor([int(label)], device=device)
-            plasticity.reward = lambda post, labels=labels: population_reward(post, labels, n_classes)
-            out = _stream_sample(model, frames.to(device))
-            correct += int(out.argmax(1).item() == int(label))
-        plasticity.reward = None
+    split = _split_at_backbone(model, plasticity)
+    plasticity.active = True
+    # with a backbone that local learning leaves unchanged, its outputs come from IIM, a chunk of samples at a
+    # time (IIM and EIM give the same values); the samples then stream through the tail one by one, in order
+    chunk = _BACKBONE_CHUNK if split else 1
+    for start in range(0, len(indices), chunk):
+        samples = [dataset[i] for i in indices[start : start + chunk]]
+        if split:
+            with iteration_mode(model, "internal"):
+                inputs = torch.stack([frames for frames, _ in samples]).to(device)
+                hidden = model.features(inputs)
+        with iteration_mode(model, "external"):
+            for k, (frames, label) in enumerate(samples):
+                labels = torch.tensor([int(label)], device=device)
+                plasticity.reward = lambda post, labels=labels: population_reward(post, labels, n_classes)
+                out = _stream_tail(model, hidden[k]) if split else _stream_sample(model, frames.to(device))
+                correct += int(out.argmax(1).item() == int(label))
+    plasticity.reward = None
     return 100.0 * correct / max(len(indices), 1)
 
 

@@ -255,6 +255,32 @@ def test_local_epoch_streams_rstdp_on_the_head_only():
     assert changed == {"fc2.synapse.weight"}
 
 
+def test_local_epoch_runs_the_unchanged_backbone_in_iim_with_the_same_result(monkeypatch):
+    """The backbone (conv1..fc1) computed in IIM a chunk of samples at a time, the plastic head streamed per
+    step: the same weights, updates and top-1 as streaming the whole network in EIM."""
+    from bidl import colearning
+
+    results = []
+    for split in (True, False):
+        if not split:
+            monkeypatch.setattr(colearning, "_split_at_backbone", lambda model, plasticity: False)
+        torch.manual_seed(0)
+        model = with_population_head(
+            _small_dvs(norm="input", alpha=0.8), head="fc2", n_classes=11, population=3
+        )
+        plasticity = attach_plasticity(model.fc2, "rstdp", rule_kwargs=dict(lr_plus=1e-2, lr_minus=1e-3))
+        model.fc2.neuron.theta.fill_(0.05)
+        assert colearning._split_at_backbone(model, plasticity) == split
+        before = model.fc2.synapse.weight.detach().clone()
+        top1 = local_epoch(model, _toy_set(20), plasticity, n_classes=11, order=list(range(19, -1, -1)))
+        weight = model.fc2.synapse.weight.detach().clone()
+        assert not torch.equal(weight, before)  # the rule did learn
+        results.append((top1, plasticity.updates, weight))
+    (top1, updates, weight), (top1_ref, updates_ref, weight_ref) = results
+    assert updates == updates_ref == 20 * 5 and top1 == top1_ref
+    assert torch.equal(weight, weight_ref)
+
+
 def test_interleaved_epoch_takes_bptt_steps_and_local_updates():
     from bidl.training import freeze_except
 

@@ -63,8 +63,15 @@ class DVS128GestureNet(nn.Module):
         x = self.conv3(self.conv2(self.conv1(x)))
         return self.fc1(x)
 
+    backbone = ("input_norm", "conv1", "conv2", "conv3", "fc1")
+    """The modules :meth:`features` runs; :meth:`tail` runs the rest."""
+
+    def tail(self, h: Tensor) -> Tensor:
+        """The network after the backbone: the hidden FCLIF's spikes to the class scores."""
+        return self.readout(self.aggregate(self.fc2(h)))
+
     def forward(self, x: Tensor) -> Tensor:
-        return self.readout(self.aggregate(self.fc2(self.features(x))))
+        return self.tail(self.features(x))
 
 
 def _conv_out(size: int, kernel: int = 3, stride: int = 2, padding: int = 1) -> int:
