@@ -391,8 +391,9 @@ def _backward_body(c, seq, state, params, norm, geometry, soft, analog, act, pos
 
 
 # -- the backward kernels: LIF with its reset and surrogate held constant (the inner loops have no branch),
-# and one per surrogate for any other flags (LIAF). Each job is a function of its own, called from the
-# parallel loop.
+# and one per surrogate for any other flags (LIAF). Each job is a function of its own, called from its
+# parallel loop (a job passed to one shared parallel loop as an argument was compiled again in every
+# process).
 
 
 # The surrogate is a constant in every job: with the surrogate a run-time value, numba (0.6x) compiled a body
@@ -453,18 +454,65 @@ def _job_lif_soft_arctan(c, seq, state, params, norm, geometry, flags, consts):
     _backward_body(c, seq, state, params, norm, geometry, 1, 0, 0, 0, 0, 2, flags[6], flags[7], consts)
 
 
-_LIF_JOBS = (
-    (_job_lif_hard_rectangle, _job_lif_hard_sigmoid, _job_lif_hard_arctan),
-    (_job_lif_soft_rectangle, _job_lif_soft_sigmoid, _job_lif_soft_arctan),
-)
-_ANY_JOBS = (_job_any_rectangle, _job_any_sigmoid, _job_any_arctan)
+@nb.njit(parallel=True, cache=True, nogil=True)
+def _parallel_lif_hard_rectangle(seq, state, params, norm, geometry, flags, consts):
+    for c in nb.prange(geometry[6]):
+        _job_lif_hard_rectangle(np.int64(c), seq, state, params, norm, geometry, flags, consts)
 
 
 @nb.njit(parallel=True, cache=True, nogil=True)
-def _run_jobs(job, seq, state, params, norm, geometry, flags, consts):
-    C = geometry[6]
-    for c in nb.prange(C):
-        job(np.int64(c), seq, state, params, norm, geometry, flags, consts)
+def _parallel_lif_hard_sigmoid(seq, state, params, norm, geometry, flags, consts):
+    for c in nb.prange(geometry[6]):
+        _job_lif_hard_sigmoid(np.int64(c), seq, state, params, norm, geometry, flags, consts)
+
+
+@nb.njit(parallel=True, cache=True, nogil=True)
+def _parallel_lif_hard_arctan(seq, state, params, norm, geometry, flags, consts):
+    for c in nb.prange(geometry[6]):
+        _job_lif_hard_arctan(np.int64(c), seq, state, params, norm, geometry, flags, consts)
+
+
+@nb.njit(parallel=True, cache=True, nogil=True)
+def _parallel_lif_soft_rectangle(seq, state, params, norm, geometry, flags, consts):
+    for c in nb.prange(geometry[6]):
+        _job_lif_soft_rectangle(np.int64(c), seq, state, params, norm, geometry, flags, consts)
+
+
+@nb.njit(parallel=True, cache=True, nogil=True)
+def _parallel_lif_soft_sigmoid(seq, state, params, norm, geometry, flags, consts):
+    for c in nb.prange(geometry[6]):
+        _job_lif_soft_sigmoid(np.int64(c), seq, state, params, norm, geometry, flags, consts)
+
+
+@nb.njit(parallel=True, cache=True, nogil=True)
+def _parallel_lif_soft_arctan(seq, state, params, norm, geometry, flags, consts):
+    for c in nb.prange(geometry[6]):
+        _job_lif_soft_arctan(np.int64(c), seq, state, params, norm, geometry, flags, consts)
+
+
+@nb.njit(parallel=True, cache=True, nogil=True)
+def _parallel_any_rectangle(seq, state, params, norm, geometry, flags, consts):
+    for c in nb.prange(geometry[6]):
+        _job_any_rectangle(np.int64(c), seq, state, params, norm, geometry, flags, consts)
+
+
+@nb.njit(parallel=True, cache=True, nogil=True)
+def _parallel_any_sigmoid(seq, state, params, norm, geometry, flags, consts):
+    for c in nb.prange(geometry[6]):
+        _job_any_sigmoid(np.int64(c), seq, state, params, norm, geometry, flags, consts)
+
+
+@nb.njit(parallel=True, cache=True, nogil=True)
+def _parallel_any_arctan(seq, state, params, norm, geometry, flags, consts):
+    for c in nb.prange(geometry[6]):
+        _job_any_arctan(np.int64(c), seq, state, params, norm, geometry, flags, consts)
+
+
+_LIF_KERNELS = (
+    (_parallel_lif_hard_rectangle, _parallel_lif_hard_sigmoid, _parallel_lif_hard_arctan),
+    (_parallel_lif_soft_rectangle, _parallel_lif_soft_sigmoid, _parallel_lif_soft_arctan),
+)
+_ANY_KERNELS = (_parallel_any_rectangle, _parallel_any_sigmoid, _parallel_any_arctan)
 
 
 def norm_backward(seq, state, params, norm, geometry, flags, consts):
@@ -474,5 +522,5 @@ def norm_backward(seq, state, params, norm, geometry, flags, consts):
     ``[6, C]``: the gradients of alpha, beta, theta, v_reset (per channel) and of the BatchNorm's gamma and
     beta, written here; ``flags = (soft, analog, act, post, tr, surrogate, norm_mode, noise_mode)``."""
     soft, analog, surrogate = flags[0], flags[1], flags[5]
-    job = _ANY_JOBS[surrogate] if analog else _LIF_JOBS[soft][surrogate]
-    _run_jobs(job, seq, state, params, norm, geometry, flags, consts)
+    kernel = _ANY_KERNELS[surrogate] if analog else _LIF_KERNELS[soft][surrogate]
+    kernel(seq, state, params, norm, geometry, flags, consts)
