@@ -191,6 +191,37 @@ def _split_at_backbone(model: nn.Module, plasticity: Plasticity) -> bool:
     return bool(plastic) and not any(id(m) in inside for m in plastic)
 
 
+def _same_backbone(a: nn.Module, b: nn.Module) -> bool:
+    """Whether two networks have the same backbone (:func:`_split_at_backbone`'s ``backbone`` modules): the
+    same class, module structure and settings, and equal parameters and buffers."""
+    names = getattr(a, "backbone", None)
+    if type(a) is not type(b) or not names or names != getattr(b, "backbone", None):
+        return False
+    for name in names:
+        part_a, part_b = getattr(a, name), getattr(b, name)
+        if repr(part_a) != repr(part_b):
+            return False
+        state_a, state_b = part_a.state_dict(), part_b.state_dict()
+        if state_a.keys() != state_b.keys() or not all(torch.equal(state_a[k], state_b[k]) for k in state_a):
+            return False
+    return True
+
+
+def _backbone_groups(models: Mapping[str, nn.Module]) -> list[list[str]]:
+    """The names of ``models`` grouped by shared backbone (:func:`_same_backbone`), in order; a network
+    without ``features`` and ``tail`` is a group of its own."""
+    groups: list[list[str]] = []
+    for name, model in models.items():
+        splits = all(callable(getattr(model, method, None)) for method in ("features", "tail"))
+        for group in groups:
+            if splits and _same_backbone(models[group[0]], model):
+                group.append(name)
+                break
+        else:
+            groups.append([name])
+    return groups
+
+
 def _stream_tail(model: nn.Module, hidden: Tensor) -> Tensor:
     """Run one sample's backbone output ``[T, ...]`` through the EIM tail, batch 1; the last output."""
     reset_states(model)
@@ -410,10 +441,16 @@ def noise_sweep(
     """Top-1 (%) of every network on ``dataset`` with :func:`add_salt_noise` at each ratio, in IIM.
 
     Every network sees the very same noisy frames: the noise of batch ``k`` at ratio index ``r`` is drawn
-    from a generator seeded with ``(seed, r, k)``. Returns rows ``{"network", "noise_ratio", "top1",
+    from a generator seeded with ``(seed, r, k)``. Networks with the same backbone (the fine-tunings of one
+    network's head) share its pass: ``features`` runs once per batch, then each network's ``tail``. Returns
+    rows ``{"network", "noise_ratio", "top1",
     "n_samples"}``.
     """
     device = torch.device(device)
+    for model in models.values():
+        model.eval().to(device)
+        set_iteration_mode(model, "internal")
+    groups = _backbone_groups(models)
     rows = []
     for r, ratio in enumerate(ratios):
         correct = dict.fromkeys(models, 0)
@@ -422,11 +459,13 @@ def noise_sweep(
             generator = torch.Generator().manual_seed(seed * 1_000_003 + r * 10_007 + k)
             noisy = add_salt_noise(frames, ratio, generator).to(device)
             labels = torch.as_tensor(labels).to(device)
-            for name, model in models.items():
-                model.eval().to(device)
-                set_iteration_mode(model, "internal")
-                reset_states(model)
-                correct[name] += (model(noisy).argmax(1) == labels).sum().item()
+            for names in groups:  # the networks of a group share their backbone: it runs once
+                hidden = models[names[0]].features(noisy) if len(names) > 1 else None
+                for name in names:
+                    model = models[name]
+                    reset_states(model)
+                    outputs = model(noisy) if hidden is None else model.tail(hidden)
+                    correct[name] += (outputs.argmax(1) == labels).sum().item()
             seen += labels.numel()
         for name in models:
             rows.append(

@@ -314,6 +314,31 @@ def test_noise_sweep_gives_every_network_the_same_noisy_frames():
     assert all(r["n_samples"] == 5 for r in rows)
 
 
+def test_noise_sweep_runs_a_shared_backbone_once_with_each_networks_own_result(monkeypatch):
+    """Two heads on one backbone (as the study's fine-tunings) and a network with another backbone: the
+    shared backbone runs once per batch, and every network scores what it scores alone."""
+    from bidl import colearning
+
+    torch.manual_seed(0)
+    base = _small_dvs(norm="input", alpha=0.8).eval()
+    heads = {
+        name: with_population_head(base, head="fc2", n_classes=11, population=3, seed=seed).eval()
+        for name, seed in (("one", 1), ("two", 2))
+    }
+    other = _small_dvs(norm="input", alpha=0.8).eval()
+    models = {**heads, "other": other}
+    assert colearning._backbone_groups(models) == [["one", "two"], ["other"]]
+    calls = []
+    features = type(base).features
+    monkeypatch.setattr(type(base), "features", lambda self, x: calls.append(id(self)) or features(self, x))
+    data, ratios = _toy_set(6), [0.0, 0.3]
+    rows = noise_sweep(models, data, ratios, batch_size=3)
+    assert len(calls) == 2 * 2 * 2  # per ratio and batch: the shared backbone once, the other network once
+    for name, model in models.items():
+        alone = noise_sweep({name: model}, data, ratios, batch_size=3)
+        assert [r["top1"] for r in rows if r["network"] == name] == [r["top1"] for r in alone]
+
+
 @pytest.mark.parametrize("interleave", [False, True])
 def test_train_local_writes_history_and_resumes(tmp_path, interleave):
     from bidl.colearning import train_local
