@@ -1330,9 +1330,11 @@ def summary_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
     and their ratio, and for each peer how many times bidl's default path is faster (:func:`speedups`)."""
     ratios = speedups(rows)
 
-    def ms(value: Any) -> str:
+    def ms(value: Any) -> str:  # three decimals below a millisecond (a batch-1 step), else one
         number = _number(value)
-        return "-" if number is None else f"{number * 1e3:.1f}"
+        if number is None:
+            return "-"
+        return f"{number * 1e3:.3f}" if number < 1e-3 else f"{number * 1e3:.1f}"
 
     table = []
     for r in rows:
