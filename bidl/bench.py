@@ -1093,7 +1093,7 @@ def eim_rows(
     (:class:`bidl.export.runtime.StepRuntime`, the same threads). Each repeat streams the sequence from a
     reset once per implementation (round-robin) and times every step, as :func:`bidl.latency.measure_latency`
     does; a repeat's figure is its median step, and the rows give the median, min and max over the
-    repeats."""
+    repeats, and the peak memory of one more stream of each."""
     from .export.onnx import export_onnx
     from .export.runtime import StepRuntime
     from .state import iteration_mode, reset_states
@@ -1141,12 +1141,18 @@ def eim_rows(
             for name, (_, reset, step) in candidates.items():
                 gc.collect()
                 per_repeat[name].append(statistics.median(stream_steps(reset, step)))
+        peaks = {  # one more stream of each: the growth of the resident set
+            name: peak_rss(lambda reset=reset, step=step: stream_steps(reset, step))
+            if settings.memory
+            else (None, "not measured")
+            for name, (_, reset, step) in candidates.items()
+        }
         reset_states(net)
     shape = f"{[1, *input_shape[2:]]} per step, {t} steps"
     workload = f"DVS128 EIM step, batch 1 ({settings.dvs128_experiment})"
     rows = []
     for name, (path, _, _) in candidates.items():
-        timing = Timing(tuple(per_repeat[name]), None, "not measured (batch-1 streaming allocates ~nothing)")
+        timing = Timing(tuple(per_repeat[name]), *peaks[name])
         log(f"{workload}, {name}: median step {timing.median * 1e3:.3f} ms")
         row = _row("d", workload, shape, "EIM step", name, path, timing)
         rows.append({**row, "floor_bytes": "", "lif_part_s": ""})

@@ -518,6 +518,15 @@ def test_default_pipeline_end_to_end(tmp_path):
             assert {(workload, pass_, i) for i in ("bidl", "SpikingJelly", "snnTorch")} <= measured, workload
     assert all(r["shape"].startswith("[60, 16, 32, 40, 40]") for r in bench if r["workload"] == "LIF layer")
     assert {i for w, _, i in measured if w.startswith("DVS128 training step")} >= {"bidl", "SpikingJelly"}
+    # the membrane-BatchNorm layer (fused against the step loop), the DVS128 step in the paper's configuration
+    # against SpikingJelly's network, and batch-1 EIM against ONNX Runtime
+    implementations = {(r["workload"], r["implementation"]) for r in bench}
+    bn_layer = {i for w, i in implementations if w.startswith("LIF layer, BatchNorm on the membrane")}
+    assert bn_layer == {"bidl", "bidl (reference step loop)"}, bn_layer
+    paper = {i.split(" ")[0] for w, i in implementations if "paper configuration: norm: state" in w}
+    assert paper == {"bidl", "SpikingJelly"}, paper
+    eim = {i.split(" ")[0] for w, i in implementations if w.startswith("DVS128 EIM step")}
+    assert eim == {"bidl", "ONNX"}, eim
     bench_env = json.loads((results / "bench/environment.json").read_text())
     assert bench_env["torch_threads"] == 2 and bench_env["spikingjelly"].startswith("2.")
     assert bench_env["bandwidth"]["bytes_per_s"] > 0
