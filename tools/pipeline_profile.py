@@ -11,7 +11,8 @@ too, listed for the longest jobs.
 The pipeline runs jobs side by side, so a rule's wall seconds are not the run's: the core-seconds are what a
 cut saves, divided by the cores for the run's wall time.
 
-Usage: ``python tools/pipeline_profile.py [LOG] [--cores 2] [--top 15]`` (LOG: the newest log by default).
+Usage: ``python tools/pipeline_profile.py [LOG] [--cores 2] [--top 15]`` (LOG: by default the newest log
+that ran jobs).
 """
 
 from __future__ import annotations
@@ -126,13 +127,20 @@ def main() -> None:
     parser.add_argument("--cores", type=int, default=2, help="the --cores the run had")
     parser.add_argument("--top", type=int, default=15, help="how many of the longest jobs to list")
     args = parser.parse_args()
-    log = args.log
-    if log is None:
-        logs = sorted((args.root / ".snakemake" / "log").glob("*.snakemake.log"))
-        if not logs:
-            raise SystemExit(f"{args.root / '.snakemake' / 'log'}: no Snakemake log; run the pipeline first")
-        log = logs[-1]
-    print(report(read_jobs(log), args.cores, args.top, _peak_memory(args.root)))
+    if args.log is not None:
+        jobs = read_jobs(args.log)
+    else:  # the newest log that ran jobs (a dry run or a report writes one too)
+        folder = args.root / ".snakemake" / "log"
+        jobs = None
+        for log in sorted(folder.glob("*.snakemake.log"), reverse=True):
+            try:
+                jobs = read_jobs(log)
+                break
+            except ValueError:
+                continue
+        if jobs is None:
+            raise SystemExit(f"{folder}: no Snakemake log with a finished job; run the pipeline first")
+    print(report(jobs, args.cores, args.top, _peak_memory(args.root)))
 
 
 if __name__ == "__main__":
