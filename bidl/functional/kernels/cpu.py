@@ -42,7 +42,7 @@ from numba.extending import overload
 if "NUMBA_THREADING_LAYER" not in os.environ:
     nb.config.THREADING_LAYER = "workqueue"
 
-__all__ = ["CHUNK", "constants", "exp_negative", "forward_kernel", "backward_kernel"]
+__all__ = ["CHUNK", "constants", "exp_negative", "forward_kernel", "backward_kernel", "step_backward"]
 
 CHUNK = 512  # neurons per job: the chunk's state, parameters and accumulators stay in L1/L2
 
@@ -155,6 +155,47 @@ def _fire_reset_leak(ut, th, vr, a, b, soft, zero):
 
 
 @nb.njit(inline="always")
+def step_backward(ut, th, vr, a, b, gy, g, sg, soft, analog, act, post, tr, consts):
+    """One neuron's step backward: from ``dL/dY_t`` (``gy``), ``dL/dV_t`` (``g``) and the surrogate derivative
+    ``sg`` at ``U_t - theta`` to ``(dL/dU_t, and the step's terms of dL/dalpha, dL/dbeta, dL/dtheta,
+    dL/dv_reset)``. ``U_t`` is the membrane that fires (after a BatchNorm and noise, where there are)."""
+    zero = consts[0]
+    one = consts[1]
+    d = ut - th
+    fired, r, vt = _fire_reset_leak(ut, th, vr, a, b, soft, zero)
+    g_th = zero
+    if analog and post:
+        z = vt
+        if tr:
+            z = z - th
+        gz = gy * _activation_grad(z, act, zero, one)
+        g = g + gz
+        if tr:
+            g_th = g_th - gz
+    g_r = g * a
+    g_vr = zero
+    if soft:
+        g_u = g_r
+        g_s = -(g_r * th)
+        g_th = g_th - (g_r if fired else zero)
+    else:
+        g_u = zero if fired else g_r
+        g_s = g_r * (vr - ut)
+        g_vr = g_r if fired else zero
+    if analog:
+        if not post:
+            z = d if tr else ut
+            gz = gy * _activation_grad(z, act, zero, one)
+            g_u = g_u + gz
+            if tr:
+                g_th = g_th - gz
+    else:
+        g_s = g_s + gy
+    g_f = g_s * sg
+    return g_u + g_f, g * r, g, g_th - g_f, g_vr
+
+
+@nb.njit(inline="always")
 def _forward_job(job, seq, state, params, geometry, soft, analog, act, post, tr, consts):
     """One job of the forward pass: T steps of one chunk of neurons (reads x, writes y)."""
     x, y = seq
@@ -204,7 +245,6 @@ def _backward_job(job, seq, state, params, geometry, soft, analog, act, post, tr
     alpha, beta, theta, v_reset = params
     P, T, M, sp, st = geometry
     zero = consts[0]
-    one = consts[1]
     n_chunks = (M + CHUNK - 1) // CHUNK
     p = job // n_chunks
     m0 = (job - p * n_chunks) * CHUNK
@@ -238,43 +278,14 @@ def _backward_job(job, seq, state, params, geometry, soft, analog, act, post, tr
         gxt = grad_x[o : o + n]
         for i in range(n):
             ut = ut_in[i]
-            d = ut - th[i]
-            vri = vr[i]
-            fired, r, vt = _fire_reset_leak(ut, th[i], vri, a[i], b[i], soft, zero)
-            gy = gyt[i]
-            g = g_v[i]
-            g_th = zero
-            if analog and post:
-                z = vt
-                if tr:
-                    z = z - th[i]
-                gz = gy * _activation_grad(z, act, zero, one)
-                g = g + gz
-                if tr:
-                    g_th = g_th - gz
-            g_r = g * a[i]
-            acc_a[i] += g * r
-            acc_b[i] += g
-            if soft:
-                g_u = g_r
-                g_s = -(g_r * th[i])
-                g_th = g_th - (g_r if fired else zero)
-            else:
-                g_u = zero if fired else g_r
-                g_s = g_r * (vri - ut)
-                acc_vr[i] += g_r if fired else zero
-            if analog:
-                if not post:
-                    z = d if tr else ut
-                    gz = gy * _activation_grad(z, act, zero, one)
-                    g_u = g_u + gz
-                    if tr:
-                        g_th = g_th - gz
-            else:
-                g_s = g_s + gy
-            g_f = g_s * _surrogate_grad(d, surrogate, consts)
-            g_u = g_u + g_f
-            acc_th[i] += g_th - g_f
+            g_u, d_alpha, d_beta, d_theta, d_v_reset = step_backward(
+                ut, th[i], vr[i], a[i], b[i], gyt[i], g_v[i], _surrogate_grad(ut - th[i], surrogate, consts),
+                soft, analog, act, post, tr, consts,
+            )  # fmt: skip
+            acc_a[i] += d_alpha
+            acc_b[i] += d_beta
+            acc_th[i] += d_theta
+            acc_vr[i] += d_v_reset
             gxt[i] = g_u
             g_v[i] = g_u
     g_v0 = grad_v0[s0 : s0 + n]

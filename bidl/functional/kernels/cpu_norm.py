@@ -46,7 +46,7 @@ per (sample, channel) over ``S``, 2 per sample over the features of a ``[B, F]``
 import numba as nb
 import numpy as np
 
-from .cpu import _activation, _activation_grad, _fire_reset_leak, _surrogate_grad
+from .cpu import _activation, _fire_reset_leak, _surrogate_grad, step_backward
 
 __all__ = ["NORM_MODES", "NOISE_MODES", "norm_forward", "norm_backward"]
 
@@ -212,47 +212,6 @@ def norm_forward(seq, state, params, norm, geometry, flags, consts, scalars):
 
 
 @nb.njit(inline="always")
-def _step_backward(ut, th, vr, a, b, gy, g, sg, soft, analog, act, post, tr, consts):
-    """One element's step backward (as :mod:`.cpu`'s backward job): from ``dL/dY_t`` (``gy``) and
-    ``dL/dV_t`` (``g``) and the surrogate derivative ``sg`` at ``U'_t - theta`` to ``dL/dU'_t`` and the
-    terms of the gradients of alpha, beta, theta, v_reset."""
-    zero = consts[0]
-    one = consts[1]
-    d = ut - th
-    fired, r, vt = _fire_reset_leak(ut, th, vr, a, b, soft, zero)
-    g_th = zero
-    if analog and post:
-        z = vt
-        if tr:
-            z = z - th
-        gz = gy * _activation_grad(z, act, zero, one)
-        g = g + gz
-        if tr:
-            g_th = g_th - gz
-    g_r = g * a
-    g_vr = zero
-    if soft:
-        g_u = g_r
-        g_s = -(g_r * th)
-        g_th = g_th - (g_r if fired else zero)
-    else:
-        g_u = zero if fired else g_r
-        g_s = g_r * (vr - ut)
-        g_vr = g_r if fired else zero
-    if analog:
-        if not post:
-            z = d if tr else ut
-            gz = gy * _activation_grad(z, act, zero, one)
-            g_u = g_u + gz
-            if tr:
-                g_th = g_th - gz
-    else:
-        g_s = g_s + gy
-    g_f = g_s * sg
-    return g_u + g_f, g * r, g, g_th - g_f, g_vr
-
-
-@nb.njit(inline="always")
 def _sums(g, xhat, n):
     """``(sum(g), sum(g * xhat))`` over ``n`` values, float64, in four interleaved partial sums (independent
     additions the processor overlaps; a reduction does not vectorise without reassociation)."""
@@ -353,7 +312,7 @@ def _backward_body(c, seq, state, params, norm, geometry, soft, analog, act, pos
         for j in range(BS):  # the surrogate derivative in a loop of its own: the sigmoid's exp vectorises
             slope[j] = _surrogate_grad(membrane[j] - th, surrogate, consts)
         for j in range(BS):
-            g_u, da, db, dth, dvr = _step_backward(
+            g_u, da, db, dth, dvr = step_backward(
                 membrane[j], th, vr, a, bb, row[j], g_v[j], slope[j], soft, analog, act, post, tr, consts
             )
             acc_a[j] += da
