@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import randomise_batchnorm
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
@@ -51,12 +52,7 @@ def _tiny_network(seed: int = 0) -> nn.Module:
     model = create_model(
         "dvs128_gesture", channels=(4, 4, 8), hidden=8, height=16, width=16, n_classes=3, theta=0.2
     )
-    generator = torch.Generator().manual_seed(seed)
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.running_mean.copy_(torch.rand(module.num_features, generator=generator) * 0.4 - 0.2)
-            module.running_var.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
-    return model.eval()
+    return randomise_batchnorm(model, seed)
 
 
 def test_wilson_interval_has_the_textbook_values():

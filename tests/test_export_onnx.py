@@ -9,6 +9,7 @@ import onnx
 import pytest
 import torch
 import yaml
+from helpers import randomise_batchnorm
 from torch import nn
 
 from bidl import FCLIF, LIF, ConvLIF, FCLIFPlus, TemporalAggregation, attach_plasticity, reset_states
@@ -46,14 +47,7 @@ def make_input(dataset: str, batch: int = 2, seed: int = 0) -> torch.Tensor:
     return (torch.rand(batch, steps, channels, height, width, generator=generator) < 0.3).float() * 2
 
 
-def randomise(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Trained-looking BatchNorm statistics, so that the eval-mode graph has non-trivial norms."""
-    generator = torch.Generator().manual_seed(seed)
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.running_mean.copy_(torch.rand(module.num_features, generator=generator) * 0.4 - 0.2)
-            module.running_var.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
-    return model.eval()
+randomise = randomise_batchnorm
 
 
 def check_matches(model: nn.Module, graph, inputs: torch.Tensor) -> dict:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from helpers import randomise_batchnorm
 from torch import nn
 
 from bidl import FCLIF, ConvLIFPlus, FCLIFPlus, StatefulModule, TemporalAggregation, attach_plasticity
@@ -39,14 +40,7 @@ def make_input(dataset: str, batch: int, seed: int = 0) -> torch.Tensor:
     return (torch.rand(batch, steps, *FRAMES[dataset], generator=generator) < 0.3).float() * 2
 
 
-def randomise(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Trained-looking BatchNorm statistics (eval mode), so that the norms are not the identity."""
-    generator = torch.Generator().manual_seed(seed)
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.running_mean.copy_(torch.rand(module.num_features, generator=generator) * 0.4 - 0.2)
-            module.running_var.copy_(torch.rand(module.num_features, generator=generator) + 0.5)
-    return model.eval()
+randomise = randomise_batchnorm
 
 
 def eager_run(model: nn.Module, inputs: torch.Tensor) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:

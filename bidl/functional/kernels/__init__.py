@@ -356,8 +356,6 @@ def lif_multi_step_fused(
             f"dtype {x_seq.dtype} or device {x_seq.device}); use lif_multi_step, which falls back to the loop"
         )
     args = _step_arguments(step_kwargs)
-    if args["norm"] is not None or args["noise"] > 0:
-        return _lif_multi_step_norm(x_seq, v0, args)
     implementation = _CpuImplementation if kind == "cpu" else _triton_kernels().Implementation
     config = _Config(
         implementation, reset=args["reset"], analog=args["analog"], activation=args["activation"],
@@ -366,6 +364,8 @@ def lif_multi_step_fused(
     if v0 is None:
         v0 = torch.zeros((), dtype=x_seq.dtype, device=x_seq.device)
     params = (args["alpha"], args["beta"], args["theta"], args["v_reset"])
+    if args["norm"] is not None or args["noise"] > 0:  # only on the CPU (fused_kernel_for)
+        return _lif_multi_step_norm(x_seq, v0, params, args, config)
     return _FusedLIF.apply(x_seq, v0, *params, config)
 
 
@@ -565,17 +565,12 @@ class _FusedNormLIF(torch.autograd.Function):
         return grad_x, grad_v0_out, *out_param_grads, grad_weight, grad_bias, None, None, None
 
 
-def _lif_multi_step_norm(x_seq: Tensor, v0: Tensor | None, args: dict[str, Any]) -> tuple[Tensor, Tensor]:
+def _lif_multi_step_norm(
+    x_seq: Tensor, v0: Tensor, params: tuple, args: dict[str, Any], config: _Config
+) -> tuple[Tensor, Tensor]:
     """:func:`lif_multi_step_fused` with a BatchNorm on the membrane and / or training noise."""
     norm = args["norm"]
     plan = _norm_plan(x_seq, args)
-    config = _Config(
-        _CpuImplementation, reset=args["reset"], analog=args["analog"], activation=args["activation"],
-        liaf_mode=args["liaf_mode"], liaf_readout=args["liaf_readout"], spike_fn=args["spike_fn"],
-    )  # fmt: skip
-    if v0 is None:
-        v0 = torch.zeros((), dtype=x_seq.dtype, device=x_seq.device)
     affine = plan.norm_mode and norm.affine
     weight, bias = (norm.weight, norm.bias) if affine else (None, None)
-    params = (args["alpha"], args["beta"], args["theta"], args["v_reset"])
     return _FusedNormLIF.apply(x_seq, v0, *params, weight, bias, norm, plan, config)
