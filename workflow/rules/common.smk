@@ -1,4 +1,5 @@
 # Configuration validation, paths and input functions shared by the rules.
+import os
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from bidl.config import (
 from bidl.data.catalog import DATASET_NAMES, describe_source, get_dataset, timestep_rate_hz
 from bidl.data.sources import SOURCES
 from bidl.distributed import DistributedSettings
+from bidl.runtime import retaining_environment
 from snakemake.exceptions import WorkflowError
 
 
@@ -27,6 +29,10 @@ JOBS_RUN_HERE = workflow.is_main_process and workflow.resource_settings.nodes is
 check_machine(config, torch.cuda.device_count() if JOBS_RUN_HERE else None)
 # ...and an interpreter that script rules can start (a path with a space cannot be, snakemake#2645)
 check_interpreter(sys.executable)
+
+# The jobs' malloc keeps what it frees (bidl.runtime): set for every process the jobs start, not this one
+if config.get("allocator", "retain") == "retain":
+    os.environ.update(retaining_environment())
 
 PRESET = config["name"]
 RESULTS = f"results/{PRESET}"
