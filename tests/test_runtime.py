@@ -62,7 +62,9 @@ def test_retaining_environment_keeps_the_users_tunables():
     assert f"glibc.malloc.trim_threshold={GLIBC_TUNABLES['glibc.malloc.trim_threshold']}" in items
     assert sum(item.startswith("glibc.malloc.mmap_max=") for item in items) == 1
     assert env["A"] == "1"
-    assert retaining_environment({})["GLIBC_TUNABLES"] == ":".join(f"{k}={v}" for k, v in GLIBC_TUNABLES.items())
+    assert retaining_environment({})["GLIBC_TUNABLES"] == ":".join(
+        f"{k}={v}" for k, v in GLIBC_TUNABLES.items()
+    )
 
 
 def test_retain_freed_memory_reports_whether_it_applied():
