@@ -378,8 +378,10 @@ def _version(module: str) -> str | None:
 
 
 def environment() -> dict[str, Any]:
-    """Where the bench ran: CPU, cores, threads, and the versions of torch, numba, bidl and the peers."""
+    """Where the bench ran: CPU, cores, threads, the allocator, and the versions of torch, numba, bidl and
+    the peers."""
     import bidl
+    from bidl.runtime import allocator_in_use
 
     return {
         "cpu": cpu_name(),
@@ -393,6 +395,7 @@ def environment() -> dict[str, Any]:
         "bidl": bidl.__version__,
         "spikingjelly": _version("spikingjelly"),
         "snntorch": _version("snntorch"),
+        "allocator": allocator_in_use(),
     }
 
 

@@ -30,7 +30,13 @@ import os
 import platform
 from collections.abc import Mapping
 
-__all__ = ["ALLOCATOR_MODES", "GLIBC_TUNABLES", "retain_freed_memory", "retaining_environment"]
+__all__ = [
+    "ALLOCATOR_MODES",
+    "GLIBC_TUNABLES",
+    "allocator_in_use",
+    "retain_freed_memory",
+    "retaining_environment",
+]
 
 ALLOCATOR_MODES = ("retain", "system")
 
@@ -39,6 +45,9 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
 _TRIM_THRESHOLD = 2**62  # never give the top of the heap back
 GLIBC_TUNABLES = {"glibc.malloc.mmap_max": "0", "glibc.malloc.trim_threshold": str(_TRIM_THRESHOLD)}
+
+
+_applied_here = False  # retain_freed_memory ran in this process
 
 
 def _is_glibc() -> bool:
@@ -53,7 +62,9 @@ def retain_freed_memory() -> bool:
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     libc.mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     trim = min(_TRIM_THRESHOLD, 2**31 - 1)  # mallopt takes an int: 2 GiB of free heap top is kept
-    return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, trim))
+    global _applied_here
+    _applied_here = bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, trim))
+    return _applied_here
 
 
 def retaining_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -65,3 +76,16 @@ def retaining_environment(environ: Mapping[str, str] | None = None) -> dict[str,
     added = [f"{name}={value}" for name, value in GLIBC_TUNABLES.items() if name not in names]
     env["GLIBC_TUNABLES"] = ":".join(given + added)
     return env
+
+
+def allocator_in_use() -> str:
+    """``"retain"`` where this process keeps freed memory (:func:`retain_freed_memory` ran, or it started
+    with the tunables of :func:`retaining_environment`), ``"system"`` where glibc's defaults hold, and
+    ``"not glibc"`` elsewhere: what a benchmark records beside its timings."""
+    if not _is_glibc():
+        return "not glibc"
+    given = dict(
+        item.split("=", 1) for item in os.environ.get("GLIBC_TUNABLES", "").split(":") if "=" in item
+    )
+    started_retaining = given.get("glibc.malloc.mmap_max") == "0"
+    return "retain" if _applied_here or started_retaining else "system"

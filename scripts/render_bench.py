@@ -12,6 +12,13 @@ from bidl.bench import COLUMNS, SUMMARY_COLUMNS, speedups, summary_rows
 from bidl.io import read_csv_rows
 from bidl.tables import source_note, write_table
 
+# what the bench's environment record says about malloc (bidl.runtime.allocator_in_use)
+_ALLOCATOR = {
+    "retain": "Allocator: glibc malloc keeping freed memory for reuse (bidl.runtime), for every "
+    "implementation alike: no step page-faults its tensors in anew.",
+    "system": "Allocator: glibc malloc with its defaults (large blocks mapped anew on each allocation).",
+}
+
 
 def _ratio(ratios: dict[tuple[str, str, str], float], workload: str, pass_: str, peer: str) -> str:
     value = ratios.get((workload, pass_, peer))
@@ -38,7 +45,8 @@ def notes(config: dict[str, Any], rows: list[dict[str, str]], environment: dict[
         f"CPU path), snnTorch {env['snntorch']} (Leaky, a Python loop over T). Median, min and max of "
         f"{settings['repeats']} timed runs after {settings['warmup']} warm-up run(s); peak MB = the growth "
         "of the resident set in one more run (VmHWM after clear_refs, less VmRSS before; bidl's pool of "
-        "kernel output buffers emptied first, so that the run allocates what it uses)."
+        "kernel output buffers emptied first, so that the run allocates what it uses). "
+        + _ALLOCATOR.get(env.get("allocator"), f"Allocator: {env.get('allocator', 'not recorded')}.")
     )
     same = (
         "The same neuron in all three: bidl LIF(alpha, theta) = SpikingJelly LIFNode(tau = 1 / (1 - alpha), "

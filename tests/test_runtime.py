@@ -72,3 +72,19 @@ def test_retain_freed_memory_reports_whether_it_applied():
     code = "from bidl.runtime import retain_freed_memory; print(retain_freed_memory())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == str(GLIBC)
+
+
+def test_allocator_in_use_reads_how_the_process_started():
+    code = (
+        "from bidl.runtime import allocator_in_use, retain_freed_memory\n"
+        "before = allocator_in_use(); retain_freed_memory(); print(before, allocator_in_use())"
+    )
+    run = lambda env: subprocess.run(  # noqa: E731
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    plain = {k: v for k, v in retaining_environment().items() if k != "GLIBC_TUNABLES"}
+    if not GLIBC:
+        assert run(plain) == ["not glibc", "not glibc"]
+        return
+    assert run(plain) == ["system", "retain"]
+    assert run(retaining_environment(plain)) == ["retain", "retain"]
