@@ -15,6 +15,12 @@ warm-up runs; no gradients. The record says what was measured where: device name
 version, dtype. "fps" in the authors' code counts timesteps per second; here samples/s and timesteps/s are
 reported separately and named.
 
+**Real time.** A stream is processed in real time when every step is done before the sensor's next one
+arrives: when the step's latency fits the sensor's step period (:func:`deadline`), judged on the 95th
+percentile and the maximum of the measured steps. Throughput (timesteps/s over the sensor's rate, the
+``real_time_factor`` of :func:`measure_latency`) says only that the steps fit on average: a median step well
+under the period can still miss it on a slow step.
+
 :func:`measure_onnxruntime` times an exported single-step graph (:mod:`bidl.export`) the same way, batch-1
 streaming through :class:`~bidl.export.runtime.StepRuntime`, so that it can be quoted beside the PyTorch EIM
 figures of the same run.
@@ -35,7 +41,7 @@ from torch import Tensor, nn
 from .state import iteration_mode, reset_states
 from .stream import CompiledStream, StreamError, compile_stream
 
-__all__ = ["describe_device", "measure_latency", "measure_onnxruntime", "percentile"]
+__all__ = ["deadline", "describe_device", "measure_latency", "measure_onnxruntime", "percentile"]
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -197,6 +203,32 @@ def measure_latency(
         "sensor_timesteps_per_s": timestep_hz,
         "real_time_factor": eim_steps_per_s / timestep_hz if timestep_hz else None,
         **describe_device(device),
+    }
+
+
+def deadline(eim: dict[str, Any], timestep_hz: float | None) -> dict[str, Any] | None:
+    """Whether batch-1 streaming keeps up with a sensor of ``timestep_hz`` timesteps per second, step by
+    step: ``eim`` is an EIM record of :func:`measure_latency` or :func:`measure_onnxruntime` (its
+    ``step_ms_median``, ``step_ms_p95``, ``step_ms_max``). Returns the sensor's step period ``period_ms`` and
+    the period over the median, p95 and max step (``factor_median``, ``factor_p95``, ``factor_max``: > 1 means
+    that step fits the period), with ``real_time_p95`` / ``real_time_max`` (the p95 / max step within the
+    period); ``None`` where the input is not a stream (no ``timestep_hz``).
+
+    Example:
+        >>> deadline({"step_ms_median": 2.0, "step_ms_p95": 5.0, "step_ms_max": 40.0}, 40.0)["real_time_max"]
+        False
+    """
+    if not timestep_hz:
+        return None
+    if timestep_hz < 0:
+        raise ValueError(f"timestep_hz: expected > 0, got {timestep_hz}")
+    period = 1e3 / timestep_hz
+    factors = {f"factor_{q}": period / eim[f"step_ms_{q}"] for q in ("median", "p95", "max")}
+    return {
+        "period_ms": period,
+        **factors,
+        "real_time_p95": factors["factor_p95"] >= 1.0,
+        "real_time_max": factors["factor_max"] >= 1.0,
     }
 
 

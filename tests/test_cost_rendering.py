@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bidl.latency import measure_latency, percentile
+from bidl.latency import deadline, measure_latency, percentile
 from bidl.models import create_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,6 +51,17 @@ def test_measure_latency_times_every_eim_step_and_iim_batches():
     assert 0 < compiled["step_ms_median"] <= compiled["step_ms_p95"] <= compiled["step_ms_max"]
     with pytest.raises(ValueError, match="no samples"):
         measure_latency(model, [])
+
+
+def test_a_stream_is_real_time_when_its_p95_and_max_steps_fit_the_sensor_step():
+    eim = {"step_ms_median": 2.0, "step_ms_p95": 8.0, "step_ms_max": 40.0}
+    limits = deadline(eim, 40.0)  # a 40 Hz sensor: 25 ms per step
+    assert limits["period_ms"] == 25.0
+    assert (limits["factor_median"], limits["factor_p95"], limits["factor_max"]) == (12.5, 3.125, 0.625)
+    assert limits["real_time_p95"] and not limits["real_time_max"]
+    assert deadline(eim, None) is None and deadline(eim, 0) is None
+    with pytest.raises(ValueError, match="timestep_hz"):
+        deadline(eim, -1.0)
 
 
 def test_measure_latency_records_why_a_network_was_not_compiled():
@@ -125,6 +136,9 @@ CONFIG = {
         "luna16_cls_convlstm": {"of": "luna16_cls", "model": "luna16_cls_convlstm", "recipe": {"epochs": 6}},
     },
 }
+STREAMS = {  # luna16_cls read as a 100 Hz stream: 10 ms steps against EIM steps of 0.5 / 0.7 / 20 ms
+    "luna16_cls": {"sensor_timesteps_per_s": 100.0, "real_time_factor": 20.0},
+}
 COMPILED = {  # the compiled stream's record: measured, refused, absent (a file written before it existed)
     "luna16_cls": {"eim_compiled": {"step_ms_median": 0.2, "step_ms_p95": 0.25, "compile_s": 0.1}},
     "luna16_cls_conv3d": {"eim_compiled": "not measured: compile_stream refused the network: ..."},
@@ -154,12 +168,14 @@ def _write_runs(root: Path) -> dict[str, list[Path]]:
                 "eim": {
                     "step_ms_median": 0.5,
                     "step_ms_p95": 0.7,
+                    "step_ms_max": 20.0,
                     "samples_per_s": 250.0,
                     "timesteps_per_s": 2e3,
                 },
                 **COMPILED.get(name, {}),
                 "iim": {"samples_per_s": 900.0, "batch_size": 16},
                 "real_time_factor": None,
+                **STREAMS.get(name, {}),
                 "device": "cpu",
                 "device_name": "test CPU",
                 "threads": 2,
@@ -214,6 +230,12 @@ def test_cost_table_lists_every_network_and_names_a_missing_one(tmp_path):
     assert rows[1]["ORT vs compiled EIM step"] == "-"
     assert "compile_stream" in (tmp_path / "cost.md").read_text()
     assert "test CPU" in (tmp_path / "cost.md").read_text()
+    # real time judged per step: the 10 ms period over the p95 (0.7 ms) and the slowest (20 ms) step
+    assert rows[0]["real-time factor (throughput)"] == "20.0x"
+    assert (
+        rows[0]["real-time factor (p95 step)"] == "14.3x" and rows[0]["real-time factor (max step)"] == "0.5x"
+    )
+    assert rows[1]["real-time factor (p95 step)"] == "n/a (not a stream)"
     with pytest.raises(ValueError, match="different networks"):
         render.main(CONFIG, files["metrics"], files["cost"][:2], files["latency"], tmp_path / "bad")
 
