@@ -1,15 +1,19 @@
-"""NIR export (bidl.export.nir): round trip, determinism, refusals, and a spike-exact cross-check against
-snnTorch's NIR importer."""
+"""NIR export (bidl.export.nir): round trip, determinism, refusals, the graph's meaning under the NIR
+spec (a reference Euler simulation of its nodes), and a spike-exact cross-check against snnTorch's and
+Norse's NIR importers (the Norse cases skip without the ``norse`` package)."""
 
 from __future__ import annotations
 
 import copy
 import json
 import time
+import warnings
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 nir = pytest.importorskip("nir")
@@ -20,7 +24,9 @@ from bidl.export.nir import (  # noqa: E402
     NIRExportError,
     bidl_spikes,
     export_nir,
+    import_norse,
     import_snntorch,
+    run_norse,
     run_snntorch,
     to_nir,
 )
@@ -52,6 +58,78 @@ def event_counts(steps: int, shape: tuple[int, ...], rate: float = 0.3, seed: in
     """Poisson-like event counts ``[T, 1, *shape]``."""
     generator = torch.Generator().manual_seed(seed)
     return torch.poisson(torch.full((steps, 1, *shape), rate), generator=generator)
+
+
+def channel_leak_fc() -> tuple[nn.Module, torch.Tensor]:
+    """Two FCLIF layers with one leak per neuron (``sharing="channel"``), and 12 steps of analog input."""
+    torch.manual_seed(1)
+    net = nn.Sequential(
+        FCLIF(10, 16, norm=None, sharing="channel"),
+        FCLIF(16, 5, norm=None, sharing="channel"),
+    )
+    with torch.no_grad():
+        net[0].neuron.alpha.copy_(torch.linspace(0.0, 0.9, 16))
+        net[1].neuron.alpha.copy_(torch.linspace(0.2, 0.6, 5))
+    inputs = torch.rand(12, 1, 10, generator=torch.Generator().manual_seed(1)) * 2
+    return net, inputs
+
+
+Importer = tuple[Callable[..., nn.Module], Callable[[nn.Module, torch.Tensor], torch.Tensor]]
+
+
+@pytest.fixture(params=["snntorch", "norse"])
+def importer(request) -> Importer:
+    """``(import_graph, run_module)`` of one NIR importer."""
+    if request.param == "norse":
+        pytest.importorskip("norse")
+        return import_norse, run_norse
+    return import_snntorch, run_snntorch
+
+
+def run_imported(importer: Importer, graph, inputs: torch.Tensor) -> torch.Tensor:
+    import_graph, run_module = importer
+    return run_module(import_graph(graph), inputs)
+
+
+def nir_reference(graph, inputs: torch.Tensor) -> torch.Tensor:
+    """The graph's output spikes ``[T, 1, n]`` by the NIR spec, each node integrated in float64 with the
+    forward Euler step ``metadata["dt"]`` (a CubaLIF's synaptic current and membrane updated from the
+    previous step's values and this step's input, every state starting at rest)."""
+    dt = graph.metadata["dt"]
+    order = [name for name in graph.nodes if name != "input"]  # the exporter writes nodes in dataflow order
+    source = {dst: src for src, dst in graph.edges}
+    states: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    steps = []
+
+    def t64(x) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(x, dtype=np.float64))
+
+    for x in inputs:
+        values = {"input": x.double()}
+        for name in order:
+            node, y = graph.nodes[name], values[source[name]]
+            if isinstance(node, nir.Conv2d):
+                y = F.conv2d(y, t64(node.weight), t64(node.bias), node.stride, node.padding, node.dilation)
+            elif isinstance(node, nir.Affine):
+                y = y @ t64(node.weight).T + t64(node.bias)
+            elif isinstance(node, nir.Flatten):
+                end = node.end_dim + 1 if node.end_dim >= 0 else node.end_dim
+                y = y.flatten(node.start_dim + 1, end)
+            elif isinstance(node, nir.AvgPool2d):
+                y = F.avg_pool2d(y, tuple(node.kernel_size), tuple(node.stride), tuple(node.padding))
+            elif isinstance(node, nir.CubaLIF):
+                leak = t64(node.v_leak)
+                current, v = states.get(name, (torch.zeros_like(y), leak.expand_as(y)))
+                current = current + dt / t64(node.tau_syn) * (-current + t64(node.w_in) * y)
+                v = v + dt / t64(node.tau_mem) * (leak - v + t64(node.r) * current)
+                spikes = (v > t64(node.v_threshold)).double()
+                states[name] = (current, torch.where(spikes > 0, t64(node.v_reset).expand_as(v), v))
+                y = spikes
+            elif not isinstance(node, nir.Output):
+                raise AssertionError(f"{name}: no reference for {type(node).__name__}")
+            values[name] = y
+        steps.append(values["output"].reshape(x.shape[0], -1).float())
+    return torch.stack(steps)
 
 
 def assert_same_value(a, b, where: str) -> None:
@@ -90,7 +168,7 @@ def test_round_trip_keeps_nodes_edges_parameters_and_metadata(tmp_path):
     assert "V_0 = 0" in read.metadata["initial_state"]
 
     assert [n["name"] for n in summary["nodes"]] == list(graph.nodes)
-    assert [n["type"] for n in summary["nodes"]][:4] == ["Input", "Conv2d", "Conv2d", "LIF"]
+    assert [n["type"] for n in summary["nodes"]][:4] == ["Input", "Conv2d", "Conv2d", "CubaLIF"]
     assert summary["dt"] == 1e-4 and summary["readout"]["aggregation"] == "mean"
     lif = summary["lif"]["conv1.neuron"]
     assert lif["batchnorm_folded"] and lif["theta"] == 0.5 and lif["v_reset"] == 0.0
@@ -116,8 +194,46 @@ def test_export_is_byte_identical(tmp_path):
     assert (tmp_path / "a.nir").read_bytes() == (tmp_path / "b.nir").read_bytes()
 
 
-# -- cross-check against snnTorch ---------------------------------------------------------------------------
-def test_dvs128_spikes_match_snntorch_with_folded_batchnorm(tmp_path):
+# -- the graph's meaning -----------------------------------------------------------------------------------
+def test_neurons_are_cuba_lifs_with_an_instantaneous_synapse():
+    net, inputs = channel_leak_fc()
+    for dt in (1e-4, 1e-3):
+        graph = to_nir(net, inputs[0], dt=dt)
+        node = graph.nodes["0.neuron"]
+        assert isinstance(node, nir.CubaLIF)
+        alpha = net[0].neuron.alpha.detach().double().numpy()
+        assert np.all(node.tau_syn == np.float32(dt)) and np.all(node.w_in == 1)
+        assert np.allclose(np.float32(1) - np.float32(dt) / node.tau_mem, alpha, rtol=0, atol=1e-7)
+        assert np.array_equal(node.r, (1 / (1 - alpha)).astype(np.float32))  # = tau_mem / dt
+        assert np.allclose(node.r, node.tau_mem / dt, rtol=1e-6)
+        assert np.all(node.v_leak == 0) and np.all(node.v_threshold == 0.5) and np.all(node.v_reset == 0)
+
+
+@pytest.mark.parametrize("dt", [1e-4, 1e-3])
+def test_graphs_spike_as_bidl_under_the_nir_spec(dt):
+    """A float64 Euler simulation of the NIR equations (no importer involved) reproduces bidl's spikes."""
+    cases = [channel_leak_fc(), (small_dvs(), event_counts(12, (2, 16, 16)))]
+    torch.manual_seed(2)
+    pooled = nn.Sequential(
+        ConvLIF(2, 4, 3, padding=1, norm="input", pooling=2, pool_type="avg"),
+        FCLIF(4 * 4 * 4, 5, norm="input"),
+    )
+    cases.append((randomize_batchnorms(pooled, seed=2), event_counts(12, (2, 8, 8), rate=0.5, seed=2)))
+    for net, inputs in cases:
+        expected = bidl_spikes(net, inputs)
+        assert 0 < expected.sum() < expected.numel()
+        graph = to_nir(net, inputs[0], dt=dt)
+        assert torch.equal(nir_reference(graph, inputs), expected)
+        wrong = copy.deepcopy(graph)  # the reference can fail: a synapse that keeps half its current
+        for node in wrong.nodes.values():
+            if isinstance(node, nir.CubaLIF):
+                node.tau_syn = node.tau_syn * 2
+        assert not torch.equal(nir_reference(wrong, inputs), expected)
+
+
+# -- cross-check against snnTorch and Norse -----------------------------------------------------------------
+def test_dvs128_spikes_match_with_folded_batchnorm(tmp_path, importer):
+    import_graph, run_module = importer
     net = small_dvs()
     inputs = event_counts(12, (2, 16, 16))
     expected = bidl_spikes(net, inputs)
@@ -125,14 +241,14 @@ def test_dvs128_spikes_match_snntorch_with_folded_batchnorm(tmp_path):
     assert 0 < expected.sum() < expected.numel(), "the output layer must spike, at a moderate rate"
 
     export_nir(net, inputs[0], tmp_path / "dvs.nir")
-    got = run_snntorch(import_snntorch(tmp_path / "dvs.nir"), inputs)
+    got = run_module(import_graph(tmp_path / "dvs.nir"), inputs)
     assert torch.equal(got, expected)
-    module = import_snntorch(to_nir(net, inputs[0]))  # from the in-memory graph too, and twice (reset)
-    assert torch.equal(run_snntorch(module, inputs), expected)
-    assert torch.equal(run_snntorch(module, inputs), expected)
+    module = import_graph(to_nir(net, inputs[0]))  # from the in-memory graph too, and twice (reset)
+    assert torch.equal(run_module(module, inputs), expected)
+    assert torch.equal(run_module(module, inputs), expected)
 
 
-def test_cross_check_detects_a_wrong_fold():
+def test_cross_check_detects_a_wrong_fold(importer):
     """The same graph with the unfolded leak alpha (BatchNorm scale ignored) no longer matches."""
     net = small_dvs()
     inputs = event_counts(12, (2, 16, 16))
@@ -140,31 +256,62 @@ def test_cross_check_detects_a_wrong_fold():
     graph = to_nir(net, inputs[0])
     wrong = copy.deepcopy(graph)
     for node in wrong.nodes.values():
-        if isinstance(node, nir.LIF):
-            node.tau = np.full_like(node.tau, 1e-4 / (1 - 0.3))
-    assert not torch.equal(run_snntorch(import_snntorch(wrong), inputs), expected)
-    assert torch.equal(run_snntorch(import_snntorch(graph), inputs), expected)
+        if isinstance(node, nir.CubaLIF):
+            node.tau_mem = np.full_like(node.tau_mem, 1e-4 / (1 - 0.3))
+            node.r = np.full_like(node.r, 1 / (1 - 0.3))
+    assert not torch.equal(run_imported(importer, wrong, inputs), expected)
+    assert torch.equal(run_imported(importer, graph, inputs), expected)
 
 
-def test_fc_network_without_norm_matches_snntorch_with_channel_leaks_and_any_dt():
-    torch.manual_seed(1)
-    net = nn.Sequential(
-        FCLIF(10, 16, norm=None, sharing="channel"),
-        FCLIF(16, 5, norm=None, sharing="channel"),
-    )
-    with torch.no_grad():
-        net[0].neuron.alpha.copy_(torch.linspace(0.0, 0.9, 16))
-        net[1].neuron.alpha.copy_(torch.linspace(0.2, 0.6, 5))
-    inputs = torch.rand(12, 1, 10, generator=torch.Generator().manual_seed(1)) * 2
+def test_fc_network_without_norm_matches_with_channel_leaks_and_any_dt(importer):
+    net, inputs = channel_leak_fc()
     expected = bidl_spikes(net, inputs)
     assert 0 < expected.sum() < expected.numel()
     graph = to_nir(net, inputs[0])
     assert graph.metadata["readout"] == {"aggregation": "none", "node": "1.neuron"}
-    assert torch.equal(run_snntorch(import_snntorch(graph), inputs), expected)
-    # another Euler step: tau changes, snnTorch's import (dt fixed at 1e-4) is rescaled to match
+    assert torch.equal(run_imported(importer, graph, inputs), expected)
+    # another Euler step: the time constants change (snnTorch's import, dt fixed at 1e-4, is rescaled to
+    # match; Norse's integrates with the graph's dt)
     coarse = to_nir(net, inputs[0], dt=1e-3)
-    assert np.allclose(coarse.nodes["0.neuron"].tau, 10 * graph.nodes["0.neuron"].tau)
-    assert torch.equal(run_snntorch(import_snntorch(coarse), inputs), expected)
+    assert np.allclose(coarse.nodes["0.neuron"].tau_mem, 10 * graph.nodes["0.neuron"].tau_mem)
+    assert np.allclose(coarse.nodes["0.neuron"].tau_syn, 10 * graph.nodes["0.neuron"].tau_syn)
+    assert np.array_equal(coarse.nodes["0.neuron"].r, graph.nodes["0.neuron"].r)
+    assert torch.equal(run_imported(importer, coarse, inputs), expected)
+
+
+def test_norse_integrates_with_the_graphs_dt():
+    pytest.importorskip("norse")
+    net, inputs = channel_leak_fc()
+    expected = bidl_spikes(net, inputs)
+    graph = to_nir(net, inputs[0], dt=1e-4)
+    assert torch.equal(run_norse(import_norse(graph, dt=1e-4), inputs), expected)
+    # Norse's own default step (1e-3) on a graph written for 1e-4: a leak of 1 - 10 (1 - alpha)
+    assert not torch.equal(run_norse(import_norse(graph, dt=1e-3), inputs), expected)
+    del graph.metadata["dt"]
+    with pytest.raises(ValueError, match="dt"):
+        import_norse(graph)
+
+
+def test_a_plain_lif_spikes_as_bidl_in_only_one_importer():
+    """Why the neurons are CubaLIFs: snnTorch leaves a LIF's r out of its dynamics, Norse ignores r."""
+    norse_torch = pytest.importorskip("norse.torch")
+    net, inputs = channel_leak_fc()
+    expected = bidl_spikes(net, inputs)
+    graph = to_nir(net, inputs[0])
+    lif = copy.deepcopy(graph)
+    for name, node in graph.nodes.items():
+        if isinstance(node, nir.CubaLIF):
+            lif.nodes[name] = nir.LIF(
+                tau=node.tau_mem, r=node.r, v_leak=node.v_leak, v_threshold=node.v_threshold
+            )
+    assert torch.equal(nir_reference(graph, inputs), expected)
+    assert torch.equal(run_snntorch(import_snntorch(lif), inputs), expected)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # Norse 1.1 calls the deprecated nirtorch.load
+        norse_module = norse_torch.from_nir(lif, dt=1e-4, ignore_warnings=True)
+    assert not torch.equal(run_norse(norse_module, inputs), expected)
+    with pytest.raises(ValueError, match="r != 1"):
+        import_norse(lif)
 
 
 def test_input_norm_and_average_pooling_match_snntorch():
@@ -181,14 +328,14 @@ def test_input_norm_and_average_pooling_match_snntorch():
     assert [type(graph.nodes[n]).__name__ for n in ("0.synapse", "0.pool", "0.neuron", "1.flatten")] == [
         "Conv2d",
         "AvgPool2d",
-        "LIF",
+        "CubaLIF",
         "Flatten",
     ]
     assert graph.nodes["0.neuron"].metadata["folded_norm"] == "input"
     assert torch.equal(run_snntorch(import_snntorch(graph), inputs), expected)
 
 
-def test_bare_layers_and_a_root_block_match_snntorch():
+def test_bare_layers_and_a_root_block_match(importer):
     torch.manual_seed(3)
     bare = nn.Sequential(
         nn.Flatten(),
@@ -219,22 +366,28 @@ def test_bare_layers_and_a_root_block_match_snntorch():
         assert 0 < expected.sum() < expected.numel()
         graph = to_nir(net, inputs[0])
         assert list(graph.nodes) == ["input", *names, "output"]
-        assert torch.equal(run_snntorch(import_snntorch(graph), inputs), expected)
+        if importer[0] is import_norse and any(isinstance(n, nir.AvgPool2d) for n in graph.nodes.values()):
+            # Norse 1.1 maps no average pooling
+            with pytest.raises(ValueError, match="2: Norse's importer has no AvgPool2d"):
+                import_norse(graph)
+            continue
+        assert torch.equal(run_imported(importer, graph, inputs), expected)
 
 
-def test_nonzero_beta_or_v_reset_export_but_the_snntorch_import_refuses_them():
+def test_nonzero_beta_or_v_reset_export_but_the_imports_refuse_them(importer):
+    import_graph = importer[0]
     net = nn.Sequential(FCLIF(6, 3, norm=None, beta=0.1))
     graph = to_nir(net, torch.zeros(1, 6))
     lif = graph.nodes["0.neuron"]
     assert np.allclose(lif.v_leak, 0.1 / 0.7)
     assert "0.neuron" in graph.metadata["caveats"]
-    with pytest.raises(ValueError, match="v_leak"):
-        import_snntorch(graph)
-    # snnTorch's importer ignores v_reset (it resets to 0): refused rather than silently wrong
+    with pytest.raises(ValueError, match="0.neuron: v_leak"):
+        import_graph(graph)
+    # both importers ignore v_reset (they reset to 0): refused rather than silently wrong
     graph = to_nir(nn.Sequential(FCLIF(6, 3, norm=None, v_reset=-0.2)), torch.zeros(1, 6))
     assert np.all(graph.nodes["0.neuron"].v_reset == np.float32(-0.2))
-    with pytest.raises(ValueError, match="v_reset"):
-        import_snntorch(graph)
+    with pytest.raises(ValueError, match="0.neuron: v_reset"):
+        import_graph(graph)
 
 
 # -- which networks export -----------------------------------------------------------------------------------
@@ -243,7 +396,7 @@ def test_nonzero_beta_or_v_reset_export_but_the_snntorch_import_refuses_them():
 )
 def test_gesture_networks_export(name):
     graph = to_nir(small_dvs(name), torch.zeros(1, 2, 16, 16))
-    assert sum(isinstance(node, nir.LIF) for node in graph.nodes.values()) == 5
+    assert sum(isinstance(node, nir.CubaLIF) for node in graph.nodes.values()) == 5
     assert graph.metadata["readout"]["aggregation"] == "mean"
 
 

@@ -9,7 +9,8 @@
   Runtime (the paper's "runtime tool").
 - :mod:`bidl.export.accuracy`: top-1 of exported graphs on a test split, streamed step by step through
   ONNX Runtime as deployed, with 95 % Wilson intervals.
-- :mod:`bidl.export.nir`: NIR export of the networks NIR can express, and the snnTorch cross-check.
+- :mod:`bidl.export.nir`: NIR export of the networks NIR can express, and the cross-checks through
+  snnTorch's and Norse's NIR importers.
 
 ``onnx``, ``onnxscript``, ``onnxruntime`` and ``nir`` are imported only when those modules are used.
 """

@@ -1,19 +1,35 @@
-r"""NIR export of the bidl networks that NIR can express, and a cross-check by importing them into snnTorch.
+r"""NIR export of the bidl networks that NIR can express, and a cross-check by importing them into snnTorch
+and into Norse.
 
 `NIR <https://nnir.readthedocs.io>`_ (the Neuromorphic Intermediate Representation) describes a network by
 continuous-time primitives; a simulator or chip discretises them with its own time step. :func:`to_nir` turns
 the single-step (EIM) form of a network into a :class:`nir.NIRGraph`; :func:`export_nir` writes it to an
 HDF5 file (the same model always gives the same bytes) and returns a JSON-able summary.
 
-The bidl neuron (:mod:`bidl.functional.lif`) maps onto NIR's LIF integrated with the forward Euler step
-``dt`` (``metadata["dt"]``):
+The bidl neuron (:mod:`bidl.functional.lif`) is written as NIR's current-based LIF (``CubaLIF``) with an
+instantaneous synapse, integrated with the forward Euler step ``dt`` (``metadata["dt"]``):
 
 .. math::
 
-    \tau = \frac{dt}{1-\alpha},\quad r = \frac{1}{1-\alpha},\quad v_{leak} = \frac{\beta}{1-\alpha},\quad
-    v_{threshold} = \theta,\quad v_{reset} = v_{reset}
+    \tau_{syn} = dt,\quad w_{in} = 1,\quad \tau_{mem} = \frac{dt}{1-\alpha},\quad r = \frac{\tau_{mem}}{dt}
+    = \frac{1}{1-\alpha},\quad v_{leak} = \frac{\beta}{1-\alpha},\quad v_{threshold} = \theta,\quad
+    v_{reset} = v_{reset}
 
-so that :math:`v_t = \alpha v_{t-1} + I_t + \beta` between spikes, bidl's :math:`U_t = X_t + V_{t-1}`.
+One Euler step of :math:`\tau_{syn}\dot I = -I + w_{in} S` with :math:`\tau_{syn} = dt` gives :math:`I_t =
+S_t`, the step of :math:`\tau_{mem}\dot v = v_{leak} - v + r I` gives :math:`v_t = \alpha v_{t-1} + I_t +
+\beta` between spikes: bidl's :math:`U_t = X_t + V_{t-1}`. A plain NIR ``LIF`` with the same ``tau``,
+``r`` and ``v_leak`` means the same, but the two importers read different parts of it. snnTorch's
+(``snntorch.import_nir._nir_to_snntorch_module``) leaves ``r`` out of the dynamics (``mem = beta mem +
+input``, right only where ``r dt / tau = 1``; elsewhere it divides the layer's threshold by the smallest
+``r dt / tau``); Norse's (``norse.torch.utils.import_nir._import_norse_module``) ignores ``r`` altogether
+(``v += dt / tau (v_leak - v + input)``, right only where ``r = 1``). So a ``LIF`` spikes as bidl does in
+only one of them once the leaks differ within a layer (per-channel leaks, or a folded BatchNorm): with ``r``
+written, in snnTorch; with ``r`` folded into the synapse before it and ``r = 1``, in Norse. Both read the
+``CubaLIF`` above right:
+snnTorch's as ``Synaptic(alpha = 1 - dt / tau_syn = 0, beta = 1 - dt / tau_mem)`` after asserting ``r =
+tau_mem / dt``, Norse's as ``LIBoxCell(tau_syn)`` (one step gives ``i = w_in S``), then ``r i`` into
+``LIFBoxCell(tau_mem)``.
+
 BatchNorm on the membrane (``norm="state"``, eval mode, per channel :math:`BN(u) = a u + c`) folds exactly
 into the LIF in the space of the normalised membrane :math:`W = BN(U)` (what is compared with
 :math:`\theta`): :math:`W_t = a\alpha\,R(W_{t-1}) + a X_t + c + a\beta`. The synapse before it is scaled by
@@ -27,23 +43,27 @@ integer padding (``"same"`` / ``"valid"`` resolved).
 The mapping is exact when :math:`\beta = 0`: bidl starts from :math:`V_0 = 0`, NIR simulators from rest
 (:math:`v_{leak}`); with :math:`\beta \ne 0` the graph is written with the mapping above and the caveat is
 recorded in ``metadata["caveats"]``. Numerically, the folded weights and leaks are rounded to float32 once
-(the fold is computed in float64), so membranes can differ from bidl's by float32 rounding; tau is chosen
-among the float32 neighbours of ``dt / (1 - alpha')`` so that ``1 - dt / tau`` in float32 gives back
-``alpha'`` where a float32 value can. Refused with :class:`NIRExportError` (naming the module path and
-type): max pooling, LIAF (analog output), LIF+, electrically coupled neurons, soft reset, a leak
-:math:`\alpha'` outside ``[0, 1)``, plastic synapses, embeddings, activations, residual sums and other
-tensor operations outside the supported modules, and anything that follows a
-:class:`~bidl.TemporalAggregation` other than identities. The aggregation itself is not a per-step
-operation: it ends the graph and is recorded as ``metadata["readout"]``.
+(the fold is computed in float64), so membranes can differ from bidl's by float32 rounding; ``tau_mem`` is
+chosen among the float32 neighbours of ``dt / (1 - alpha')`` so that ``1 - dt / tau_mem`` in float32 gives
+back ``alpha'`` where a float32 value can, and ``tau_syn = float32(dt)`` makes ``1 - dt / tau_syn`` exactly 0.
+Refused with :class:`NIRExportError` (naming the module path and type): max pooling, LIAF (analog output),
+LIF+, electrically coupled neurons, soft reset, a leak :math:`\alpha'` outside ``[0, 1)``, plastic synapses,
+embeddings, activations, residual sums and other tensor operations outside the supported modules, and
+anything that follows a :class:`~bidl.TemporalAggregation` other than identities. The aggregation itself is
+not a per-step operation: it ends the graph and is recorded as ``metadata["readout"]``.
 
 Node names are the bidl module paths (``conv1.synapse``, ``conv1.neuron``, ``fc1.flatten``, ...); NIR
 shapes exclude the batch axis.
 
-:func:`import_snntorch` and :func:`run_snntorch` run an exported graph with snnTorch's importer
-(``snntorch.import_nir``), :func:`bidl_spikes` the bidl network, for a spike-by-spike comparison. snnTorch's
-importer hard-codes ``dt = 1e-4`` (:func:`import_snntorch` rescales tau from the graph's ``dt``), needs
-``v_leak = 0``, ``v_reset = 0`` and one threshold per layer, and its Flatten drops the batch axis (run it
-with a batch of 1).
+:func:`bidl_spikes` runs the bidl network; :func:`import_snntorch` / :func:`run_snntorch` and
+:func:`import_norse` / :func:`run_norse` run an exported graph with snnTorch's (``snntorch.import_nir``) and
+Norse's (``norse.torch.from_nir``) importers, for a spike-by-spike comparison. snnTorch's importer hard-codes
+``dt = 1e-4`` (:func:`import_snntorch` rescales the time constants from the graph's ``dt``); Norse's takes
+``dt`` as an argument (default ``1e-3``; :func:`import_norse` passes the graph's). Both need ``v_leak = 0``
+and ``v_reset = 0`` (they reset to 0; Norse also starts the membrane at ``v_leak`` and adds ``v_leak`` to a
+CubaLIF's synaptic current), snnTorch's one threshold per layer; Norse 1.1 has no ``AvgPool2d``. Both map
+NIR's ``Flatten`` (whose dims exclude the batch) onto ``torch.nn.Flatten`` with the same dims, which then
+flattens the batch axis too: run them with a batch of 1.
 """
 
 from __future__ import annotations
@@ -51,6 +71,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -77,11 +98,13 @@ __all__ = [
     "export_nir",
     "import_snntorch",
     "run_snntorch",
+    "import_norse",
+    "run_norse",
     "bidl_spikes",
 ]
 
 SNNTORCH_DT = 1e-4
-"""The time step that ``snntorch.import_nir`` hard-codes when it turns a NIR LIF's tau into a leak."""
+"""The time step that ``snntorch.import_nir`` hard-codes when it turns a NIR (Cuba)LIF's taus into leaks."""
 
 INITIAL_STATE_NOTE = (
     "bidl neurons start from V_0 = 0 (a zero membrane, not the resting potential v_leak); "
@@ -522,11 +545,11 @@ class _GraphBuilder:
                 path, neuron, "LIF+ stages (conductances, adaptation, refractoriness) have no NIR node"
             )
         if getattr(neuron, "analog", False):
-            raise _refuse(path, neuron, "an analog (LIAF) output is not a spike: NIR's LIF emits spikes")
+            raise _refuse(path, neuron, "an analog (LIAF) output is not a spike: NIR's CubaLIF emits spikes")
         if type(neuron) is not LIF:
-            raise _refuse(path, neuron, "only the plain bidl LIF neuron maps onto NIR's LIF")
+            raise _refuse(path, neuron, "only the plain bidl LIF neuron maps onto NIR's CubaLIF")
         if neuron.reset != "hard":
-            raise _refuse(path, neuron, "soft reset (subtract theta): NIR's LIF only resets to v_reset")
+            raise _refuse(path, neuron, "soft reset (subtract theta): NIR's CubaLIF only resets to v_reset")
 
     def _lif(self, path: str, neuron: LIF, shape: tuple, norm_scale: np.ndarray | None, folded: str):
         params = neuron.neuron_parameters(len(shape) + 1)
@@ -543,7 +566,7 @@ class _GraphBuilder:
             raise _refuse(
                 path,
                 neuron,
-                f"channel {index[0]}: leak {what} = {value:.6g} is outside [0, 1); NIR's LIF needs a "
+                f"channel {index[0]}: leak {what} = {value:.6g} is outside [0, 1); NIR's CubaLIF needs a "
                 "decaying leak (alpha = 1 has no finite tau, alpha outside [0, 1] is no leak)",
             )
         if np.any(beta != 0):
@@ -551,12 +574,14 @@ class _GraphBuilder:
                 f"{path}: beta != 0 (v_leak = beta' / (1 - alpha')): bidl starts from V_0 = 0 while NIR "
                 "simulators start at rest, so the first steps differ"
             )
-        node = nir.LIF(
-            tau=_tau_for(alpha, self.dt),
+        node = nir.CubaLIF(
+            tau_syn=_tau_for(np.zeros_like(alpha), self.dt),  # float32(dt): an instantaneous synapse
+            tau_mem=_tau_for(alpha, self.dt),
             r=_f32(1.0 / (1.0 - alpha)),
             v_leak=_f32(beta / (1.0 - alpha)),
             v_threshold=_f32(full["theta"]),
             v_reset=_f32(full["v_reset"]),
+            w_in=_f32(np.ones_like(alpha)),
             metadata={"bidl_module": path, "folded_norm": folded},
         )
         name = self._name(path)
@@ -672,7 +697,8 @@ def to_nir(network: nn.Module, example_input: Tensor, *, dt: float = 1e-4) -> ni
     example_input
         One timestep, ``[1, C, H, W]`` or ``[1, F]``; the graph's input shape is its shape without the batch.
     dt
-        The Euler step that relates NIR's time constants to bidl's leak (``tau = dt / (1 - alpha)``).
+        The Euler step that relates NIR's time constants to bidl's leak (``tau_mem = dt / (1 - alpha)``,
+        ``tau_syn = dt``).
 
     Returns
     -------
@@ -715,7 +741,7 @@ def export_nir(network: nn.Module, example_input: Tensor, path: str | Path, *, d
     -------
     dict
         A JSON-able summary: ``nodes`` (name and NIR type, in graph order), ``edges``, ``dt``, ``readout``,
-        ``lif`` (per LIF node: its module, the folded ``alpha`` (alpha' = a alpha), ``beta``, ``theta``,
+        ``lif`` (per CubaLIF node: its module, the folded ``alpha`` (alpha' = a alpha), ``beta``, ``theta``,
         ``v_reset`` as one float or one per channel, ``batchnorm_folded``), ``path`` and, when there are
         any, ``caveats``.
     """
@@ -727,37 +753,32 @@ def export_nir(network: nn.Module, example_input: Tensor, path: str | Path, *, d
 def import_snntorch(graph_or_path: nir.NIRGraph | str | Path) -> nn.Module:
     """The snnTorch module of a NIR graph or file (``snntorch.import_nir.import_from_nir``).
 
-    The graph is copied and its LIF time constants rescaled from ``metadata["dt"]`` to the
-    ``dt = 1e-4`` that snnTorch's importer assumes; its messages are silenced.
+    The graph is copied and the time constants of its LIF and CubaLIF nodes rescaled from
+    ``metadata["dt"]`` to the ``dt = 1e-4`` that snnTorch's importer assumes (``r = tau_mem / dt`` of a
+    bidl CubaLIF is ``1 / (1 - alpha)`` whatever ``dt``, so it stays); its messages are silenced.
 
     Raises
     ------
     ValueError
-        For a LIF that snnTorch's importer cannot reproduce: ``v_leak != 0`` (it asserts), ``v_reset != 0``
+        For a neuron that snnTorch's importer cannot reproduce: ``v_leak != 0`` (it asserts), ``v_reset != 0``
         (it would silently reset to 0) or several thresholds in one layer (it asserts).
     """
     from snntorch.import_nir import import_from_nir
 
-    if isinstance(graph_or_path, str | Path):
-        graph = nir.read(str(graph_or_path))
-    else:
-        graph = copy.deepcopy(graph_or_path)
+    graph = _read_or_copy(graph_or_path)
     dt = float(graph.metadata.get("dt", SNNTORCH_DT)) if isinstance(graph.metadata, dict) else SNNTORCH_DT
     for name, node in graph.nodes.items():
-        if not isinstance(node, nir.LIF):
+        if not isinstance(node, nir.LIF | nir.CubaLIF):
             continue
-        if np.any(np.asarray(node.v_leak) != 0):
-            raise ValueError(
-                f"{name}: v_leak != 0 (bidl beta != 0); snnTorch's importer supports v_leak = 0 only"
-            )
-        if np.any(np.asarray(node.v_reset) != 0):
-            raise ValueError(f"{name}: v_reset != 0; snnTorch's importer always resets to 0")
+        _check_resting_and_reset(name, node, "snnTorch's")
         if np.unique(node.v_threshold).size != 1:
             raise ValueError(f"{name}: several thresholds; snnTorch's importer needs one per layer")
         if dt != SNNTORCH_DT:
-            alpha = (np.float32(1.0) - np.float32(dt) / node.tau.astype(np.float32)).astype(np.float64)
-            node.tau = _tau_for(alpha, SNNTORCH_DT)
-            # r = 1 / (1 - alpha) does not depend on dt, so r * dt / tau stays 1
+            fields = ("tau",) if isinstance(node, nir.LIF) else ("tau_mem", "tau_syn")
+            for field in fields:  # the same float32 leak 1 - dt / tau at snnTorch's dt
+                tau = getattr(node, field).astype(np.float32)
+                leak = (np.float32(1.0) - np.float32(dt) / tau).astype(np.float64)
+                setattr(node, field, _tau_for(leak, SNNTORCH_DT))
     with contextlib.redirect_stdout(io.StringIO()):
         return import_from_nir(graph)
 
@@ -775,7 +796,6 @@ def run_snntorch(module: nn.Module, inputs: Tensor) -> Tensor:
         reset = getattr(neuron, "reset_mem", None)
         if callable(reset) and hasattr(neuron, "mem"):
             reset()
-    batch = inputs.shape[1]
     outputs, state = [], None
     with torch.no_grad():
         for x in inputs:
@@ -784,14 +804,118 @@ def run_snntorch(module: nn.Module, inputs: Tensor) -> Tensor:
                 y, state = result
             else:
                 y = result
-            if batch == 1:
-                y = y.reshape(1, -1)
-            elif y.shape[0] != batch:
-                raise ValueError(
-                    f"run_snntorch: the output {tuple(y.shape)} lost the batch of {batch}; use B = 1"
-                )
-            outputs.append(y.reshape(batch, -1))
+            outputs.append(_step_output(y, inputs.shape[1], "run_snntorch"))
     return torch.stack(outputs)
+
+
+_NORSE_NODES = (  # the node types that norse.torch.from_nir (Norse 1.1) maps
+    nir.Input,
+    nir.Output,
+    nir.Affine,
+    nir.Linear,
+    nir.Conv2d,
+    nir.Flatten,
+    nir.SumPool2d,
+    nir.IF,
+    nir.LIF,
+    nir.CubaLIF,
+)
+
+
+def import_norse(graph_or_path: nir.NIRGraph | str | Path, *, dt: float | None = None) -> nn.Module:
+    """The Norse module of a NIR graph or file (``norse.torch.from_nir``), integrated with the Euler step
+    ``dt`` (by default the graph's ``metadata["dt"]``; Norse's own default is ``1e-3``).
+
+    The graph is passed to Norse unchanged. The module is stateful: ``module(x, state)`` returns the output
+    and the state for the next step (:func:`run_norse` runs it over time).
+
+    Raises
+    ------
+    ImportError
+        Without the ``norse`` package.
+    ValueError
+        Without a ``dt`` (neither the argument nor ``metadata["dt"]``), or for a node that Norse's importer
+        cannot reproduce: a type it does not map (e.g. ``AvgPool2d``), a ``LIF`` with ``r != 1`` (it ignores
+        ``r``), ``v_leak != 0`` (its neurons start at ``v_leak``, and its CubaLIF adds ``v_leak`` to the
+        synaptic current as well) or ``v_reset != 0`` (it resets to 0).
+    """
+    try:
+        from norse.torch import from_nir
+    except ImportError as error:
+        raise ImportError(
+            "import_norse needs the 'norse' package (pip install --no-deps norse==1.1.0: its torchvision "
+            "requirement is not needed to import NIR graphs and may replace the installed torch)"
+        ) from error
+
+    graph = _read_or_copy(graph_or_path)
+    if dt is None and isinstance(graph.metadata, dict) and "dt" in graph.metadata:
+        dt = float(graph.metadata["dt"])
+    if dt is None or not (dt > 0 and np.isfinite(dt)):
+        raise ValueError(f"dt: a positive Euler step is needed (argument or metadata['dt']), got {dt!r}")
+    for name, node in graph.nodes.items():
+        if not isinstance(node, _NORSE_NODES):
+            raise ValueError(f"{name}: Norse's importer has no {type(node).__name__} node")
+        if isinstance(node, nir.LIF) and not np.all(np.asarray(node.r) == 1):
+            raise ValueError(
+                f"{name}: a LIF with r != 1; Norse's importer ignores r (write the neuron as a CubaLIF)"
+            )
+        if isinstance(node, nir.LIF | nir.CubaLIF):
+            _check_resting_and_reset(name, node, "Norse's")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # Norse 1.1 calls the deprecated nirtorch.load
+        return from_nir(graph, dt=dt)
+
+
+def run_norse(module: nn.Module, inputs: Tensor) -> Tensor:
+    """Run an imported Norse module over ``inputs [T, B, ...]`` step by step, carrying its state from a
+    fresh one (every neuron at rest) at the first step.
+
+    Returns
+    -------
+    Tensor
+        The graph's output per step, ``[T, B, n]`` (trailing dims flattened; the batch axis re-added where
+        the importer's Flatten dropped it, which needs ``B = 1``).
+    """
+    outputs, state = [], None
+    with torch.no_grad():
+        for x in inputs:
+            result = module(x, state)
+            if not isinstance(result, tuple):
+                raise TypeError(
+                    f"run_norse: expected the (output, state) of a stateful Norse graph module, got "
+                    f"{type(result).__name__}"
+                )
+            y, state = result
+            outputs.append(_step_output(y, inputs.shape[1], "run_norse"))
+    return torch.stack(outputs)
+
+
+def _read_or_copy(graph_or_path: nir.NIRGraph | str | Path) -> nir.NIRGraph:
+    if isinstance(graph_or_path, str | Path):
+        return nir.read(str(graph_or_path))
+    if not isinstance(graph_or_path, nir.NIRGraph):
+        raise TypeError(
+            f"graph_or_path: expected a nir.NIRGraph or a file path, got {type(graph_or_path).__name__}"
+        )
+    return copy.deepcopy(graph_or_path)
+
+
+def _check_resting_and_reset(name: str, node: nir.LIF | nir.CubaLIF, importer: str) -> None:
+    if np.any(np.asarray(node.v_leak) != 0):
+        raise ValueError(
+            f"{name}: v_leak != 0 (bidl beta != 0); {importer} importer supports v_leak = 0 only"
+        )
+    if np.any(np.asarray(node.v_reset) != 0):
+        raise ValueError(f"{name}: v_reset != 0; {importer} importer always resets to 0")
+
+
+def _step_output(y: Tensor, batch: int, caller: str) -> Tensor:
+    """One step's output as ``[B, n]``; a batch of 1 re-added where an importer's Flatten dropped it."""
+    if batch == 1:
+        return y.reshape(1, -1)
+    if y.shape[0] != batch:
+        raise ValueError(f"{caller}: the output {tuple(y.shape)} lost the batch of {batch}; use B = 1")
+    return y.reshape(batch, -1)
 
 
 def bidl_spikes(network: nn.Module, inputs: Tensor) -> Tensor:
