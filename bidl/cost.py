@@ -14,9 +14,22 @@ convliaf  ``R*Q`` MACs               ``10*R``          ``Q*C``              ``C`
 convlif   ``R*Q`` ACs                ``9*R``           ``Q*C``              ``C`` (+ 4 or ``4*C``)
 ========  =========================  ================  ===================  =======================
 
+and the multiplications among them: one per MAC, none per AC (``synaptic_mul``), and the neurons' or gates'
+(``elementwise_mul``):
+
+========  ========================  ==================  ===========================================
+kind      synaptic multiplications  element-wise muls   element-wise ops by class
+========  ========================  ==================  ===========================================
+conv2d    ``R*Q``                   0                   0
+conv3d    ``U*R*Q``                 0                   0
+convlstm  ``4*R*I*J*(K+C)``         ``3*R``             ``3*R`` mul, ``5*R`` add, ``5*R`` non-linear
+convliaf  ``R*Q``                   ``3*R``             ``3*R`` mul, ``7*R`` add
+convlif   0                         ``3*R``             ``3*R`` mul, ``6*R`` add
+========  ========================  ==================  ===========================================
+
 (:data:`TABLE1_FORMULAS` holds these as text; :func:`table1_markdown` renders them. The paper's Table 1 is
 an image missing from its text; the synaptic and weight columns follow the paper's description and caption,
-the element-wise column is this library's.) ``conv2d`` is a
+the element-wise and multiplication columns are this library's.) ``conv2d`` is a
 time-distributed ``nn.Conv2d``, ``conv3d`` the causal :class:`~bidl.ann.CausalConv3d` (``U - 1`` zero frames
 before the first, so exactly ``U`` times Conv2D), ``convlstm`` :class:`~bidl.ann.ConvLSTM` (an input conv
 ``K -> 4C`` and a hidden conv ``C -> 4C``, both ``I x J``; the hidden conv also runs on the zero state at
@@ -32,12 +45,26 @@ whose values are 0 or 1 is binary.
 - Table 1 and Fig. 4 (:func:`st_layer_cost`, :func:`measure_st_layer`, :func:`figure4_counts`) count every
   synaptic operation of a spike-fed layer as one AC (firing rate 1: the count does not depend on the data,
   as in the paper).
-- :func:`model_cost` counts event-driven ACs: a zero input costs nothing, a spike costs one AC per synapse
-  it reaches (exactly, edge effects of zero padding included; see :func:`event_accumulates`).
+- :func:`model_cost` counts every synapse both ways, dense (every synapse at full rate: ``macs_dense`` of
+  analog-fed layers, ``acs_dense`` of spike-fed ones) and zero-skipped (a zero input costs nothing, a
+  nonzero one one MAC or AC per synapse it reaches, exactly, edge effects of zero padding included; see
+  :func:`event_accumulates`): ``macs_zero_skipped`` and ``acs``. Zero-skipping applies to analog inputs
+  too (a ReLU's or LIAF's zeros, ConvLSTM's zero state at ``t = 0``), so that spiking and non-spiking
+  networks are compared the same way. ``macs`` (dense) and ``acs`` (zero-skipped) are the historical pair.
 
 **Element-wise operations** per neuron (or hidden element) per step are what this library's code executes at
 inference, counted from :func:`bidl.functional.lif_step` and :func:`bidl.ann.lstm_cell` (named constants
-below, checked against a dispatch-level count in the tests): LIF 9, LIAF 10, LSTM 13.
+below, checked against a dispatch-level count in the tests): LIF 9, LIAF 10, LSTM 13. Each is split into
+classes (:class:`OpClasses`): multiplications, additions (add, subtract, compare, select count as one adder
+operation each) and non-linear functions (sigmoid, tanh): LIF 3 muls + 6 adds (integrate 1 add, fire 2 adds,
+hard reset 2 muls + 2 adds, leak 1 mul + 1 add; the soft reset 1 mul + 1 add), LIAF 3 muls + 7 adds (its
+ReLU a compare-and-select), LSTM 3 muls + 5 adds + 5 non-linear (four gate sums, 3 sigmoids, 2 tanhs, the
+cell's 3 muls and 1 add).
+
+**Energy.** :func:`energy` weighs the counts by per-operation energies (picojoules, the config's ``energy``
+section, e.g. Horowitz, ISSCC 2014, 45 nm 32-bit float: MAC 4.6 = mul 3.7 + add 0.9, AC 0.9): dense (every
+synapse at full rate) and zero-skipped (zero inputs skipped at every synapse), both with every element-wise
+operation.
 
 **Not counted:** bias additions (one per output element: they initialise the accumulator; ``FlopCounterMode``
 leaves them out too), BatchNorm on a synaptic current or on the input (at inference it is an affine map that
@@ -96,10 +123,30 @@ __all__ = [
     "LSTM_OPS",
     "NEURON_CONSTANTS",
     "ELEMENTWISE_OPS",
+    "OpClasses",
+    "INTEGRATE_SPLIT",
+    "FIRE_SPLIT",
+    "HARD_RESET_SPLIT",
+    "SOFT_RESET_SPLIT",
+    "LEAK_SPLIT",
+    "LIF_SPLIT",
+    "LIAF_SPLIT",
+    "ACTIVATION_SPLIT",
+    "LIAF_TR_SPLIT",
+    "NORM_STATE_SPLIT",
+    "COUPLING_SPLIT",
+    "LSTM_GATE_SUM_SPLIT",
+    "LSTM_CELL_SPLIT",
+    "LSTM_SPLIT",
+    "ELEMENTWISE_SPLIT",
     "TABLE1_FORMULAS",
+    "MULTIPLICATION_KEYS",
+    "ENERGY_KEYS",
+    "ENERGY_COUNTS",
     "ElementwiseCounter",
     "is_binary",
     "event_accumulates",
+    "neuron_step_split",
     "neuron_step_ops",
     "st_layer_cost",
     "build_st_layer",
@@ -107,95 +154,195 @@ __all__ = [
     "figure4_counts",
     "table1_markdown",
     "model_cost",
+    "energy",
+    "shared_energy_settings",
+    "energy_note",
     "flop_counter_macs",
 ]
 
 KINDS = ("conv2d", "conv3d", "convlstm", "convliaf", "convlif")
 """The ST layers of Table 1."""
 
+
 # -- element-wise operations per neuron per step, as bidl.functional.lif_step runs them at inference ------
-INTEGRATE_OPS = 1
+@dataclass(frozen=True)
+class OpClasses:
+    """Element-wise operations by class: ``mul`` multiplications (multiply, divide), ``add`` additions (add,
+    subtract, compare, select, max / min: one adder each) and ``nonlinear`` functions (sigmoid, tanh, exp,
+    ...). ``total`` is their sum; instances add and scale by an int (``3 * OpClasses(mul=1)``).
+
+    Example:
+        >>> LIF_SPLIT, LIF_SPLIT.total
+        (OpClasses(mul=3, add=6, nonlinear=0), 9)
+    """
+
+    mul: int = 0
+    add: int = 0
+    nonlinear: int = 0
+
+    @property
+    def total(self) -> int:
+        """All operations of the three classes."""
+        return self.mul + self.add + self.nonlinear
+
+    def as_dict(self) -> dict[str, int]:
+        """``{"mul": ..., "add": ..., "nonlinear": ...}``."""
+        return {"mul": self.mul, "add": self.add, "nonlinear": self.nonlinear}
+
+    def __add__(self, other: OpClasses) -> OpClasses:
+        if not isinstance(other, OpClasses):
+            return NotImplemented
+        return OpClasses(self.mul + other.mul, self.add + other.add, self.nonlinear + other.nonlinear)
+
+    def __mul__(self, factor: int) -> OpClasses:
+        if not isinstance(factor, int) or isinstance(factor, bool):
+            return NotImplemented
+        return OpClasses(self.mul * factor, self.add * factor, self.nonlinear * factor)
+
+    __rmul__ = __mul__
+
+
+INTEGRATE_SPLIT = OpClasses(add=1)
 """``U = X + V``: one add."""
-FIRE_OPS = 2
+FIRE_SPLIT = OpClasses(add=2)
 """``F = 1[U - theta > 0]``: the surrogate spike function subtracts theta (one sub) and compares with 0 (one
-compare); the cast of the boolean to the float dtype is a conversion, not an operation."""
-HARD_RESET_OPS = 4
-"""``R = F*v_reset + (1 - F)*U``: two muls, one sub (``1 - F``), one add."""
-SOFT_RESET_OPS = 2
+compare), both additions; the cast of the boolean to the float dtype is a conversion, not an operation."""
+HARD_RESET_SPLIT = OpClasses(mul=2, add=2)
+"""``R = F*v_reset + (1 - F)*U``: two muls, one sub (``1 - F``) and one add."""
+SOFT_RESET_SPLIT = OpClasses(mul=1, add=1)
 """RMP ``R = U - F*theta``: one mul, one sub."""
-LEAK_OPS = 2
+LEAK_SPLIT = OpClasses(mul=1, add=1)
 """``V = alpha*R + beta``: one mul, one add."""
-LIF_OPS = INTEGRATE_OPS + FIRE_OPS + HARD_RESET_OPS + LEAK_OPS
-"""9: a LIF neuron with the hard reset (the default) per step. The soft reset makes it 7. (A chip's fused
-built-ins ``cmp_and_fire`` and ``reset_with_decay`` need 5: add, compare, select, mul, add.)"""
-ACTIVATION_OPS: dict[str, int] = {"relu": 1, "sigmoid": 1, "tanh": 1, "identity": 0}
-"""LIAF's analog readout ``act(.)`` per neuron and step (the identity executes nothing)."""
-LIAF_TR_OPS = 1
+LIF_SPLIT = INTEGRATE_SPLIT + FIRE_SPLIT + HARD_RESET_SPLIT + LEAK_SPLIT
+"""A LIF neuron with the hard reset (the default) per step: 3 muls (reset 2, leak 1) and 6 adds (integrate
+1, fire 2, reset 2, leak 1). The soft reset makes it 2 muls and 5 adds."""
+ACTIVATION_SPLIT: dict[str, OpClasses] = {
+    "relu": OpClasses(add=1),
+    "sigmoid": OpClasses(nonlinear=1),
+    "tanh": OpClasses(nonlinear=1),
+    "identity": OpClasses(),
+}
+"""LIAF's analog readout ``act(.)`` per neuron and step: ReLU is ``max(x, 0)``, a compare-and-select (one
+addition); sigmoid and tanh one non-linear function each; the identity executes nothing."""
+LIAF_TR_SPLIT = OpClasses(add=1)
 """LIAF's ``"TR"`` mode reads ``act(U - theta)``: one more sub."""
-LIAF_OPS = LIF_OPS + ACTIVATION_OPS["relu"]
-"""10: LIF's 9 and the ReLU readout (the default NTR mode; ``pre_reset`` or ``post_leak``, the same)."""
-NORM_STATE_OPS = 2
+LIAF_SPLIT = LIF_SPLIT + ACTIVATION_SPLIT["relu"]
+"""LIF's 3 muls and 6 adds and the ReLU readout (one add; the default NTR mode, ``pre_reset`` or
+``post_leak`` the same): 3 muls, 7 adds."""
+NORM_STATE_SPLIT = OpClasses(mul=1, add=1)
 """BatchNorm on the membrane ("norm_state") at inference: the affine ``a*U + b``, one mul and one add."""
-COUPLING_OPS = 1
+COUPLING_SPLIT = OpClasses(add=1)
 """Jester v2's electrically coupled LIAF adds the coupling current ``K * V_{t-1}`` to ``X_t`` (one add per
 neuron from the second step on; the coupling conv itself is a synapse, counted as MACs)."""
-LSTM_GATE_SUM_OPS = 4
+LSTM_GATE_SUM_SPLIT = OpClasses(add=4)
 """ConvLSTM / LSTM: ``W_x * X + W_h * H`` for the four gates, one add per gate and hidden element."""
-LSTM_CELL_OPS = 9
-""":func:`bidl.ann.lstm_cell` per hidden element: 3 sigmoids (i, f, o), 2 tanhs (g, c), 3 muls, 1 add."""
-LSTM_OPS = LSTM_GATE_SUM_OPS + LSTM_CELL_OPS
+LSTM_CELL_SPLIT = OpClasses(mul=3, add=1, nonlinear=5)
+""":func:`bidl.ann.lstm_cell` per hidden element: ``c = sigmoid(f)*c + sigmoid(i)*tanh(g)`` (2 muls, 1 add,
+2 sigmoids and a tanh) and ``h = sigmoid(o)*tanh(c)`` (1 mul, a sigmoid and a tanh): 3 muls, 1 add, 5
+non-linear functions."""
+LSTM_SPLIT = LSTM_GATE_SUM_SPLIT + LSTM_CELL_SPLIT
+"""Per hidden element and step: 3 muls, 5 adds, 5 non-linear functions."""
+
+INTEGRATE_OPS = INTEGRATE_SPLIT.total
+"""1: :data:`INTEGRATE_SPLIT`'s operations."""
+FIRE_OPS = FIRE_SPLIT.total
+"""2: :data:`FIRE_SPLIT`'s operations."""
+HARD_RESET_OPS = HARD_RESET_SPLIT.total
+"""4: :data:`HARD_RESET_SPLIT`'s operations."""
+SOFT_RESET_OPS = SOFT_RESET_SPLIT.total
+"""2: :data:`SOFT_RESET_SPLIT`'s operations."""
+LEAK_OPS = LEAK_SPLIT.total
+"""2: :data:`LEAK_SPLIT`'s operations."""
+LIF_OPS = LIF_SPLIT.total
+"""9: a LIF neuron with the hard reset (the default) per step. The soft reset makes it 7. (A chip's fused
+built-ins ``cmp_and_fire`` and ``reset_with_decay`` need 5: add, compare, select, mul, add.)"""
+ACTIVATION_OPS: dict[str, int] = {name: split.total for name, split in ACTIVATION_SPLIT.items()}
+"""LIAF's analog readout ``act(.)`` per neuron and step (the identity executes nothing)."""
+LIAF_TR_OPS = LIAF_TR_SPLIT.total
+"""1: :data:`LIAF_TR_SPLIT`'s operation."""
+LIAF_OPS = LIAF_SPLIT.total
+"""10: LIF's 9 and the ReLU readout (the default NTR mode; ``pre_reset`` or ``post_leak``, the same)."""
+NORM_STATE_OPS = NORM_STATE_SPLIT.total
+"""2: BatchNorm on the membrane at inference (:data:`NORM_STATE_SPLIT`)."""
+COUPLING_OPS = COUPLING_SPLIT.total
+"""1: the coupling add of an electrically coupled LIAF (:data:`COUPLING_SPLIT`)."""
+LSTM_GATE_SUM_OPS = LSTM_GATE_SUM_SPLIT.total
+"""4: the gate sums of ConvLSTM / LSTM (:data:`LSTM_GATE_SUM_SPLIT`)."""
+LSTM_CELL_OPS = LSTM_CELL_SPLIT.total
+"""9: :func:`bidl.ann.lstm_cell` per hidden element (:data:`LSTM_CELL_SPLIT`)."""
+LSTM_OPS = LSTM_SPLIT.total
 """13 element-wise operations per hidden element and step."""
 NEURON_CONSTANTS = 4
 """alpha, beta, theta, v_reset: one each per layer (ASM) or per channel (CSM)."""
 
-ELEMENTWISE_OPS: dict[str, int] = {
-    "conv2d": 0,
-    "conv3d": 0,
-    "convlstm": LSTM_OPS,
-    "convliaf": LIAF_OPS,
-    "convlif": LIF_OPS,
+ELEMENTWISE_SPLIT: dict[str, OpClasses] = {
+    "conv2d": OpClasses(),
+    "conv3d": OpClasses(),
+    "convlstm": LSTM_SPLIT,
+    "convliaf": LIAF_SPLIT,
+    "convlif": LIF_SPLIT,
 }
+"""Element-wise operations by class per output element (``R`` of them) of each Table 1 kind."""
+
+ELEMENTWISE_OPS: dict[str, int] = {kind: split.total for kind, split in ELEMENTWISE_SPLIT.items()}
 """Element-wise operations per output element (``R`` of them) of each Table 1 kind."""
 
-TABLE1_FORMULAS: dict[str, dict[str, str]] = {
-    "conv2d": {
-        "synaptic": "R·Q MACs",
-        "elementwise": "0",
-        "ops": "R·Q",
-        "weights": "Q·C",
-        "biases": "C",
-    },
-    "conv3d": {
-        "synaptic": "U·R·Q MACs",
-        "elementwise": "0",
-        "ops": "U·R·Q",
-        "weights": "U·Q·C",
-        "biases": "C",
-    },
-    "convlstm": {
-        "synaptic": "4·R·(Q + I·J·C) MACs",
-        "elementwise": f"{LSTM_OPS}·R",
-        "ops": f"4·R·(Q + I·J·C) + {LSTM_OPS}·R",
-        "weights": "4·C·(Q + I·J·C)",
-        "biases": "4·C",
-    },
-    "convliaf": {
-        "synaptic": "R·Q MACs",
-        "elementwise": f"{LIAF_OPS}·R",
-        "ops": f"R·Q + {LIAF_OPS}·R",
-        "weights": "Q·C",
-        "biases": f"C (+ {NEURON_CONSTANTS} neuron constants; {NEURON_CONSTANTS}·C per channel)",
-    },
-    "convlif": {
-        "synaptic": "R·Q ACs",
-        "elementwise": f"{LIF_OPS}·R",
-        "ops": f"R·Q + {LIF_OPS}·R",
-        "weights": "Q·C",
-        "biases": f"C (+ {NEURON_CONSTANTS} neuron constants; {NEURON_CONSTANTS}·C per channel)",
-    },
+
+def _per_r(count: int) -> str:
+    """``n·R`` in Table 1's notation (``0`` and ``R`` for 0 and 1)."""
+    return "0" if count == 0 else "R" if count == 1 else f"{count}·R"
+
+
+def _split_text(split: OpClasses) -> str:
+    """An element-wise split per output element in Table 1's notation, e.g. ``3·R mul + 6·R add``."""
+    parts = [
+        f"{_per_r(count)} {label}"
+        for label, count in (("mul", split.mul), ("add", split.add), ("non-linear", split.nonlinear))
+        if count
+    ]
+    return " + ".join(parts) or "0"
+
+
+_NEURON_BIASES = f"C (+ {NEURON_CONSTANTS} neuron constants; {NEURON_CONSTANTS}·C per channel)"
+_SYNAPTIC_TEXT = {
+    "conv2d": ("R·Q", "Q·C", "C"),
+    "conv3d": ("U·R·Q", "U·Q·C", "C"),
+    "convlstm": ("4·R·(Q + I·J·C)", "4·C·(Q + I·J·C)", "4·C"),
+    "convliaf": ("R·Q", "Q·C", _NEURON_BIASES),
+    "convlif": ("R·Q", "Q·C", _NEURON_BIASES),
 }
+
+
+def _table1_formulas(kind: str) -> dict[str, str]:
+    synaptic, weights, biases = _SYNAPTIC_TEXT[kind]
+    split = ELEMENTWISE_SPLIT[kind]
+    accumulates = kind == "convlif"  # Table 1's setting: only ConvLIF is fed spikes
+    synaptic_mul = "0" if accumulates else synaptic
+    elementwise_mul = _per_r(split.mul)
+    if split.mul == 0:
+        multiplications = synaptic_mul
+    elif accumulates:
+        multiplications = elementwise_mul
+    else:
+        multiplications = f"{synaptic_mul} + {elementwise_mul}"
+    return {
+        "synaptic": f"{synaptic} {'ACs' if accumulates else 'MACs'}",
+        "elementwise": _per_r(split.total),
+        "ops": synaptic if split.total == 0 else f"{synaptic} + {_per_r(split.total)}",
+        "synaptic_mul": synaptic_mul,
+        "elementwise_mul": elementwise_mul,
+        "multiplications": multiplications,
+        "elementwise_split": _split_text(split),
+        "weights": weights,
+        "biases": biases,
+    }
+
+
+TABLE1_FORMULAS: dict[str, dict[str, str]] = {kind: _table1_formulas(kind) for kind in KINDS}
 """Table 1 in the paper's notation (``R = T·H·W·C``, ``Q = I·J·K``): per kind the synaptic operations, the
-element-wise operations, their sum ``ops``, the weights (no biases) and the biases."""
+element-wise operations, their sum ``ops``, the multiplications (``synaptic_mul``: one per MAC, none for an
+AC; ``elementwise_mul``: the neurons' or gates'; ``multiplications``: their sum), the element-wise operations
+by class (``elementwise_split``), the weights (no biases) and the biases."""
 
 LAYER_NAMES = {
     "conv2d": "Conv2D",
@@ -206,56 +353,58 @@ LAYER_NAMES = {
 }
 
 _SYNAPSES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+_ACTIVATIONS = {nn.ReLU: "relu", nn.Sigmoid: "sigmoid", nn.Tanh: "tanh"}  # activation modules (exact types)
 
-# aten ops counted as element-wise operations: arithmetic, comparison, selection, activation (in-place
-# variants too). Views, copies, casts, fills, zeros, concatenation, padding, reductions are not counted.
-_ELEMENTWISE_ATEN = frozenset(
-    {
+# aten ops counted as element-wise operations (in-place variants too), by class: multiplications (multiply,
+# divide, the fused multiply-adds addcmul / addcdiv / lerp: one op each), additions (add, subtract, compare,
+# select, max / min, ReLU-like clamps) and non-linear functions. Views, copies, casts, fills, zeros,
+# concatenation, padding, reductions are not counted.
+_ATEN_CLASSES: dict[str, str] = {
+    **dict.fromkeys(("mul", "div", "reciprocal", "addcmul", "addcdiv", "lerp", "leaky_relu"), "mul"),
+    **dict.fromkeys(
+        (
+            "add",
+            "sub",
+            "rsub",
+            "neg",
+            "abs",
+            "sign",
+            "sgn",
+            "gt",
+            "ge",
+            "lt",
+            "le",
+            "eq",
+            "ne",
+            "where",
+            "maximum",
+            "minimum",
+            "clamp",
+            "clamp_min",
+            "clamp_max",
+            "relu",
+            "threshold",
+            "hardtanh",
+            "logical_and",
+            "logical_or",
+            "logical_not",
+        ),
         "add",
-        "sub",
-        "rsub",
-        "mul",
-        "div",
-        "neg",
-        "reciprocal",
-        "abs",
-        "sign",
-        "sgn",
-        "gt",
-        "ge",
-        "lt",
-        "le",
-        "eq",
-        "ne",
-        "where",
-        "maximum",
-        "minimum",
-        "clamp",
-        "clamp_min",
-        "clamp_max",
-        "relu",
-        "threshold",
-        "hardtanh",
-        "leaky_relu",
-        "elu",
-        "gelu",
-        "silu",
-        "softplus",
-        "sigmoid",
-        "tanh",
-        "exp",
-        "log",
-        "sqrt",
-        "rsqrt",
-        "pow",
-        "addcmul",
-        "addcdiv",
-        "lerp",
-        "logical_and",
-        "logical_or",
-        "logical_not",
-    }
-)
+    ),
+    **dict.fromkeys(
+        ("sigmoid", "tanh", "exp", "log", "sqrt", "rsqrt", "pow", "elu", "gelu", "silu", "softplus"),
+        "nonlinear",
+    ),
+}
+_ELEMENTWISE_ATEN = frozenset(_ATEN_CLASSES)
+
+
+def _classify(by_op: dict[str, int]) -> OpClasses:
+    """Element-wise operation counts per aten op name (:class:`ElementwiseCounter`'s ``by_op``) by class."""
+    classes = {"mul": 0, "add": 0, "nonlinear": 0}
+    for name, count in by_op.items():
+        classes[_ATEN_CLASSES[name]] += count
+    return OpClasses(**classes)
 
 
 def _check_kind(kind: str) -> str:
@@ -303,7 +452,10 @@ def st_layer_cost(
 
     Returns:
         ``kind``, ``R``, ``Q``, ``macs``, ``acs``, ``synaptic_ops`` (``macs + acs``), ``elementwise``,
-        ``ops`` (``synaptic_ops + elementwise``), ``weights`` (synaptic, no biases), ``biases``,
+        ``ops`` (``synaptic_ops + elementwise``), the keys of :data:`MULTIPLICATION_KEYS`
+        (``synaptic_mul``: one per MAC; ``elementwise_mul``, ``elementwise_add``,
+        ``elementwise_nonlinear``: the element-wise operations by class; ``multiplications``:
+        ``synaptic_mul + elementwise_mul``), ``weights`` (synaptic, no biases), ``biases``,
         ``neuron_params``, ``params`` (``weights + biases + neuron_params``) and ``formulas`` (the
         :data:`TABLE1_FORMULAS` entry).
     """
@@ -323,7 +475,7 @@ def st_layer_cost(
     spikes = _default_spike_input(kind, spike_input)
     macs = hidden_ops + (0 if spikes else input_ops)
     acs = input_ops if spikes else 0
-    elementwise = ELEMENTWISE_OPS[kind] * R
+    split = ELEMENTWISE_SPLIT[kind] * R
     neuron_params = 0
     if kind in ("convlif", "convliaf"):
         neuron_params = NEURON_CONSTANTS * (C if sharing == "channel" else 1)
@@ -334,8 +486,9 @@ def st_layer_cost(
         "macs": macs,
         "acs": acs,
         "synaptic_ops": macs + acs,
-        "elementwise": elementwise,
-        "ops": macs + acs + elementwise,
+        "elementwise": split.total,
+        "ops": macs + acs + split.total,
+        **_multiplication_counts(macs, split),
         "weights": weights,
         "biases": biases,
         "neuron_params": neuron_params,
@@ -344,17 +497,46 @@ def st_layer_cost(
     }
 
 
+MULTIPLICATION_KEYS = (
+    "synaptic_mul",
+    "elementwise_mul",
+    "elementwise_add",
+    "elementwise_nonlinear",
+    "multiplications",
+)
+"""The operation-class counts of :func:`st_layer_cost` and :func:`measure_st_layer`."""
+
+
+def _multiplication_counts(macs: int, split: OpClasses) -> dict[str, int]:
+    """A layer's multiplications: one per MAC (an AC has none) and the element-wise ones, with the
+    element-wise additions and non-linear functions."""
+    return {
+        "synaptic_mul": macs,
+        "elementwise_mul": split.mul,
+        "elementwise_add": split.add,
+        "elementwise_nonlinear": split.nonlinear,
+        "multiplications": macs + split.mul,
+    }
+
+
 def table1_markdown() -> str:
     """Table 1 as a markdown table in the paper's notation (``R = T·H·W·C``, ``Q = I·J·K``)."""
     lines = [
-        "| layer | synaptic ops | element-wise ops | weights | biases |",
-        "|---|---|---|---|---|",
+        "| layer | synaptic ops | element-wise ops | synaptic muls | element-wise muls | weights | biases |",
+        "|---|---|---|---|---|---|---|",
     ]
     for kind in KINDS:
         f = TABLE1_FORMULAS[kind]
-        lines.append(
-            f"| {LAYER_NAMES[kind]} | {f['synaptic']} | {f['elementwise']} | {f['weights']} | {f['biases']} |"
+        cells = (
+            LAYER_NAMES[kind],
+            f["synaptic"],
+            f"{f['elementwise']} ({f['elementwise_split']})" if f["elementwise"] != "0" else "0",
+            f["synaptic_mul"],
+            f["elementwise_mul"],
+            f["weights"],
+            f["biases"],
         )
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -371,14 +553,14 @@ class ElementwiseCounter(TorchDispatchMode):
 
     Attributes:
         total: the number of element-wise operations.
-        by_op: the same per aten op name.
+        by_op: the same per aten op name (:meth:`split` groups them by class).
         paused: while true, nothing is counted (see :meth:`pause`).
 
     Example:
         >>> with ElementwiseCounter() as counter:
         ...     _ = torch.ones(3) * 2 + 1
-        >>> counter.total, dict(counter.by_op)
-        (6, {'mul': 3, 'add': 3})
+        >>> counter.total, dict(counter.by_op), counter.split()
+        (6, {'mul': 3, 'add': 3}, OpClasses(mul=3, add=3, nonlinear=0))
     """
 
     def __init__(self) -> None:
@@ -408,6 +590,10 @@ class ElementwiseCounter(TorchDispatchMode):
         finally:
             self.paused = previous
 
+    def split(self) -> OpClasses:
+        """The counted operations by class (multiplications, additions, non-linear functions)."""
+        return _classify(self.by_op)
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: D105
         out = func(*args, **(kwargs or {}))
         if self.paused:
@@ -434,14 +620,15 @@ def _dense_macs(module: nn.Module, output: Tensor) -> int:
 
 
 def event_accumulates(module: nn.Module, x: Tensor) -> int:
-    """Exact event-driven accumulates of a conv or linear layer on a binary input ``x``: the number of
-    (active input, output) pairs connected by a synapse.
+    """Exact zero-skipped synaptic operations of a conv or linear layer on an input ``x``: the number of
+    (nonzero input, output) pairs connected by a synapse. On a binary (spike) input these are the event-driven
+    accumulates; on any other input the multiply-accumulates left when every zero input is skipped.
 
     Linear: ``count_nonzero(x) * out_features``. Conv: the same conv (stride, padding, dilation, groups) run
-    with an all-ones kernel of one output channel per group gives, at each output position, the number of
-    active inputs in its receptive field; summed and multiplied by the output channels per group. Zero
-    padding contributes nothing, so a spike at the border reaches fewer outputs than one inside: exact, edge
-    effects included (unlike ``dense MACs x firing rate``).
+    on the nonzero mask of ``x`` with an all-ones kernel of one output channel per group gives, at each
+    output position, the number of nonzero inputs in its receptive field; summed and multiplied by the output
+    channels per group. Zero padding contributes nothing, so a spike at the border reaches fewer outputs than
+    one inside: exact, edge effects included (unlike ``dense MACs x firing rate``).
     """
     if isinstance(module, nn.Linear):
         return int(torch.count_nonzero(x)) * module.out_features
@@ -452,7 +639,7 @@ def event_accumulates(module: nn.Module, x: Tensor) -> int:
     dims = len(module.kernel_size)
     if x.dim() == dims + 1:  # unbatched input
         x = x.unsqueeze(0)
-    x = x.to(torch.float64)
+    x = (x != 0).to(torch.float64)
     padding = module.padding
     if module.padding_mode != "zeros":
         x = F.pad(x, module._reversed_padding_repeated_twice, mode=module.padding_mode)
@@ -473,10 +660,10 @@ def _coupled_type() -> type | None:
     return ElectricallyCoupledLIAF
 
 
-def _lifplus_probe_ops(neuron: LIFPlus) -> int:
-    """Element-wise operations per neuron of one LIF+ step, counted on a probe (LIF+'s stage modes make many
-    combinations): :func:`~bidl.functional.lifplus_step` on ``[1, channels]`` from the zero state, without
-    the membrane norm (counted apart) and without training noise."""
+def _lifplus_probe_split(neuron: LIFPlus) -> OpClasses:
+    """Element-wise operations per neuron of one LIF+ step by class, counted on a probe (LIF+'s stage modes
+    make many combinations): :func:`~bidl.functional.lifplus_step` on ``[1, channels]`` from the zero state,
+    without the membrane norm (counted apart) and without training noise."""
     from .functional import lifplus_step
 
     width = neuron.channels if neuron.sharing == "channel" else 1
@@ -485,32 +672,41 @@ def _lifplus_probe_ops(neuron: LIFPlus) -> int:
     x = torch.full((1, width), 0.25, dtype=neuron.alpha.dtype, device=neuron.alpha.device)
     with torch.no_grad(), ElementwiseCounter() as counter:
         lifplus_step(x, None, **kwargs)
-    return counter.total // x.numel()
+    split = counter.split()
+    return OpClasses(split.mul // x.numel(), split.add // x.numel(), split.nonlinear // x.numel())
 
 
-def neuron_step_ops(neuron: LIF) -> int:
-    """Element-wise operations per neuron per step of a LIF / LIAF / LIF+ module at inference.
+def neuron_step_split(neuron: LIF) -> OpClasses:
+    """Element-wise operations by class per neuron per step of a LIF / LIAF / LIF+ module at inference.
 
-    LIF: :data:`LIF_OPS` (hard reset) or 7 (soft); LIAF adds its activation (:data:`ACTIVATION_OPS`) and,
-    in ``"TR"`` mode, :data:`LIAF_TR_OPS`; BatchNorm on the membrane adds :data:`NORM_STATE_OPS`. LIF+ is
-    counted on a probe step (see :func:`_lifplus_probe_ops`); with every stage at its default it is LIF's.
-    The coupling add of an electrically coupled LIAF is not included (it skips the first step; see
-    :func:`model_cost`).
+    LIF: :data:`LIF_SPLIT` (hard reset: 3 muls, 6 adds) or with :data:`SOFT_RESET_SPLIT` (2 muls, 5 adds);
+    LIAF adds its activation (:data:`ACTIVATION_SPLIT`) and, in ``"TR"`` mode, :data:`LIAF_TR_SPLIT`;
+    BatchNorm on the membrane adds :data:`NORM_STATE_SPLIT`. LIF+ is counted on a probe step; with every
+    stage at its default it is LIF's. The coupling add of an electrically coupled LIAF is not included (it
+    skips the first step; see :func:`model_cost`).
     """
     if not isinstance(neuron, LIF):
         raise TypeError(
             f"neuron_step_ops: expects a LIF, LIAF or LIFPlus module, got {type(neuron).__name__}"
         )
     if isinstance(neuron, LIFPlus):
-        ops = _lifplus_probe_ops(neuron)
+        split = _lifplus_probe_split(neuron)
     else:
-        reset_ops = HARD_RESET_OPS if neuron.reset == "hard" else SOFT_RESET_OPS
-        ops = INTEGRATE_OPS + FIRE_OPS + reset_ops + LEAK_OPS
+        reset = HARD_RESET_SPLIT if neuron.reset == "hard" else SOFT_RESET_SPLIT
+        split = INTEGRATE_SPLIT + FIRE_SPLIT + reset + LEAK_SPLIT
         if isinstance(neuron, LIAF):
-            ops += ACTIVATION_OPS[neuron.activation] + (LIAF_TR_OPS if neuron.liaf_mode == "TR" else 0)
+            split += ACTIVATION_SPLIT[neuron.activation]
+            if neuron.liaf_mode == "TR":
+                split += LIAF_TR_SPLIT
     if neuron.norm is not None:
-        ops += NORM_STATE_OPS
-    return ops
+        split += NORM_STATE_SPLIT
+    return split
+
+
+def neuron_step_ops(neuron: LIF) -> int:
+    """Element-wise operations per neuron per step of a LIF / LIAF / LIF+ module at inference: the total of
+    :func:`neuron_step_split` (LIF 9, soft reset 7, LIAF 10, BatchNorm on the membrane 2 more)."""
+    return neuron_step_split(neuron).total
 
 
 # -- Table 1: measurement ----------------------------------------------------------------------------------
@@ -620,7 +816,9 @@ def measure_st_layer(
     - synaptic operations: ``torch.utils.flop_counter.FlopCounterMode`` (it counts ``2 x`` the
       multiply-accumulates of every convolution and matrix product, biases excluded): MACs = FLOPs / 2, per
       synapse module; those of a module whose input is binary are ACs.
-    - element-wise operations: :class:`ElementwiseCounter`.
+    - element-wise operations: :class:`ElementwiseCounter`, by class from the aten op names (``mul``,
+      ``div``: multiplications; ``add``, ``sub``, ``gt``, ``where``, ``relu``, ...: additions; ``sigmoid``,
+      ``tanh``, ...: non-linear); synaptic multiplications: one per MAC.
     - weights, biases, neuron constants: the layer's parameters and buffers.
 
     Args:
@@ -629,7 +827,8 @@ def measure_st_layer(
         seed: the input's random seed.
 
     Returns:
-        The keys of :func:`st_layer_cost` (without ``formulas``, ``R``, ``Q``) and ``flop_counter_macs``
+        The keys of :func:`st_layer_cost` (without ``formulas``, ``R``, ``Q``; the multiplications and
+        element-wise classes of :data:`MULTIPLICATION_KEYS` included) and ``flop_counter_macs``
         (FlopCounterMode's total / 2), ``binary_input`` (measured), ``elementwise_by_op`` and ``layer``
         (the module's class name).
     """
@@ -645,15 +844,16 @@ def measure_st_layer(
     else:
         x = torch.rand(shape, generator=generator) + 0.1
     macs, acs, total, by_op, binary = _synaptic_counts(layer, x)
-    elementwise = sum(by_op.values())
+    split = _classify(by_op)
     return {
         "kind": kind,
         "layer": type(layer).__name__,
         "macs": macs,
         "acs": acs,
         "synaptic_ops": macs + acs,
-        "elementwise": elementwise,
-        "ops": macs + acs + elementwise,
+        "elementwise": split.total,
+        "ops": macs + acs + split.total,
+        **_multiplication_counts(macs, split),
         **_parameter_counts(layer),
         "flop_counter_macs": total,
         "binary_input": binary,
@@ -706,7 +906,7 @@ class _SynapseRecord:
     binary: bool = True
     active: int = 0
     elements: int = 0
-    event_acs: int = 0
+    nonzero_pairs: int = 0
 
 
 @contextmanager
@@ -743,22 +943,27 @@ def model_cost(
     Forward hooks on every ``nn.Conv1d/2d/3d`` and ``nn.Linear`` (the ST blocks' synapses, the ConvLSTM / LSTM
     maps, the coupling convs, the heads) count, per call:
 
-    - dense MACs from the shapes: ``out.numel() * in_channels/groups * prod(kernel)`` (conv),
+    - dense synaptic operations from the shapes: ``out.numel() * in_channels/groups * prod(kernel)`` (conv),
       ``out.numel() * in_features`` (linear); biases excluded, as ``FlopCounterMode`` (see
       :func:`flop_counter_macs`, which the tests check this against);
+    - zero-skipped synaptic operations: the (nonzero input, output) pairs (:func:`event_accumulates`,
+      exact, for every input);
     - whether the input is binary (:func:`is_binary`) and its nonzero fraction.
 
     A layer whose every input (over all calls) is binary and that received at least one spike is spike-fed:
-    its cost is the exact event-driven accumulates (:func:`event_accumulates`: a zero costs nothing, a spike
-    one AC per synapse it reaches). Any other layer does its dense MACs; that includes a layer that only ever
-    saw zeros (``silent_input``: a dead spiking layer and a dead ReLU / LIAF layer look alike, so it is
-    counted conservatively), and a layer whose input is binary at some calls only (ConvLSTM's hidden conv
-    sees the zero state at ``t = 0`` and analog states after). Neurons (forward hooks on every LIF / LIAF /
-    LIF+ module) cost
-    ``neurons x steps x`` :func:`neuron_step_ops` (neurons and steps from the module's input
-    ``[B, T, ...]``), plus :data:`COUPLING_OPS` per neuron and step after the first for electrically
-    coupled neurons; ConvLSTM / LSTM layers cost :data:`LSTM_OPS` per hidden element and step (their
-    output's size).
+    its synaptic operations are accumulates (ACs: ``acs_dense`` at firing rate 1, ``acs`` with the zeros
+    skipped, the event-driven count). Any other layer is analog-fed and does MACs (``macs_dense``, and
+    ``macs_zero_skipped`` with the zero inputs skipped: a ReLU's or LIAF's zeros, ConvLSTM's zero state at
+    ``t = 0``). That includes a layer that only ever saw zeros (``silent_input``: a dead spiking layer and a
+    dead ReLU / LIAF layer look alike; dense MACs, no zero-skipped ones), and a layer whose input is binary at
+    some calls only (ConvLSTM's hidden conv sees the zero state at ``t = 0`` and analog states after).
+
+    Neurons (forward hooks on every LIF / LIAF / LIF+ module) cost ``neurons x steps x``
+    :func:`neuron_step_split` (neurons and steps from the module's input ``[B, T, ...]``), plus
+    :data:`COUPLING_SPLIT` per neuron and step after the first for electrically coupled neurons; ConvLSTM /
+    LSTM layers cost :data:`LSTM_SPLIT` per hidden element and step (their output's size); activation modules
+    (``nn.ReLU``, ``nn.Sigmoid``, ``nn.Tanh``: a non-spiking network's neurons) :data:`ACTIVATION_SPLIT` per
+    output element. Element-wise operations are never skipped: every neuron updates at every step.
 
     Not counted (see the module docstring): bias additions, BatchNorm on synaptic currents or inputs (folds
     into the synapse), residual sums, pooling, temporal aggregation, dropout, embedding lookups (0 MACs).
@@ -771,23 +976,36 @@ def model_cost(
     Returns:
         A dict with, per sample (floats):
 
-        - ``macs``, ``acs``, ``dense_synaptic_ops`` (every synaptic operation as if a MAC);
-        - ``neuron_elementwise``, ``lstm_elementwise``, ``elementwise`` (their sum);
-        - ``ops``: ``macs + acs + elementwise``;
+        - synapses: ``macs_dense`` (analog-fed, every synapse), ``macs_zero_skipped`` (analog-fed, zero
+          inputs skipped), ``acs_dense`` (spike-fed, every synapse), ``acs`` (spike-fed, zero inputs
+          skipped); ``macs`` (= ``macs_dense``, the dense count of analog-fed synapses) and
+          ``dense_synaptic_ops`` (``macs_dense + acs_dense``);
+        - element-wise: ``neuron_elementwise``, ``lstm_elementwise``, ``activation_elementwise``,
+          ``elementwise`` (their sum), and by
+          class ``elementwise_mul``, ``elementwise_add``, ``elementwise_nonlinear`` (their sum is
+          ``elementwise``);
+        - operation classes: ``multiplications`` (``macs_dense + elementwise_mul``: one multiply per MAC, none
+          per AC), ``multiplications_zero_skipped`` (``macs_zero_skipped + elementwise_mul``), ``additions``
+          (``macs_dense + acs_dense + elementwise_add``: the add of every MAC and every AC),
+          ``additions_zero_skipped`` (``macs_zero_skipped + acs + elementwise_add``), ``nonlinear``
+          (``elementwise_nonlinear``);
+        - ``ops``: ``macs + acs + elementwise`` (dense MACs, zero-skipped ACs);
 
         and ``spike_rate`` (active inputs / input elements over the spike-fed layers: their firing rates
         weighted by input size; ``None`` without spike-fed layers), ``ac_fraction`` (ACs / dense synaptic
         operations of the spike-fed layers: their rate weighted by synapses; ``None`` without), ``params``
         (all parameters), ``params_trainable``, ``n_samples``, ``totals`` (the operation counts summed over
         all samples, ints) and ``layers``: per synapse module, totals over all samples, ``name``, ``type``,
-        ``calls``, ``dense_macs``, ``binary_input`` (spike-fed), ``silent_input`` (only zeros),
-        ``input_rate`` (nonzero fraction), ``macs``, ``acs``.
+        ``calls``, ``dense_macs`` (dense synaptic operations, MACs or ACs), ``zero_skipped`` (the same with
+        zero inputs skipped), ``binary_input`` (spike-fed), ``silent_input`` (only zeros), ``input_rate``
+        (nonzero fraction), ``macs`` (dense, analog-fed), ``macs_zero_skipped``, ``acs`` (spike-fed,
+        zero-skipped), ``acs_dense``.
     """
     records: dict[str, _SynapseRecord] = {}
-    neuron_ops = lstm_ops = 0
+    neuron_ops = lstm_ops = activation_ops = OpClasses()
     handles = []
     coupled = _coupled_type()
-    step_ops: dict[str, int] = {}
+    step_split: dict[str, OpClasses] = {}
 
     def synapse_hook(module: nn.Module, inputs: tuple, output: Tensor, name: str) -> None:
         record = records[name]
@@ -796,21 +1014,24 @@ def model_cost(
         record.dense_macs += _dense_macs(module, output)
         record.elements += x.numel()
         record.active += int(torch.count_nonzero(x))
+        record.nonzero_pairs += event_accumulates(module, x)
         if record.binary:
             record.binary = is_binary(x)
-            if record.binary:
-                record.event_acs += event_accumulates(module, x)
 
     def neuron_hook(module: nn.Module, inputs: tuple, output: Tensor, name: str) -> None:
         nonlocal neuron_ops
         x = inputs[0]
-        neuron_ops += x.numel() * step_ops[name]
+        neuron_ops += x.numel() * step_split[name]
         if coupled is not None and isinstance(module, coupled) and x.dim() >= 2:
-            neuron_ops += (x.numel() - x[:, 0].numel()) * COUPLING_OPS
+            neuron_ops += (x.numel() - x[:, 0].numel()) * COUPLING_SPLIT
 
     def lstm_hook(module: nn.Module, inputs: tuple, output: Tensor) -> None:
         nonlocal lstm_ops
-        lstm_ops += output.numel() * LSTM_OPS
+        lstm_ops += output.numel() * LSTM_SPLIT
+
+    def activation_hook(module: nn.Module, inputs: tuple, output: Tensor, split: OpClasses) -> None:
+        nonlocal activation_ops
+        activation_ops += output.numel() * split
 
     for name, module in model.named_modules():
         if isinstance(module, _SYNAPSES):
@@ -818,10 +1039,13 @@ def model_cost(
             hook = partial(synapse_hook, name=name)
             handles.append(module.register_forward_hook(hook))
         elif isinstance(module, LIF):
-            step_ops[name] = neuron_step_ops(module)
+            step_split[name] = neuron_step_split(module)
             handles.append(module.register_forward_hook(partial(neuron_hook, name=name)))
         elif isinstance(module, (ConvLSTM, LSTM)):
             handles.append(module.register_forward_hook(lstm_hook))
+        elif type(module) in _ACTIVATIONS:
+            split = ACTIVATION_SPLIT[_ACTIVATIONS[type(module)]]
+            handles.append(module.register_forward_hook(partial(activation_hook, split=split)))
     n_samples = 0
     try:
         with _inference(model):
@@ -836,53 +1060,232 @@ def model_cost(
         raise ValueError("batches: no samples to measure")
 
     layers = []
-    macs = acs = dense = active = elements = spike_dense = 0
+    macs = macs_skipped = acs = acs_dense = active = elements = 0
     for record in records.values():
         if record.calls == 0:
             continue
         spike_fed = record.binary and record.active > 0
-        layer_macs = 0 if spike_fed else record.dense_macs
-        layer_acs = record.event_acs if spike_fed else 0
-        macs += layer_macs
-        acs += layer_acs
-        dense += record.dense_macs
+        layer = {
+            "macs": 0 if spike_fed else record.dense_macs,
+            "macs_zero_skipped": 0 if spike_fed else record.nonzero_pairs,
+            "acs": record.nonzero_pairs if spike_fed else 0,
+            "acs_dense": record.dense_macs if spike_fed else 0,
+        }
+        macs += layer["macs"]
+        macs_skipped += layer["macs_zero_skipped"]
+        acs += layer["acs"]
+        acs_dense += layer["acs_dense"]
         if spike_fed:
             active += record.active
             elements += record.elements
-            spike_dense += record.dense_macs
         layers.append(
             {
                 "name": record.name,
                 "type": record.type,
                 "calls": record.calls,
                 "dense_macs": record.dense_macs,
+                "zero_skipped": record.nonzero_pairs,
                 "binary_input": spike_fed,
                 "silent_input": record.active == 0,
                 "input_rate": record.active / record.elements if record.elements else 0.0,
-                "macs": layer_macs,
-                "acs": layer_acs,
+                **layer,
             }
         )
-    elementwise = neuron_ops + lstm_ops
+    split = neuron_ops + lstm_ops + activation_ops
     totals = {
         "macs": macs,
         "acs": acs,
-        "dense_synaptic_ops": dense,
-        "neuron_elementwise": neuron_ops,
-        "lstm_elementwise": lstm_ops,
-        "elementwise": elementwise,
-        "ops": macs + acs + elementwise,
+        "dense_synaptic_ops": macs + acs_dense,
+        "neuron_elementwise": neuron_ops.total,
+        "lstm_elementwise": lstm_ops.total,
+        "activation_elementwise": activation_ops.total,
+        "elementwise": split.total,
+        "ops": macs + acs + split.total,
+        "macs_dense": macs,
+        "macs_zero_skipped": macs_skipped,
+        "acs_dense": acs_dense,
+        "elementwise_mul": split.mul,
+        "elementwise_add": split.add,
+        "elementwise_nonlinear": split.nonlinear,
+        "multiplications": macs + split.mul,
+        "multiplications_zero_skipped": macs_skipped + split.mul,
+        "additions": macs + acs_dense + split.add,
+        "additions_zero_skipped": macs_skipped + acs + split.add,
+        "nonlinear": split.nonlinear,
     }
     return {
         **{key: value / n_samples for key, value in totals.items()},
         "spike_rate": active / elements if elements else None,
-        "ac_fraction": acs / spike_dense if spike_dense else None,
+        "ac_fraction": acs / acs_dense if acs_dense else None,
         "params": sum(p.numel() for p in model.parameters()),
         "params_trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "n_samples": n_samples,
         "totals": totals,
         "layers": layers,
     }
+
+
+ENERGY_KEYS = ("mac_pj", "ac_pj", "mul_pj", "add_pj", "nonlinear_pj")
+"""The per-operation energies (picojoules) :func:`energy` reads: a multiply-accumulate, an accumulate, an
+element-wise multiplication, addition and non-linear function."""
+
+ENERGY_COUNTS = (
+    "macs_dense",
+    "macs_zero_skipped",
+    "acs_dense",
+    "acs",
+    "elementwise_mul",
+    "elementwise_add",
+    "elementwise_nonlinear",
+)
+"""The operation counts of :func:`model_cost` that :func:`energy` reads."""
+
+
+def _per_op_energies(per_op: Any) -> dict[str, float]:
+    if not hasattr(per_op, "get"):
+        raise TypeError(f"per_op: expected a mapping of {ENERGY_KEYS}, got {type(per_op).__name__}")
+    values = {}
+    for key in ENERGY_KEYS:
+        value = per_op.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+            raise ValueError(f"per_op: {key} must be a positive number of picojoules, got {value!r}")
+        values[key] = float(value)
+    return values
+
+
+def energy(counts: dict[str, Any], per_op: dict[str, Any]) -> dict[str, Any]:
+    """Energy per sample in picojoules from :func:`model_cost`'s operation counts and per-operation energies.
+
+    - dense: every synapse at full rate, ``macs_dense * mac_pj + acs_dense * ac_pj`` (MACs for analog-fed
+      synapses, ACs for spike-fed ones);
+    - zero-skipped: zero inputs skipped at every synapse, ``macs_zero_skipped * mac_pj + acs * ac_pj``;
+
+    both plus the element-wise operations, which no input skips: ``elementwise_mul * mul_pj +
+    elementwise_add * add_pj + elementwise_nonlinear * nonlinear_pj``.
+
+    Args:
+        counts: a :func:`model_cost` result (per sample) or its ``totals`` (then the energy is the total):
+            the keys of :data:`ENERGY_COUNTS`.
+        per_op: picojoules per operation, the keys of :data:`ENERGY_KEYS` (e.g. the config's ``energy``
+            section; other keys such as ``source`` are ignored).
+
+    Returns:
+        ``dense_pj``, ``zero_skipped_pj``, and ``dense`` / ``zero_skipped``: the same by operation (``macs``,
+        ``acs``, ``elementwise_mul``, ``elementwise_add``, ``elementwise_nonlinear``), picojoules.
+
+    Example:
+        >>> per_op = dict(mac_pj=4.6, ac_pj=0.9, mul_pj=3.7, add_pj=0.9, nonlinear_pj=4.6)
+        >>> counts = dict(macs_dense=10, macs_zero_skipped=4, acs_dense=20, acs=5, elementwise_mul=3,
+        ...               elementwise_add=6, elementwise_nonlinear=0)
+        >>> result = energy(counts, per_op)
+        >>> round(result["dense_pj"], 6), round(result["zero_skipped_pj"], 6)
+        (80.5, 39.4)
+    """
+    pj = _per_op_energies(per_op)
+    missing = [key for key in ENERGY_COUNTS if key not in counts]
+    if missing:
+        raise ValueError(
+            f"counts: missing {missing}; expected a bidl.cost.model_cost result (or its totals) with "
+            f"{ENERGY_COUNTS}"
+        )
+    elementwise = {
+        "elementwise_mul": counts["elementwise_mul"] * pj["mul_pj"],
+        "elementwise_add": counts["elementwise_add"] * pj["add_pj"],
+        "elementwise_nonlinear": counts["elementwise_nonlinear"] * pj["nonlinear_pj"],
+    }
+    dense = {
+        "macs": counts["macs_dense"] * pj["mac_pj"],
+        "acs": counts["acs_dense"] * pj["ac_pj"],
+        **elementwise,
+    }
+    skipped = {
+        "macs": counts["macs_zero_skipped"] * pj["mac_pj"],
+        "acs": counts["acs"] * pj["ac_pj"],
+        **elementwise,
+    }
+    return {
+        "dense_pj": sum(dense.values()),
+        "zero_skipped_pj": sum(skipped.values()),
+        "dense": dense,
+        "zero_skipped": skipped,
+    }
+
+
+def shared_energy_settings(
+    costs: dict[str, dict[str, Any]], config_energy: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """The per-operation energies, source and note that every network's cost record (a ``cost.json`` of the
+    cost rule: a :func:`model_cost` result with an ``energy`` entry) was computed with; ``None`` where none
+    has energy (the config has no ``energy`` section).
+
+    Args:
+        costs: per network name its cost record.
+        config_energy: the config's ``energy`` section, if any: the records must have been computed with its
+            figures (else they are stale: the cost rule re-measures on a change of the figures).
+
+    Raises:
+        ValueError: a record without the zero-skipped counts or the energy entry (written before they were
+            counted), records computed with different figures, or figures other than ``config_energy``'s;
+            each names the networks.
+    """
+    stale = sorted(
+        name for name, cost in costs.items() if "macs_zero_skipped" not in cost or "energy" not in cost
+    )
+    if stale:
+        raise ValueError(
+            f"cost records of {stale} have no zero-skipped counts or energy (written by an older bidl.cost): "
+            "rerun their cost rule"
+        )
+    settings = {
+        name: {key: cost["energy"][key] for key in ("per_op", "source", "note")}
+        for name, cost in costs.items()
+        if cost["energy"] is not None
+    }
+    if not settings:
+        if config_energy is not None:
+            raise ValueError(
+                f"cost records of {sorted(costs)} have no energy but the config has an energy section: rerun "
+                "their cost rule"
+            )
+        return None
+    if len(settings) != len(costs):
+        raise ValueError(
+            f"cost records of {sorted(set(costs) - set(settings))} have no energy, those of "
+            f"{sorted(settings)} do: rerun the cost rule of the first"
+        )
+    first_name, first = next(iter(settings.items()))
+    differing = sorted(name for name, entry in settings.items() if entry["per_op"] != first["per_op"])
+    if differing:
+        raise ValueError(
+            f"cost records of {differing} were computed with other per-operation energies than "
+            f"{first_name!r}'s ({first['per_op']}): rerun their cost rule"
+        )
+    if config_energy is not None:
+        expected = {key: config_energy.get(key) for key in ENERGY_KEYS}
+        if expected != first["per_op"]:
+            raise ValueError(
+                f"cost records were computed with the per-operation energies {first['per_op']}, the config's "
+                f"energy section gives {expected}: rerun the cost rule"
+            )
+    return first
+
+
+def energy_note(settings: dict[str, Any]) -> str:
+    """A table note stating the per-operation energies of :func:`shared_energy_settings`, their source and
+    note, and how dense and zero-skipped energy are counted."""
+    pj = settings["per_op"]
+    note = (
+        f"Energy per sample = operations x energy per operation ({settings['source']}): "
+        f"MAC {pj['mac_pj']} pJ, AC {pj['ac_pj']} pJ, element-wise multiplication {pj['mul_pj']} pJ, "
+        f"addition (add, subtract, compare, select) {pj['add_pj']} pJ, non-linear function (sigmoid, tanh) "
+        f"{pj['nonlinear_pj']} pJ. Dense: every synapse at full rate (MACs of analog-fed synapses, ACs of "
+        "spike-fed ones); zero-skipped: every zero input skipped, analog or spike (a ReLU's or LIAF's zeros "
+        "as a silent neuron's); both with every neuron's and gate's element-wise operations "
+        "(bidl.cost.energy). Memory access is not counted."
+    )
+    if settings.get("note"):
+        note += f" {settings['note'].strip()}"
+    return note
 
 
 def flop_counter_macs(

@@ -1,13 +1,14 @@
 """Render the cost and speed of every trained network (paper experiments and Table 3's baselines): parameters,
-MACs and accumulates per sample (measured on the evaluation data), spike rate, batch-1 EIM latency (the
-network, its compiled stream and the exported graph under ONNX Runtime) and batched IIM throughput on this
-machine; Markdown, CSV and LaTeX."""
+MACs and accumulates per sample (measured on the evaluation data), multiplications, zero-skipped MACs, energy
+per sample (dense and zero-skipped), spike rate, batch-1 EIM latency (the network, its compiled stream and the
+exported graph under ONNX Runtime) and batched IIM throughput on this machine; Markdown, CSV and LaTeX."""
 
 import argparse
 from pathlib import Path
 from typing import Any
 
 from bidl.config import resolve_experiment
+from bidl.cost import energy_note, shared_energy_settings
 from bidl.data.catalog import describe_source
 from bidl.io import load_runs
 from bidl.latency import deadline
@@ -23,6 +24,10 @@ COLUMNS = (
     "MMACs / sample",
     "MACs / sample",
     "ACs / sample",
+    "multiplications / sample",
+    "zero-skipped MACs / sample",
+    "energy dense (uJ / sample)",
+    "energy zero-skipped (uJ / sample)",
     "input spike rate",
     "top-1 (IIM)",
     "EIM step ms (median)",
@@ -45,6 +50,17 @@ COLUMNS = (
 
 def _count(value: float) -> str:
     return f"{value:,.0f}"
+
+
+def _energy(cost: dict[str, Any]) -> dict[str, str]:
+    """Energy per sample in microjoules, dense and zero-skipped; '-' where none was computed."""
+    record = cost.get("energy")
+    if record is None:
+        return dict.fromkeys(("energy dense (uJ / sample)", "energy zero-skipped (uJ / sample)"), "-")
+    return {
+        "energy dense (uJ / sample)": f"{record['dense_pj'] / 1e6:.3f}",
+        "energy zero-skipped (uJ / sample)": f"{record['zero_skipped_pj'] / 1e6:.3f}",
+    }
 
 
 def _compiled(speed: dict[str, Any]) -> dict[str, str]:
@@ -127,6 +143,9 @@ def cost_rows(
                 "MMACs / sample": f"{(c['macs'] + c['acs']) / 1e6:.2f}",
                 "MACs / sample": _count(c["macs"]),
                 "ACs / sample": _count(c["acs"]),
+                "multiplications / sample": _count(c["multiplications"]),
+                "zero-skipped MACs / sample": _count(c["macs_zero_skipped"]),
+                **_energy(c),
                 "input spike rate": f"{rate:.4f}" if rate is not None else "-",
                 "top-1 (IIM)": f"{m['top1_iim']:.1f}",
                 "EIM step ms (median)": f"{speed['eim']['step_ms_median']:.3f}",
@@ -156,6 +175,7 @@ def main(
             f"cost table: metrics, cost and latency files name different networks: {sorted(metrics)} / "
             f"{sorted(costs)} / {sorted(latency)}"
         )
+    settings = shared_energy_settings(costs, config.get("energy"))
     entries = {name: resolve_experiment(config, name) for name in metrics}
     compared = {name: e.get("baseline_of") for name, e in entries.items()}
     sources = {
@@ -170,9 +190,16 @@ def main(
         source_note(config, sources.values()),
         "Per sample (all timesteps), counted by bidl.cost.model_cost over the first "
         f"{'/'.join(map(str, samples))} evaluation samples in IIM: MACs = multiply-accumulates of synapses "
-        "(conv / linear) whose input is not binary; ACs = accumulates of synapses fed by binary spikes, one "
-        "per active input and output it reaches (measured spike rates); MMACs / sample = (MACs + ACs) / 1e6. "
-        "Neuron element-wise ops, BatchNorm (foldable) and pooling are not in these columns.",
+        "(conv / linear) whose input is not binary, every synapse (dense); ACs = accumulates of synapses fed "
+        "by binary spikes, one per active input and output it reaches (measured spike rates); MMACs / sample "
+        "= (MACs + ACs) / 1e6; zero-skipped MACs = the MACs left when every zero input is skipped (a ReLU's "
+        "or LIAF's zeros, ConvLSTM's zero state at t = 0), as the ACs skip silent spikes; multiplications = "
+        "one per dense MAC (an AC has none) and the neurons' and gates' element-wise multiplications (3 per "
+        "LIF or LIAF neuron and step, its leak and reset; 3 per LSTM hidden element and step). BatchNorm "
+        "(foldable) and pooling are not counted.",
+        energy_note(settings)
+        if settings is not None
+        else "Energy: not computed (no energy section in the config).",
         f"Speed measured alone on {where['device_name']} ({where['device']}, {where['threads']} threads, "
         f"torch {where['torch']}): EIM = batch-1 streaming, one call per timestep (latency per timestep) "
         "of the PyTorch network as it is (eager: every module's Python forward per step); IIM = whole "

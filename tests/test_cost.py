@@ -9,15 +9,20 @@ import torch
 from torch import nn
 
 from bidl import LIAF, LIF, LIFPlus
-from bidl.ann import ConvLSTM
+from bidl.ann import LSTM, ConvLSTM
 from bidl.cost import (
+    ELEMENTWISE_OPS,
+    ELEMENTWISE_SPLIT,
     KINDS,
     LIAF_OPS,
     LIF_OPS,
     LSTM_OPS,
+    MULTIPLICATION_KEYS,
     NORM_STATE_OPS,
     TABLE1_FORMULAS,
     ElementwiseCounter,
+    OpClasses,
+    energy,
     event_accumulates,
     figure4_counts,
     flop_counter_macs,
@@ -25,13 +30,25 @@ from bidl.cost import (
     measure_st_layer,
     model_cost,
     neuron_step_ops,
+    neuron_step_split,
     st_layer_cost,
     table1_markdown,
 )
+from bidl.layers import ConvLIAF, ConvLIF
 from bidl.models import create_model
 from bidl.models.resnet import ElectricallyCoupledLIAF
 
-COUNT_KEYS = ("macs", "acs", "elementwise", "ops", "weights", "biases", "neuron_params", "params")
+COUNT_KEYS = (
+    "macs",
+    "acs",
+    "elementwise",
+    "ops",
+    *MULTIPLICATION_KEYS,
+    "weights",
+    "biases",
+    "neuron_params",
+    "params",
+)
 
 # odd sizes, K != C, different T, non-square kernels, a 1x1 kernel, U from 1 to 4 (stride 1 throughout)
 SHAPES = [
@@ -139,6 +156,10 @@ def _counted_ops_per_neuron_step(neuron: nn.Module, steps: int = 4, width: int =
 def test_neuron_step_ops_match_the_executed_ops(neuron: LIF, expected: int | None) -> None:
     counted = _counted_ops_per_neuron_step(neuron)
     assert neuron_step_ops(neuron) == counted
+    x = torch.randn(2, 4, 6)  # the same by class: multiplications, additions, non-linear functions
+    with torch.no_grad(), ElementwiseCounter() as counter:
+        neuron.eval()(x)
+    assert neuron_step_split(neuron) * x.numel() == counter.split()
     if expected is not None:
         assert counted == expected
     assert LIF_OPS == 9 and LIAF_OPS == 10
@@ -156,6 +177,7 @@ def test_lstm_ops_match_the_executed_ops() -> None:
     with torch.no_grad(), ElementwiseCounter() as counter:
         y = layer(x)
     assert counter.total == LSTM_OPS * y.numel() == 13 * y.numel()
+    assert counter.split() == OpClasses(mul=3, add=5, nonlinear=5) * y.numel()
 
 
 def test_elementwise_counter_skips_views_copies_and_paused_blocks() -> None:
@@ -310,7 +332,25 @@ def test_linear_accumulates_by_hand() -> None:
     cost = model_cost(layer, [x])
     assert cost["n_samples"] == 2
     assert cost["totals"] == dict(
-        macs=0, acs=12, dense_synaptic_ops=24, neuron_elementwise=0, lstm_elementwise=0, elementwise=0, ops=12
+        macs=0,
+        acs=12,
+        dense_synaptic_ops=24,
+        neuron_elementwise=0,
+        lstm_elementwise=0,
+        activation_elementwise=0,
+        elementwise=0,
+        ops=12,
+        macs_dense=0,
+        macs_zero_skipped=0,
+        acs_dense=24,
+        elementwise_mul=0,
+        elementwise_add=0,
+        elementwise_nonlinear=0,
+        multiplications=0,
+        multiplications_zero_skipped=0,
+        additions=24,
+        additions_zero_skipped=12,
+        nonlinear=0,
     )
     assert cost["acs"] == 6 and cost["spike_rate"] == 4 / 8
     assert cost["layers"][0]["binary_input"] and cost["layers"][0]["input_rate"] == 0.5
@@ -412,6 +452,255 @@ def test_model_cost_restores_mode_and_accepts_pairs() -> None:
         model_cost(model, [])
     with pytest.raises(TypeError, match="batches"):
         model_cost(model, ["text"])
+
+
+# -- operation classes and energy, by hand -----------------------------------------------------------------
+def test_elementwise_constants_split_into_classes() -> None:
+    """Each neuron's element-wise operations by class, read off bidl.functional.lif_step / bidl.ann.lstm_cell:
+    LIF (hard reset) = integrate (1 add) + fire (sub, compare: 2 adds) + reset (F*v_reset, (1 - F)*U: 2 muls;
+    1 - F, the sum: 2 adds) + leak (alpha*R: 1 mul; + beta: 1 add); LIAF adds the ReLU (a compare-and-select);
+    LSTM = 4 gate sums (4 adds) + 3 sigmoids, 2 tanhs, 3 muls, 1 add."""
+    assert ELEMENTWISE_SPLIT["convlif"] == OpClasses(mul=3, add=6, nonlinear=0)
+    assert ELEMENTWISE_SPLIT["convliaf"] == OpClasses(mul=3, add=7, nonlinear=0)
+    assert ELEMENTWISE_SPLIT["convlstm"] == OpClasses(mul=3, add=5, nonlinear=5)
+    assert ELEMENTWISE_SPLIT["conv2d"] == ELEMENTWISE_SPLIT["conv3d"] == OpClasses()
+    assert {kind: split.total for kind, split in ELEMENTWISE_SPLIT.items()} == ELEMENTWISE_OPS
+    assert neuron_step_split(LIF(reset="soft")) == OpClasses(mul=2, add=5)
+    assert neuron_step_split(LIAF(activation="sigmoid")) == OpClasses(mul=3, add=6, nonlinear=1)
+    assert neuron_step_split(LIF(norm=nn.BatchNorm1d(4))) == OpClasses(mul=4, add=7)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_table1_multiplications(kind: str) -> None:
+    """Synaptic multiplications (one per MAC, none per AC) and the neurons' / gates' by hand."""
+    T, H, W, C, K, I, J, U = 2, 3, 4, 5, 6, 3, 3, 2  # noqa: E741
+    R, Q = T * H * W * C, I * J * K
+    synaptic_mul, elementwise_mul, text = {
+        "conv2d": (R * Q, 0, "R·Q"),
+        "conv3d": (U * R * Q, 0, "U·R·Q"),
+        "convlstm": (4 * R * I * J * (K + C), 3 * R, "4·R·(Q + I·J·C) + 3·R"),
+        "convliaf": (R * Q, 3 * R, "R·Q + 3·R"),
+        "convlif": (0, 3 * R, "3·R"),  # ACs: no synaptic multiplication; the leak and the reset multiply
+    }[kind]
+    cost = st_layer_cost(kind, T=T, H=H, W=W, C=C, K=K, I=I, J=J, U=U)
+    assert (cost["synaptic_mul"], cost["elementwise_mul"]) == (synaptic_mul, elementwise_mul)
+    assert cost["multiplications"] == synaptic_mul + elementwise_mul
+    assert TABLE1_FORMULAS[kind]["multiplications"] == text
+    measured = measure_st_layer(kind, T=T, H=H, W=W, C=C, K=K, I=I, J=J, U=U)
+    assert {k: measured[k] for k in MULTIPLICATION_KEYS} == {k: cost[k] for k in MULTIPLICATION_KEYS}
+
+
+# per-op energies that are exact binary fractions, so that the sums below are exact
+PER_OP = dict(mac_pj=4.0, ac_pj=1.0, mul_pj=3.0, add_pj=0.5, nonlinear_pj=8.0, source="test")
+
+
+def _assert_counts_and_energy(model: nn.Module, x: torch.Tensor, expected: dict, dense_pj, skipped_pj):
+    cost = model_cost(model, [x])
+    assert cost["n_samples"] == 1  # per sample = totals
+    assert {key: cost["totals"][key] for key in expected} == expected
+    result = energy(cost, PER_OP)
+    assert (result["dense_pj"], result["zero_skipped_pj"]) == (dense_pj, skipped_pj)
+    return cost, result
+
+
+def test_linear_on_spikes_by_hand() -> None:
+    """Linear 4 -> 3 on 2 steps of spikes [1 0 1 1], [0 0 0 1]: 2 * 4 * 3 = 24 synapses at full rate, 4 spikes
+    reach 3 outputs each: 12 ACs; no multiplication. Energy: dense 24 AC = 24 pJ, zero-skipped 12 pJ."""
+    x = torch.tensor([[[1.0, 0.0, 1.0, 1.0], [0.0, 0.0, 0.0, 1.0]]])
+    expected = dict(
+        macs_dense=0,
+        macs_zero_skipped=0,
+        acs_dense=24,
+        acs=12,
+        elementwise_mul=0,
+        multiplications=0,
+        additions=24,
+        additions_zero_skipped=12,
+    )
+    _assert_counts_and_energy(nn.Linear(4, 3), x, expected, 24.0, 12.0)
+
+
+def test_conv2d_on_relu_output_by_hand() -> None:
+    """ReLU then Conv2d(1 -> 2, 2x2, no padding) on a 3x3 input; after the ReLU
+        1 0 2
+        0 3 0
+        0 1 1
+    the four 2x2 windows hold 2, 2, 2, 3 nonzeros: 9 * 2 channels = 18 MACs with zeros skipped, of 2 * 2 * 2
+    outputs * 4 = 32 dense MACs (the input is not binary: MACs). The ReLU: 9 adds (compare-and-select).
+    Energy: dense 32 * 4 + 9 * 0.5 = 132.5 pJ; zero-skipped 18 * 4 + 4.5 = 76.5 pJ."""
+    x = torch.tensor([[[[1.0, -1.0, 2.0], [0.0, 3.0, -2.0], [-1.0, 1.0, 1.0]]]])
+    expected = dict(
+        macs_dense=32,
+        macs_zero_skipped=18,
+        acs_dense=0,
+        acs=0,
+        activation_elementwise=9,
+        elementwise_mul=0,
+        elementwise_add=9,
+        elementwise_nonlinear=0,
+        multiplications=32,
+        multiplications_zero_skipped=18,
+        additions=41,
+        additions_zero_skipped=27,
+    )
+    cost, result = _assert_counts_and_energy(
+        nn.Sequential(nn.ReLU(), nn.Conv2d(1, 2, 2)), x, expected, 132.5, 76.5
+    )
+    assert result["zero_skipped"] == dict(
+        macs=72.0, acs=0.0, elementwise_mul=0.0, elementwise_add=4.5, elementwise_nonlinear=0.0
+    )
+    assert cost["layers"][0]["zero_skipped"] == 18 and not cost["layers"][0]["binary_input"]
+
+
+# two 3x3 frames; the 2x2 windows hold 2, 1, 1, 2 nonzeros in the first and 0, 0, 2, 1 in the second: 9
+FRAMES = [
+    [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+    [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [1.0, 1.0, 0.0]],
+]
+
+
+def test_convlif_by_hand() -> None:
+    """ConvLIF 1 -> 1, 2x2 kernel, on 2 steps of 3x3 spikes (FRAMES): 4 neurons x 2 steps = 8 neuron steps,
+    each 4 synapses: 32 ACs at full rate, 9 with zeros skipped; no synaptic multiplication. The neurons: 8 x
+    (3 muls + 6 adds) = 24 muls, 48 adds. Energy: dense 32 + 24 * 3 + 48 * 0.5 = 128 pJ; zero-skipped 9 + 72 +
+    24 = 105 pJ."""
+    x = torch.tensor(FRAMES).reshape(1, 2, 1, 3, 3)
+    expected = dict(
+        macs_dense=0,
+        macs_zero_skipped=0,
+        acs_dense=32,
+        acs=9,
+        neuron_elementwise=72,
+        elementwise_mul=24,
+        elementwise_add=48,
+        elementwise_nonlinear=0,
+        multiplications=24,
+        multiplications_zero_skipped=24,
+        additions=80,
+        additions_zero_skipped=57,
+    )
+    _assert_counts_and_energy(ConvLIF(1, 1, 2, norm=None), x, expected, 128.0, 105.0)
+
+
+def test_convliaf_by_hand() -> None:
+    """ConvLIAF 1 -> 1, 2x2 kernel, on FRAMES with analog values (0.5 and 2 for the ones): 32 MACs dense, 9
+    with zeros skipped. The neurons: 8 x (3 muls + 7 adds). Energy: dense 32 * 4 + 24 * 3 + 56 * 0.5 = 228 pJ;
+    zero-skipped 9 * 4 + 72 + 28 = 136 pJ."""
+    x = torch.tensor(FRAMES).reshape(1, 2, 1, 3, 3)
+    x = x * torch.tensor([0.5, 2.0, 0.5]).repeat(3).reshape(3, 3)  # 0.5 / 2: not binary
+    expected = dict(
+        macs_dense=32,
+        macs_zero_skipped=9,
+        acs_dense=0,
+        acs=0,
+        neuron_elementwise=80,
+        elementwise_mul=24,
+        elementwise_add=56,
+        elementwise_nonlinear=0,
+        multiplications=56,
+        multiplications_zero_skipped=33,
+        additions=88,
+        additions_zero_skipped=65,
+    )
+    _assert_counts_and_energy(ConvLIAF(1, 1, 2, norm=None), x, expected, 228.0, 136.0)
+
+
+def _constant_weights(module: nn.Module) -> nn.Module:
+    """Every weight and bias 0.5: on a nonnegative input every gate is positive, so every h is nonzero."""
+    for parameter in module.parameters():
+        nn.init.constant_(parameter, 0.5)
+    return module
+
+
+def test_convlstm_by_hand() -> None:
+    """ConvLSTM 1 -> 1, 1x1 kernel, 2 steps of 2x2 frames [[1, 0], [0, 2]], [[0, 0], [3, 0]]: the input conv
+    (1 -> 4 gates) has 2 x 4 x 4 = 32 dense MACs, the hidden conv too (at t = 0 on the zero state): 64. With
+    zeros skipped: the input's 2 + 1 nonzeros x 4 gates = 12, the hidden state's 0 (t = 0) + 4 (t = 1) x 4 =
+    16: 28 MACs. The cells: 2 x 4 hidden elements x (3 muls + 5 adds + 5 non-linear). Energy: dense
+    64 * 4 + 24 * 3 + 40 * 0.5 + 40 * 8 = 668 pJ; zero-skipped 28 * 4 + 412 = 524 pJ."""
+    x = torch.tensor([[[1.0, 0.0], [0.0, 2.0]], [[0.0, 0.0], [3.0, 0.0]]]).reshape(1, 2, 1, 2, 2)
+    expected = dict(
+        macs_dense=64,
+        macs_zero_skipped=28,
+        acs_dense=0,
+        acs=0,
+        lstm_elementwise=104,
+        elementwise_mul=24,
+        elementwise_add=40,
+        elementwise_nonlinear=40,
+        multiplications=88,
+        multiplications_zero_skipped=52,
+        additions=104,
+        additions_zero_skipped=68,
+        nonlinear=40,
+    )
+    layer = _constant_weights(ConvLSTM(1, 1, 1))
+    _assert_counts_and_energy(layer, x, expected, 668.0, 524.0)
+
+
+def test_lstm_by_hand() -> None:
+    """LSTM 3 -> 2 on 2 steps [1, 0, 0.5], [0, 2, 0]: input map 2 x 8 gates x 3 = 48 dense MACs, hidden map
+    2 x 8 x 2 = 32 (t = 0 on the zero state): 80. Zeros skipped: (2 + 1) x 8 = 24 and 0 + 2 x 8 = 16: 40.
+    The cells: 4 hidden elements x (3 muls + 5 adds + 5 non-linear). Energy: dense 80 * 4 + 12 * 3 + 20 * 0.5
+    + 20 * 8 = 526 pJ; zero-skipped 40 * 4 + 206 = 366 pJ."""
+    x = torch.tensor([[[1.0, 0.0, 0.5], [0.0, 2.0, 0.0]]])
+    expected = dict(
+        macs_dense=80,
+        macs_zero_skipped=40,
+        acs_dense=0,
+        acs=0,
+        lstm_elementwise=52,
+        elementwise_mul=12,
+        elementwise_add=20,
+        elementwise_nonlinear=20,
+        multiplications=92,
+        multiplications_zero_skipped=52,
+        additions=100,
+        additions_zero_skipped=60,
+        nonlinear=20,
+    )
+    _assert_counts_and_energy(_constant_weights(LSTM(3, 2)), x, expected, 526.0, 366.0)
+
+
+def test_energy_of_horowitz_figures_and_bad_inputs() -> None:
+    """45 nm, 32-bit float (Horowitz 2014): MAC 4.6 pJ, AC 0.9 pJ; 1000 MACs, 2000 ACs at full rate."""
+    horowitz = dict(mac_pj=4.6, ac_pj=0.9, mul_pj=3.7, add_pj=0.9, nonlinear_pj=4.6)
+    counts = dict(
+        macs_dense=1000,
+        macs_zero_skipped=500,
+        acs_dense=2000,
+        acs=100,
+        elementwise_mul=10,
+        elementwise_add=20,
+        elementwise_nonlinear=1,
+    )
+    result = energy(counts, horowitz)
+    assert result["dense_pj"] == pytest.approx(4600 + 1800 + 37 + 18 + 4.6)
+    assert result["zero_skipped_pj"] == pytest.approx(2300 + 90 + 37 + 18 + 4.6)
+    for key, value in (("ac_pj", 0), ("mul_pj", -1.0), ("add_pj", "0.9"), ("nonlinear_pj", None)):
+        with pytest.raises(ValueError, match=key):
+            energy(counts, {**horowitz, key: value})
+    with pytest.raises(ValueError, match="macs_zero_skipped"):
+        energy({k: v for k, v in counts.items() if k != "macs_zero_skipped"}, horowitz)
+
+
+def test_zero_skipped_counts_of_a_real_network() -> None:
+    """Every layer's zero-skipped count is at most its dense count, and the totals add up."""
+    torch.manual_seed(0)
+    kwargs, make_input = MODELS["dvs128_gesture"]
+    cost = model_cost(create_model("dvs128_gesture", **kwargs), [make_input()])
+    totals = cost["totals"]
+    assert totals["macs_dense"] == totals["macs"]
+    assert totals["macs_dense"] + totals["acs_dense"] == totals["dense_synaptic_ops"]
+    assert 0 < totals["macs_zero_skipped"] <= totals["macs_dense"]
+    assert 0 < totals["acs"] < totals["acs_dense"]
+    elementwise = totals["elementwise_mul"] + totals["elementwise_add"] + totals["elementwise_nonlinear"]
+    assert elementwise == totals["elementwise"]
+    for layer in cost["layers"]:
+        assert layer["zero_skipped"] <= layer["dense_macs"]
+        assert layer["zero_skipped"] == layer["acs"] + layer["macs_zero_skipped"]
+    result = energy(cost, PER_OP)
+    assert result["zero_skipped_pj"] < result["dense_pj"]
 
 
 # -- errors ------------------------------------------------------------------------------------------------

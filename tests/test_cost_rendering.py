@@ -96,6 +96,12 @@ def test_table1_and_fig4_are_rendered_from_the_measured_counts(tmp_path):
     table = list(csv.DictReader((tmp_path / "table1.csv").open()))
     assert table[2]["synaptic ops"] == "4·R·(Q + I·J·C) MACs"
     assert all(r["ops measured"] == r["ops at the shape"].split(" ")[0] for r in table)
+    assert all(r["muls measured"] == r["muls at the shape"].split(" ")[0] for r in table)
+    # ConvLIF: no synaptic multiplication, 3 per neuron and step (leak, hard reset); R = 3 * 5 * 4 * 6
+    assert (table[4]["synaptic muls"], table[4]["element-wise muls"]) == ("0", "3·R")
+    assert table[4]["muls at the shape"] == f"{3 * 360:,} (0 synaptic + {3 * 360:,} element-wise)"
+    assert table[1]["muls at the shape"].startswith(f"{3 * r_q:,} ")  # Conv3D: a multiply per MAC
+    assert table[4]["element-wise ops"] == "9·R (3·R mul + 6·R add)"
     assert "Table 1" in (tmp_path / "table1.tex").read_text()
 
     plot = _load_script("plot_fig4")
@@ -116,6 +122,17 @@ def test_measure_st_layers_refuses_formulas_that_disagree_with_the_counts(tmp_pa
     with pytest.raises(RuntimeError, match="conv3d.macs"):
         measure.main(SHAPE, "tiny", tmp_path / "st.json", tmp_path / "fig4.csv")
     assert not (tmp_path / "st.json").exists() and not (tmp_path / "fig4.csv").exists()
+
+
+def test_table1_refuses_multiplications_that_disagree_or_are_missing(tmp_path):
+    render = _load_script("render_table1")
+    counts = _load_script("measure_st_layers").main(SHAPE, "tiny", tmp_path / "st.json", tmp_path / "f.csv")
+    counts["measured"]["convlif"]["elementwise_mul"] += 1
+    with pytest.raises(RuntimeError, match="convlif.elementwise_mul"):
+        render.table_rows(counts)
+    del counts["formula"]["convlstm"]["multiplications"]
+    with pytest.raises(ValueError, match="rerun the st_layers rule"):
+        render.table_rows(counts)
 
 
 CONFIG = {
@@ -148,6 +165,12 @@ RUNS = {  # name: (model, neuron, top-1, MACs, ACs)
     "luna16_cls_conv3d": ("luna16_cls_conv3d", "none", 97.0, 12.0e6, 0.0),
     "luna16_cls_convlstm": ("luna16_cls_convlstm", "none", 80.0, 40.0e6, 0.0),
 }
+PER_OP = {"mac_pj": 4.6, "ac_pj": 0.9, "mul_pj": 3.7, "add_pj": 0.9, "nonlinear_pj": 4.6}
+ENERGY = {  # name: (multiplications, zero-skipped MACs, energy dense pJ, energy zero-skipped pJ)
+    "luna16_cls": (1.5e6, 0.5e6, 5.0e6, 2.0e6),
+    "luna16_cls_conv3d": (12.0e6, 6.0e6, 55.2e6, 30.0e6),
+    "luna16_cls_convlstm": (40.5e6, 19.0e6, 184.0e6, 90.0e6),
+}
 
 
 def _write_runs(root: Path) -> dict[str, list[Path]]:
@@ -160,9 +183,18 @@ def _write_runs(root: Path) -> dict[str, list[Path]]:
             "cost": {
                 "macs": macs,
                 "acs": acs,
+                "multiplications": ENERGY[name][0],
+                "macs_zero_skipped": ENERGY[name][1],
                 "params": 1000,
                 "spike_rate": 0.1 if acs else None,
                 "n_samples": 8,
+                "energy": {
+                    "per_op": PER_OP,
+                    "source": "Horowitz, ISSCC 2014, 45 nm, 32-bit float",
+                    "note": "A sigmoid or tanh is assumed to cost one MAC.",
+                    "dense_pj": ENERGY[name][2],
+                    "zero_skipped_pj": ENERGY[name][3],
+                },
             },
             "latency": {
                 "eim": {
@@ -200,6 +232,9 @@ def test_table3_compares_each_baseline_with_its_paper_network(tmp_path):
     rows = list(csv.DictReader((tmp_path / "table3.csv").open()))
     assert [r["kind"] for r in rows] == ["BIDL (LIF)", "Conv3D", "ConvLSTM"]
     assert [r["ops vs BIDL"] for r in rows] == ["1.00x", "3.00x", "10.00x"]
+    assert [r["energy zero-skipped (uJ / sample)"] for r in rows] == ["2.000", "30.000", "90.000"]
+    assert [r["energy zero-skipped vs BIDL"] for r in rows] == ["1.00x", "15.00x", "45.00x"]
+    assert "Horowitz" in (tmp_path / "table3.md").read_text()
     assert rows[0]["GACs / sample"] == "0.0030" and rows[0]["top-1 paper"] == "90.4"
     assert [r["epochs"] for r in rows] == ["20", "20", "6"]
     assert (tmp_path / "table3.md").read_text().startswith("# Table 3")
@@ -217,6 +252,12 @@ def test_cost_table_lists_every_network_and_names_a_missing_one(tmp_path):
     rows = list(csv.DictReader((tmp_path / "cost.csv").open()))
     assert [r["network"] for r in rows] == list(RUNS)
     assert rows[0]["MMACs / sample"] == "4.00" and rows[0]["input spike rate"] == "0.1000"
+    assert rows[0]["multiplications / sample"] == "1,500,000"
+    assert rows[2]["zero-skipped MACs / sample"] == "19,000,000"
+    assert [r["energy dense (uJ / sample)"] for r in rows] == ["5.000", "55.200", "184.000"]
+    assert [r["energy zero-skipped (uJ / sample)"] for r in rows] == ["2.000", "30.000", "90.000"]
+    text = (tmp_path / "cost.md").read_text()  # the per-op energies, their source and what is assumed
+    assert "Horowitz, ISSCC 2014" in text and "MAC 4.6 pJ" in text and "assumed to cost one MAC" in text
     assert rows[1]["compared with"] == "luna16_cls" and rows[1]["input spike rate"] == "-"
     assert rows[0]["ORT EIM step ms (median)"] == "0.250" and rows[0]["ORT vs PyTorch EIM step"] == "0.50x"
     assert rows[1]["ORT EIM step ms (median)"] == "-"
@@ -257,3 +298,41 @@ def test_trained_network_scripts_take_the_same_arguments_from_the_cli_and_from_a
         threads=1,
     )
     assert trained_from_args(args) == trained_from_snakemake(smk, "cost")
+
+
+def test_energy_settings_must_agree_across_networks_and_with_the_config(tmp_path):
+    from bidl.cost import shared_energy_settings
+
+    files = _write_runs(tmp_path)
+    costs = {path.parent.name: json.loads(path.read_text()) for path in files["cost"]}
+    settings = shared_energy_settings(costs, {**PER_OP, "source": "x"})
+    assert settings["per_op"] == PER_OP and settings["source"].startswith("Horowitz")
+    with pytest.raises(ValueError, match="config's energy section"):
+        shared_energy_settings(costs, {**PER_OP, "ac_pj": 0.03})
+    other = {**costs, "luna16_cls_conv3d": {**costs["luna16_cls_conv3d"]}}
+    other["luna16_cls_conv3d"]["energy"] = {
+        **other["luna16_cls_conv3d"]["energy"],
+        "per_op": {**PER_OP, "ac_pj": 1},
+    }
+    with pytest.raises(ValueError, match="luna16_cls_conv3d"):
+        shared_energy_settings(other)
+    stale = {**costs, "luna16_cls": {k: v for k, v in costs["luna16_cls"].items() if k != "energy"}}
+    with pytest.raises(ValueError, match=r"\['luna16_cls'\].*rerun their cost rule"):
+        shared_energy_settings(stale)
+    none = {name: {**cost, "energy": None} for name, cost in costs.items()}
+    assert shared_energy_settings(none) is None
+    with pytest.raises(ValueError, match="config has an energy section"):
+        shared_energy_settings(none, PER_OP)
+
+
+def test_measure_cost_records_the_energy_with_its_figures():
+    from bidl.cost import model_cost
+
+    measure = _load_script("measure_cost")
+    layer = torch.nn.Linear(4, 3)
+    cost = model_cost(layer, [torch.tensor([[1.0, 0.0, 1.0, 1.0]])])  # 12 ACs dense, 9 zero-skipped
+    record = measure.energy_record(cost, {**PER_OP, "source": "s", "note": "n"})
+    assert record["per_op"] == PER_OP and (record["source"], record["note"]) == ("s", "n")
+    assert record["dense_pj"] == pytest.approx(12 * 0.9) and record["zero_skipped_pj"] == pytest.approx(
+        9 * 0.9
+    )

@@ -460,6 +460,8 @@ def test_default_pipeline_end_to_end(tmp_path):
     table1 = list(csv.DictReader((results / "tables/table1.csv").open()))
     assert [r["layer"] for r in table1] == ["Conv2D", "Conv3D", "ConvLSTM", "ConvLIAF", "ConvLIF"]
     assert all(r["ops measured"] == r["ops at the shape"].split(" ")[0] for r in table1), table1
+    assert all(r["muls measured"] == r["muls at the shape"].split(" ")[0] for r in table1), table1
+    assert next(r for r in table1 if r["layer"] == "ConvLIF")["synaptic muls"] == "0"  # spikes: accumulates
     fig4 = {r["layer"]: r for r in csv.DictReader((results / "figures/fig4.csv").open())}
     assert float(fig4["Conv3D"]["synaptic_ops_vs_convlif"]) == 3.0
     assert float(fig4["ConvLSTM"]["synaptic_ops_vs_convlif"]) == 8.0
@@ -479,6 +481,9 @@ def test_default_pipeline_end_to_end(tmp_path):
     cost = list(csv.DictReader((results / "tables/cost.csv").open()))
     assert len(cost) == len(EXPERIMENTS) + len(table3) - len(kinds)
     assert all(float(r["EIM step ms (p95)"]) >= float(r["EIM step ms (median)"]) > 0 for r in cost)
+    # energy per sample, one counting rule for all: skipping zero inputs never costs more than running dense
+    skipped, dense = "energy zero-skipped (uJ / sample)", "energy dense (uJ / sample)"
+    assert all(0 < float(r[skipped]) <= float(r[dense]) for r in cost), cost
     # issue 7: every experiment exported (ONNX fp32 + fp16, manifest, verification) and checked by running it;
     # NIR where NIR can express the network, and the snnTorch import of it spiking as bidl does
     exports = {r["network"]: r for r in csv.DictReader((results / "tables/export.csv").open())}

@@ -1,6 +1,8 @@
 # Cost and speed (paper Table 1, Fig. 4, Table 3): the ST-layer counts of Table 1 measured against their
-# formulas, and per trained network its MACs / accumulates (from spike rates on the evaluation data) and its
-# latency and throughput on this machine.
+# formulas, and per trained network its MACs / accumulates (dense and with zero inputs skipped, from the
+# evaluation data), multiplications, energy per sample (the config's energy section) and its latency and
+# throughput on this machine.
+from bidl.cost import ELEMENTWISE_SPLIT
 
 
 rule st_layers:
@@ -10,6 +12,9 @@ rule st_layers:
     params:
         shape=TABLE1_SHAPE,
         preset=PRESET,
+        # the element-wise operations by class per output element of each kind (bidl.cost): a change of the
+        # counting re-measures
+        elementwise={kind: split.as_dict() for kind, split in ELEMENTWISE_SPLIT.items()},
     log:
         f"{LOGS}/cost/st_layers.log",
     threads: 1
@@ -31,6 +36,9 @@ rule cost:
         experiment=lambda w: experiment(w.experiment),
         loader=lambda w: experiment_loader(w.experiment),
         max_samples=COST.get("max_samples", 64),
+        # per-operation energies (picojoules) and their source: each network's energy per sample is written
+        # into its cost.json; a change of the figures re-measures (None: no energy section, none written)
+        energy=config.get("energy"),
     log:
         f"{LOGS}/cost/{{experiment}}.log",
     threads: 1
