@@ -1270,9 +1270,11 @@ def shared_energy_settings(
     return first
 
 
-def energy_note(settings: dict[str, Any]) -> str:
+def energy_note(settings: dict[str, Any] | None) -> str:
     """A table note stating the per-operation energies of :func:`shared_energy_settings`, their source and
-    note, and how dense and zero-skipped energy are counted."""
+    note, and how dense and zero-skipped energy are counted; ``None`` (no energy section): says so."""
+    if settings is None:
+        return "Energy: not computed (no energy section in the config)."
     pj = settings["per_op"]
     note = (
         f"Energy per sample = operations x energy per operation ({settings['source']}): "

@@ -41,7 +41,14 @@ from torch import Tensor, nn
 from .state import iteration_mode, reset_states
 from .stream import CompiledStream, StreamError, compile_stream
 
-__all__ = ["deadline", "describe_device", "measure_latency", "measure_onnxruntime", "percentile"]
+__all__ = [
+    "deadline",
+    "describe_device",
+    "measure_latency",
+    "measure_onnxruntime",
+    "percentile",
+    "real_time_cells",
+]
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -230,6 +237,19 @@ def deadline(eim: dict[str, Any], timestep_hz: float | None) -> dict[str, Any] |
         "real_time_p95": factors["factor_p95"] >= 1.0,
         "real_time_max": factors["factor_max"] >= 1.0,
     }
+
+
+def real_time_cells(record: dict[str, Any], steps: Sequence[str] = ("p95", "max")) -> dict[str, str]:
+    """A :func:`measure_latency` record's real-time factors as table cells: ``"real-time factor
+    (throughput)"`` (timesteps/s over the sensor's rate) and ``"real-time factor (<q> step)"`` for each of
+    ``steps`` (the sensor's step period over the median / p95 / max step, :func:`deadline`); every cell
+    ``"n/a (not a stream)"`` where the input is not a stream."""
+    columns = ["real-time factor (throughput)", *(f"real-time factor ({q} step)" for q in steps)]
+    limits = deadline(record["eim"], record.get("sensor_timesteps_per_s"))
+    if limits is None:
+        return dict.fromkeys(columns, "n/a (not a stream)")
+    factors = [record["real_time_factor"], *(limits[f"factor_{q}"] for q in steps)]
+    return {column: f"{factor:.1f}x" for column, factor in zip(columns, factors, strict=True)}
 
 
 def _eim_summary(per_sample: list[list[float]], timesteps: int) -> dict[str, Any]:

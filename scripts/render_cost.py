@@ -11,7 +11,7 @@ from bidl.config import resolve_experiment
 from bidl.cost import energy_note, shared_energy_settings
 from bidl.data.catalog import describe_source
 from bidl.io import load_runs
-from bidl.latency import deadline
+from bidl.latency import real_time_cells
 from bidl.tables import source_note, write_table
 
 COLUMNS = (
@@ -100,27 +100,6 @@ def _onnxruntime(speed: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def _real_time(speed: dict[str, Any]) -> dict[str, str]:
-    """Throughput against the sensor's rate, and the sensor's step period against the p95 and the max step
-    (bidl.latency.deadline): the stream is real-time where the factor of its p95 (max) step is >= 1."""
-    hz = speed.get("sensor_timesteps_per_s")
-    limits = deadline(speed["eim"], hz)
-    if limits is None:
-        return dict.fromkeys(_REAL_TIME_COLUMNS, "n/a (not a stream)")
-    return {
-        "real-time factor (throughput)": f"{speed['real_time_factor']:.1f}x",
-        "real-time factor (p95 step)": f"{limits['factor_p95']:.1f}x",
-        "real-time factor (max step)": f"{limits['factor_max']:.1f}x",
-    }
-
-
-_REAL_TIME_COLUMNS = (
-    "real-time factor (throughput)",
-    "real-time factor (p95 step)",
-    "real-time factor (max step)",
-)
-
-
 def cost_rows(
     metrics: dict[str, dict[str, Any]],
     costs: dict[str, dict[str, Any]],
@@ -153,7 +132,7 @@ def cost_rows(
                 **_compiled(speed),
                 "EIM samples/s": f"{speed['eim']['samples_per_s']:.1f}",
                 "EIM timesteps/s": f"{speed['eim']['timesteps_per_s']:.0f}",
-                **_real_time(speed),
+                **real_time_cells(speed),
                 "IIM samples/s": f"{speed['iim']['samples_per_s']:.1f} (batch {speed['iim']['batch_size']})",
                 **_onnxruntime(speed),
                 "data source": sources[name],
@@ -197,9 +176,7 @@ def main(
         "one per dense MAC (an AC has none) and the neurons' and gates' element-wise multiplications (3 per "
         "LIF or LIAF neuron and step, its leak and reset; 3 per LSTM hidden element and step). BatchNorm "
         "(foldable) and pooling are not counted.",
-        energy_note(settings)
-        if settings is not None
-        else "Energy: not computed (no energy section in the config).",
+        energy_note(settings),
         f"Speed measured alone on {where['device_name']} ({where['device']}, {where['threads']} threads, "
         f"torch {where['torch']}): EIM = batch-1 streaming, one call per timestep (latency per timestep) "
         "of the PyTorch network as it is (eager: every module's Python forward per step); IIM = whole "

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bidl.data.catalog import describe_source
-from bidl.latency import deadline
+from bidl.latency import real_time_cells
 from bidl.tables import write_table
 
 COLUMNS = (
@@ -31,19 +31,6 @@ COLUMNS = (
     "scaled from the paper",
     "departs from the paper",
 )
-
-
-def _real_time(record: dict[str, Any]) -> dict[str, str]:
-    """Throughput over the sensor's rate, and the sensor's step period over the p95 step (bidl.latency)."""
-    limits = deadline(record["eim"], record.get("sensor_timesteps_per_s"))
-    if limits is None:
-        return dict.fromkeys(
-            ("real-time factor (throughput)", "real-time factor (p95 step)"), "n/a (not a stream)"
-        )
-    return {
-        "real-time factor (throughput)": f"{record['real_time_factor']:.1f}x",
-        "real-time factor (p95 step)": f"{limits['factor_p95']:.1f}x",
-    }
 
 
 def table_rows(
@@ -74,7 +61,7 @@ def table_rows(
                 "top-1 paper": f"{exp['paper']['top1']:.1f}",
                 "batch-1 samples/s": f"{speed['samples_per_s']:.2f}",
                 "batch-1 timesteps/s": f"{speed['timesteps_per_s']:.0f}",
-                **_real_time(speeds[m["experiment"]]),
+                **real_time_cells(speeds[m["experiment"]], steps=("p95",)),
                 "data source": describe_source(m["dataset"], source),
                 "scaled from the paper": exp.get("scaled", "no"),
                 # what differs from the paper's row on any data (task, structure), from the preset's `departs`

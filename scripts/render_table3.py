@@ -104,9 +104,7 @@ def main(config: dict[str, Any], metrics_files: list[Path], cost_files: list[Pat
         "multiply-accumulate (MACs). ops vs BIDL = (MACs + ACs) over the paper network's. Energy "
         "zero-skipped vs BIDL = the energy per sample with every zero input skipped (analog or spike) over "
         "the paper network's.",
-        energy_note(settings)
-        if settings is not None
-        else "Energy: not computed (no energy section in the config).",
+        energy_note(settings),
         "The paper's Table 3 compares with published networks (an image missing from its text); here the "
         "baselines are trained in the same run, so the comparison holds the data and recipe fixed.",
     ]
