@@ -73,3 +73,80 @@ def events_to_frames(
     counts = np.bincount(flat, minlength=frames.size)
     frames.reshape(-1)[:] = counts  # a cell holds at most N events; N < 2**31 for any real recording
     return frames
+
+
+TONIC_EVENT_DTYPE = np.dtype([("x", np.int16), ("y", np.int16), ("t", np.int64), ("p", bool)])
+"""tonic's event dtype (``tonic.io.events_struct``): x, y (pixels), t (µs), p (bool, True = ON)."""
+
+
+def to_tonic(events: np.ndarray) -> np.ndarray:
+    """bidl's events (:data:`bidl.data.aedat.EVENT_DTYPE`) as tonic's structured array
+    (:data:`TONIC_EVENT_DTYPE`), so that tonic's transforms (``tonic.transforms.ToFrame``, ``Downsample``,
+    ``Denoise``, ...) apply to them; tonic itself is not imported.
+
+    Args:
+        events: structured array ``[N]`` with fields ``x``, ``y``, ``t`` (µs) and ``p`` (0 = OFF, 1 = ON).
+
+    Returns:
+        a new structured array ``[N]`` in the same order, ``p`` as bool.
+
+    Raises:
+        ValueError: ``events`` is not a 1-D structured array with fields x, y, t, p, or a polarity is not 0/1.
+    """
+    _check_event_fields(events, "events")
+    p = np.asarray(events["p"])
+    if p.dtype != bool and ((p != 0) & (p != 1)).any():
+        raise ValueError("events: polarity p must be 0 or 1")
+    out = np.empty(events.shape[0], dtype=TONIC_EVENT_DTYPE)
+    out["x"] = events["x"]
+    out["y"] = events["y"]
+    out["t"] = events["t"]
+    out["p"] = p.astype(bool)
+    return out
+
+
+def from_tonic(events: np.ndarray) -> np.ndarray:
+    """tonic's structured event array (fields x, y, t, p in any order, as ``tonic.io.events_struct`` or a
+    dataset's ``dtype``) as bidl's :data:`bidl.data.aedat.EVENT_DTYPE`, e.g. to frame the output of a
+    tonic transform with :func:`events_to_frames`.
+
+    Args:
+        events: structured array ``[N]``; ``x``, ``y`` integer pixels (or floats holding integers, as after
+            some tonic transforms), ``t`` µs (integral), ``p`` bool or 0/1.
+
+    Returns:
+        a new array ``[N]`` of ``EVENT_DTYPE`` (``t`` int64, ``x``/``y`` int16, ``p`` int8) in the same order.
+
+    Raises:
+        ValueError: a missing field, a non-integral coordinate or time, a coordinate outside int16, a
+            polarity other than 0/1.
+    """
+    from bidl.data.aedat import EVENT_DTYPE
+
+    _check_event_fields(events, "tonic events")
+    out = np.empty(events.shape[0], dtype=EVENT_DTYPE)
+    for name, kind in (("x", np.int16), ("y", np.int16), ("t", np.int64)):
+        values = np.asarray(events[name])
+        if values.dtype.kind == "f" and not (
+            np.isfinite(values).all() and (np.round(values) == values).all()
+        ):
+            raise ValueError(f"tonic events: field {name} holds non-integral values")
+        info = np.iinfo(kind)
+        if values.size and (values.min() < info.min or values.max() > info.max):
+            raise ValueError(f"tonic events: field {name} outside the range of {np.dtype(kind).name}")
+        out[name] = values
+    p = np.asarray(events["p"])
+    if p.dtype != bool and ((p != 0) & (p != 1)).any():
+        raise ValueError("tonic events: polarity p must be 0 or 1 (or bool)")
+    out["p"] = p.astype(np.int8)
+    return out
+
+
+def _check_event_fields(events: np.ndarray, what: str) -> None:
+    """Raise ValueError unless ``events`` is a 1-D structured array with fields x, y, t and p."""
+    names = getattr(getattr(events, "dtype", None), "names", None)
+    if names is None or np.ndim(events) != 1:
+        raise ValueError(f"{what}: expected a 1-D structured array with fields x, y, t, p")
+    missing = [name for name in ("x", "y", "t", "p") if name not in names]
+    if missing:
+        raise ValueError(f"{what}: missing field(s) {', '.join(missing)} (has {', '.join(names)})")
