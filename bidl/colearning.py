@@ -2,6 +2,8 @@ r"""Global-local co-learning and the anti-noise study (paper sections 3.2.2 and 
 
 - :func:`add_salt_noise`: the paper's background noise. For a noise ratio :math:`a`, in every frame and every
   channel of a sample, :math:`n = \mathrm{round}(a W H)` distinct random pixels are set to 1.
+- :func:`signal_density`: the share of pixels that hold an event in a dataset's planes, so that a noise ratio
+  can be read relative to the signal (``relative_to="events"``: :math:`a` noise pixels per active pixel).
 - :func:`with_population_head`: the network with its last ST block replaced by ``n_classes * P`` neurons
   (population coding, paper: 11 classes x 7) read out by :class:`PopulationDecode` (the mean rate of each
   class's population). The new head starts as ``P`` copies of the trained head (its BatchNorm on the synaptic
@@ -428,6 +430,35 @@ def train_local(
     return history
 
 
+NOISE_REFERENCES = ("pixels", "events")
+
+
+@torch.no_grad()
+def signal_density(dataset: Dataset, batch_size: int = 32) -> float:
+    """The mean share of pixels that are not zero in the ``[H, W]`` planes (every frame and channel) of every
+    sample of ``dataset``: how dense its events are (``noise_sweep(relative_to="events")``'s reference)."""
+    active = total = 0
+    for frames, _ in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        active += int(torch.count_nonzero(frames))
+        total += frames.numel()
+    if total == 0:
+        raise ValueError("signal density: the dataset holds no samples")
+    return active / total
+
+
+def pixel_ratio(ratio: float, relative_to: str, density: float | None = None) -> float:
+    """The share of pixels :func:`add_salt_noise` sets for a noise ``ratio``: the ratio itself
+    (``relative_to="pixels"``, the paper's definition) or ``ratio`` noise pixels per active pixel of the
+    signal (``"events"``: ``ratio * density``, at most 1)."""
+    if relative_to == "pixels":
+        return float(ratio)
+    if relative_to == "events":
+        if density is None:
+            raise ValueError("noise relative to events needs the signal density")
+        return min(1.0, float(ratio) * float(density))
+    raise ValueError(f"noise relative_to: {relative_to!r} is not one of {NOISE_REFERENCES}")
+
+
 @torch.no_grad()
 def noise_sweep(
     models: Mapping[str, nn.Module],
@@ -437,15 +468,20 @@ def noise_sweep(
     seed: int = 0,
     batch_size: int = 32,
     device: str | torch.device = "cpu",
+    relative_to: str = "pixels",
 ) -> list[dict]:
     """Top-1 (%) of every network on ``dataset`` with :func:`add_salt_noise` at each ratio, in IIM.
 
+    A ratio is a share of the pixels of each plane (``relative_to="pixels"``, the paper's) or a number of
+    noise pixels per active pixel of the dataset (``"events"``; :func:`signal_density`, :func:`pixel_ratio`).
     Every network sees the very same noisy frames: the noise of batch ``k`` at ratio index ``r`` is drawn
     from a generator seeded with ``(seed, r, k)``. Networks with the same backbone (the fine-tunings of one
     network's head) share its pass: ``features`` runs once per batch, then each network's ``tail``. Returns
-    rows ``{"network", "noise_ratio", "top1",
-    "n_samples"}``.
+    rows ``{"network", "noise_ratio", "noise_relative_to", "noise_pixel_ratio", "signal_density", "top1",
+    "n_samples"}`` (``signal_density``: the dataset's, measured with either reference).
     """
+    density = signal_density(dataset, batch_size)
+    pixel_ratios = [pixel_ratio(ratio, relative_to, density) for ratio in ratios]
     device = torch.device(device)
     for model in models.values():
         model.eval().to(device)
@@ -457,7 +493,7 @@ def noise_sweep(
         seen = 0
         for k, (frames, labels) in enumerate(DataLoader(dataset, batch_size=batch_size, shuffle=False)):
             generator = torch.Generator().manual_seed(seed * 1_000_003 + r * 10_007 + k)
-            noisy = add_salt_noise(frames, ratio, generator).to(device)
+            noisy = add_salt_noise(frames, pixel_ratios[r], generator).to(device)
             labels = torch.as_tensor(labels).to(device)
             for names in groups:  # the networks of a group share their backbone: it runs once
                 hidden = models[names[0]].features(noisy) if len(names) > 1 else None
@@ -472,6 +508,9 @@ def noise_sweep(
                 {
                     "network": name,
                     "noise_ratio": float(ratio),
+                    "noise_relative_to": relative_to,
+                    "noise_pixel_ratio": round(pixel_ratios[r], 8),
+                    "signal_density": round(density, 8),
                     "top1": round(100.0 * correct[name] / max(seen, 1), 3),
                     "n_samples": seen,
                 }

@@ -7,6 +7,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -32,6 +33,7 @@ __all__ = [
     "leftover_temporaries",
     "load_checkpoint",
     "load_runs",
+    "load_seeded_runs",
     "read_csv_rows",
 ]
 
@@ -201,16 +203,53 @@ def file_digest(path: str | Path, algo: str = "sha256") -> str:
     return digest.hexdigest()
 
 
+SEED_FOLDER = re.compile(r"seed(\d+)")
+
+
+def _run_key(path: Path) -> tuple[str, int | None]:
+    """``<runs>/<name>/seed<k>/<file>`` -> (``<name>``, k); ``<runs>/<name>/<file>`` -> (``<name>``, None)."""
+    match = SEED_FOLDER.fullmatch(path.parent.name)
+    if match:
+        return path.parent.parent.name, int(match.group(1))
+    return path.parent.name, None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+
+
 def load_runs(files: Iterable[str | Path]) -> dict[str, Any]:
-    """JSON files named ``<runs>/<name>/<file>.json`` (e.g. ``results/<preset>/experiments/<name>/cost.json``)
-    parsed, keyed by ``<name>``, in the given order; a file that is not valid JSON is named."""
+    """JSON files named ``<runs>/<name>/<file>.json`` or ``<runs>/<name>/seed<k>/<file>.json`` (e.g.
+    ``results/<preset>/experiments/<name>/cost.json``) parsed, keyed by ``<name>``, in the given order (one
+    file per name: :func:`load_seeded_runs` reads several seeds); a file that is not valid JSON is named."""
     runs = {}
     for path in map(Path, files):
-        try:
-            runs[path.parent.name] = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not valid JSON ({err})") from None
+        name, _ = _run_key(path)
+        if name in runs:
+            raise ValueError(
+                f"{path}: a second file for {name!r} (several seeds: read them with load_seeded_runs)"
+            )
+        runs[name] = _read_json(path)
     return runs
+
+
+def load_seeded_runs(files: Iterable[str | Path]) -> dict[str, dict[int, Any]]:
+    """JSON files named ``<runs>/<name>/seed<k>/<file>.json`` (one training seed's result, e.g.
+    ``results/<preset>/experiments/<name>/seed1/metrics.json``) parsed, keyed by ``<name>`` in the given order
+    and then by the seed ``k`` in increasing order; a path without a seed folder, or a seed given twice, is an
+    error naming the file."""
+    runs: dict[str, dict[int, Any]] = {}
+    for path in map(Path, files):
+        name, seed = _run_key(path)
+        if seed is None:
+            raise ValueError(f"{path}: not in a seed folder (expected <runs>/<name>/seed<k>/{path.name})")
+        if seed in runs.get(name, {}):
+            raise ValueError(f"{path}: seed {seed} of {name!r} given twice")
+        runs.setdefault(name, {})[seed] = _read_json(path)
+    return {name: dict(sorted(seeds.items())) for name, seeds in runs.items()}
 
 
 def read_csv_rows(path: str | Path, required: Iterable[str] = ()) -> list[dict[str, str]]:

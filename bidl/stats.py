@@ -18,7 +18,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +32,12 @@ __all__ = [
     "compare_paired",
     "describe",
     "describe_comparison",
+    "seed_columns",
+    "seed_cells",
+    "seeds_cell",
+    "compare_seeds",
+    "verdict_cell",
+    "verdict_summary",
 ]
 
 METHODS = ("t", "bootstrap")
@@ -264,3 +270,85 @@ def describe_comparison(comparison: Comparison, unit: str = "points", digits: in
         test = f"paired bootstrap over {c.n} seeds, {c.resamples} resamples"
     verdict = "different" if c.differs else "not different"
     return f"{difference} ({level} CI {_interval(c.low, c.high, digits)}, {test}): {verdict} at {level}"
+
+
+def seed_columns(label: str) -> tuple[str, str]:
+    """The table columns of one result repeated over seeds: ``label`` (the mean) and ``label +- sd (95 %
+    CI)``, e.g. ``("top-1 (IIM)", "top-1 (IIM) +- sd (95 % CI)")``."""
+    return label, f"{label} +- sd (95 % CI)"
+
+
+def seed_cells(by_seed: Mapping[int, float], label: str, digits: int = 1) -> dict[str, str]:
+    """The cells of :func:`seed_columns` for the results of each seed: the mean rounded to ``digits``, and
+    :func:`describe`'s text (``84.2 +- 1.3 (95 % CI 81.0-87.4, n = 3)``; ``84.2 (n = 1)`` for one seed)."""
+    mean_column, spread_column = seed_columns(label)
+    summary = summarize(list(by_seed.values()))
+    return {mean_column: f"{summary.mean:.{digits}f}", spread_column: describe(summary, digits)}
+
+
+def seeds_cell(seeds: Iterable[int]) -> str:
+    """The seeds a row was trained with, e.g. ``3 (0, 1, 2)``."""
+    seeds = list(seeds)
+    return f"{len(seeds)} ({', '.join(map(str, seeds))})"
+
+
+def compare_seeds(reference: Mapping[int, float], other: Mapping[int, float]) -> Comparison | None:
+    """``other`` against ``reference`` over the seeds both have, paired seed by seed (:func:`compare_paired`,
+    t-test, 95 %); None with fewer than 2 common seeds.
+
+    Raises:
+        ValueError: the two share no seed.
+    """
+    common = sorted(set(reference) & set(other))
+    if not common:
+        raise ValueError(f"no common seed: {sorted(reference)} against {sorted(other)}")
+    if len(common) < 2:
+        return None
+    return compare_paired([reference[k] for k in common], [other[k] for k in common])
+
+
+def verdict_cell(
+    reference: Mapping[int, float], other: Mapping[int, float], unit: str = "points", digits: int = 1
+) -> str:
+    """The table cell of :func:`compare_seeds`: :func:`describe_comparison`'s text, e.g. ``+2.1 points (95 %
+    CI -0.4 to 4.6, paired t over 3 seeds, p = 0.08): not different at 95 %``; with one common seed the
+    difference of the two runs and ``no verdict: 1 seed``."""
+    comparison = compare_seeds(reference, other)
+    if comparison is not None:
+        return describe_comparison(comparison, unit=unit, digits=digits)
+    (seed,) = sorted(set(reference) & set(other))
+    difference = _number(other[seed] - reference[seed], digits)
+    sign = "" if difference.startswith("-") else "+"
+    return f"{sign}{difference} {unit}".rstrip() + " (no verdict: 1 seed)"
+
+
+def verdict_summary(comparisons: Mapping[str, Comparison | None], against: str) -> str:
+    """The sentence under a table of paired comparisons (``name -> compare_seeds(...)``): which rows score
+    above or below ``against`` at the comparisons' confidence, and which are within the noise between seeds;
+    no claim where a comparison rests on one seed."""
+    if not comparisons:
+        return "No comparisons."
+    judged = {name: c for name, c in comparisons.items() if c is not None}
+    if not judged:
+        return (
+            f"One training seed per row: each difference from {against} is a single pair of runs, with no "
+            "verdict on whether it exceeds the noise between seeds (list more `seeds` for one)."
+        )
+    level = _percent(next(iter(judged.values())).confidence)
+    above = [n for n, c in judged.items() if c.differs and c.mean_difference > 0]
+    below = [n for n, c in judged.items() if c.differs and c.mean_difference < 0]
+    within = [n for n, c in judged.items() if not c.differs]
+    parts = []
+    if above:
+        parts.append(f"above {against} at {level}: {', '.join(above)}")
+    if below:
+        parts.append(f"below {against} at {level}: {', '.join(below)}")
+    if within:
+        parts.append(
+            f"not distinguishable from {against} at {level} (the difference lies within the noise between "
+            f"seeds; this does not show they are equal): {', '.join(within)}"
+        )
+    unjudged = [n for n, c in comparisons.items() if c is None]
+    if unjudged:
+        parts.append(f"one seed, no verdict: {', '.join(unjudged)}")
+    return "What the seeds support: " + "; ".join(parts) + "."

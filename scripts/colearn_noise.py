@@ -1,5 +1,6 @@
 """Co-learning study (paper 5.3, Fig. 11): top-1 of the original network, the BPTT fine-tuned and the R-STDP
-fine-tuned population heads on the validation set with salt noise, ratio by ratio; writes the figure's CSV."""
+fine-tuned population heads on the validation set with salt noise, ratio by ratio, for the networks of one
+training seed; writes that seed's CSV (fig11_data.py summarises the seeds)."""
 
 import argparse
 import csv
@@ -19,9 +20,13 @@ NETWORKS = {
     "rstdp_finetuned": "R-STDP fine-tuned, population coding",
 }
 FIELDS = (
+    "seed",
     "network",
     "label",
     "noise_ratio",
+    "noise_relative_to",
+    "noise_pixel_ratio",
+    "signal_density",
     "top1",
     "n_samples",
     "chance",
@@ -42,6 +47,7 @@ def main(
     out_file: Path,
     data_source: str,
     preset: str,
+    seed: int = 0,
     threads: int = 1,
 ) -> list[dict[str, Any]]:
     torch.set_num_threads(threads)
@@ -58,9 +64,11 @@ def main(
         noise["ratios"],
         seed=noise.get("seed", 0),
         batch_size=noise.get("batch_size", 32),
+        relative_to=noise.get("relative_to", "pixels"),
     )
     for row in rows:
         row.update(
+            seed=seed,
             label=NETWORKS[row["network"]],
             chance=round(100.0 / n_classes, 3),
             dataset=experiment["dataset"],
@@ -87,6 +95,7 @@ def _from_snakemake(smk) -> None:
             out_file=Path(smk.output.csv),
             data_source=smk.params.data_source,
             preset=smk.params.preset,
+            seed=smk.params.seed,
             threads=smk.threads,
         )
 
@@ -102,6 +111,7 @@ def _cli() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--data-source", default="unknown")
     parser.add_argument("--preset", default="unknown")
+    parser.add_argument("--seed", type=int, default=0, help="the training seed of the three networks")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     main(
@@ -114,6 +124,7 @@ def _cli() -> None:
         out_file=args.out,
         data_source=args.data_source,
         preset=args.preset,
+        seed=args.seed,
         threads=args.threads,
     )
 

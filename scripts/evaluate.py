@@ -47,6 +47,7 @@ def main(
     sample, _ = test_set[0]
     result = {
         "experiment": name,
+        "seed": seed,  # the training seed of the model (and of the time-shuffled control's permutations)
         "dataset": experiment["dataset"],
         "model": experiment["model"],
         "model_kwargs": experiment.get("model_kwargs", {}),

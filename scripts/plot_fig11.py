@@ -1,5 +1,6 @@
 """Figure 11 of the paper: top-1 against the salt-noise ratio for the three networks of the co-learning
-study, drawn from the CSV written by colearn_noise.py (no re-measuring)."""
+study, the mean over the training seeds with its 95 % interval as a band, drawn from the CSV written by
+fig11_data.py (no re-measuring)."""
 
 import argparse
 from pathlib import Path
@@ -20,9 +21,15 @@ def main(csv_file: Path, out_file: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     networks = list(dict.fromkeys(r["network"] for r in rows))
     for marker, network in zip("osD^v", networks, strict=False):
-        points = sorted((float(r["noise_ratio"]), float(r["top1"])) for r in rows if r["network"] == network)
-        label = next(r["label"] for r in rows if r["network"] == network)
-        ax.plot(*zip(*points, strict=True), marker=marker, label=label)
+        curve = sorted((r for r in rows if r["network"] == network), key=lambda r: float(r["noise_ratio"]))
+        x = [float(r["noise_ratio"]) for r in curve]
+        label = curve[0]["label"]
+        seeds = curve[0].get("n_seeds") or "1"
+        (line,) = ax.plot(x, [float(r["top1"]) for r in curve], marker=marker, label=f"{label} (n = {seeds})")
+        if all(r.get("top1_ci_low") not in (None, "") for r in curve):  # one seed has no interval
+            low = [float(r["top1_ci_low"]) for r in curve]
+            high = [float(r["top1_ci_high"]) for r in curve]
+            ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
     ratios = sorted({float(r["noise_ratio"]) for r in rows})
     positive = [r for r in ratios if r > 0]
     if positive and max(positive) / min(positive) > 20:  # ratios over orders of magnitude: symlog axis
@@ -30,9 +37,15 @@ def main(csv_file: Path, out_file: Path) -> None:
     if chance > 0:
         ax.axhline(chance, color="grey", linestyle=":", label=f"chance ({chance:.1f} %)")
     first = rows[0]
+    relative = first.get("noise_relative_to") == "events"
     ax.set(
-        xlabel="noise ratio (share of pixels set to 1 in every frame and channel)",
-        ylabel="top-1 (%)",
+        xlabel=(
+            "noise ratio (salt pixels per pixel holding an event, "
+            f"{100 * float(first['signal_density']):.2g} % of the pixels; every frame and channel)"
+            if relative
+            else "noise ratio (share of pixels set to 1 in every frame and channel)"
+        ),
+        ylabel="top-1 (%), mean over seeds; band: 95 % CI",
         ylim=(0, 100),
     )
     ax.set_title(

@@ -167,6 +167,8 @@ def main(
     samples = sorted({c["n_samples"] for c in costs.values()})
     notes = [
         source_note(config, sources.values()),
+        "Every figure of a row, top-1 included, is of the same model: the first training seed's (Tables 2 "
+        "and 3 give top-1 over all the seeds).",
         "Per sample (all timesteps), counted by bidl.cost.model_cost over the first "
         f"{'/'.join(map(str, samples))} evaluation samples in IIM: MACs = multiply-accumulates of synapses "
         "(conv / linear) whose input is not binary, every synapse (dense); ACs = accumulates of synapses fed "
@@ -215,7 +217,7 @@ elif __name__ == "__main__":
     runs = [args.results / "experiments" / n for n in network_names(config)]
     main(
         config,
-        [r / "metrics.json" for r in runs],
+        [r / f"seed{config['seeds'][0]}" / "metrics.json" for r in runs],
         [r / "cost.json" for r in runs],
         [r / "latency.json" for r in runs],
         args.out,

@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from bidl.data.catalog import describe_source
+from bidl.io import load_seeded_runs
 from bidl.latency import real_time_cells
+from bidl.stats import seed_cells, seed_columns, seeds_cell
 from bidl.tables import write_table
 
 COLUMNS = (
@@ -19,10 +21,11 @@ COLUMNS = (
     "sharing",
     "iteration mode",
     "parameters",
-    "top-1 ours (IIM)",
+    *seed_columns("top-1 ours (IIM)"),
     "top-1 ours (EIM)",
     "top-1 time-shuffled",
     "top-1 paper",
+    "seeds",
     "batch-1 samples/s",
     "batch-1 timesteps/s",
     "real-time factor (throughput)",
@@ -34,20 +37,24 @@ COLUMNS = (
 
 
 def table_rows(
-    metrics: list[dict[str, Any]], latency: list[dict[str, Any]], config: dict[str, Any]
+    metrics: dict[str, dict[int, dict[str, Any]]], latency: list[dict[str, Any]], config: dict[str, Any]
 ) -> list[dict[str, Any]]:
+    """One row per experiment: accuracies over its seeds (``metrics[name][seed]``; the mean, and mean +- sd
+    with the 95 % interval), the structure from its first seed, speed from its latency entry."""
     rows = []
     speeds = {entry["experiment"]: entry for entry in latency}
-    for m in metrics:
-        exp = config["experiments"][m["experiment"]]
+    for name, by_seed in metrics.items():
+        m = next(iter(by_seed.values()))
+        exp = config["experiments"][name]
         source = config["datasets"][m["dataset"]]["source"]
-        speed = {
-            **speeds[m["experiment"]]["eim"],
-            "real_time_factor": speeds[m["experiment"]]["real_time_factor"],
-        }
+        speed = {**speeds[name]["eim"], "real_time_factor": speeds[name]["real_time_factor"]}
+
+        def mean(key: str, by_seed: dict[int, dict[str, Any]] = by_seed) -> str:
+            return f"{sum(r[key] for r in by_seed.values()) / len(by_seed):.1f}"
+
         rows.append(
             {
-                "experiment": m["experiment"],
+                "experiment": name,
                 "dataset": m["dataset"],
                 "network": exp["paper"]["network"],
                 "input shape": "[" + ", ".join(map(str, m["input_shape"])) + "]",
@@ -55,13 +62,14 @@ def table_rows(
                 "sharing": m["sharing"],
                 "iteration mode": m["iteration_modes"],
                 "parameters": f"{m['parameters']:,}",
-                "top-1 ours (IIM)": f"{m['top1_iim']:.1f}",
-                "top-1 ours (EIM)": f"{m['top1_eim']:.1f}",
-                "top-1 time-shuffled": f"{m['top1_time_shuffled']:.1f}",
+                **seed_cells({k: r["top1_iim"] for k, r in by_seed.items()}, "top-1 ours (IIM)"),
+                "top-1 ours (EIM)": mean("top1_eim"),
+                "top-1 time-shuffled": mean("top1_time_shuffled"),
                 "top-1 paper": f"{exp['paper']['top1']:.1f}",
+                "seeds": seeds_cell(by_seed),
                 "batch-1 samples/s": f"{speed['samples_per_s']:.2f}",
                 "batch-1 timesteps/s": f"{speed['timesteps_per_s']:.0f}",
-                **real_time_cells(speeds[m["experiment"]], steps=("p95",)),
+                **real_time_cells(speeds[name], steps=("p95",)),
                 "data source": describe_source(m["dataset"], source),
                 "scaled from the paper": exp.get("scaled", "no"),
                 # what differs from the paper's row on any data (task, structure), from the preset's `departs`
@@ -72,18 +80,21 @@ def table_rows(
 
 
 def main(metrics_files: list[Path], latency_files: list[Path], config: dict[str, Any], stem: Path) -> None:
-    metrics = [json.loads(Path(p).read_text()) for p in metrics_files]
+    metrics = load_seeded_runs(metrics_files)
     latency = [json.loads(Path(p).read_text()) for p in latency_files]
     rows = table_rows(metrics, latency, config)
     where = latency[0]
     sources = sorted({r["data source"] for r in rows})
     notes = [
         f"Config: `{config['name']}` ({config.get('description', '')}). Data: {'; '.join(sources)}.",
-        "Top-1 on the validation split; time-shuffled = the same model on frames permuted in time.",
-        "Speed: EIM streaming at batch 1 on this machine (samples/s; timesteps/s; real-time factor "
-        "(throughput) = timesteps/s over the sensor's timesteps per second, > 1 keeps up on average; "
-        "(p95 step) = the sensor's step period over the 95th percentile of the step times, >= 1 is a "
-        "real-time stream: all but the slowest 5 % of steps are done before the next frame), measured "
+        "Top-1 on the validation split, the mean over the training seeds (the data split fixed); +- the "
+        "sample standard deviation over the seeds and the Student-t 95 % interval of the mean (bidl.stats; "
+        "one seed gives no interval). EIM and time-shuffled (the same models on frames permuted in time): "
+        "means over the same seeds.",
+        "Speed: EIM streaming at batch 1 on this machine, the first seed's model (samples/s; timesteps/s; "
+        "real-time factor (throughput) = timesteps/s over the sensor's timesteps per second, > 1 keeps up on "
+        "average; (p95 step) = the sensor's step period over the 95th percentile of the step times, >= 1 is "
+        "a real-time stream: all but the slowest 5 % of steps are done before the next frame), measured "
         f"alone on {where['device_name']} ({where['device']}, {where['threads']} threads, torch "
         f"{where['torch']}); latency percentiles in the cost table.",
     ]
@@ -107,4 +118,5 @@ elif __name__ == "__main__":
     args = parser.parse_args()
     config = load_yaml(args.config)
     runs = [args.results / "experiments" / name for name in sorted(config["experiments"])]
-    main([r / "metrics.json" for r in runs], [r / "latency.json" for r in runs], config, args.out)
+    seeded = [r / f"seed{seed}" / "metrics.json" for r in runs for seed in config["seeds"]]
+    main(seeded, [r / "latency.json" for r in runs], config, args.out)

@@ -9,15 +9,18 @@ from typing import Any
 from bidl.config import resolve_experiment
 from bidl.cost import energy_note, shared_energy_settings
 from bidl.data.catalog import describe_source
-from bidl.io import load_runs
+from bidl.io import load_runs, load_seeded_runs
 from bidl.models.baselines import baseline_kind
+from bidl.stats import compare_seeds, seed_cells, seed_columns, seeds_cell, verdict_cell, verdict_summary
 from bidl.tables import source_note, write_table
 
 COLUMNS = (
     "dataset",
     "network",
     "kind",
-    "top-1 (IIM)",
+    *seed_columns("top-1 (IIM)"),
+    "vs BIDL (paired over seeds)",
+    "seeds",
     "top-1 paper",
     "parameters",
     "GMACs / sample",
@@ -41,14 +44,18 @@ def kind_of(model: str, neuron: str) -> str:
 
 
 def table_rows(
-    config: dict[str, Any], metrics: dict[str, dict[str, Any]], costs: dict[str, dict[str, Any]]
+    config: dict[str, Any], metrics: dict[str, dict[int, dict[str, Any]]], costs: dict[str, dict[str, Any]]
 ) -> list[dict[str, Any]]:
+    """One row per network (``metrics[name][seed]``, the experiment before its baselines): accuracy over
+    the seeds, each baseline against its experiment paired seed by seed, costs of the first seed's model."""
     rows = []
     reference: dict[str, float] = {}
     reference_energy: dict[str, float | None] = {}
+    top1: dict[str, dict[int, float]] = {}
     for name in metrics:
         entry = resolve_experiment(config, name)
-        m, c = metrics[name], costs[name]
+        m, c = next(iter(metrics[name].values())), costs[name]
+        top1[name] = {seed: r["top1_iim"] for seed, r in metrics[name].items()}
         of = entry.get("baseline_of")
         ops = c["macs"] + c["acs"]
         pj = c["energy"]["zero_skipped_pj"] if c.get("energy") is not None else None
@@ -64,7 +71,9 @@ def table_rows(
                 "dataset": entry["dataset"],
                 "network": name,
                 "kind": kind_of(m["model"], m["neuron"]),
-                "top-1 (IIM)": f"{m['top1_iim']:.1f}",
+                **seed_cells(top1[name], "top-1 (IIM)"),
+                "vs BIDL (paired over seeds)": "-" if of is None else verdict_cell(top1[of], top1[name]),
+                "seeds": seeds_cell(top1[name]),
                 "top-1 paper": f"{paper['top1']:.1f}" if "top1" in paper else "-",
                 "parameters": f"{c['params']:,}",
                 "GMACs / sample": f"{c['macs'] / 1e9:.4f}",
@@ -84,8 +93,19 @@ def table_rows(
     return rows
 
 
+def comparisons(config: dict[str, Any], metrics: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
+    """Each baseline's top-1 against its paper network's, paired over the seeds (bidl.stats.compare_seeds)."""
+    top1 = {name: {k: r["top1_iim"] for k, r in runs.items()} for name, runs in metrics.items()}
+    result = {}
+    for name in metrics:
+        of = resolve_experiment(config, name).get("baseline_of")
+        if of is not None:
+            result[name] = compare_seeds(top1[of], top1[name])
+    return result
+
+
 def main(config: dict[str, Any], metrics_files: list[Path], cost_files: list[Path], stem: Path) -> None:
-    metrics, costs = load_runs(metrics_files), load_runs(cost_files)
+    metrics, costs = load_seeded_runs(metrics_files), load_runs(cost_files)
     if list(metrics) != list(costs):
         raise ValueError(
             f"table 3: metrics and cost files name different networks: {list(metrics)} / {list(costs)}"
@@ -94,8 +114,13 @@ def main(config: dict[str, Any], metrics_files: list[Path], cost_files: list[Pat
     rows = table_rows(config, metrics, costs)
     notes = [
         source_note(config, [r["data source"] for r in rows]),
+        verdict_summary(comparisons(config, metrics), "its dataset's paper network"),
         "Every network of a dataset is trained on the same split with the paper network's recipe (epochs as "
-        "listed) and evaluated on the same validation split. Conv3D: the paper network with each ConvLIF "
+        "listed) and evaluated on the same validation split, once per training seed: top-1 is the mean "
+        "over the seeds, +- their sd with the 95 % interval of the mean; vs BIDL = the baseline's top-1 less "
+        "the paper network's, paired seed by seed (paired t-test, bidl.stats): 'different at 95 %' only "
+        "where the interval of the difference excludes 0. Costs are the first seed's models'.",
+        "Conv3D: the paper network with each ConvLIF "
         "replaced by a causal 3x3x3 Conv3D + BatchNorm + ReLU (same depth); ConvLSTM / LSTM: each ConvLIF "
         "(FCLIAF) replaced by a ConvLSTM (with BatchNorm on its input path) or an LSTM of the same width "
         "(bidl.models.baselines).",
@@ -128,4 +153,5 @@ elif __name__ == "__main__":
     args = parser.parse_args()
     config = load_yaml(args.config)
     runs = [args.results / "experiments" / n for n in table3_names(config)]
-    main(config, [r / "metrics.json" for r in runs], [r / "cost.json" for r in runs], args.out)
+    seeded = [r / f"seed{seed}" / "metrics.json" for r in runs for seed in config["seeds"]]
+    main(config, seeded, [r / "cost.json" for r in runs], args.out)

@@ -2,12 +2,13 @@
 Markdown, CSV and LaTeX, with the LIF experiment of Table 2 as the reference row."""
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 from bidl.data.catalog import describe_source
 from bidl.functional import LIFPLUS_DEFAULT_MODES
+from bidl.io import load_seeded_runs
+from bidl.stats import compare_seeds, seed_cells, seed_columns, seeds_cell, verdict_cell, verdict_summary
 from bidl.tables import write_table
 
 STAGES = {
@@ -22,9 +23,10 @@ COLUMNS = (
     "configuration",
     "stage changed",
     "LIF+ modes",
-    "top-1 (IIM)",
+    *seed_columns("top-1 (IIM)"),
     "top-1 (EIM)",
-    "vs all default",
+    "vs all default (paired over seeds)",
+    "seeds",
     "parameters",
     "data source",
 )
@@ -39,68 +41,97 @@ def describe_variant(variant: dict[str, Any]) -> tuple[str, str]:
     return ", ".join(stages), ", ".join(f"{k}={v}" for k, v in changed.items())
 
 
+def _top1(runs: dict[int, dict[str, Any]], key: str = "top1_iim") -> dict[int, float]:
+    return {seed: r[key] for seed, r in runs.items()}
+
+
+def _mean(values: dict[int, float]) -> str:
+    return f"{sum(values.values()) / len(values):.1f}"
+
+
 def table_rows(
-    metrics: dict[str, dict[str, Any]],
+    metrics: dict[str, dict[int, dict[str, Any]]],
     variants: dict[str, dict[str, Any]],
-    lif: dict[str, Any],
+    lif: dict[int, dict[str, Any]],
     data_source: str,
 ) -> list[dict[str, Any]]:
+    """The LIF row, then one row per variant (``metrics[variant][seed]``), all default first: top-1 over the
+    seeds, and each row against all default paired seed by seed."""
     missing = sorted(set(variants) - set(metrics))
     if missing:
         raise ValueError(f"lifplus_study.variants: no metrics for {missing}")
-    baseline = metrics.get("all_default", {}).get("top1_iim")
+    baseline = _top1(metrics["all_default"]) if "all_default" in metrics else None
+    first = next(iter(lif.values()))
     rows = [
         {
-            "configuration": f"LIF (experiment {lif['experiment']}, Table 2)",
+            "configuration": f"LIF (experiment {first['experiment']}, Table 2)",
             "stage changed": "-",
             "LIF+ modes": "plain LIF neuron",
-            "top-1 (IIM)": f"{lif['top1_iim']:.1f}",
-            "top-1 (EIM)": f"{lif['top1_eim']:.1f}",
-            "vs all default": f"{lif['top1_iim'] - baseline:+.1f}" if baseline is not None else "n/a",
-            "parameters": f"{lif['parameters']:,}",
+            **seed_cells(_top1(lif), "top-1 (IIM)"),
+            "top-1 (EIM)": _mean(_top1(lif, "top1_eim")),
+            "vs all default (paired over seeds)": verdict_cell(baseline, _top1(lif)) if baseline else "n/a",
+            "seeds": seeds_cell(lif),
+            "parameters": f"{first['parameters']:,}",
             "data source": data_source,
         }
     ]
     order = sorted(variants, key=lambda v: (v != "all_default", describe_variant(variants[v])[0], v))
     for name in order:
-        m = metrics[name]
+        runs = metrics[name]
         stage, modes = describe_variant(variants[name])
         rows.append(
             {
                 "configuration": name,
                 "stage changed": stage,
                 "LIF+ modes": modes,
-                "top-1 (IIM)": f"{m['top1_iim']:.1f}",
-                "top-1 (EIM)": f"{m['top1_eim']:.1f}",
-                "vs all default": f"{m['top1_iim'] - baseline:+.1f}" if baseline is not None else "n/a",
-                "parameters": f"{m['parameters']:,}",
+                **seed_cells(_top1(runs), "top-1 (IIM)"),
+                "top-1 (EIM)": _mean(_top1(runs, "top1_eim")),
+                "vs all default (paired over seeds)": (
+                    "-"
+                    if name == "all_default"
+                    else verdict_cell(baseline, _top1(runs))
+                    if baseline
+                    else "n/a"
+                ),
+                "seeds": seeds_cell(runs),
+                "parameters": f"{next(iter(runs.values()))['parameters']:,}",
                 "data source": data_source,
             }
         )
     return rows
 
 
-def variant_of(path: Path) -> str:
-    """``results/<preset>/lifplus/<variant>/metrics.json`` -> ``<variant>``."""
-    return Path(path).parent.name
+def comparisons(metrics: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
+    """Each variant's top-1 against all default's, paired over the seeds (bidl.stats.compare_seeds)."""
+    if "all_default" not in metrics:
+        return {}
+    baseline = _top1(metrics["all_default"])
+    return {
+        name: compare_seeds(baseline, _top1(runs)) for name, runs in metrics.items() if name != "all_default"
+    }
 
 
 def main(
     metrics_files: list[Path],
-    lif_file: Path,
+    lif_files: list[Path],
     variants: dict[str, dict[str, Any]],
     data_source: str,
     preset: str,
     stem: Path,
 ) -> None:
-    metrics = {variant_of(p): json.loads(Path(p).read_text()) for p in metrics_files}
-    lif = json.loads(Path(lif_file).read_text())
+    metrics = load_seeded_runs(metrics_files)
+    (lif,) = load_seeded_runs(lif_files).values()
     rows = table_rows(metrics, variants, lif, data_source)
+    first = next(iter(lif.values()))
     notes = [
         f"Preset `{preset}`. Data: {data_source}. Every row is the same network, data and recipe "
-        f"(experiment `{lif['experiment']}`), trained from the same seed; only the neuron differs.",
+        f"(experiment `{first['experiment']}`), trained once per seed (the same seeds for every row); only "
+        "the neuron differs.",
         "LIF+ stages and modes: bidl.functional.lifplus (after Flexon, Lee et al. 2018); 'all default' "
-        "computes exactly what LIF computes. Top-1 on the validation split, in IIM and in EIM.",
+        "computes exactly what LIF computes. Top-1 on the validation split, in IIM and in EIM: the mean over "
+        "the seeds, +- their sd with the Student-t 95 % interval of the mean; vs all default = the row's "
+        "top-1 less all default's, paired seed by seed (paired t-test, bidl.stats).",
+        verdict_summary(comparisons(metrics), "all default"),
         "The paper's Table 4 is an image missing from its text, so its values are not quoted here.",
     ]
     write_table(stem, f"Table 4: LIF+ configurations (preset `{preset}`)", COLUMNS, rows, notes)
@@ -109,7 +140,7 @@ def main(
 if "snakemake" in globals():
     main(
         [Path(p) for p in snakemake.input.metrics],  # noqa: F821
-        Path(snakemake.input.lif),  # noqa: F821
+        [Path(p) for p in snakemake.input.lif],  # noqa: F821
         snakemake.params.variants,  # noqa: F821
         snakemake.params.data_source,  # noqa: F821
         snakemake.params.preset,  # noqa: F821
@@ -120,9 +151,11 @@ elif __name__ == "__main__":
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", type=Path, required=True)
-    parser.add_argument("--lif", type=Path, required=True, help="the LIF experiment's metrics.json")
+    parser.add_argument(
+        "--lif", type=Path, nargs="+", required=True, help="the LIF experiment's seed<k>/metrics.json files"
+    )
     parser.add_argument("--out", type=Path, required=True, help="writes OUT.md, OUT.csv and OUT.tex")
-    parser.add_argument("metrics", type=Path, nargs="+", help="lifplus/<variant>/metrics.json files")
+    parser.add_argument("metrics", type=Path, nargs="+", help="lifplus/<variant>/seed<k>/metrics.json files")
     args = parser.parse_args()
     config = load_yaml(args.config)
     study = config["lifplus_study"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -59,7 +60,9 @@ BAD_CONFIGS = [
      "experiments.imdb.recipe.batch_size", "integer"),
     ("zero epochs", lambda c: _set(c, "experiments.imdb.recipe.epochs", 0), "experiments.imdb.recipe.epochs",
      "minimum"),
-    ("a negative seed", lambda c: _set(c, "seed", -1), "seed", "minimum"),
+    ("a negative seed", lambda c: _set(c, "seeds", [0, -1]), "seeds[1]", "minimum"),
+    ("a seed listed twice", lambda c: _set(c, "seeds", [0, 0]), "seeds", "non-unique"),
+    ("no seed", lambda c: _set(c, "seeds", []), "seeds", "should be non-empty"),
     ("an unknown optimizer", lambda c: _set(c, "experiments.luna16_cls.recipe.optimizer", "adamw2"),
      "experiments.luna16_cls.recipe.optimizer", "is not one of"),
     ("an unknown data source", lambda c: _set(c, "datasets.imdb.source", "kaggle"), "datasets.imdb.source",
@@ -275,14 +278,15 @@ def test_config_overrides_apply_to_the_default_preset(tmp_path: Path, fault_log)
 
 def test_a_yaml_error_in_the_default_preset_names_its_line(tmp_path: Path, fault_log) -> None:
     (tmp_path / "config").mkdir()
-    text = (REPO / "config" / "config.yaml").read_text().replace("seed: 0\n", "seed: [0\n", 1)
+    text = (REPO / "config" / "config.yaml").read_text()
+    text = re.sub(r"^seeds: \[0\].*$", "seeds: [0", text, count=1, flags=re.M)  # the next line: device: auto
     (tmp_path / "config" / "config.yaml").write_text(text)
-    line = text.splitlines().index("seed: [0") + 1
+    line = text.splitlines().index("seeds: [0") + 1
     result = _snakemake(tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode != 0 and _no_job(result, tmp_path), output[-3000:]
     assert f"config/config.yaml, line {line + 1}, column 7: not valid YAML" in output, output[-3000:]
-    assert f"flow sequence at line {line}, column 7" in output
+    assert f"flow sequence at line {line}, column 8" in output  # the "[" of "seeds: [0"
     outcome = f"snakemake -n: exit {result.returncode}, no job: {_line(output, 'config/config.yaml, line')}"
     fault_log("configuration", "a YAML syntax error in the default preset (an unclosed '[')", outcome)
 

@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 PRESET = "faults"
 EXPERIMENT = "tiny"
 EPOCHS = 6
-RUN = Path("results") / PRESET / "experiments" / EXPERIMENT
+RUN = Path("results") / PRESET / "experiments" / EXPERIMENT / "seed0"
 TARGET = str(RUN / "model.pt")
 METRICS = str(RUN / "metrics.json")
 
@@ -49,7 +49,7 @@ def _tiny_preset() -> dict:
     return {
         "name": PRESET,
         "description": "fault injection: a tiny DVS128 run",
-        "seed": 0,
+        "seeds": [0],
         "device": "cpu",
         "threads": 1,
         "deterministic": True,
@@ -122,7 +122,7 @@ class Repo:
 
     def log(self) -> str:
         try:
-            return (self.root / "logs" / PRESET / "train" / f"{EXPERIMENT}.log").read_text()
+            return (self.root / "logs" / PRESET / "train" / EXPERIMENT / "seed0.log").read_text()
         except FileNotFoundError:
             return ""
 
@@ -206,7 +206,7 @@ def _outputs_left(repo: Repo) -> list[str]:
 
 def _start(repo: Repo) -> subprocess.Popen:
     shutil.rmtree(repo.run, ignore_errors=True)
-    (repo.root / "logs" / PRESET / "train" / f"{EXPERIMENT}.log").unlink(missing_ok=True)
+    (repo.root / "logs" / PRESET / "train" / EXPERIMENT / "seed0.log").unlink(missing_ok=True)
     return _snakemake(repo.root, TARGET)
 
 
@@ -371,12 +371,12 @@ def _variant(repo: Repo, name: str, epochs: int, *, recipe: dict | None = None, 
     experiment["recipe"] = {**experiment["recipe"], "epochs": epochs, **(recipe or {})}
     preset["datasets"]["dvs128_gesture"]["preprocess"]["n_frames"] = n_frames
     (repo.root / "config" / f"{name}.yaml").write_text(yaml.safe_dump(preset, sort_keys=False))
-    return f"results/{name}/experiments/{EXPERIMENT}/model.pt"
+    return f"results/{name}/experiments/{EXPERIMENT}/seed0/model.pt"
 
 
 def _run_preset(repo: Repo, name: str, *args: str) -> str:
     """Run Snakemake on preset ``name``; return the training job's log of this run ('' if none ran)."""
-    log = repo.root / "logs" / name / "train" / f"{EXPERIMENT}.log"
+    log = repo.root / "logs" / name / "train" / EXPERIMENT / "seed0.log"
     log.unlink(missing_ok=True)
     code, out = _finish(
         subprocess.Popen(

@@ -11,7 +11,9 @@ from bidl.colearning import (
     interleaved_epoch,
     local_epoch,
     noise_sweep,
+    pixel_ratio,
     population_copy,
+    signal_density,
     with_population_head,
 )
 from bidl.models import create_model
@@ -312,6 +314,24 @@ def test_noise_sweep_gives_every_network_the_same_noisy_frames():
     ]
     assert rows[0]["top1"] == rows[1]["top1"] and rows[2]["top1"] == rows[3]["top1"]
     assert all(r["n_samples"] == 5 for r in rows)
+
+
+def test_noise_relative_to_events_scales_with_the_signal_density():
+    """A ratio relative to the events sets that many noise pixels per event pixel: the density is counted
+    over every plane of the set, and the sweep records the share of pixels it set and the density."""
+    sparse = [(torch.zeros(3, 2, 10, 10).index_fill_(-1, torch.tensor([0]), 1.0), 0) for _ in range(4)]
+    assert signal_density(sparse, batch_size=3) == pytest.approx(0.1)  # one column of ten is active
+    assert pixel_ratio(2.0, "events", 0.1) == pytest.approx(0.2) and pixel_ratio(0.3, "pixels") == 0.3
+    assert pixel_ratio(20.0, "events", 0.1) == 1.0  # at most every pixel
+    with pytest.raises(ValueError, match="relative_to: 'frames' is not one of"):
+        pixel_ratio(0.1, "frames", 0.1)
+    model = _small_dvs(norm="input", alpha=0.8).eval()
+    rows = noise_sweep({"a": model}, _toy_set(4), [0.0, 0.5], batch_size=2, relative_to="events")
+    density = signal_density(_toy_set(4))
+    assert 0.25 < density < 0.35  # the toy set's 30 % of active pixels
+    assert [r["noise_pixel_ratio"] for r in rows] == [0.0, pytest.approx(0.5 * density)]
+    assert all(r["noise_relative_to"] == "events" for r in rows)
+    assert all(r["signal_density"] == pytest.approx(density) for r in rows)
 
 
 def test_noise_sweep_runs_a_shared_backbone_once_with_each_networks_own_result(monkeypatch):

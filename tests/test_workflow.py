@@ -100,8 +100,14 @@ def test_paper_dry_run_lists_a_download_or_a_check_for_every_dataset():
     # the two studies: every LIF+ variant of Table 4 and the three networks of Figure 11
     paper = load_yaml(REPO / "config" / "paper.yaml")
     for variant in paper["lifplus_study"]["variants"]:
-        assert ("lifplus_train", f"results/paper/lifplus/{variant}/model.pt") in jobs, variant
-    assert {("colearn_finetune", f"results/paper/colearning/{m}/model.pt") for m in ("bptt", "rstdp")} <= jobs
+        for seed in paper["seeds"]:
+            assert ("lifplus_train", f"results/paper/lifplus/{variant}/seed{seed}/model.pt") in jobs, variant
+    assert len(paper["seeds"]) >= 3
+    assert {
+        ("colearn_finetune", f"results/paper/colearning/{m}/seed{seed}/model.pt")
+        for m in ("bptt", "rstdp")
+        for seed in paper["seeds"]
+    } <= jobs
     assert ("table4", "results/paper/tables/table4.md") in jobs
     assert ("fig11", "results/paper/figures/fig11.png") in jobs
 
@@ -138,13 +144,13 @@ def test_rules_opening_jesters_splits_need_its_raw_copy():
     marker = "resources/jester/standin/.complete"
     results = "results/default"
     for key in (
-        ("train", f"{results}/experiments/jester_v1/model.pt"),
-        ("evaluate", f"{results}/experiments/jester_v2/metrics.json"),
+        ("train", f"{results}/experiments/jester_v1/seed0/model.pt"),
+        ("evaluate", f"{results}/experiments/jester_v2/seed0/metrics.json"),
         ("probe", f"{results}/probes/jester/probe.json"),
     ):
         assert marker in jobs[key], key
     for key in (
-        ("train", f"{results}/experiments/dvs128_asm/model.pt"),
+        ("train", f"{results}/experiments/dvs128_asm/seed0/model.pt"),
         ("probe", f"{results}/probes/imdb/probe.json"),
     ):
         assert not any(p.endswith("/.complete") for p in jobs[key]), key
@@ -207,15 +213,15 @@ def test_a_variant_keeps_the_papers_text_beside_the_authors_code():
     assert not set(variant_names(config)) & set(network_names(config))  # not trained by default
     out = snakemake(
         "-n", "--configfile", "config/paper.yaml", "--nolock",
-        "results/paper/experiments/imdb.eq11_readout/metrics.json",
+        "results/paper/experiments/imdb.eq11_readout/seed0/metrics.json",
     ).stdout  # fmt: skip
-    assert ("train", "results/paper/experiments/imdb.eq11_readout/model.pt") in _jobs(out)
+    assert ("train", "results/paper/experiments/imdb.eq11_readout/seed0/model.pt") in _jobs(out)
     # the co-learning study's variant: the paper's single R-STDP rate, on request beside Figure 11's
     out = snakemake(
         "-n", "--configfile", "config/paper.yaml", "--nolock",
-        "results/paper/colearning/rstdp.paper_text_rate/model.pt",
+        "results/paper/colearning/rstdp.paper_text_rate/seed0/model.pt",
     ).stdout  # fmt: skip
-    assert ("colearn_finetune", "results/paper/colearning/rstdp.paper_text_rate/model.pt") in _jobs(out)
+    assert ("colearn_finetune", "results/paper/colearning/rstdp.paper_text_rate/seed0/model.pt") in _jobs(out)
 
 
 @pytest.mark.fault
@@ -375,11 +381,63 @@ def test_the_paper_presets_smoke_form_runs_every_rule_of_its_dag(tmp_path):
     rows = {r["experiment"]: r for r in csv.DictReader(table2.open())}
     paper = load_yaml(REPO / "config" / "paper.yaml")
     assert set(rows) == set(paper["experiments"])
+    results = work / "results/paper_smoke"
     for name, row in rows.items():  # the paper's networks: the parameter counts of the full-width models
-        metrics = json.loads((work / "results/paper_smoke/experiments" / name / "metrics.json").read_text())
+        metrics = json.loads((results / "experiments" / name / "seed0" / "metrics.json").read_text())
         assert int(row["parameters"].replace(",", "")) == metrics["parameters"] > 100_000, name
-    jester = json.loads((work / "results/paper_smoke/experiments/jester_v2/metrics.json").read_text())
+    jester = json.loads((results / "experiments/jester_v2/seed0/metrics.json").read_text())
     assert jester["input_shape"][-2:] == [224, 224]  # Jester v2 at the paper's 224 px
+    _assert_seeded_tables(results, paper["seeds"])
+
+
+def _assert_seeded_tables(results: Path, seeds: list[int]) -> None:
+    """Every accuracy of Tables 2-4 and Figure 11 over ``seeds`` (>= 3): the mean equals the mean of the
+    seeds' metrics files, each row names its seeds and shows sd and the 95 % interval, and Tables 3 and 4
+    give a paired verdict for every compared row."""
+    assert len(seeds) >= 3
+    named = f"{len(seeds)} ({', '.join(map(str, seeds))})"
+    interval = f"n = {len(seeds)})"
+    table2 = list(csv.DictReader((results / "tables/table2.csv").open()))
+    for row in table2:
+        runs = [
+            json.loads(
+                (results / "experiments" / row["experiment"] / f"seed{k}" / "metrics.json").read_text()
+            )
+            for k in seeds
+        ]
+        assert [r["seed"] for r in runs] == seeds, row["experiment"]
+        mean = sum(r["top1_iim"] for r in runs) / len(runs)
+        assert row["top-1 ours (IIM)"] == f"{mean:.1f}" and row["seeds"] == named, row
+        assert (
+            "95 % CI" in row["top-1 ours (IIM) +- sd (95 % CI)"]
+            and interval in row["top-1 ours (IIM) +- sd (95 % CI)"]
+        ), row
+    table3 = list(csv.DictReader((results / "tables/table3.csv").open()))
+    assert table3 and all(r["seeds"] == named for r in table3)
+    for row in table3:
+        verdict = row["vs BIDL (paired over seeds)"]
+        if row["kind"].startswith("BIDL"):
+            assert verdict == "-", row
+        else:
+            assert f"paired t over {len(seeds)} seeds" in verdict and verdict.endswith("different at 95 %"), (
+                row
+            )
+    table4 = list(csv.DictReader((results / "tables/table4.csv").open()))
+    assert len(table4) >= 3 and all(r["seeds"] == named for r in table4)
+    for row in table4:
+        verdict = row["vs all default (paired over seeds)"]
+        if row["configuration"] == "all_default":
+            assert verdict == "-"
+        else:
+            assert f"paired t over {len(seeds)} seeds" in verdict, row
+    for stem in ("table3", "table4"):
+        assert "What the seeds support" in (results / "tables" / f"{stem}.md").read_text(), stem
+    fig11 = list(csv.DictReader((results / "figures/fig11.csv").open()))
+    assert fig11 and all(int(r["n_seeds"]) == len(seeds) for r in fig11)
+    for row in fig11:
+        by_seed = [float(v.split(":")[1]) for v in row["top1_by_seed"].split(";")]
+        assert float(row["top1"]) == pytest.approx(sum(by_seed) / len(by_seed), abs=1e-3), row
+        assert float(row["top1_ci_low"]) <= float(row["top1"]) <= float(row["top1_ci_high"]), row
 
 
 @pytest.mark.slow
@@ -409,7 +467,8 @@ def test_default_pipeline_end_to_end(tmp_path):
         assert row["data source"].startswith("stand-in"), row
         top1, shuffled = float(row["top-1 ours (IIM)"]), float(row["top-1 time-shuffled"])
         assert row["top-1 ours (IIM)"] == row["top-1 ours (EIM)"], row
-        metrics = json.loads((work / "results/default/experiments" / name / "metrics.json").read_text())
+        assert row["seeds"] == "1 (0)", row  # the default preset's one training seed, named in the row
+        metrics = json.loads((work / "results/default/experiments" / name / "seed0/metrics.json").read_text())
         assert metrics["iim_eim_prediction_agreement"] == 100.0, name
         assert (work / "results/default/experiments" / name / "history.png").stat().st_size > 0
         n_classes = len(metrics["per_class_top1"])

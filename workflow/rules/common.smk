@@ -20,6 +20,11 @@ from bidl.runtime import retaining_environment
 from snakemake.exceptions import WorkflowError
 
 
+# `--config seeds=[0,1,2]` reaches here as strings: digits become the integers they spell (anything else is
+# left for the schema to name)
+if isinstance(config.get("seeds"), list):
+    config["seeds"] = [int(s) if isinstance(s, str) and s.strip().isdigit() else s for s in config["seeds"]]
+
 # Everything in the config that can be checked before a job runs, in every run and dry run (-n): the schema,
 # what names refer to, every model built once from its keywords (bidl.config.model_problems)...
 validate_config(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
@@ -40,6 +45,10 @@ CACHE = f"resources/cache/{PRESET}"
 LOGS = f"logs/{PRESET}"
 THREADS = config.get("threads", 2)
 EXPERIMENTS = sorted(config["experiments"])
+# every accuracy comes from each of these training seeds (the data split fixed); the first is the reference
+# seed, whose models are costed, timed and exported; the seed is a wildcard, so one seed reruns alone
+SEEDS = list(config["seeds"])
+REFERENCE_SEED = SEEDS[0]
 MODELS = network_names(config)  # everything trained, evaluated, costed and timed
 TABLE3_MODELS = table3_names(config)  # each experiment that has baselines, then its baselines
 COST = config.get("cost") or {}
@@ -61,6 +70,13 @@ if config.get("device") == "cuda":
         TRAIN_RESOURCES["gres"] = f"gpu:{DISTRIBUTED_SETTINGS.nproc_per_node}"
     else:
         TRAIN_RESOURCES["gpu"] = DISTRIBUTED_SETTINGS.nproc_per_node
+
+# a network's name and a seed are one path segment each (results/<preset>/experiments/<name>/seed<k>/...)
+wildcard_constraints:
+    experiment=r"[^/]+",
+    seed=r"\d+",
+    variant=r"[^/]+",
+
 
 DATASETS_DECLARED = [d for d in DATASET_NAMES if d in config["datasets"]]
 
@@ -127,10 +143,27 @@ def experiment_loader(name):
     return {**dataset_loader(entry["dataset"]), **(entry.get("loader") or {})}
 
 
-def experiment_init(name):
-    """The trained model an experiment starts from (``init_from: <experiment>``), as a list of 0 or 1 paths."""
+def run_file(name, seed, file):
+    """``results/<preset>/experiments/<name>/seed<seed>/<file>``: one training seed's model, history or
+    metrics."""
+    return f"{RESULTS}/experiments/{name}/seed{seed}/{file}"
+
+
+def seeded_files(names, file):
+    """``file`` of every seed of every network in ``names`` (network-major, then seed)."""
+    return [run_file(name, seed, file) for name in names for seed in SEEDS]
+
+
+def reference_model(name):
+    """The reference seed's trained model: what the cost, latency and export rules measure."""
+    return run_file(name, REFERENCE_SEED, "model.pt")
+
+
+def experiment_init(name, seed):
+    """The trained model an experiment starts from (``init_from: <experiment>``), of the same seed, as a
+    list of 0 or 1 paths."""
     source = experiment(name).get("init_from")
-    return [f"{RESULTS}/experiments/{source}/model.pt"] if source else []
+    return [run_file(source, seed, "model.pt")] if source else []
 
 
 def experiment_timestep_hz(name):
@@ -185,12 +218,12 @@ def colearn_study(method):
     return study
 
 
-def colearn_input_bptt(method):
+def colearn_input_bptt(method, seed):
     """R-STDP that starts from the BPTT fine-tuned head (``rstdp.init: bptt``) needs that model first (of
-    the same variant)."""
+    the same variant and seed)."""
     base, dot, variant = method.partition(".")
     if base == "rstdp" and colearn_study(method)["rstdp"].get("init", "copies") == "bptt":
-        return [f"{RESULTS}/colearning/bptt{dot}{variant}/model.pt"]
+        return [f"{RESULTS}/colearning/bptt{dot}{variant}/seed{seed}/model.pt"]
     return []
 
 

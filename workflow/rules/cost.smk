@@ -26,7 +26,7 @@ rule st_layers:
 
 rule cost:
     input:
-        model=f"{RESULTS}/experiments/{{experiment}}/model.pt",
+        model=lambda w: reference_model(w.experiment),
         test=lambda w: experiment_split(w.experiment, "test"),
         raw=lambda w: experiment_raw(w.experiment),
     output:
@@ -53,7 +53,7 @@ rule cost:
 # Timed alone: the job takes every core Snakemake was given, so no other job runs beside it.
 rule latency:
     input:
-        model=f"{RESULTS}/experiments/{{experiment}}/model.pt",
+        model=lambda w: reference_model(w.experiment),
         test=lambda w: experiment_split(w.experiment, "test"),
         raw=lambda w: experiment_raw(w.experiment),
         export=lambda w: exported(w.experiment),

@@ -121,7 +121,7 @@ rule probe:
         dataset=lambda w: w.dataset,
         probe=lambda w: config["datasets"][w.dataset].get("probe", {}),
         loader=lambda w: config["datasets"][w.dataset].get("loader", {}),
-        seed=config["seed"],
+        seed=REFERENCE_SEED,
     log:
         f"{LOGS}/{{dataset}}/probe.log",
     threads: 1

@@ -7,7 +7,7 @@
 
 rule export:
     input:
-        model=f"{RESULTS}/experiments/{{experiment}}/model.pt",
+        model=lambda w: reference_model(w.experiment),
         test=lambda w: experiment_split(w.experiment, "test"),
         raw=lambda w: experiment_raw(w.experiment),
     output:

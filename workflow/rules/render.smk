@@ -4,7 +4,7 @@
 
 rule table2:
     input:
-        metrics=expand(f"{RESULTS}/experiments/{{experiment}}/metrics.json", experiment=EXPERIMENTS),
+        metrics=seeded_files(EXPERIMENTS, "metrics.json"),
         latency=expand(f"{RESULTS}/experiments/{{experiment}}/latency.json", experiment=EXPERIMENTS),
     output:
         markdown=report(f"{RESULTS}/tables/table2.md", caption="../report/table2.rst", category="Tables"),
@@ -53,7 +53,7 @@ rule fig4:
 
 rule cost_table:
     input:
-        metrics=expand(f"{RESULTS}/experiments/{{experiment}}/metrics.json", experiment=MODELS),
+        metrics=[run_file(name, REFERENCE_SEED, "metrics.json") for name in MODELS],  # the costed models
         cost=expand(f"{RESULTS}/experiments/{{experiment}}/cost.json", experiment=MODELS),
         latency=expand(f"{RESULTS}/experiments/{{experiment}}/latency.json", experiment=MODELS),
     output:
@@ -71,7 +71,7 @@ rule cost_table:
 
 rule table3:
     input:
-        metrics=expand(f"{RESULTS}/experiments/{{experiment}}/metrics.json", experiment=TABLE3_MODELS),
+        metrics=seeded_files(TABLE3_MODELS, "metrics.json"),
         cost=expand(f"{RESULTS}/experiments/{{experiment}}/cost.json", experiment=TABLE3_MODELS),
     output:
         markdown=report(f"{RESULTS}/tables/table3.md", caption="../report/table3.rst", category="Tables"),

@@ -3,26 +3,26 @@
 
 rule colearn_finetune:
     input:
-        model=lambda w: f"{RESULTS}/experiments/{COLEARN_EXPERIMENT}/model.pt",
+        model=lambda w: run_file(COLEARN_EXPERIMENT, w.seed, "model.pt"),
         train=lambda w: experiment_split(COLEARN_EXPERIMENT, "train"),
         val=lambda w: experiment_split(COLEARN_EXPERIMENT, "test"),
         raw=lambda w: experiment_raw(COLEARN_EXPERIMENT),
-        bptt=lambda w: colearn_input_bptt(w.method),
+        bptt=lambda w: colearn_input_bptt(w.method, w.seed),
     output:
-        model=f"{RESULTS}/colearning/{{method}}/model.pt",
-        history=f"{RESULTS}/colearning/{{method}}/history.csv",
+        model=f"{RESULTS}/colearning/{{method}}/seed{{seed}}/model.pt",
+        history=f"{RESULTS}/colearning/{{method}}/seed{{seed}}/history.csv",
     wildcard_constraints:
         method=r"(bptt|rstdp)(\.[A-Za-z0-9_]+)?",  # <method>.<variant>: a named variant, on request
     params:
         method=lambda w: w.method.partition(".")[0],
         study=lambda w: colearn_study(w.method),
         experiment=lambda w: experiment(COLEARN_EXPERIMENT),
-        seed=config["seed"],
+        seed=lambda w: int(w.seed),
         device=config.get("device", "auto"),
     log:
-        f"{LOGS}/colearning/{{method}}.log",
+        f"{LOGS}/colearning/{{method}}/seed{{seed}}.log",
     benchmark:
-        f"benchmarks/{PRESET}/colearning/{{method}}.tsv"
+        f"benchmarks/{PRESET}/colearning/{{method}}/seed{{seed}}.tsv"
     threads: THREADS
     resources:
         mem_mb=8000,
@@ -34,22 +34,23 @@ rule colearn_finetune:
 
 rule colearn_noise:
     input:
-        model=lambda w: f"{RESULTS}/experiments/{COLEARN_EXPERIMENT}/model.pt",
-        bptt=f"{RESULTS}/colearning/bptt/model.pt",
-        rstdp=f"{RESULTS}/colearning/rstdp/model.pt",
+        model=lambda w: run_file(COLEARN_EXPERIMENT, w.seed, "model.pt"),
+        bptt=f"{RESULTS}/colearning/bptt/seed{{seed}}/model.pt",
+        rstdp=f"{RESULTS}/colearning/rstdp/seed{{seed}}/model.pt",
         val=lambda w: experiment_split(COLEARN_EXPERIMENT, "test"),
         raw=lambda w: experiment_raw(COLEARN_EXPERIMENT),
     output:
-        csv=f"{RESULTS}/figures/fig11.csv",
+        csv=f"{RESULTS}/colearning/noise/seed{{seed}}.csv",
     params:
         study=COLEARN,
         experiment=lambda w: experiment(COLEARN_EXPERIMENT),
         data_source=lambda w: describe_dataset_source(experiment(COLEARN_EXPERIMENT)["dataset"]),
         preset=PRESET,
+        seed=lambda w: int(w.seed),
     log:
-        f"{LOGS}/colearning/noise.log",
+        f"{LOGS}/colearning/noise/seed{{seed}}.log",
     benchmark:
-        f"benchmarks/{PRESET}/colearning/noise.tsv"
+        f"benchmarks/{PRESET}/colearning/noise/seed{{seed}}.tsv"
     threads: THREADS
     resources:
         mem_mb=8000,
@@ -59,9 +60,24 @@ rule colearn_noise:
         "../../scripts/colearn_noise.py"
 
 
+# Figure 11's measurements over the seeds: per network and noise ratio the mean, sd and 95 % interval
+rule fig11_data:
+    input:
+        csv=expand(f"{RESULTS}/colearning/noise/seed{{seed}}.csv", seed=SEEDS),
+    output:
+        csv=f"{RESULTS}/figures/fig11.csv",
+    log:
+        f"{LOGS}/render/fig11_data.log",
+    threads: 1
+    conda:
+        "../../envs/bidl.yaml"
+    script:
+        "../../scripts/fig11_data.py"
+
+
 rule fig11:
     input:
-        csv=rules.colearn_noise.output.csv,
+        csv=rules.fig11_data.output.csv,
     output:
         figure=report(f"{RESULTS}/figures/fig11.png", caption="../report/fig11.rst", category="Figures"),
     log:
@@ -80,22 +96,22 @@ rule lifplus_train:
         init=[],
         raw=lambda w: experiment_raw(LIFPLUS_EXPERIMENT),
     output:
-        model=f"{RESULTS}/lifplus/{{variant}}/model.pt",
-        history=f"{RESULTS}/lifplus/{{variant}}/history.csv",
+        model=f"{RESULTS}/lifplus/{{variant}}/seed{{seed}}/model.pt",
+        history=f"{RESULTS}/lifplus/{{variant}}/seed{{seed}}/history.csv",
     params:
         name=lambda w: f"lifplus_{w.variant}",
         experiment=lambda w: lifplus_experiment(w.variant),
         loader=lambda w: experiment_loader(LIFPLUS_EXPERIMENT),
         # trained as the study's experiment is: with its dataset's training augmentation
         augment=lambda w: config["datasets"][experiment(LIFPLUS_EXPERIMENT)["dataset"]].get("augment"),
-        seed=config["seed"],
+        seed=lambda w: int(w.seed),
         device=config.get("device", "auto"),
         deterministic=config.get("deterministic", True),
         distributed=DISTRIBUTED,
     log:
-        f"{LOGS}/lifplus/train_{{variant}}.log",
+        f"{LOGS}/lifplus/train_{{variant}}/seed{{seed}}.log",
     benchmark:
-        f"benchmarks/{PRESET}/lifplus/{{variant}}.tsv"
+        f"benchmarks/{PRESET}/lifplus/{{variant}}/seed{{seed}}.tsv"
     threads: THREADS
     resources:
         mem_mb=8000,
@@ -112,15 +128,15 @@ rule lifplus_evaluate:
         test=lambda w: experiment_split(LIFPLUS_EXPERIMENT, "test"),
         raw=lambda w: experiment_raw(LIFPLUS_EXPERIMENT),
     output:
-        metrics=f"{RESULTS}/lifplus/{{variant}}/metrics.json",
+        metrics=f"{RESULTS}/lifplus/{{variant}}/seed{{seed}}/metrics.json",
     params:
         name=lambda w: f"lifplus_{w.variant}",
         experiment=lambda w: lifplus_experiment(w.variant),
         loader=lambda w: experiment_loader(LIFPLUS_EXPERIMENT),
         timestep_hz=lambda w: experiment_timestep_hz(LIFPLUS_EXPERIMENT),
-        seed=config["seed"],
+        seed=lambda w: int(w.seed),
     log:
-        f"{LOGS}/lifplus/evaluate_{{variant}}.log",
+        f"{LOGS}/lifplus/evaluate_{{variant}}/seed{{seed}}.log",
     threads: THREADS
     resources:
         mem_mb=8000,
@@ -132,8 +148,10 @@ rule lifplus_evaluate:
 
 rule table4:
     input:
-        metrics=expand(f"{RESULTS}/lifplus/{{variant}}/metrics.json", variant=LIFPLUS_VARIANTS),
-        lif=lambda w: f"{RESULTS}/experiments/{LIFPLUS_EXPERIMENT}/metrics.json",
+        metrics=expand(
+            f"{RESULTS}/lifplus/{{variant}}/seed{{seed}}/metrics.json", variant=LIFPLUS_VARIANTS, seed=SEEDS
+        ),
+        lif=lambda w: seeded_files([LIFPLUS_EXPERIMENT], "metrics.json"),
     output:
         markdown=report(f"{RESULTS}/tables/table4.md", caption="../report/table4.rst", category="Tables"),
         csv=f"{RESULTS}/tables/table4.csv",

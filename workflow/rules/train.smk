@@ -5,25 +5,27 @@ rule train:
     input:
         train=lambda w: experiment_split(w.experiment, "train"),
         val=lambda w: experiment_split(w.experiment, "test"),
-        init=lambda w: experiment_init(w.experiment),
+        init=lambda w: experiment_init(w.experiment, w.seed),
         raw=lambda w: experiment_raw(w.experiment),
     output:
-        model=f"{RESULTS}/experiments/{{experiment}}/model.pt",
-        history=f"{RESULTS}/experiments/{{experiment}}/history.csv",
+        model=f"{RESULTS}/experiments/{{experiment}}/seed{{seed}}/model.pt",
+        history=f"{RESULTS}/experiments/{{experiment}}/seed{{seed}}/history.csv",
+    wildcard_constraints:
+        seed=r"\d+",
     params:
         name=lambda w: w.experiment,
         experiment=lambda w: experiment(w.experiment),
         loader=lambda w: experiment_loader(w.experiment),
         # the dataset's training augmentation (bidl.data.augment); evaluation never applies it
         augment=lambda w: config["datasets"][experiment(w.experiment)["dataset"]].get("augment"),
-        seed=config["seed"],
+        seed=lambda w: int(w.seed),
         device=config.get("device", "auto"),
         deterministic=config.get("deterministic", True),
         distributed=DISTRIBUTED,
     log:
-        f"{LOGS}/train/{{experiment}}.log",
+        f"{LOGS}/train/{{experiment}}/seed{{seed}}.log",
     benchmark:
-        f"benchmarks/{PRESET}/train/{{experiment}}.tsv"
+        f"benchmarks/{PRESET}/train/{{experiment}}/seed{{seed}}.tsv"
     threads: THREADS
     resources:
         mem_mb=8000,
@@ -40,15 +42,17 @@ rule evaluate:
         test=lambda w: experiment_split(w.experiment, "test"),
         raw=lambda w: experiment_raw(w.experiment),
     output:
-        metrics=f"{RESULTS}/experiments/{{experiment}}/metrics.json",
+        metrics=f"{RESULTS}/experiments/{{experiment}}/seed{{seed}}/metrics.json",
+    wildcard_constraints:
+        seed=r"\d+",
     params:
         name=lambda w: w.experiment,
         experiment=lambda w: experiment(w.experiment),
         loader=lambda w: experiment_loader(w.experiment),
         timestep_hz=lambda w: experiment_timestep_hz(w.experiment),
-        seed=config["seed"],
+        seed=lambda w: int(w.seed),
     log:
-        f"{LOGS}/evaluate/{{experiment}}.log",
+        f"{LOGS}/evaluate/{{experiment}}/seed{{seed}}.log",
     threads: THREADS
     resources:
         mem_mb=8000,
@@ -60,7 +64,7 @@ rule evaluate:
 
 rule plot_history:
     input:
-        history=rules.train.output.history,
+        history=lambda w: seeded_files([w.experiment], "history.csv"),
     output:
         figure=report(
             f"{RESULTS}/experiments/{{experiment}}/history.png",
@@ -71,6 +75,7 @@ rule plot_history:
         title=lambda w: (
             f"{w.experiment} (preset {PRESET}; {describe_dataset_source(experiment(w.experiment)['dataset'])})"
         ),
+        seeds=SEEDS,
     log:
         f"{LOGS}/plot_history/{{experiment}}.log",
     threads: 1
