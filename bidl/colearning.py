@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from .io import atomic_torch_save, load_checkpoint
+from .io import load_checkpoint
 from .layers import STBlock
 from .plasticity import Plasticity, population_decode, population_reward
 from .state import iteration_mode, reset_states, set_iteration_mode
@@ -332,102 +332,85 @@ def train_local(
     interleave: Any | None = None,
 ) -> list[dict[str, Any]]:
     """Local learning for ``epochs`` epochs (:func:`local_epoch`, samples in a seeded order per epoch),
-    resumable like :func:`bidl.training.train`: ``checkpoint.pt`` after every epoch, ``history.csv`` (the
-    same columns; ``train_top1`` is the streamed top-1, ``val_top1`` the clean validation top-1 in IIM) and
-    ``model.pt`` at the end. A checkpoint of another configuration (``fingerprint``) is kept aside as
-    ``checkpoint.stale-<n>.pt`` and learning starts afresh.
+    checkpointed and resumed by the same :class:`bidl.training.RunFolder` as :func:`bidl.training.train`:
+    ``checkpoint.pt`` after every epoch (the epoch before kept as a backup, the RNG state saved),
+    ``history.csv`` (the same columns; ``train_top1`` is the streamed top-1, ``val_top1`` the clean
+    validation top-1 in IIM) and ``model.pt`` at the end. A checkpoint of another configuration
+    (``fingerprint``) is kept aside as ``checkpoint.stale-<n>.pt`` and learning starts afresh; an epoch that
+    leaves a weight NaN or infinite stops the run with the last good checkpoint kept.
 
     With ``interleave`` (a :class:`~bidl.training.Recipe`: its optimizer, lr, weight decay, batch size and
     ``train_only``) every epoch is an :func:`interleaved_epoch` instead: per batch a BPTT step, then the
     batch's samples streamed with local updates (``train_loss`` and ``train_top1`` are the BPTT steps').
     """
-    from .training import (
-        PREVIOUS_CHECKPOINT,
-        _epoch_order,
-        _write_history,
-        finish_run,
-        freeze_except,
-        history_row,
-        make_optimizer,
-        resumable_state,
-        run_epoch,
-    )
+    from .training import RunFolder, _epoch_order, freeze_except, history_row, make_optimizer, run_epoch
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(device)
     model.to(device)
-    fingerprint = {
-        "seed": seed,
-        "rule": plasticity.rule_name,
-        "interleave": repr(interleave),
-        **(fingerprint or {}),
-    }
+    # a constant learning rate: a finished run extends to more epochs as a fresh longer run would train
+    run = RunFolder(
+        out_dir,
+        {"seed": seed, "rule": plasticity.rule_name, "interleave": repr(interleave), **(fingerprint or {})},
+        epochs=epochs,
+        lr_factor=lambda epoch: 1.0,
+    )
     frozen = freeze_except(model, interleave.train_only) if interleave is not None else []
     optimizer = make_optimizer(model, interleave) if interleave is not None else None
-    checkpoint_path = out_dir / "checkpoint.pt"
-    history: list[dict[str, Any]] = []
-    start = 0
-    # a constant learning rate: a finished run extends to more epochs as a fresh longer run would train
-    state = resumable_state(checkpoint_path, fingerprint, device, epochs=epochs, lr_factor=lambda epoch: 1.0)
-    last = state
+    state = run.resume(device)
     if state is not None:
         model.load_state_dict(state["model"])
         if optimizer is not None:
             optimizer.load_state_dict(state["optimizer"])
-        history, start = list(state["history"]), int(state["epoch"])
-        print(f"resuming from {checkpoint_path} after epoch {start} of {epochs}", flush=True)
+        if "rng" in state:
+            torch.set_rng_state(state["rng"])
+        print(f"resuming from {run.checkpoint} after epoch {run.start_epoch} of {epochs}", flush=True)
     else:
-        print(f"no checkpoint of this run in {out_dir}: learning from epoch 1", flush=True)
+        print(f"no checkpoint of this run in {run.out_dir}: learning from epoch 1", flush=True)
     val_loader = DataLoader(val_set, batch_size=32, shuffle=False) if val_set is not None else None
-    for epoch in range(start, epochs):
+    for epoch in range(run.start_epoch, epochs):
         began = time.perf_counter()
         order = _epoch_order(len(train_set), seed, epoch)
         train_loss = float("nan")
-        if interleave is None:
-            train_top1 = local_epoch(
-                model, train_set, plasticity, n_classes=n_classes, order=order, device=device
-            )
-        else:
-            loader = DataLoader(Subset(train_set, order), batch_size=interleave.batch_size, shuffle=False)
-            train_loss, train_top1 = interleaved_epoch(
-                model,
-                loader,
-                plasticity,
-                optimizer=optimizer,
-                n_classes=n_classes,
-                frozen=frozen,
-                device=device,
-            )
-        val_loss, val_top1 = float("nan"), float("nan")
-        if val_loader is not None:
-            set_iteration_mode(model, "internal")
-            val_loss, val_top1 = run_epoch(
-                model,
-                val_loader,
-                device=device,
-                criterion=nn.CrossEntropyLoss(),
-                desc=f"epoch {epoch + 1} val",
-            )
+        try:
+            if interleave is None:
+                train_top1 = local_epoch(
+                    model, train_set, plasticity, n_classes=n_classes, order=order, device=device
+                )
+            else:
+                loader = DataLoader(Subset(train_set, order), batch_size=interleave.batch_size, shuffle=False)
+                train_loss, train_top1 = interleaved_epoch(
+                    model,
+                    loader,
+                    plasticity,
+                    optimizer=optimizer,
+                    n_classes=n_classes,
+                    frozen=frozen,
+                    device=device,
+                )
+            bad = [name for name, tensor in model.state_dict().items() if not torch.isfinite(tensor).all()]
+            if bad:  # a local rule has no loss to watch: its weights are checked instead
+                raise FloatingPointError(f"epoch {epoch + 1}: non-finite values in {', '.join(bad[:5])}")
+            val_loss, val_top1 = float("nan"), float("nan")
+            if val_loader is not None:
+                set_iteration_mode(model, "internal")
+                val_loss, val_top1 = run_epoch(
+                    model,
+                    val_loader,
+                    device=device,
+                    criterion=nn.CrossEntropyLoss(),
+                    desc=f"epoch {epoch + 1} val",
+                )
+        except FloatingPointError as err:  # nothing of this epoch is saved
+            raise run.failed(err, epoch) from None
         lr = optimizer.param_groups[0]["lr"] if optimizer is not None else float("nan")
         seconds = time.perf_counter() - began
-        history.append(history_row(epoch + 1, lr, (train_loss, train_top1), (val_loss, val_top1), seconds))
-        last = dict(
-            epoch=epoch + 1,
+        run.save(
+            history_row(epoch + 1, lr, (train_loss, train_top1), (val_loss, val_top1), seconds),
             model=model.state_dict(),
             optimizer=optimizer.state_dict() if optimizer is not None else {},
-            history=history,
-            fingerprint=fingerprint,
-            epochs=epochs,
-            lr_factors=[1.0] * (epoch + 1),
-            finished=False,
         )
-        atomic_torch_save(last, checkpoint_path, previous=checkpoint_path.with_name(PREVIOUS_CHECKPOINT))
-        _write_history(out_dir / "history.csv", history)
-    _write_history(out_dir / "history.csv", history)
-    atomic_torch_save(model.state_dict(), out_dir / "model.pt")
-    finish_run(checkpoint_path, last)
-    return history
+    run.finish(model)
+    return run.history
 
 
 NOISE_REFERENCES = ("pixels", "events")

@@ -49,6 +49,7 @@ __all__ = [
     "run_identity",
     "resumable_state",
     "finish_run",
+    "RunFolder",
     "recalibrate_batchnorm",
     "freeze_except",
     "set_training",
@@ -491,6 +492,110 @@ def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
         writer.writerows(history)
 
 
+class RunFolder:
+    """One training run's folder and its checkpoints, for every training loop (BPTT in :func:`train`, local
+    learning in :func:`bidl.colearning.train_local`): a loop calls :meth:`resume`, then per epoch its own
+    step and :meth:`save`, and at the end :meth:`finish`.
+
+    - ``checkpoint.pt`` after every epoch (atomically; the epoch before kept as :data:`PREVIOUS_CHECKPOINT`,
+      resumed from when the newest is damaged) with the epoch, the history, the run's ``fingerprint``, the
+      learning-rate factors of the epochs so far, the torch RNG state and what the loop adds (model,
+      optimizer, ...); ``history.csv`` rewritten with it;
+    - at the end ``model.pt``, after which the checkpoint is marked finished (:func:`finish_run`);
+    - at the start, the temporaries a killed run left beside them are removed.
+
+    Only the main process writes (``main``); the others read.
+    """
+
+    def __init__(
+        self,
+        out_dir: str | Path,
+        fingerprint: dict[str, Any],
+        *,
+        epochs: int,
+        lr_factor: Callable[[int], float],
+        main: bool = True,
+    ):
+        self.out_dir = Path(out_dir)
+        self.checkpoint = self.out_dir / "checkpoint.pt"
+        self.fingerprint = fingerprint
+        self.epochs = epochs
+        self.lr_factor = lr_factor
+        self.main = main
+        self.history: list[dict[str, Any]] = []
+        self.last: dict[str, Any] | None = None  # the newest checkpoint's content, marked finished at the end
+        if main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            for leftover in leftover_temporaries(
+                self.out_dir, _RUN_FILES
+            ):  # a killed run's half-written files
+                leftover.unlink(missing_ok=True)
+
+    def resume(self, device: str | torch.device = "cpu") -> dict[str, Any] | None:
+        """The checkpoint this run resumes from (:func:`resumable_state`), its history taken over; None to
+        start from epoch 1 (a checkpoint of another run is set aside by the main process)."""
+        state = resumable_state(
+            self.checkpoint,
+            self.fingerprint,
+            device,
+            keep=self.main,
+            epochs=self.epochs,
+            lr_factor=self.lr_factor,
+        )
+        self.last = state
+        if state is not None:
+            self.history = list(state["history"])
+        return state
+
+    @property
+    def start_epoch(self) -> int:
+        """The number of epochs already done: 0, or the resumed checkpoint's."""
+        return int(self.last["epoch"]) if self.last is not None else 0
+
+    def save(self, row: dict[str, Any], **parts: Any) -> None:
+        """Record the epoch just finished (its :func:`history_row` ``row``) and write its checkpoint with
+        ``parts`` (model, optimizer, ...) and the torch RNG state (main process only)."""
+        self.history.append(row)
+        if not self.main:
+            return
+        epoch = int(row["epoch"])
+        self.last = dict(
+            epoch=epoch,
+            history=self.history,
+            fingerprint=self.fingerprint,
+            epochs=self.epochs,
+            lr_factors=[self.lr_factor(e) for e in range(epoch)],
+            finished=False,
+            rng=torch.get_rng_state(),
+            **parts,
+        )
+        atomic_torch_save(self.last, self.checkpoint, previous=self.checkpoint.with_name(PREVIOUS_CHECKPOINT))
+        _write_history(self.out_dir / "history.csv", self.history)
+
+    def finish(self, model: nn.Module) -> None:
+        """Write ``history.csv`` (again: a run resumed after its last epoch trained none) and ``model.pt``,
+        then mark the checkpoint finished (main process only)."""
+        if self.main:
+            _write_history(self.out_dir / "history.csv", self.history)
+            atomic_torch_save(model.state_dict(), self.out_dir / "model.pt")
+            finish_run(self.checkpoint, self.last)
+
+    def failed(self, err: Exception, epoch: int) -> FloatingPointError:
+        """The error that stops a run whose epoch ``epoch`` (0-based) diverged: nothing of it is saved, and
+        the message says which checkpoint is kept and how to go on."""
+        kept = (
+            f"the last good checkpoint {self.checkpoint} (after epoch {epoch}) is kept"
+            if epoch > 0
+            else f"no epoch completed, so there is no checkpoint in {self.out_dir}"
+        )
+        return FloatingPointError(
+            f"{err}. Training stopped; {kept}. Rerunning unchanged repeats the same steps (training is "
+            "seeded); a lower recipe.lr, a recipe.grad_clip or recipe.fp16: false is another run "
+            "configuration, which trains from epoch 1 (the checkpoint is then kept aside as "
+            "checkpoint.stale-<n>.pt)"
+        )
+
+
 def train(
     model: nn.Module,
     train_set: Dataset,
@@ -542,10 +647,13 @@ def train(
 
 def _train(model, train_set, val_set, recipe, out_dir, seed, device, num_workers, fingerprint):
     here = world()
-    if here.main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for leftover in leftover_temporaries(out_dir, _RUN_FILES):  # a killed run's half-written files
-            leftover.unlink(missing_ok=True)
+    run = RunFolder(
+        out_dir,
+        run_identity(recipe, seed, fingerprint),
+        epochs=recipe.epochs,
+        lr_factor=lambda epoch: lr_factor(recipe, epoch),
+        main=here.main,
+    )
     seed_everything(seed)
     set_iteration_mode(model, "internal")
     model.to(device)
@@ -558,24 +666,13 @@ def _train(model, train_set, val_set, recipe, out_dir, seed, device, num_workers
     scheduler = make_scheduler(optimizer, recipe)
     scaler = torch.amp.GradScaler(device.type, init_scale=recipe.loss_scale) if fp16 else None
     criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
-    history: list[dict[str, Any]] = []
-    start_epoch = 0
 
-    checkpoint_path = out_dir / "checkpoint.pt"
-    fingerprint = run_identity(recipe, seed, fingerprint)
     if not here.main:  # rank 0 decides first (and sets a stale checkpoint aside); the others then read
         barrier()
-    state = resumable_state(
-        checkpoint_path,
-        fingerprint,
-        device,
-        keep=here.main,
-        epochs=recipe.epochs,
-        lr_factor=lambda epoch: lr_factor(recipe, epoch),
-    )
+    state = run.resume(device)
     if here.main:
         barrier()
-    last = state  # the newest checkpoint's content, marked finished at the end
+    start_epoch = run.start_epoch
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -584,18 +681,16 @@ def _train(model, train_set, val_set, recipe, out_dir, seed, device, num_workers
             scaler.load_state_dict(state["scaler"])
         rngs = state.get("rng_per_rank") or [state["rng"]]
         torch.set_rng_state(rngs[here.rank] if len(rngs) == here.size else state["rng"])
-        history = list(state["history"])
-        start_epoch = int(state["epoch"])
         # the next epoch's rate from this run's schedule (a run extended past its old length continues with
         # the rate a run of the new length has there, not the old run's last one)
         for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
             group["lr"] = base * lr_factor(recipe, start_epoch)
         scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
         if here.main:
-            print(f"resuming from {checkpoint_path} after epoch {start_epoch} of {recipe.epochs}", flush=True)
+            print(f"resuming from {run.checkpoint} after epoch {start_epoch} of {recipe.epochs}", flush=True)
     else:
         if here.main:
-            print(f"no checkpoint of this run in {out_dir}: training from epoch 1", flush=True)
+            print(f"no checkpoint of this run in {run.out_dir}: training from epoch 1", flush=True)
         if here.distributed:
             torch.manual_seed(seed + here.rank)  # the same weights everywhere; each process its own noise
 
@@ -658,47 +753,24 @@ def _train(model, train_set, val_set, recipe, out_dir, seed, device, num_workers
                     desc=f"epoch {epoch + 1} val",
                 )
         except FloatingPointError as err:  # nothing of this epoch is saved
-            kept = (
-                f"the last good checkpoint {checkpoint_path} (after epoch {epoch}) is kept"
-                if epoch > 0
-                else f"no epoch completed, so there is no checkpoint in {out_dir}"
-            )
-            raise FloatingPointError(
-                f"{err}. Training stopped; {kept}. Rerunning unchanged repeats the same steps (training is "
-                "seeded); a lower recipe.lr, a recipe.grad_clip or recipe.fp16: false is another run "
-                "configuration, which trains from epoch 1 (the checkpoint is then kept aside as "
-                "checkpoint.stale-<n>.pt)"
-            ) from None
+            raise run.failed(err, epoch) from None
         row = history_row(
             epoch + 1, lr, (train_loss, train_top1), (val_loss, val_top1), time.perf_counter() - began,
             echo=here.main,
         )  # fmt: skip
-        history.append(row)
         rngs = all_gather_rng_states()
-        if here.main:
-            last = dict(
-                epoch=epoch + 1,
-                model=model.state_dict(),
-                optimizer=optimizer.state_dict(),
-                scheduler=scheduler.state_dict(),
-                scaler=scaler.state_dict() if scaler is not None else {},
-                rng=torch.get_rng_state(),
-                rng_per_rank=rngs,
-                history=history,
-                recipe=asdict(recipe),
-                fingerprint=fingerprint,
-                epochs=recipe.epochs,
-                lr_factors=[lr_factor(recipe, e) for e in range(epoch + 1)],
-                finished=False,
-                fp16=fp16,
-                world_size=here.size,
-            )
-            atomic_torch_save(last, checkpoint_path, previous=checkpoint_path.with_name(PREVIOUS_CHECKPOINT))
-            _write_history(out_dir / "history.csv", history)
+        run.save(
+            row,
+            model=model.state_dict(),
+            optimizer=optimizer.state_dict(),
+            scheduler=scheduler.state_dict(),
+            scaler=scaler.state_dict() if scaler is not None else {},
+            rng_per_rank=rngs,
+            recipe=asdict(recipe),
+            fp16=fp16,
+            world_size=here.size,
+        )
         barrier()
-    if here.main:  # the history again: a run resumed after its last epoch has trained none
-        _write_history(out_dir / "history.csv", history)
-        atomic_torch_save(model.state_dict(), out_dir / "model.pt")
-        finish_run(checkpoint_path, last)
+    run.finish(model)
     barrier()
-    return history
+    return run.history

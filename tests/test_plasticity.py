@@ -391,3 +391,42 @@ def test_train_local_writes_history_and_resumes(tmp_path, interleave):
     saved = load_checkpoint(tmp_path / "model.pt")
     assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
     assert (history[0]["train_loss"] == history[0]["train_loss"]) is interleave  # a loss only with BPTT steps
+
+
+def test_train_local_stops_on_non_finite_weights_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    """A local rule has no loss to watch: an epoch that leaves a weight NaN stops the run, that epoch is not
+    saved, the checkpoint of the epoch before stays (with its RNG state) and no model.pt is written; rerun,
+    the run resumes from that checkpoint."""
+    import bidl.colearning as colearning
+    from bidl.io import load_checkpoint
+
+    epochs_run = []
+    local_epoch = colearning.local_epoch
+
+    def diverging(model, *args, **kwargs):  # the second epoch's update turns a head weight into NaN
+        top1 = local_epoch(model, *args, **kwargs)
+        epochs_run.append(top1)
+        if len(epochs_run) == 2:
+            with torch.no_grad():
+                model.fc2.synapse.weight[0, 0] = float("nan")
+        return top1
+
+    def run():
+        torch.manual_seed(0)
+        model = with_population_head(
+            _small_dvs(norm="input", alpha=0.8), head="fc2", n_classes=11, population=3
+        )
+        plasticity = attach_plasticity(model.fc2, "rstdp", rule_kwargs=dict(lr_plus=1e-2, lr_minus=1e-3))
+        return colearning.train_local(model, _toy_set(4), None, plasticity, tmp_path, epochs=2, n_classes=11)
+
+    monkeypatch.setattr(colearning, "local_epoch", diverging)
+    pattern = r"epoch 2: non-finite values in fc2\.synapse\.weight"
+    with pytest.raises(FloatingPointError, match=pattern) as err:
+        run()
+    assert "the last good checkpoint" in str(err.value) and "(after epoch 1) is kept" in str(err.value)
+    kept = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert kept["epoch"] == 1 and "rng" in kept and not (tmp_path / "model.pt").exists()
+    monkeypatch.setattr(colearning, "local_epoch", local_epoch)
+    history = run()
+    assert [row["epoch"] for row in history] == [1, 2] and (tmp_path / "model.pt").exists()
+    assert not list(tmp_path.glob("checkpoint.stale-*.pt"))  # resumed, not set aside
