@@ -11,20 +11,19 @@ or from the command line::
 """
 
 import argparse
-import contextlib
 import dataclasses
 import datetime as _dt
 import json
 import os
 import sys
 import tempfile
-import traceback
 from pathlib import Path
 
 from bidl.data.download import check_placed_files, download, extract_archive, file_digest, is_archive
 from bidl.data.sources import SOURCES, Source, get_source
 from bidl.data.staging import remove_leftovers
 from bidl.errors import BidlError, ConfigError, DownloadError
+from bidl.io import redirect_output
 
 MARKER_NAME = ".complete"
 DOWNLOADS_DIR = "downloads"
@@ -207,16 +206,15 @@ def _cli(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _from_snakemake(smk) -> None:
+    with redirect_output(smk.log[0]):
+        marker = Path(smk.output.marker)
+        if marker.name != MARKER_NAME:
+            raise ConfigError(f"output.marker {marker}: must be named ROOT/{MARKER_NAME}")
+        main(smk.params.dataset, smk.params.source, marker.parent)
+
+
 if "snakemake" in globals():
-    _sm = globals()["snakemake"]
-    with open(_sm.log[0], "w") as _log_fh, contextlib.redirect_stderr(_log_fh):
-        try:
-            _marker = Path(_sm.output.marker)
-            if _marker.name != MARKER_NAME:
-                raise ConfigError(f"output.marker {_marker}: must be named ROOT/{MARKER_NAME}")
-            main(_sm.params.dataset, _sm.params.source, _marker.parent)
-        except BaseException:
-            traceback.print_exc()
-            raise
+    _from_snakemake(snakemake)  # noqa: F821
 elif __name__ == "__main__":
     sys.exit(_cli())

@@ -20,7 +20,7 @@ from typing import Any
 
 from bidl.cli import add_param_option, cli_params, setup_logging
 from bidl.data.catalog import DATASET_NAMES, get_dataset
-from bidl.io import atomic_write_text
+from bidl.io import atomic_write_text, redirect_output
 
 log = logging.getLogger("make_standin")
 
@@ -64,14 +64,18 @@ def _cli() -> None:
     main(args.dataset, args.raw_root, **params)
 
 
+def _from_snakemake(smk) -> None:
+    with redirect_output(smk.log[0]):
+        setup_logging(None)  # onto the log: stderr is redirected before the handler takes it
+        main(
+            smk.params["dataset"],
+            Path(smk.output["marker"]).parent,
+            marker=smk.output["marker"],
+            **dict(smk.params["standin"]),
+        )
+
+
 if "snakemake" in globals():
-    _sm = globals()["snakemake"]
-    setup_logging(_sm.log[0] if len(_sm.log) else None)
-    main(
-        _sm.params["dataset"],
-        Path(_sm.output["marker"]).parent,
-        marker=_sm.output["marker"],
-        **dict(_sm.params["standin"]),
-    )
+    _from_snakemake(snakemake)  # noqa: F821
 elif __name__ == "__main__":
     _cli()

@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from bidl.io import atomic_path, read_csv_rows  # noqa: E402
+from bidl.io import atomic_path, read_csv_rows, redirect_output  # noqa: E402
 
 REQUIRED = ("network", "label", "noise_ratio", "top1", "chance", "data_source", "preset", "dataset")
 
@@ -59,10 +59,16 @@ def main(csv_file: Path, out_file: Path) -> None:
     with atomic_path(out_file) as tmp:
         fig.savefig(tmp, format=out_file.suffix.lstrip(".") or "png", dpi=120)
     plt.close(fig)
+    print(f"Figure 11: {len(networks)} networks at {len(ratios)} noise ratios -> {out_file}", flush=True)
+
+
+def _from_snakemake(smk) -> None:
+    with redirect_output(smk.log[0]):
+        main(Path(smk.input.csv), Path(smk.output.figure))
 
 
 if "snakemake" in globals():
-    main(Path(snakemake.input.csv), Path(snakemake.output.figure))  # noqa: F821
+    _from_snakemake(snakemake)  # noqa: F821
 elif __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("csv", type=Path)

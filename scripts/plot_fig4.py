@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from bidl.io import atomic_path, read_csv_rows  # noqa: E402
+from bidl.io import atomic_path, read_csv_rows, redirect_output  # noqa: E402
 
 REQUIRED = ("layer", "macs", "acs", "elementwise", "ops", "weights", "ops_vs_convlif", "weights_vs_convlif")
 
@@ -57,8 +57,14 @@ def main(csv_file: Path, out_file: Path) -> list[str]:
     return printed
 
 
+def _from_snakemake(smk) -> None:
+    with redirect_output(smk.log[0]):
+        printed = main(Path(smk.input.csv), Path(smk.output.figure))
+        print(f"Figure 4 -> {smk.output.figure}; ratios to ConvLIF (ops, then weights): {' '.join(printed)}")
+
+
 if "snakemake" in globals():
-    main(Path(snakemake.input.csv), Path(snakemake.output.figure))  # noqa: F821
+    _from_snakemake(snakemake)  # noqa: F821
 elif __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("csv", type=Path)

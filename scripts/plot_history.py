@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from bidl.io import atomic_path  # noqa: E402
+from bidl.io import atomic_path, redirect_output  # noqa: E402
 
 
 def _read(history_file: Path) -> list[dict[str, str]]:
@@ -43,15 +43,18 @@ def main(history_files: list[Path], out_file: Path, title: str, seeds: list[int]
     with atomic_path(out_file) as tmp:
         fig.savefig(tmp, format=out_file.suffix.lstrip(".") or "png", dpi=120)
     plt.close(fig)
+    print(f"training curves of seeds {seeds} -> {out_file}", flush=True)
+
+
+def _from_snakemake(smk) -> None:
+    with redirect_output(smk.log[0]):
+        main(
+            [Path(p) for p in smk.input.history], Path(smk.output.figure), smk.params.title, smk.params.seeds
+        )
 
 
 if "snakemake" in globals():
-    main(
-        [Path(p) for p in snakemake.input.history],  # noqa: F821
-        Path(snakemake.output.figure),  # noqa: F821
-        snakemake.params.title,  # noqa: F821
-        snakemake.params.seeds,  # noqa: F821
-    )
+    _from_snakemake(snakemake)  # noqa: F821
 elif __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("history", type=Path, nargs="+", help="seed<k>/history.csv files")

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FormatStrFormatter, LogLocator  # noqa: E402
 
-from bidl.io import atomic_path, read_csv_rows  # noqa: E402
+from bidl.io import atomic_path, read_csv_rows, redirect_output  # noqa: E402
 
 REQUIRED = ("dataset", "network", "kind", "top-1 (IIM)", "G(MAC+AC) / sample", "data source")
 MARKERS = {"Conv3D": "s", "ConvLSTM": "^", "LSTM": "^"}
@@ -41,10 +41,16 @@ def main(csv_file: Path, out_file: Path, preset: str = "") -> None:
     with atomic_path(out_file) as tmp:
         fig.savefig(tmp, format=out_file.suffix.lstrip(".") or "png", dpi=120)
     plt.close(fig)
+    print(f"Table 3 figure: {len(rows)} networks on {len(datasets)} datasets -> {out_file}", flush=True)
+
+
+def _from_snakemake(smk) -> None:
+    with redirect_output(smk.log[0]):
+        main(Path(smk.input.csv), Path(smk.output.figure), smk.params.preset)
 
 
 if "snakemake" in globals():
-    main(Path(snakemake.input.csv), Path(snakemake.output.figure), snakemake.config["name"])  # noqa: F821
+    _from_snakemake(snakemake)  # noqa: F821
 elif __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("csv", type=Path)

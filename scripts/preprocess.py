@@ -29,7 +29,7 @@ from bidl.cli import add_param_option, cli_params, setup_logging
 from bidl.data.catalog import DATASET_NAMES, get_dataset
 from bidl.data.staging import remove_leftovers
 from bidl.errors import ConfigError
-from bidl.io import atomic_write_text
+from bidl.io import atomic_write_text, redirect_output
 
 log = logging.getLogger("preprocess")
 
@@ -92,19 +92,24 @@ def _cli() -> None:
     main(args.dataset, args.raw_root, args.out_dir, **params)
 
 
-if "snakemake" in globals():
-    _sm = globals()["snakemake"]
-    setup_logging(_sm.log[0] if len(_sm.log) else None)
-    _folders = {Path(_sm.output[k]).parent for k in ("train", "test", "split", "info")}
-    if len(_folders) != 1 or Path(_sm.output["info"]).name != "preprocess.json":
-        raise ValueError(
-            f"outputs train, test, split, info (preprocess.json) must share a folder, got {sorted(_folders)}"
+def _from_snakemake(smk) -> None:
+    with redirect_output(smk.log[0]):
+        setup_logging(None)  # onto the log: stderr is redirected before the handler takes it
+        folders = {Path(smk.output[k]).parent for k in ("train", "test", "split", "info")}
+        if len(folders) != 1 or Path(smk.output["info"]).name != "preprocess.json":
+            raise ValueError(
+                "outputs train, test, split, info (preprocess.json) must share a folder, got "
+                f"{sorted(folders)}"
+            )
+        main(
+            smk.params["dataset"],
+            Path(smk.input["marker"]).parent,
+            folders.pop(),
+            **dict(smk.params["preprocess"]),
         )
-    main(
-        _sm.params["dataset"],
-        Path(_sm.input["marker"]).parent,
-        _folders.pop(),
-        **dict(_sm.params["preprocess"]),
-    )
+
+
+if "snakemake" in globals():
+    _from_snakemake(snakemake)  # noqa: F821
 elif __name__ == "__main__":
     _cli()

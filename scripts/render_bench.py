@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bidl.bench import COLUMNS, SUMMARY_COLUMNS, speedups, summary_rows
-from bidl.io import read_csv_rows
+from bidl.io import read_csv_rows, redirect_output
 from bidl.tables import source_note, write_table
 
 # what the bench's environment record says about malloc (bidl.runtime.allocator_in_use)
@@ -25,7 +25,11 @@ def _ratio(ratios: dict[tuple[str, str, str], float], workload: str, pass_: str,
     return "not measured" if value is None else f"{value:.2f}x"
 
 
-def notes(config: dict[str, Any], rows: list[dict[str, str]], environment: dict[str, Any]) -> list[str]:
+def notes(
+    preset: str, description: str, rows: list[dict[str, str]], environment: dict[str, Any]
+) -> list[str]:
+    """The table's notes: the preset (``preset``, ``description``), where and how the bench measured
+    (``environment``), and what the rows found."""
     ratios = speedups(rows)
     settings = environment["settings"]
     layer = "LIF layer"
@@ -101,24 +105,48 @@ def notes(config: dict[str, Any], rows: list[dict[str, str]], environment: dict[
             + " the time of bidl's modules stepped eagerly (each repeat streams the sequence from a reset "
             "and times every step; its median step, then the median over the repeats)."
         )
+    config = {"name": preset, "description": description}
     data = source_note(config, ["random inputs of the shapes listed (the bench reads no dataset)"])
     return [data, where, same, floor, *found]
 
 
-def main(config: dict[str, Any], csv_file: Path, environment_file: Path, stem: Path) -> None:
+def render(
+    csv_file: Path, environment_file: Path, stem: Path, *, preset: str, description: str
+) -> list[Path]:
+    """The bench table of ``bench.csv`` and ``environment.json``, as ``<stem>.md``, ``.csv`` and ``.tex``
+    (returned); ``preset`` and ``description`` the preset's name and description."""
     rows = read_csv_rows(csv_file, COLUMNS)
     environment = json.loads(Path(environment_file).read_text())
-    title = f"Neuron speed: bidl against SpikingJelly and snnTorch (preset `{config['name']}`)"
-    write_table(stem, title, SUMMARY_COLUMNS, summary_rows(rows), notes(config, rows, environment))
+    title = f"Neuron speed: bidl against SpikingJelly and snnTorch (preset `{preset}`)"
+    summary = summary_rows(rows)
+    paths = write_table(stem, title, SUMMARY_COLUMNS, summary, notes(preset, description, rows, environment))
+    print(
+        f"bench table: {len(summary)} rows ({len(rows)} measurements) -> {', '.join(map(str, paths))}",
+        flush=True,
+    )
+    return paths
+
+
+def main(config: dict[str, Any], csv_file: Path, environment_file: Path, stem: Path) -> list[Path]:
+    """The bench table with the preset's name and description taken from ``config``."""
+    return render(
+        csv_file, environment_file, stem, preset=config["name"], description=config.get("description", "")
+    )
+
+
+def _from_snakemake(smk) -> None:
+    with redirect_output(smk.log[0]):
+        render(
+            Path(smk.input.csv),
+            Path(smk.input.environment),
+            Path(smk.output.markdown).with_suffix(""),
+            preset=smk.params.preset,
+            description=smk.params.description,
+        )
 
 
 if "snakemake" in globals():
-    main(
-        snakemake.config,  # noqa: F821
-        Path(snakemake.input.csv),  # noqa: F821
-        Path(snakemake.input.environment),  # noqa: F821
-        Path(snakemake.output.markdown).with_suffix(""),  # noqa: F821
-    )
+    _from_snakemake(snakemake)  # noqa: F821
 elif __name__ == "__main__":
     from bidl.config import load_yaml
 

@@ -7,10 +7,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from bidl.config import resolve_experiment
+from bidl.config import network_names, resolve_experiment
 from bidl.cost import energy_note, shared_energy_settings
 from bidl.data.catalog import describe_source
-from bidl.io import load_runs
+from bidl.io import load_runs, redirect_output
 from bidl.latency import real_time_cells
 from bidl.tables import source_note, write_table
 
@@ -141,32 +141,55 @@ def cost_rows(
     return rows
 
 
-def main(
-    config: dict[str, Any],
+def config_inputs(config: dict[str, Any]) -> dict[str, Any]:
+    """What the table reads of a config, as the cost_table rule passes it in ``params``: the preset's name
+    and description, for every trained network (bidl.config.network_names) the experiment a baseline is
+    compared with (None for an experiment) and its data source in words, and the ``energy`` section."""
+    entries = {name: resolve_experiment(config, name) for name in network_names(config)}
+    return {
+        "preset": config["name"],
+        "description": config.get("description", ""),
+        "compared": {name: e.get("baseline_of") for name, e in entries.items()},
+        "sources": {
+            name: describe_source(e["dataset"], config["datasets"][e["dataset"]]["source"])
+            for name, e in entries.items()
+        },
+        "energy": config.get("energy"),
+    }
+
+
+def render(
     metrics_files: list[Path],
     cost_files: list[Path],
     latency_files: list[Path],
     stem: Path,
-) -> None:
+    *,
+    preset: str,
+    description: str,
+    compared: dict[str, str | None],
+    sources: dict[str, str],
+    energy: dict[str, Any] | None,
+) -> list[Path]:
+    """The cost table of the networks' metrics, cost and latency files, as ``<stem>.md``, ``.csv`` and
+    ``.tex`` (returned): ``compared[name]`` the experiment a baseline is compared with (None for an
+    experiment), ``sources[name]`` the network's data source in words, ``energy`` the config's energy
+    section (None: none), ``preset`` and ``description`` the preset's name and description."""
     metrics, costs, latency = load_runs(metrics_files), load_runs(cost_files), load_runs(latency_files)
     if not (set(metrics) == set(costs) == set(latency)):
         raise ValueError(
             f"cost table: metrics, cost and latency files name different networks: {sorted(metrics)} / "
             f"{sorted(costs)} / {sorted(latency)}"
         )
-    settings = shared_energy_settings(costs, config.get("energy"))
-    entries = {name: resolve_experiment(config, name) for name in metrics}
-    compared = {name: e.get("baseline_of") for name, e in entries.items()}
-    sources = {
-        name: describe_source(e["dataset"], config["datasets"][e["dataset"]]["source"])
-        for name, e in entries.items()
-    }
-    preset = config["name"]
+    unknown = sorted(set(metrics) - set(sources))
+    if unknown:
+        raise ValueError(f"cost table: no data source given for {unknown} (given: {sorted(sources)})")
+    settings = shared_energy_settings(costs, energy)
+    sources = {name: sources[name] for name in metrics}
     rows = cost_rows(metrics, costs, latency, compared, sources)
     where = next(iter(latency.values()))
     samples = sorted({c["n_samples"] for c in costs.values()})
     notes = [
-        source_note(config, sources.values()),
+        source_note({"name": preset, "description": description}, sources.values()),
         "Every figure of a row, top-1 included, is of the same model: the first training seed's (Tables 2 "
         "and 3 give top-1 over all the seeds).",
         "Per sample (all timesteps), counted by bidl.cost.model_cost over the first "
@@ -194,19 +217,41 @@ def main(
         "PyTorch and ORT vs compiled = the ratios of the median step times (< 1: ONNX Runtime is faster)."
         " '-': not measured (the network's latency.json says why).",
     ]
-    write_table(stem, f"Cost and speed per network (preset `{preset}`)", COLUMNS, rows, notes)
+    paths = write_table(stem, f"Cost and speed per network (preset `{preset}`)", COLUMNS, rows, notes)
+    print(f"cost table: {len(rows)} networks -> {', '.join(map(str, paths))}", flush=True)
+    return paths
+
+
+def main(
+    config: dict[str, Any],
+    metrics_files: list[Path],
+    cost_files: list[Path],
+    latency_files: list[Path],
+    stem: Path,
+) -> list[Path]:
+    """The cost table with what it reads of ``config`` taken from it (:func:`config_inputs`)."""
+    return render(metrics_files, cost_files, latency_files, stem, **config_inputs(config))
+
+
+def _from_snakemake(smk) -> None:
+    with redirect_output(smk.log[0]):
+        render(
+            [Path(p) for p in smk.input.metrics],
+            [Path(p) for p in smk.input.cost],
+            [Path(p) for p in smk.input.latency],
+            Path(smk.output.markdown).with_suffix(""),
+            preset=smk.params.preset,
+            description=smk.params.description,
+            compared=smk.params.compared,
+            sources=smk.params.sources,
+            energy=smk.params.energy,
+        )
 
 
 if "snakemake" in globals():
-    main(
-        snakemake.config,  # noqa: F821
-        [Path(p) for p in snakemake.input.metrics],  # noqa: F821
-        [Path(p) for p in snakemake.input.cost],  # noqa: F821
-        [Path(p) for p in snakemake.input.latency],  # noqa: F821
-        Path(snakemake.output.markdown).with_suffix(""),  # noqa: F821
-    )
+    _from_snakemake(snakemake)  # noqa: F821
 elif __name__ == "__main__":
-    from bidl.config import load_yaml, network_names
+    from bidl.config import load_yaml
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", type=Path, required=True)

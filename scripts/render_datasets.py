@@ -6,11 +6,12 @@ Reads only what the data rules left behind: each raw copy's ``.complete`` marker
 ``preprocess.json``, ``split.json`` and ``test.npz`` (one sample is loaded for its shape), and each
 dataset's order probe (``probe.json``, see ``bidl.probe``).
 
-Snakemake: ``params.datasets``; ``input.markers``, ``input.infos`` and ``input.probes`` in that order;
-outputs ``markdown`` and ``csv``. Command line::
+Snakemake: ``params.datasets``, ``params.sources`` (each dataset's source), ``params.preset`` and
+``params.description``; ``input.markers``, ``input.infos`` and ``input.probes`` in that order; output
+``markdown`` (its stem names the CSV and LaTeX files); ``log[0]`` receives the output. Command line::
 
     python scripts/render_datasets.py --config config/config.yaml --cache resources/cache/default \\
-        --results results/default --markdown datasets.md --csv datasets.csv
+        --results results/default --out datasets
 """
 
 import argparse
@@ -21,6 +22,7 @@ from typing import Any
 
 from bidl.cli import setup_logging
 from bidl.data.catalog import describe_source, get_dataset, open_split
+from bidl.io import redirect_output
 from bidl.tables import write_table
 
 COLUMNS = (
@@ -107,23 +109,33 @@ def dataset_row(dataset: str, source: str, marker: Path, info_file: Path, probe_
     }
 
 
-def main(
-    config: dict[str, Any],
+def render(
     datasets: list[str],
     markers: list[Path],
     infos: list[Path],
     probes: list[Path],
     stem: Path,
+    *,
+    preset: str,
+    description: str,
+    sources: dict[str, str],
 ) -> list[dict[str, Any]]:
+    """The datasets table, one row per dataset of ``datasets`` from its raw copy's marker, its cache's
+    ``preprocess.json`` and its ``probe.json`` (in that order), as ``<stem>.md``, ``.csv`` and ``.tex``;
+    ``sources[dataset]`` the source the preset reads it from (``standin`` or a real source's name),
+    ``preset`` and ``description`` the preset's name and description. Returns the rows."""
+    missing = sorted(set(datasets) - set(sources))
+    if missing:
+        raise ValueError(f"datasets table: no source given for {missing} (given: {sorted(sources)})")
     rows = [
-        dataset_row(d, config["datasets"][d]["source"], Path(m), Path(i), Path(p))
+        dataset_row(d, sources[d], Path(m), Path(i), Path(p))
         for d, m, i, p in zip(datasets, markers, infos, probes, strict=True)
     ]
     disk = sum(r["raw bytes"] + r["cache bytes"] for r in rows) / 1e6
     content = sum(r["raw MB of content"] for r in rows)
     seconds = sum(r["generated seconds"] + r["preprocess seconds"] for r in rows)
     notes = [
-        f"Config: `{config['name']}` ({config.get('description', '')}).",
+        f"Config: `{preset}` ({description}).",
         f"All raw copies and caches: {disk:.1f} MB on disk ({content:.1f} MB of raw file content); "
         f"generating the stand-ins and preprocessing took {seconds:.1f} s in all (one job each, as measured "
         "by the jobs themselves).",
@@ -141,8 +153,31 @@ def main(
         "timesteps permuted; order-blind = an MLP on the features averaged over time. Order matters when the "
         f"order-aware probe beats both controls by at least {ORDER_MARGIN:.0f} points (margin in brackets).",
     ]
-    write_table(stem, f"Datasets (preset `{config['name']}`)", COLUMNS, rows, notes)
+    paths = write_table(stem, f"Datasets (preset `{preset}`)", COLUMNS, rows, notes)
+    print(f"datasets table: {len(rows)} datasets -> {', '.join(map(str, paths))}", flush=True)
     return rows
+
+
+def config_inputs(config: dict[str, Any]) -> dict[str, Any]:
+    """What the table reads of a config, as the datasets rule passes it in ``params``: the preset's name and
+    description and each declared dataset's source."""
+    return {
+        "preset": config["name"],
+        "description": config.get("description", ""),
+        "sources": {d: entry["source"] for d, entry in config["datasets"].items()},
+    }
+
+
+def main(
+    config: dict[str, Any],
+    datasets: list[str],
+    markers: list[Path],
+    infos: list[Path],
+    probes: list[Path],
+    stem: Path,
+) -> list[dict[str, Any]]:
+    """The datasets table with what it reads of ``config`` taken from it (:func:`config_inputs`)."""
+    return render(datasets, markers, infos, probes, stem, **config_inputs(config))
 
 
 def _cli() -> None:
@@ -169,16 +204,22 @@ def _cli() -> None:
     main(config, datasets, markers, infos, probes, args.out)
 
 
+def _from_snakemake(smk) -> None:
+    with redirect_output(smk.log[0]):
+        setup_logging(None)  # onto the log: stderr is redirected before the handler takes it
+        render(
+            list(smk.params.datasets),
+            [Path(p) for p in smk.input.markers],
+            [Path(p) for p in smk.input.infos],
+            [Path(p) for p in smk.input.probes],
+            Path(smk.output.markdown).with_suffix(""),
+            preset=smk.params.preset,
+            description=smk.params.description,
+            sources=smk.params.sources,
+        )
+
+
 if "snakemake" in globals():
-    _sm = globals()["snakemake"]
-    setup_logging(_sm.log[0] if len(_sm.log) else None)
-    main(
-        _sm.config,
-        list(_sm.params["datasets"]),
-        [Path(p) for p in _sm.input["markers"]],
-        [Path(p) for p in _sm.input["infos"]],
-        [Path(p) for p in _sm.input["probes"]],
-        Path(_sm.output["markdown"]).with_suffix(""),
-    )
+    _from_snakemake(snakemake)  # noqa: F821
 elif __name__ == "__main__":
     _cli()

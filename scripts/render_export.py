@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bidl.io import redirect_output
 from bidl.tables import source_note, write_table
 
 COLUMNS = (
@@ -137,11 +138,13 @@ def export_row(folder: Path) -> dict[str, Any]:
     }
 
 
-def main(config: dict[str, Any], folders: list[Path], stem: Path) -> None:
+def render(folders: list[Path], stem: Path, *, preset: str, description: str) -> list[Path]:
+    """The export table of the experiments' export ``folders``, as ``<stem>.md``, ``.csv`` and ``.tex``
+    (returned); ``preset`` and ``description`` the preset's name and description."""
     rows = [export_row(folder) for folder in folders]
     first = json.loads((folders[0] / "verification.json").read_text())
     notes = [
-        source_note(config, (row["data source"] for row in rows)),
+        source_note({"name": preset, "description": description}, (row["data source"] for row in rows)),
         "Each network's EIM step exported as a state-aware ONNX graph (bidl.export: states as inputs and "
         "outputs named by UUIDs, through load_state / save_state nodes; one cmp_and_fire and one "
         "reset_with_decay node per neuron layer), run by ONNX Runtime over every timestep of the first "
@@ -165,16 +168,29 @@ def main(config: dict[str, Any], folders: list[Path], stem: Path) -> None:
         "NIR: written where NIR can express the network (LIF layers, BatchNorm folded); snnTorch: the NIR "
         "file imported with snntorch.import_nir and run sample by sample, its output spikes against bidl's.",
     ]
-    title = f"Chip export, verified by running it (preset `{config['name']}`)"
-    write_table(stem, title, COLUMNS, rows, notes)
+    title = f"Chip export, verified by running it (preset `{preset}`)"
+    paths = write_table(stem, title, COLUMNS, rows, notes)
+    print(f"export table: {len(rows)} networks -> {', '.join(map(str, paths))}", flush=True)
+    return paths
+
+
+def main(config: dict[str, Any], folders: list[Path], stem: Path) -> list[Path]:
+    """The export table with the preset's name and description taken from ``config``."""
+    return render(folders, stem, preset=config["name"], description=config.get("description", ""))
+
+
+def _from_snakemake(smk) -> None:
+    with redirect_output(smk.log[0]):
+        render(
+            [Path(p) for p in smk.input.folders],
+            Path(smk.output.markdown).with_suffix(""),
+            preset=smk.params.preset,
+            description=smk.params.description,
+        )
 
 
 if "snakemake" in globals():
-    main(
-        snakemake.config,  # noqa: F821
-        [Path(p) for p in snakemake.input.folders],  # noqa: F821
-        Path(snakemake.output.markdown).with_suffix(""),  # noqa: F821
-    )
+    _from_snakemake(snakemake)  # noqa: F821
 elif __name__ == "__main__":
     from bidl.config import load_yaml
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bidl.cost import KINDS, LAYER_NAMES, MULTIPLICATION_KEYS, TABLE1_FORMULAS
+from bidl.io import redirect_output
 from bidl.tables import write_table
 
 COLUMNS = (
@@ -109,21 +110,19 @@ def main(counts_file: Path, preset: str, stem: Path) -> None:
         f"{TABLE1_FORMULAS['convlif']['elementwise']}, LIAF {TABLE1_FORMULAS['convliaf']['elementwise']}, "
         f"LSTM gates {TABLE1_FORMULAS['convlstm']['elementwise']} (bidl.cost constants).",
     ]
-    write_table(
-        stem,
-        f"Table 1: cost of spatio-temporal layers (preset `{preset}`)",
-        COLUMNS,
-        table_rows(counts),
-        notes,
-    )
+    rows = table_rows(counts)
+    title = f"Table 1: cost of spatio-temporal layers (preset `{preset}`)"
+    paths = write_table(stem, title, COLUMNS, rows, notes)
+    print(f"Table 1: {len(rows)} layers -> {', '.join(map(str, paths))}", flush=True)
+
+
+def _from_snakemake(smk) -> None:
+    with redirect_output(smk.log[0]):
+        main(Path(smk.input.counts), smk.params.preset, Path(smk.output.markdown).with_suffix(""))
 
 
 if "snakemake" in globals():
-    main(
-        Path(snakemake.input.counts),  # noqa: F821
-        snakemake.params.preset,  # noqa: F821
-        Path(snakemake.output.markdown).with_suffix(""),  # noqa: F821
-    )
+    _from_snakemake(snakemake)  # noqa: F821
 elif __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("counts", type=Path, help="results/<preset>/measurements/st_layers.json")

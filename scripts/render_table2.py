@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bidl.data.catalog import describe_source
-from bidl.io import load_seeded_runs
+from bidl.io import load_seeded_runs, redirect_output
 from bidl.latency import real_time_cells
 from bidl.stats import seed_cells, seed_columns, seeds_cell
 from bidl.tables import write_table
@@ -34,19 +34,50 @@ COLUMNS = (
     "scaled from the paper",
     "departs from the paper",
 )
+# what the table quotes of an experiment's config entry
+EXPERIMENT_KEYS = ("paper", "scaled", "departs")
+
+
+def config_inputs(config: dict[str, Any]) -> dict[str, Any]:
+    """What the table reads of a config, as the table2 rule passes it in ``params``: the preset's name and
+    description, each experiment's ``paper`` / ``scaled`` / ``departs`` entries, and the source (in words) of
+    each dataset an experiment trains on."""
+    experiments = {
+        name: {key: value for key, value in entry.items() if key in EXPERIMENT_KEYS}
+        for name, entry in sorted(config["experiments"].items())
+    }
+    datasets = sorted({entry["dataset"] for entry in config["experiments"].values()})
+    return {
+        "preset": config["name"],
+        "description": config.get("description", ""),
+        "experiments": experiments,
+        "sources": {d: describe_source(d, config["datasets"][d]["source"]) for d in datasets},
+    }
 
 
 def table_rows(
-    metrics: dict[str, dict[int, dict[str, Any]]], latency: list[dict[str, Any]], config: dict[str, Any]
+    metrics: dict[str, dict[int, dict[str, Any]]],
+    latency: list[dict[str, Any]],
+    experiments: dict[str, dict[str, Any]],
+    sources: dict[str, str],
 ) -> list[dict[str, Any]]:
     """One row per experiment: accuracies over its seeds (``metrics[name][seed]``; the mean, and mean +- sd
-    with the 95 % interval), the structure from its first seed, speed from its latency entry."""
+    with the 95 % interval), the structure from its first seed, speed from its latency entry, the paper's
+    network and top-1 and how the preset departs from it from ``experiments[name]`` (its ``paper``,
+    ``scaled`` and ``departs`` entries), the data source from ``sources[dataset]``."""
     rows = []
     speeds = {entry["experiment"]: entry for entry in latency}
     for name, by_seed in metrics.items():
         m = next(iter(by_seed.values()))
-        exp = config["experiments"][name]
-        source = config["datasets"][m["dataset"]]["source"]
+        if name not in experiments:
+            raise ValueError(
+                f"table 2: metrics of {name!r}, which is not among the experiments {sorted(experiments)}"
+            )
+        if m["dataset"] not in sources:
+            raise ValueError(
+                f"table 2: {name!r} trains on {m['dataset']!r}, whose source is not given ({sorted(sources)})"
+            )
+        exp = experiments[name]
         speed = {**speeds[name]["eim"], "real_time_factor": speeds[name]["real_time_factor"]}
 
         def mean(key: str, by_seed: dict[int, dict[str, Any]] = by_seed) -> str:
@@ -70,7 +101,7 @@ def table_rows(
                 "batch-1 samples/s": f"{speed['samples_per_s']:.2f}",
                 "batch-1 timesteps/s": f"{speed['timesteps_per_s']:.0f}",
                 **real_time_cells(speeds[name], steps=("p95",)),
-                "data source": describe_source(m["dataset"], source),
+                "data source": sources[m["dataset"]],
                 "scaled from the paper": exp.get("scaled", "no"),
                 # what differs from the paper's row on any data (task, structure), from the preset's `departs`
                 "departs from the paper": exp.get("departs", "no"),
@@ -79,14 +110,26 @@ def table_rows(
     return rows
 
 
-def main(metrics_files: list[Path], latency_files: list[Path], config: dict[str, Any], stem: Path) -> None:
+def render(
+    metrics_files: list[Path],
+    latency_files: list[Path],
+    stem: Path,
+    *,
+    preset: str,
+    description: str,
+    experiments: dict[str, dict[str, Any]],
+    sources: dict[str, str],
+) -> list[Path]:
+    """Table 2 of the seeds' metrics files and the latency files, as ``<stem>.md``, ``.csv`` and ``.tex``
+    (returned): ``experiments`` and ``sources`` as :func:`table_rows` takes them, ``preset`` and
+    ``description`` the preset's name and description."""
     metrics = load_seeded_runs(metrics_files)
     latency = [json.loads(Path(p).read_text()) for p in latency_files]
-    rows = table_rows(metrics, latency, config)
+    rows = table_rows(metrics, latency, experiments, sources)
     where = latency[0]
-    sources = sorted({r["data source"] for r in rows})
+    data = sorted({r["data source"] for r in rows})
     notes = [
-        f"Config: `{config['name']}` ({config.get('description', '')}). Data: {'; '.join(sources)}.",
+        f"Config: `{preset}` ({description}). Data: {'; '.join(data)}.",
         "Top-1 on the validation split, the mean over the training seeds (the data split fixed); +- the "
         "sample standard deviation over the seeds and the Student-t 95 % interval of the mean (bidl.stats; "
         "one seed gives no interval). EIM and time-shuffled (the same models on frames permuted in time): "
@@ -98,16 +141,33 @@ def main(metrics_files: list[Path], latency_files: list[Path], config: dict[str,
         f"alone on {where['device_name']} ({where['device']}, {where['threads']} threads, torch "
         f"{where['torch']}); latency percentiles in the cost table.",
     ]
-    write_table(stem, f"Table 2 (preset `{config['name']}`)", COLUMNS, rows, notes)
+    paths = write_table(stem, f"Table 2 (preset `{preset}`)", COLUMNS, rows, notes)
+    print(f"Table 2: {len(rows)} experiments -> {', '.join(map(str, paths))}", flush=True)
+    return paths
+
+
+def main(
+    metrics_files: list[Path], latency_files: list[Path], config: dict[str, Any], stem: Path
+) -> list[Path]:
+    """Table 2 with what it reads of ``config`` taken from it (:func:`config_inputs`)."""
+    return render(metrics_files, latency_files, stem, **config_inputs(config))
+
+
+def _from_snakemake(smk) -> None:
+    with redirect_output(smk.log[0]):
+        render(
+            [Path(p) for p in smk.input.metrics],
+            [Path(p) for p in smk.input.latency],
+            Path(smk.output.markdown).with_suffix(""),
+            preset=smk.params.preset,
+            description=smk.params.description,
+            experiments=smk.params.experiments,
+            sources=smk.params.sources,
+        )
 
 
 if "snakemake" in globals():
-    main(
-        [Path(p) for p in snakemake.input.metrics],  # noqa: F821
-        [Path(p) for p in snakemake.input.latency],  # noqa: F821
-        snakemake.config,  # noqa: F821
-        Path(snakemake.output.markdown).with_suffix(""),  # noqa: F821
-    )
+    _from_snakemake(snakemake)  # noqa: F821
 elif __name__ == "__main__":
     from bidl.config import load_yaml
 

@@ -6,10 +6,10 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from bidl.config import resolve_experiment
+from bidl.config import resolve_experiment, table3_names
 from bidl.cost import energy_note, shared_energy_settings
 from bidl.data.catalog import describe_source
-from bidl.io import load_runs, load_seeded_runs
+from bidl.io import load_runs, load_seeded_runs, redirect_output
 from bidl.models.baselines import baseline_kind
 from bidl.stats import compare_seeds, seed_cells, seed_columns, seeds_cell, verdict_cell, verdict_summary
 from bidl.tables import source_note, write_table
@@ -43,17 +43,46 @@ def kind_of(model: str, neuron: str) -> str:
     return KINDS[kind] if kind else f"BIDL ({neuron})"
 
 
+def config_inputs(config: dict[str, Any]) -> dict[str, Any]:
+    """What the table reads of a config, as the table3 rule passes it in ``params``: the preset's name and
+    description, the resolved entry (bidl.config.resolve_experiment) and the data source in words of each
+    network of the table (bidl.config.table3_names), and the ``energy`` section."""
+    entries = {name: resolve_experiment(config, name) for name in table3_names(config)}
+    return {
+        "preset": config["name"],
+        "description": config.get("description", ""),
+        "entries": entries,
+        "sources": {
+            name: describe_source(e["dataset"], config["datasets"][e["dataset"]]["source"])
+            for name, e in entries.items()
+        },
+        "energy": config.get("energy"),
+    }
+
+
+def _entry(entries: dict[str, dict[str, Any]], name: str) -> dict[str, Any]:
+    """Network ``name``'s resolved config entry, or an error naming it where ``entries`` lacks it."""
+    if name not in entries:
+        raise ValueError(f"table 3: no config entry for network {name!r} (entries: {sorted(entries)})")
+    return entries[name]
+
+
 def table_rows(
-    config: dict[str, Any], metrics: dict[str, dict[int, dict[str, Any]]], costs: dict[str, dict[str, Any]]
+    entries: dict[str, dict[str, Any]],
+    sources: dict[str, str],
+    metrics: dict[str, dict[int, dict[str, Any]]],
+    costs: dict[str, dict[str, Any]],
 ) -> list[dict[str, Any]]:
     """One row per network (``metrics[name][seed]``, the experiment before its baselines): accuracy over
-    the seeds, each baseline against its experiment paired seed by seed, costs of the first seed's model."""
+    the seeds, each baseline against its experiment paired seed by seed, costs of the first seed's model;
+    ``entries[name]`` is the network's resolved config entry (a baseline's names its experiment in
+    ``baseline_of``), ``sources[name]`` its data source in words."""
     rows = []
     reference: dict[str, float] = {}
     reference_energy: dict[str, float | None] = {}
     top1: dict[str, dict[int, float]] = {}
     for name in metrics:
-        entry = resolve_experiment(config, name)
+        entry = _entry(entries, name)
         m, c = next(iter(metrics[name].values())), costs[name]
         top1[name] = {seed: r["top1_iim"] for seed, r in metrics[name].items()}
         of = entry.get("baseline_of")
@@ -65,7 +94,7 @@ def table_rows(
         elif of not in reference:
             raise ValueError(f"table 3: baseline {name!r} comes before its experiment {of!r}")
         bidl_pj = reference_energy[of or name]
-        paper = config["experiments"][name].get("paper", {}) if of is None else {}
+        paper = entry.get("paper", {}) if of is None else {}
         rows.append(
             {
                 "dataset": entry["dataset"],
@@ -83,38 +112,51 @@ def table_rows(
                 "energy zero-skipped (uJ / sample)": f"{pj / 1e6:.3f}" if pj is not None else "-",
                 "energy zero-skipped vs BIDL": f"{pj / bidl_pj:.2f}x" if pj is not None and bidl_pj else "-",
                 "epochs": entry["recipe"]["epochs"],
-                "data source": describe_source(
-                    entry["dataset"], config["datasets"][entry["dataset"]]["source"]
-                ),
+                "data source": sources[name],
                 # the experiment's `departs` (a baseline shares its experiment's task and data)
-                "departs from the paper": config["experiments"][of or name].get("departs", "no"),
+                "departs from the paper": _entry(entries, of or name).get("departs", "no"),
             }
         )
     return rows
 
 
-def comparisons(config: dict[str, Any], metrics: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
+def comparisons(
+    entries: dict[str, dict[str, Any]], metrics: dict[str, dict[int, dict[str, Any]]]
+) -> dict[str, Any]:
     """Each baseline's top-1 against its paper network's, paired over the seeds (bidl.stats.compare_seeds)."""
     top1 = {name: {k: r["top1_iim"] for k, r in runs.items()} for name, runs in metrics.items()}
     result = {}
     for name in metrics:
-        of = resolve_experiment(config, name).get("baseline_of")
+        of = _entry(entries, name).get("baseline_of")
         if of is not None:
             result[name] = compare_seeds(top1[of], top1[name])
     return result
 
 
-def main(config: dict[str, Any], metrics_files: list[Path], cost_files: list[Path], stem: Path) -> None:
+def render(
+    metrics_files: list[Path],
+    cost_files: list[Path],
+    stem: Path,
+    *,
+    preset: str,
+    description: str,
+    entries: dict[str, dict[str, Any]],
+    sources: dict[str, str],
+    energy: dict[str, Any] | None,
+) -> list[Path]:
+    """Table 3 of the seeds' metrics files and the cost files, as ``<stem>.md``, ``.csv`` and ``.tex``
+    (returned): ``entries`` and ``sources`` as :func:`table_rows` takes them, ``energy`` the config's energy
+    section (None: none), ``preset`` and ``description`` the preset's name and description."""
     metrics, costs = load_seeded_runs(metrics_files), load_runs(cost_files)
     if list(metrics) != list(costs):
         raise ValueError(
             f"table 3: metrics and cost files name different networks: {list(metrics)} / {list(costs)}"
         )
-    settings = shared_energy_settings(costs, config.get("energy"))
-    rows = table_rows(config, metrics, costs)
+    settings = shared_energy_settings(costs, energy)
+    rows = table_rows(entries, sources, metrics, costs)
     notes = [
-        source_note(config, [r["data source"] for r in rows]),
-        verdict_summary(comparisons(config, metrics), "its dataset's paper network"),
+        source_note({"name": preset, "description": description}, [r["data source"] for r in rows]),
+        verdict_summary(comparisons(entries, metrics), "its dataset's paper network"),
         "Every network of a dataset is trained on the same split with the paper network's recipe (epochs as "
         "listed) and evaluated on the same validation split, once per training seed: top-1 is the mean "
         "over the seeds, +- their sd with the 95 % interval of the mean; vs BIDL = the baseline's top-1 less "
@@ -133,18 +175,35 @@ def main(config: dict[str, Any], metrics_files: list[Path], cost_files: list[Pat
         "The paper's Table 3 compares with published networks (an image missing from its text); here the "
         "baselines are trained in the same run, so the comparison holds the data and recipe fixed.",
     ]
-    write_table(stem, f"Table 3: accuracy against cost (preset `{config['name']}`)", COLUMNS, rows, notes)
+    title = f"Table 3: accuracy against cost (preset `{preset}`)"
+    paths = write_table(stem, title, COLUMNS, rows, notes)
+    print(f"Table 3: {len(rows)} networks -> {', '.join(map(str, paths))}", flush=True)
+    return paths
+
+
+def main(config: dict[str, Any], metrics_files: list[Path], cost_files: list[Path], stem: Path) -> list[Path]:
+    """Table 3 with what it reads of ``config`` taken from it (:func:`config_inputs`)."""
+    return render(metrics_files, cost_files, stem, **config_inputs(config))
+
+
+def _from_snakemake(smk) -> None:
+    with redirect_output(smk.log[0]):
+        render(
+            [Path(p) for p in smk.input.metrics],
+            [Path(p) for p in smk.input.cost],
+            Path(smk.output.markdown).with_suffix(""),
+            preset=smk.params.preset,
+            description=smk.params.description,
+            entries=smk.params.entries,
+            sources=smk.params.sources,
+            energy=smk.params.energy,
+        )
 
 
 if "snakemake" in globals():
-    main(
-        snakemake.config,  # noqa: F821
-        [Path(p) for p in snakemake.input.metrics],  # noqa: F821
-        [Path(p) for p in snakemake.input.cost],  # noqa: F821
-        Path(snakemake.output.markdown).with_suffix(""),  # noqa: F821
-    )
+    _from_snakemake(snakemake)  # noqa: F821
 elif __name__ == "__main__":
-    from bidl.config import load_yaml, table3_names
+    from bidl.config import load_yaml
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", type=Path, required=True)

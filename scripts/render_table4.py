@@ -7,7 +7,7 @@ from typing import Any
 
 from bidl.data.catalog import describe_source
 from bidl.functional import LIFPLUS_DEFAULT_MODES
-from bidl.io import load_seeded_runs
+from bidl.io import load_seeded_runs, redirect_output
 from bidl.stats import compare_seeds, seed_cells, seed_columns, seeds_cell, verdict_cell, verdict_summary
 from bidl.tables import write_table
 
@@ -134,18 +134,24 @@ def main(
         verdict_summary(comparisons(metrics), "all default"),
         "The paper's Table 4 is an image missing from its text, so its values are not quoted here.",
     ]
-    write_table(stem, f"Table 4: LIF+ configurations (preset `{preset}`)", COLUMNS, rows, notes)
+    paths = write_table(stem, f"Table 4: LIF+ configurations (preset `{preset}`)", COLUMNS, rows, notes)
+    print(f"Table 4: {len(rows)} rows -> {', '.join(map(str, paths))}", flush=True)
+
+
+def _from_snakemake(smk) -> None:
+    with redirect_output(smk.log[0]):
+        main(
+            [Path(p) for p in smk.input.metrics],
+            [Path(p) for p in smk.input.lif],
+            smk.params.variants,
+            smk.params.data_source,
+            smk.params.preset,
+            Path(smk.output.markdown).with_suffix(""),
+        )
 
 
 if "snakemake" in globals():
-    main(
-        [Path(p) for p in snakemake.input.metrics],  # noqa: F821
-        [Path(p) for p in snakemake.input.lif],  # noqa: F821
-        snakemake.params.variants,  # noqa: F821
-        snakemake.params.data_source,  # noqa: F821
-        snakemake.params.preset,  # noqa: F821
-        Path(snakemake.output.markdown).with_suffix(""),  # noqa: F821
-    )
+    _from_snakemake(snakemake)  # noqa: F821
 elif __name__ == "__main__":
     from bidl.config import load_yaml
 

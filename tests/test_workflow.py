@@ -624,3 +624,58 @@ def test_scripts_run_under_snakemake_preamble(script):
     assert "from __future__" not in source
     assert '"snakemake" in globals()' in source
     compile("import sys\n" + source, str(script), "exec")
+
+
+def test_every_rule_declares_a_log_that_its_script_writes_and_no_script_reads_the_whole_config(tmp_path):
+    """Each job of the default preset's DAG names a log (but ``all``, which runs nothing), and so does every
+    rule of workflow/rules; no script reads ``snakemake.config`` (what a job depends on is its params,
+    where Snakemake sees it); and a render rule run writes what it did into its log."""
+    import ast
+
+    logged: dict[str, set[bool]] = {}
+    rule = None
+    for line in snakemake("-n", "--forceall", "--nolock").stdout.splitlines():
+        if line.startswith(("rule ", "localrule ")):
+            rule = line.split()[1].rstrip(":")
+            logged.setdefault(rule, set()).add(False)
+        elif rule and line.strip().startswith("log:"):
+            logged[rule] = (logged[rule] - {False}) | {True}
+            rule = None
+    assert {"standin", "preprocess", "train", "table1", "table2", "datasets"} <= set(logged)
+    assert sorted(r for r, flags in logged.items() if False in flags) == ["all"]
+    for smk in sorted((REPO / "workflow" / "rules").glob("*.smk")):
+        for block in smk.read_text().split("\nrule ")[1:]:
+            assert "\n    log:\n" in block.split("\n\n\n")[0], f"{smk.name}: rule {block.split(':')[0]}"
+    readers = []
+    for script in sorted((REPO / "scripts").glob("*.py")):
+        tree = ast.parse(script.read_text())
+        # the snakemake object and its aliases: _from_snakemake(smk), _sm = globals()["snakemake"]
+        aliases = {"snakemake"}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef) and node.name == "_from_snakemake":
+                aliases |= {arg.arg for arg in node.args.args}
+            elif isinstance(node, ast.Assign) and "snakemake" in ast.unparse(node.value):
+                aliases |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+        readers += [
+            f"{script.name}:{node.lineno}"
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute)
+            and node.attr == "config"
+            and isinstance(node.value, ast.Name)
+            and node.value.id in aliases
+        ]
+    assert not readers, f"scripts reading the whole config: {readers}"
+
+    work = tmp_path / "repo"
+    shutil.copytree(
+        REPO,
+        work,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "results", "resources", "logs", "benchmarks", ".snakemake", "__pycache__"
+        ),
+    )
+    snakemake("--cores", "1", "results/default/tables/table1.md", cwd=work)
+    log = (work / "logs/default/render/table1.log").read_text()
+    for suffix in (".md", ".csv", ".tex"):
+        assert f"results/default/tables/table1{suffix}" in log, log
+    assert (work / "logs/default/cost/st_layers.log").stat().st_size > 0

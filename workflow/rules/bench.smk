@@ -35,6 +35,9 @@ rule bench_table:
         markdown=report(f"{RESULTS}/tables/bench.md", caption="../report/bench.rst", category="Tables"),
         csv=f"{RESULTS}/tables/bench.csv",
         latex=f"{RESULTS}/tables/bench.tex",
+    params:
+        preset=PRESET,
+        description=config.get("description", ""),
     log:
         f"{LOGS}/render/bench.log",
     threads: 1
@@ -49,6 +52,8 @@ rule bench_figure:
         csv=rules.bench.output.csv,
     output:
         figure=report(f"{RESULTS}/figures/bench.png", caption="../report/bench_figure.rst", category="Figures"),
+    params:
+        preset=PRESET,
     log:
         f"{LOGS}/render/bench_figure.log",
     threads: 1

@@ -99,6 +99,9 @@ rule datasets:
         latex=f"{RESULTS}/tables/datasets.tex",
     params:
         datasets=DATASETS_DECLARED,
+        sources={d: dataset_source(d) for d in DATASETS_DECLARED},
+        preset=PRESET,
+        description=config.get("description", ""),
     log:
         f"{LOGS}/datasets.log",
     conda:

@@ -36,6 +36,9 @@ rule export_table:
         markdown=report(f"{RESULTS}/tables/export.md", caption="../report/export.rst", category="Tables"),
         csv=f"{RESULTS}/tables/export.csv",
         latex=f"{RESULTS}/tables/export.tex",
+    params:
+        preset=PRESET,
+        description=config.get("description", ""),
     log:
         f"{LOGS}/render/export.log",
     threads: 1

@@ -10,6 +10,18 @@ rule table2:
         markdown=report(f"{RESULTS}/tables/table2.md", caption="../report/table2.rst", category="Tables"),
         csv=f"{RESULTS}/tables/table2.csv",
         latex=f"{RESULTS}/tables/table2.tex",
+    params:
+        preset=PRESET,
+        description=config.get("description", ""),
+        # what the table quotes of each experiment: the paper's row, and how the preset scales and departs
+        experiments={
+            name: {k: v for k, v in experiment(name).items() if k in ("paper", "scaled", "departs")}
+            for name in EXPERIMENTS
+        },
+        sources={
+            dataset: describe_dataset_source(dataset)
+            for dataset in sorted({experiment(name)["dataset"] for name in EXPERIMENTS})
+        },
     log:
         f"{LOGS}/render/table2.log",
     threads: 1
@@ -60,6 +72,12 @@ rule cost_table:
         markdown=report(f"{RESULTS}/tables/cost.md", caption="../report/cost.rst", category="Tables"),
         csv=f"{RESULTS}/tables/cost.csv",
         latex=f"{RESULTS}/tables/cost.tex",
+    params:
+        preset=PRESET,
+        description=config.get("description", ""),
+        compared={name: experiment(name).get("baseline_of") for name in MODELS},  # a baseline's experiment
+        sources={name: describe_dataset_source(experiment(name)["dataset"]) for name in MODELS},
+        energy=config.get("energy"),
     log:
         f"{LOGS}/render/cost.log",
     threads: 1
@@ -77,6 +95,12 @@ rule table3:
         markdown=report(f"{RESULTS}/tables/table3.md", caption="../report/table3.rst", category="Tables"),
         csv=f"{RESULTS}/tables/table3.csv",
         latex=f"{RESULTS}/tables/table3.tex",
+    params:
+        preset=PRESET,
+        description=config.get("description", ""),
+        entries={name: experiment(name) for name in TABLE3_MODELS},
+        sources={name: describe_dataset_source(experiment(name)["dataset"]) for name in TABLE3_MODELS},
+        energy=config.get("energy"),
     log:
         f"{LOGS}/render/table3.log",
     threads: 1
@@ -91,6 +115,8 @@ rule fig_table3:
         csv=rules.table3.output.csv,
     output:
         figure=report(f"{RESULTS}/figures/table3.png", caption="../report/fig_table3.rst", category="Figures"),
+    params:
+        preset=PRESET,
     log:
         f"{LOGS}/render/fig_table3.log",
     threads: 1
