@@ -1,7 +1,7 @@
-"""Speed of bidl's neurons against SpikingJelly 2.0 and snnTorch on this CPU (bidl.bench): the LIF layer alone
-and the Open Neuromorphic Linear + LIF workload (forward, forward+backward), one training step of the DVS128
-network against the same network built from SpikingJelly layers, and the memory bandwidth floor from a
-measured copy. Writes one row per workload, pass and implementation (bench.csv) and the environment
+"""Speed of bidl's neurons against SpikingJelly 2.0 and snnTorch on this CPU (bidl.pipeline.bench): the LIF
+layer alone and the Open Neuromorphic Linear + LIF workload (forward, forward+backward), one training step of
+the DVS128 network against the same network built from SpikingJelly layers, and the memory bandwidth floor
+from a measured copy. Writes one row per workload, pass and implementation (bench.csv) and the environment
 (environment.json: versions, threads, CPU, bandwidth). The pipeline runs it alone, with all cores."""
 
 import argparse
@@ -9,9 +9,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bidl.bench import COLUMNS, BenchSettings, bench_setup, run_bench
 from bidl.io import atomic_write_json, atomic_write_text, redirect_output
-from bidl.tables import to_csv
+from bidl.pipeline.bench import COLUMNS, BenchSettings, bench_setup, run_bench
+from bidl.pipeline.tables import to_csv
 
 
 def main(
@@ -46,7 +46,7 @@ def _from_snakemake(smk) -> None:
 
 
 def _cli() -> None:
-    from bidl.config import load_yaml
+    from bidl.pipeline.config import load_yaml
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", type=Path, default=Path("config/config.yaml"), help="a preset")

@@ -8,12 +8,12 @@ from typing import Any
 
 import torch
 
-from bidl.cli import add_trained_arguments, trained_from_args, trained_from_snakemake
 from bidl.data.catalog import open_split
 from bidl.evaluation import evaluate_model
 from bidl.io import atomic_write_json, redirect_output
 from bidl.models import count_parameters, load_trained
 from bidl.neurons import LIF
+from bidl.pipeline.cli import add_trained_arguments, trained_from_args, trained_from_snakemake
 
 
 def describe_neurons(model: torch.nn.Module) -> dict[str, str]:

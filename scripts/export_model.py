@@ -11,11 +11,11 @@ from typing import Any
 
 import torch
 
-from bidl.cli import add_trained_arguments, trained_from_args, trained_from_snakemake
 from bidl.data.catalog import open_split
 from bidl.export.bundle import export_bundle
 from bidl.io import redirect_output
 from bidl.models import load_trained
+from bidl.pipeline.cli import add_trained_arguments, trained_from_args, trained_from_snakemake
 
 
 def main(

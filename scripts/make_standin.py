@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bidl.cli import add_param_option, cli_params, setup_logging
 from bidl.data.catalog import DATASET_NAMES, get_dataset
 from bidl.io import atomic_write_text, redirect_output
+from bidl.pipeline.cli import add_param_option, cli_params, setup_logging
 
 log = logging.getLogger("make_standin")
 

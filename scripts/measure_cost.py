@@ -13,11 +13,11 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from bidl.cli import add_trained_arguments, trained_from_args, trained_from_snakemake
 from bidl.cost import ENERGY_KEYS, energy, model_cost
 from bidl.data.catalog import open_split
 from bidl.io import atomic_write_json, redirect_output
 from bidl.models import load_trained
+from bidl.pipeline.cli import add_trained_arguments, trained_from_args, trained_from_snakemake
 
 
 def energy_record(cost: dict[str, Any], per_op: dict[str, Any]) -> dict[str, Any]:

@@ -12,11 +12,11 @@ from typing import Any
 
 import torch
 
-from bidl.cli import add_trained_arguments, trained_from_args, trained_from_snakemake
 from bidl.data.catalog import open_split
 from bidl.io import atomic_write_json, redirect_output
 from bidl.latency import measure_latency, measure_onnxruntime
 from bidl.models import load_trained
+from bidl.pipeline.cli import add_trained_arguments, trained_from_args, trained_from_snakemake
 from bidl.training import resolve_device
 
 

@@ -10,8 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from bidl.bench import COLUMNS  # noqa: E402
 from bidl.io import atomic_path, read_csv_rows, redirect_output  # noqa: E402
+from bidl.pipeline.bench import COLUMNS  # noqa: E402
 
 COLOURS = {
     "bidl": "tab:blue",

@@ -18,9 +18,9 @@ from typing import Any
 
 import torch
 
-from bidl.cli import add_param_option, cli_params, setup_logging
 from bidl.data.catalog import get_dataset, open_split
 from bidl.io import atomic_write_text, redirect_output
+from bidl.pipeline.cli import add_param_option, cli_params, setup_logging
 from bidl.probe import run_probe
 
 log = logging.getLogger("probe")

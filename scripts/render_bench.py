@@ -1,16 +1,16 @@
-"""Render the bench (bidl.bench) from its measurement files only: per workload, pass and implementation the
-median, min and max time, peak memory, the LIF's bandwidth floor and the ratio to it, and how many times bidl
-is faster than each peer measured in the same run; the notes say where and how it was measured. Markdown, CSV
-and LaTeX."""
+"""Render the bench (bidl.pipeline.bench) from its measurement files only: per workload, pass and
+implementation the median, min and max time, peak memory, the LIF's bandwidth floor and the ratio to it, and
+how many times bidl is faster than each peer measured in the same run; the notes say where and how it was
+measured. Markdown, CSV and LaTeX."""
 
 import argparse
 import json
 from pathlib import Path
 from typing import Any
 
-from bidl.bench import COLUMNS, SUMMARY_COLUMNS, speedups, summary_rows
 from bidl.io import read_csv_rows, redirect_output
-from bidl.tables import source_note, write_table
+from bidl.pipeline.bench import COLUMNS, SUMMARY_COLUMNS, speedups, summary_rows
+from bidl.pipeline.tables import source_note, write_table
 
 # what the bench's environment record says about malloc (bidl.runtime.allocator_in_use)
 _ALLOCATOR = {
@@ -148,7 +148,7 @@ def _from_snakemake(smk) -> None:
 if "snakemake" in globals():
     _from_snakemake(snakemake)  # noqa: F821
 elif __name__ == "__main__":
-    from bidl.config import load_yaml
+    from bidl.pipeline.config import load_yaml
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", type=Path, required=True)

@@ -7,12 +7,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from bidl.config import network_names, resolve_experiment
 from bidl.cost import energy_note, shared_energy_settings
 from bidl.data.catalog import describe_source
 from bidl.io import load_runs, redirect_output
 from bidl.latency import real_time_cells
-from bidl.tables import source_note, write_table
+from bidl.pipeline.config import network_names, resolve_experiment
+from bidl.pipeline.tables import source_note, write_table
 
 COLUMNS = (
     "network",
@@ -143,8 +143,8 @@ def cost_rows(
 
 def config_inputs(config: dict[str, Any]) -> dict[str, Any]:
     """What the table reads of a config, as the cost_table rule passes it in ``params``: the preset's name
-    and description, for every trained network (bidl.config.network_names) the experiment a baseline is
-    compared with (None for an experiment) and its data source in words, and the ``energy`` section."""
+    and description, for every trained network (bidl.pipeline.config.network_names) the experiment a baseline
+    is compared with (None for an experiment) and its data source in words, and the ``energy`` section."""
     entries = {name: resolve_experiment(config, name) for name in network_names(config)}
     return {
         "preset": config["name"],
@@ -251,7 +251,7 @@ def _from_snakemake(smk) -> None:
 if "snakemake" in globals():
     _from_snakemake(snakemake)  # noqa: F821
 elif __name__ == "__main__":
-    from bidl.config import load_yaml
+    from bidl.pipeline.config import load_yaml
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", type=Path, required=True)

@@ -20,10 +20,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from bidl.cli import setup_logging
 from bidl.data.catalog import describe_source, get_dataset, open_split
 from bidl.io import redirect_output
-from bidl.tables import write_table
+from bidl.pipeline.cli import setup_logging
+from bidl.pipeline.tables import write_table
 
 COLUMNS = (
     "dataset",
@@ -181,8 +181,8 @@ def main(
 
 
 def _cli() -> None:
-    from bidl.config import load_yaml
     from bidl.data.catalog import DATASET_NAMES
+    from bidl.pipeline.config import load_yaml
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

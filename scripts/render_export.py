@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bidl.io import redirect_output
-from bidl.tables import source_note, write_table
+from bidl.pipeline.tables import source_note, write_table
 
 COLUMNS = (
     "network",
@@ -192,7 +192,7 @@ def _from_snakemake(smk) -> None:
 if "snakemake" in globals():
     _from_snakemake(snakemake)  # noqa: F821
 elif __name__ == "__main__":
-    from bidl.config import load_yaml
+    from bidl.pipeline.config import load_yaml
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", type=Path, required=True)

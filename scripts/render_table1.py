@@ -10,7 +10,7 @@ from typing import Any
 
 from bidl.cost import KINDS, LAYER_NAMES, MULTIPLICATION_KEYS, TABLE1_FORMULAS
 from bidl.io import redirect_output
-from bidl.tables import write_table
+from bidl.pipeline.tables import write_table
 
 COLUMNS = (
     "layer",

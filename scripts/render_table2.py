@@ -9,8 +9,8 @@ from typing import Any
 from bidl.data.catalog import describe_source
 from bidl.io import load_seeded_runs, redirect_output
 from bidl.latency import real_time_cells
+from bidl.pipeline.tables import write_table
 from bidl.stats import seed_cells, seed_columns, seeds_cell
-from bidl.tables import write_table
 
 COLUMNS = (
     "experiment",
@@ -169,7 +169,7 @@ def _from_snakemake(smk) -> None:
 if "snakemake" in globals():
     _from_snakemake(snakemake)  # noqa: F821
 elif __name__ == "__main__":
-    from bidl.config import load_yaml
+    from bidl.pipeline.config import load_yaml
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", type=Path, required=True)

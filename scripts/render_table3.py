@@ -6,13 +6,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from bidl.config import resolve_experiment, table3_names
 from bidl.cost import energy_note, shared_energy_settings
 from bidl.data.catalog import describe_source
 from bidl.io import load_runs, load_seeded_runs, redirect_output
 from bidl.models.baselines import baseline_kind
+from bidl.pipeline.config import resolve_experiment, table3_names
+from bidl.pipeline.tables import source_note, write_table
 from bidl.stats import compare_seeds, seed_cells, seed_columns, seeds_cell, verdict_cell, verdict_summary
-from bidl.tables import source_note, write_table
 
 COLUMNS = (
     "dataset",
@@ -45,8 +45,8 @@ def kind_of(model: str, neuron: str) -> str:
 
 def config_inputs(config: dict[str, Any]) -> dict[str, Any]:
     """What the table reads of a config, as the table3 rule passes it in ``params``: the preset's name and
-    description, the resolved entry (bidl.config.resolve_experiment) and the data source in words of each
-    network of the table (bidl.config.table3_names), and the ``energy`` section."""
+    description, the resolved entry (bidl.pipeline.config.resolve_experiment) and the data source in words of
+    each network of the table (bidl.pipeline.config.table3_names), and the ``energy`` section."""
     entries = {name: resolve_experiment(config, name) for name in table3_names(config)}
     return {
         "preset": config["name"],
@@ -203,7 +203,7 @@ def _from_snakemake(smk) -> None:
 if "snakemake" in globals():
     _from_snakemake(snakemake)  # noqa: F821
 elif __name__ == "__main__":
-    from bidl.config import load_yaml
+    from bidl.pipeline.config import load_yaml
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", type=Path, required=True)

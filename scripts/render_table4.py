@@ -8,8 +8,8 @@ from typing import Any
 from bidl.data.catalog import describe_source
 from bidl.functional import LIFPLUS_DEFAULT_MODES
 from bidl.io import load_seeded_runs, redirect_output
+from bidl.pipeline.tables import write_table
 from bidl.stats import compare_seeds, seed_cells, seed_columns, seeds_cell, verdict_cell, verdict_summary
-from bidl.tables import write_table
 
 STAGES = {
     "decay": "A decay",
@@ -153,7 +153,7 @@ def _from_snakemake(smk) -> None:
 if "snakemake" in globals():
     _from_snakemake(snakemake)  # noqa: F821
 elif __name__ == "__main__":
-    from bidl.config import load_yaml
+    from bidl.pipeline.config import load_yaml
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", type=Path, required=True)

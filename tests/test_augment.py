@@ -17,7 +17,6 @@ import yaml
 from test_training import RECIPE, order_task, tiny_model
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from bidl.config import validate_config
 from bidl.data.augment import (
     PAD_MODES,
     AugmentedSplit,
@@ -29,6 +28,7 @@ from bidl.data.augment import (
 )
 from bidl.data.catalog import open_split
 from bidl.errors import ConfigError
+from bidl.pipeline.config import validate_config
 from bidl.training import run_epoch, train
 
 ROOT = Path(__file__).resolve().parents[1]

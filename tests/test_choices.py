@@ -3,7 +3,7 @@ both sources, and every named variant of the paper preset is on it."""
 
 from pathlib import Path
 
-from bidl.config import load_yaml, variant_names
+from bidl.pipeline.config import load_yaml, variant_names
 
 REPO = Path(__file__).resolve().parents[1]
 PAGE = REPO / "docs" / "choices.md"

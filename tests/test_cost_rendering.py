@@ -311,7 +311,7 @@ def test_trained_network_scripts_take_the_same_arguments_from_the_cli_and_from_a
     import argparse
     from types import SimpleNamespace
 
-    from bidl.cli import add_trained_arguments, trained_from_args, trained_from_snakemake
+    from bidl.pipeline.cli import add_trained_arguments, trained_from_args, trained_from_snakemake
 
     parser = argparse.ArgumentParser()
     add_trained_arguments(parser)

@@ -25,9 +25,9 @@ import torch
 import yaml
 from test_training import RECIPE, order_task, tiny_model
 
-from bidl.config import check_machine, main, validate_config
 from bidl.errors import ConfigError
 from bidl.io import load_checkpoint
+from bidl.pipeline.config import check_machine, main, validate_config
 from bidl.training import train
 
 pytestmark = pytest.mark.fault
@@ -296,7 +296,7 @@ def test_a_bad_configfile_fails_in_snakemake_and_the_checker_names_file_and_line
     fault, tmp_path: Path, capsys, fault_log
 ) -> None:
     """Snakemake reads a --configfile itself before the workflow runs: it exits non-zero, naming neither
-    file nor line for a syntax error; ``python -m bidl.config`` names both."""
+    file nor line for a syntax error; ``python -m bidl.pipeline.config`` names both."""
     preset = tmp_path / "preset.yaml"
     if fault == "a YAML syntax error":
         preset.write_text("name: broken\nseed: 0\nexperiments:\n  a: {dataset: imdb\n")
@@ -310,7 +310,8 @@ def test_a_bad_configfile_fails_in_snakemake_and_the_checker_names_file_and_line
     printed = capsys.readouterr().out
     assert expected in printed, printed
     outcome = (
-        f"Snakemake exits {result.returncode} ({snakemake_says}); python -m bidl.config: {printed.strip()}"
+        f"Snakemake exits {result.returncode} ({snakemake_says}); "
+        f"python -m bidl.pipeline.config: {printed.strip()}"
     )
     fault_log("configuration", f"{fault} given as --configfile", outcome)
 

@@ -39,11 +39,11 @@ import bidl.data.jpeg as jpeg
 import bidl.data.luna16 as luna16
 import bidl.data.rgb_gesture as rgb_gesture
 import bidl.data.staging as staging
-from bidl.config import load_yaml, validate_config
 from bidl.data.aedat import EVENT_DTYPE, encode_aedat31
 from bidl.data.aedat2 import encode_aedat2, split_aedat2_header
 from bidl.data.download import extract_archive
 from bidl.errors import ConfigError, DataFormatError
+from bidl.pipeline.config import load_yaml, validate_config
 
 pytestmark = pytest.mark.fault
 

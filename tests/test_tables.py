@@ -4,7 +4,7 @@ import csv
 
 import pytest
 
-from bidl.tables import latex_escape, to_latex, write_table
+from bidl.pipeline.tables import latex_escape, to_latex, write_table
 
 ROWS = [
     {"experiment": "dvs128_asm", "top-1 (%)": "89.6", "note": "a & b, 50% #1"},

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bidl.config import (
+from bidl.errors import ConfigError
+from bidl.pipeline.config import (
     load_yaml,
     network_names,
     resolve_experiment,
@@ -21,7 +22,6 @@ from bidl.config import (
     validate_config,
     variant_names,
 )
-from bidl.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"

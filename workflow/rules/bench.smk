@@ -1,4 +1,4 @@
-# Neuron speed (bidl.bench): bidl's LIF against SpikingJelly 2.0 and snnTorch on this CPU, the DVS128
+# Neuron speed (bidl.pipeline.bench): bidl's LIF against SpikingJelly 2.0 and snnTorch on this CPU, the DVS128
 # training step against the same network built from SpikingJelly layers, the memory bandwidth floor, and
 # batch-1 EIM streaming against ONNX Runtime. The
 # peers are benchmark-only dependencies (README: the bench extra, SpikingJelly installed with --no-deps); the

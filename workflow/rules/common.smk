@@ -4,8 +4,8 @@ import sys
 from pathlib import Path
 
 import torch
-from bidl.bench import bench_setup
-from bidl.config import (
+from bidl.pipeline.bench import bench_setup
+from bidl.pipeline.config import (
     check_interpreter,
     check_machine,
     network_names,
@@ -26,7 +26,7 @@ if isinstance(config.get("seeds"), list):
     config["seeds"] = [int(s) if isinstance(s, str) and s.strip().isdigit() else s for s in config["seeds"]]
 
 # Everything in the config that can be checked before a job runs, in every run and dry run (-n): the schema,
-# what names refer to, every model built once from its keywords (bidl.config.model_problems)...
+# what names refer to, every model built once from its keywords (bidl.pipeline.config.model_problems)...
 validate_config(config, Path(workflow.basedir) / "schemas" / "config.schema.yaml")
 # ...and the device against this machine where the jobs run on it: not in a job of a cluster run, nor where
 # --jobs sizes a submission to a cluster (a cluster profile sets it), whose nodes are not this machine
@@ -54,7 +54,7 @@ TABLE3_MODELS = table3_names(config)  # each experiment that has baselines, then
 COST = config.get("cost") or {}
 EXPORT = config.get("export")  # the chip export of every experiment (bidl.export); absent: not exported
 TABLE1_SHAPE = COST.get("table1", {})  # {}: Figure 4's setting, bidl.cost.figure4_counts' defaults
-BENCH = config.get("bench")  # the neuron speed bench (bidl.bench); absent: not run
+BENCH = config.get("bench")  # the neuron speed bench (bidl.pipeline.bench); absent: not run
 BENCH_SETUP = bench_setup(config) if BENCH is not None else None  # (settings, experiment, input shape)
 # data-parallel training (bidl.distributed): the train rule starts torchrun where this asks for > 1 process
 DISTRIBUTED = config.get("distributed") or {}
@@ -128,7 +128,7 @@ def preprocess_params(dataset):
 
 
 def experiment(name):
-    """An experiment's config entry, or a baseline's experiment-like entry (bidl.config.resolve_experiment)."""
+    """An experiment's config entry, or a baseline's experiment-like entry (bidl.pipeline.config.resolve_experiment)."""
     return resolve_experiment(config, name)
 
 

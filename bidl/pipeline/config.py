@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = [
     "load_yaml",
@@ -91,7 +91,8 @@ def validate_config(
     if not problems:
         problems = _dangling_references(config) + _variant_recipe_problems(config, schema)
     if not problems:
-        from .data.augment import augment_problems  # what the schema cannot say (a range's min above its max)
+        # what the schema cannot say (a range's min above its max)
+        from ..data.augment import augment_problems
 
         problems = model_problems(config) + augment_problems(config)
     if problems:
@@ -232,8 +233,8 @@ def model_problems(config: Mapping[str, Any]) -> list[str]:
     every model is built once on the CPU: 0.15 s for the default preset's 25 networks, about a second for the
     paper's 29 at full width, on 2 cores). A keyword that reaches several models (an experiment's, in its
     baselines and the LIF+ study) is named once, where it is written."""
-    from .models import list_models  # importing bidl.models registers every network
-    from .models.registry import check_model_kwargs
+    from ..models import list_models  # importing bidl.models registers every network
+    from ..models.registry import check_model_kwargs
 
     registered = list_models()
     problems, reported = [], set()
@@ -306,7 +307,7 @@ def check_interpreter(executable: str) -> None:
     job with exit status 127."""
     import shlex
 
-    from .errors import SetupError
+    from ..errors import SetupError
 
     if shlex.quote(executable) != executable:
         raise SetupError(
@@ -347,7 +348,7 @@ def resolve_experiment(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     baselines = config.get("baselines") or {}
     if name not in baselines:
         raise KeyError(f"{name!r} is neither an experiment nor a baseline of config {config.get('name')!r}")
-    from .models.baselines import structural_kwargs
+    from ..models.baselines import structural_kwargs
 
     spec = baselines[name]
     base = config["experiments"][spec["of"]]
@@ -473,16 +474,17 @@ def table3_names(config: Mapping[str, Any]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m bidl.config PRESET...``: check presets as the pipeline does before any job (YAML syntax
-    with the line, the schema, references, models, the device against this machine); 0 where all pass."""
+    """``python -m bidl.pipeline.config PRESET...``: check presets as the pipeline does before any job (YAML
+    syntax with the line, the schema, references, models, the device against this machine); 0 where all
+    pass."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m bidl.config", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m bidl.pipeline.config", description=main.__doc__)
     parser.add_argument("presets", nargs="+", type=Path, metavar="PRESET", help="YAML config files")
     parser.add_argument(
         "--schema",
         type=Path,
-        default=Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml",
+        default=Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml",
         help="the config schema (default: the repository's workflow/schemas/config.schema.yaml)",
     )
     parser.add_argument(

@@ -73,8 +73,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .errors import BidlError, ConfigError
-from .functional.kernels import release_buffers
+from ..errors import BidlError, ConfigError
+from ..functional.kernels import release_buffers
 
 __all__ = [
     "COLUMNS",
@@ -337,7 +337,7 @@ def _leak(section: Mapping[str, Any], name: str, default: float) -> float:
 
 def cpu_name() -> str:
     """The CPU's model name (``/proc/cpuinfo``; :func:`bidl.latency.describe_device`)."""
-    from .latency import describe_device
+    from ..latency import describe_device
 
     return describe_device("cpu")["device_name"]
 
@@ -581,7 +581,7 @@ def _kernel(name: str | None):
 
 def bidl_lif(alpha: float, theta: float, surrogate: str) -> nn.Module:
     """bidl's LIF (IIM, ``[B, T, ...]``) with ``beta = v_reset = 0``, hard reset, fixed parameters."""
-    from .neurons import LIF
+    from ..neurons import LIF
 
     return LIF(alpha=alpha, theta=theta, surrogate=surrogate)  # its default scale: k = 4 / 2 (SURROGATES)
 
@@ -740,7 +740,7 @@ def bidl_bn_lif(alpha: float, theta: float, surrogate: str, channels: int, spati
     """bidl's LIF with BatchNorm on its membrane (``BatchNorm2d`` for ``[.., C, H, W]`` states,
     ``BatchNorm1d`` otherwise) and training noise ``noise``, in training mode (each step's batch
     statistics)."""
-    from .neurons import LIF
+    from ..neurons import LIF
 
     norm = nn.BatchNorm2d(channels) if spatial_dims == 2 else nn.BatchNorm1d(channels)
     return LIF(alpha=alpha, theta=theta, surrogate=surrogate, norm=norm, noise=noise).train()
@@ -801,7 +801,7 @@ def linear_lif_rows(settings: BenchSettings, log: Callable[[str], None] = print)
     t, b = settings.linear_timesteps, settings.linear_batch_size
     for n in settings.linear_neurons:
         torch.manual_seed(settings.seed)
-        from .layers import FCLIF
+        from ..layers import FCLIF
 
         block = FCLIF(n, n, norm=None, alpha=args[0], theta=args[1], surrogate=args[2])
         linear = nn.Linear(n, n)
@@ -875,7 +875,7 @@ def _spikingjelly_node_of(neuron: nn.Module, surrogate: str) -> nn.Module:
     """The SpikingJelly ``LIFNode`` computing what bidl's ``neuron`` computes; ``ValueError`` naming what a
     LIFNode cannot express (learned or per-channel parameters, BatchNorm on the membrane, training noise,
     soft reset, beta or v_reset other than 0, LIAF / LIF+)."""
-    from .neurons import LIF
+    from ..neurons import LIF
 
     problems = []
     if type(neuron) is not LIF:
@@ -984,7 +984,7 @@ def dvs128_networks(
     SpikingJelly network is the one its users build: BatchNorm on the synaptic current, from a bidl twin with
     ``norm="input"`` and the same seed (so the same conv and linear weights); the third value is then
     ``False``. Anything else SpikingJelly cannot express raises :class:`ConfigError` naming the key."""
-    from .models.registry import create_model
+    from ..models.registry import create_model
 
     kwargs = _dvs128_kwargs(experiment, settings, paper)
     torch.manual_seed(settings.seed)
@@ -1021,8 +1021,8 @@ def dvs128_rows(
     ``input_shape = [B, T, C, H, W]`` (a fraction ``dvs128.input_density`` of ones) and random labels.
     ``paper``: the network in the paper's own configuration (``dvs128.paper_model_kwargs``; no rows where
     that is null), against the SpikingJelly network :func:`dvs128_networks` builds for it."""
-    from .state import reset_states
-    from .training import Recipe, make_optimizer
+    from ..state import reset_states
+    from ..training import Recipe, make_optimizer
 
     if paper and settings.dvs128_paper_model_kwargs is None:
         return []
@@ -1097,10 +1097,10 @@ def eim_rows(
     reset once per implementation (round-robin) and times every step, as :func:`bidl.latency.measure_latency`
     does; a repeat's figure is its median step, and the rows give the median, min and max over the
     repeats, and the peak memory of one more stream of each."""
-    from .export.onnx import export_onnx
-    from .export.runtime import StepRuntime
-    from .state import iteration_mode, reset_states
-    from .stream import compile_stream
+    from ..export.onnx import export_onnx
+    from ..export.runtime import StepRuntime
+    from ..state import iteration_mode, reset_states
+    from ..stream import compile_stream
 
     net = dvs128_networks(experiment, settings)[0].eval()
     t = input_shape[1]
