@@ -1,10 +1,11 @@
 """Tables in Markdown, CSV and LaTeX from the same rows."""
 
 import csv
+import io
 
 import pytest
 
-from bidl.pipeline.tables import latex_escape, to_latex, write_table
+from bidl.pipeline.tables import latex_escape, to_csv, to_frame, to_latex, write_table
 
 ROWS = [
     {"experiment": "dvs128_asm", "top-1 (%)": "89.6", "note": "a & b, 50% #1"},
@@ -44,3 +45,21 @@ def test_write_table_names_a_missing_column_and_writes_nothing(tmp_path):
     with pytest.raises(KeyError, match="note"):
         write_table(tmp_path / "t", "T", COLUMNS, [{"experiment": "x", "top-1 (%)": "1"}])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_csv_from_pandas_equals_the_csv_modules_and_reads_back_as_written():
+    """pandas writes the CSV: byte for byte what the csv module writes for awkward cells (none, numbers,
+    quotes, commas, a line break, an empty string), and pandas reads the formatted strings back unchanged."""
+    columns = ["a", "b", "c", "d", "e", "f", "top-1"]
+    rows = [{"a": None, "b": 1, "c": 0.1, "d": 'say "hi", then', "e": "x\ny", "f": "", "top-1": "61.0"}]
+    reference = io.StringIO()
+    writer = csv.DictWriter(reference, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    text = to_csv(columns, rows)
+    assert text == reference.getvalue()
+    import pandas as pd
+
+    back = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    assert list(back.columns) == columns and back.loc[0, "top-1"] == "61.0" and back.loc[0, "e"] == "x\ny"
+    assert list(to_frame(columns, rows).columns) == columns

@@ -298,6 +298,9 @@ def read_split_csv(path: str | Path, class_names: Sequence[str]) -> list[tuple[s
     """``(video id, label id)`` per line of a ``<id>;<label name>`` csv (no header; an exact
     ``video;label`` / ``id;label`` first line is skipped).
 
+    Read line by line rather than with pandas: the largest file (118,562 lines) reads in about 0.05 s, and
+    every error names its line, which ``pandas.read_csv`` would not give for a missing ``;`` or a bad id.
+
     Raises:
         DataFormatError: missing file, a line without ``;``, an empty or path-like id, an unknown label
             name, a repeated id; each naming the file and line.

@@ -3,20 +3,26 @@
 Every table is written in the three formats from the same rows by :func:`write_table`: ``<stem>.md`` (a title,
 notes that name the config and the data source, a pipe table), ``<stem>.csv`` (the rows only, for analysis)
 and ``<stem>.tex`` (a ``booktabs`` table whose caption holds the title and notes).
+
+The rows are assembled into a :class:`pandas.DataFrame` (:func:`to_frame`), which writes the CSV; the Markdown
+and LaTeX are this module's own, where pandas' writers serve a reader worse: ``DataFrame.to_markdown``
+(tabulate) parses cells as numbers and turns a formatted ``61.0`` into ``61`` unless told not to, and
+drops the title and notes; ``DataFrame.to_latex`` does not escape ``_``, ``%`` or ``&`` by default and has
+no caption made of the notes, nor right-aligns only the columns that hold numbers.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from ..io import atomic_write_text
 
-__all__ = ["to_csv", "to_latex", "to_markdown", "write_table", "latex_escape", "source_note"]
+__all__ = ["to_csv", "to_frame", "to_latex", "to_markdown", "write_table", "latex_escape", "source_note"]
 
 _LATEX_SPECIALS = {
     "\\": r"\textbackslash{}",
@@ -57,13 +63,15 @@ def to_markdown(
     return "\n".join(lines) + "\n"
 
 
+def to_frame(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """``rows`` as a DataFrame with ``columns`` in that order, every cell as it will be printed (the rows'
+    formatted strings stay strings)."""
+    return pd.DataFrame([{c: row[c] for c in columns} for row in rows], columns=list(columns), dtype=object)
+
+
 def to_csv(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:
-    """``rows`` as CSV with a header line of ``columns``."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({c: row[c] for c in columns} for row in rows)
-    return buffer.getvalue()
+    """``rows`` as CSV with a header line of ``columns`` (``\\n`` line ends, fields quoted where needed)."""
+    return to_frame(columns, rows).to_csv(index=False, lineterminator="\n")
 
 
 def latex_escape(text: Any) -> str:
