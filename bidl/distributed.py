@@ -324,8 +324,9 @@ def torchrun_command(
     job_id: str = "bidl",
 ) -> list[str]:
     """The argument vector that runs ``script arguments`` under ``torchrun`` (``python -m
-    torch.distributed.run``, the same interpreter), prefixed by ``srun`` for the srun launcher: a list,
-    never a shell string. ``head_node`` (srun, several nodes): the rendezvous host
+    torch.distributed.run``, the same interpreter), prefixed by ``srun --overlap`` for the srun launcher
+    (one torchrun per node, a step that shares the CPUs of the step it is started from): a list, never a
+    shell string. ``head_node`` (srun, several nodes): the rendezvous host
     (:func:`slurm_head_node`); ``job_id`` names the rendezvous."""
     import sys
 
@@ -346,5 +347,13 @@ def torchrun_command(
         ]
     prefix = []
     if settings.launcher == "srun":
-        prefix = ["srun", f"--nodes={settings.nnodes}", "--ntasks-per-node=1", "--kill-on-bad-exit=1"]
+        # --overlap: the job's command may itself run in a step holding the allocation's CPUs (the slurm
+        # executor plugin starts every job with srun), which a new step would otherwise wait for forever
+        prefix = [
+            "srun",
+            "--overlap",
+            f"--nodes={settings.nnodes}",
+            "--ntasks-per-node=1",
+            "--kill-on-bad-exit=1",
+        ]
     return [*prefix, *torchrun, script, *arguments]
