@@ -10,7 +10,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ __all__ = [
     "redirect_output",
     "atomic_path",
     "atomic_write_text",
+    "atomic_write_csv",
     "atomic_write_json",
     "atomic_torch_save",
     "DiskFullError",
@@ -161,6 +162,18 @@ def replace_dir(new: Path, dest: Path) -> None:
     os.rename(new, dest)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def atomic_write_csv(path: str | Path, fields: Iterable[str], rows: Iterable[Mapping[str, Any]]) -> Path:
+    """Write ``rows`` as CSV (a header of ``fields``, the csv module's dialect) to ``path`` atomically."""
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(fields))
+            writer.writeheader()
+            writer.writerows(rows)
+
+    return _write_with(path, write)
 
 
 def atomic_write_json(path: str | Path, data: Any) -> Path:

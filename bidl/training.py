@@ -5,7 +5,6 @@ A *recipe* is a plain mapping (from the config) with the keys of :class:`Recipe`
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import pickle
@@ -33,7 +32,7 @@ from .distributed import (
     shard,
     world,
 )
-from .io import atomic_path, atomic_torch_save, leftover_temporaries, load_checkpoint
+from .io import atomic_torch_save, atomic_write_csv, leftover_temporaries, load_checkpoint
 from .state import reset_states, set_iteration_mode
 
 __all__ = [
@@ -486,10 +485,7 @@ def history_row(
 
 
 def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
-    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS)
-        writer.writeheader()
-        writer.writerows(history)
+    atomic_write_csv(path, HISTORY_FIELDS, history)
 
 
 class RunFolder:

@@ -3,7 +3,6 @@ fine-tuned population heads on the validation set with salt noise, ratio by rati
 training seed; writes that seed's CSV (fig11_data.py summarises the seeds)."""
 
 import argparse
-import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import torch
 
 from bidl.colearning import noise_sweep, study_networks
 from bidl.data.catalog import open_split
-from bidl.io import atomic_path, load_checkpoint, redirect_output
+from bidl.io import atomic_write_csv, load_checkpoint, redirect_output
 
 NETWORKS = {
     "original": "BPTT, 11 output neurons (original)",
@@ -76,10 +75,7 @@ def main(
             preset=preset,
         )
         print(f"{row['network']:>16} noise {row['noise_ratio']:<6} top-1 {row['top1']:.1f} %", flush=True)
-    with atomic_path(out_file) as tmp, tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
+    atomic_write_csv(out_file, FIELDS, rows)
     return rows
 
 

@@ -3,10 +3,9 @@ networks trained and fine-tuned from that seed, measured under the same noise) s
 noise ratio as the mean top-1, the sample sd over the seeds and the Student-t 95 % interval of the mean."""
 
 import argparse
-import csv
 from pathlib import Path
 
-from bidl.io import atomic_path, read_csv_rows, redirect_output
+from bidl.io import atomic_write_csv, read_csv_rows, redirect_output
 from bidl.stats import summarize
 
 REQUIRED = (
@@ -89,10 +88,7 @@ def summarise(rows: list[dict[str, str]]) -> list[dict[str, object]]:
 def main(csv_files: list[Path], out_file: Path) -> list[dict[str, object]]:
     rows = [row for path in csv_files for row in read_csv_rows(path, REQUIRED)]
     summary = summarise(rows)
-    with atomic_path(out_file) as tmp, tmp.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=FIELDS)
-        writer.writeheader()
-        writer.writerows(summary)
+    atomic_write_csv(out_file, FIELDS, summary)
     return summary
 
 

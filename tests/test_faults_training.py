@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
+from helpers import tiny_dvs128_preset
 
 from bidl.io import atomic_torch_save, leftover_temporaries, load_checkpoint
 from bidl.training import _RUN_FILES, train
@@ -43,40 +44,7 @@ METRICS = str(RUN / "metrics.json")
 
 
 def _tiny_preset() -> dict:
-    base = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    dvs = base["datasets"]["dvs128_gesture"]
-    model_kwargs = {**base["experiments"]["dvs128_asm"]["model_kwargs"], "channels": [4, 8, 8], "hidden": 16}
-    return {
-        "name": PRESET,
-        "description": "fault injection: a tiny DVS128 run",
-        "seeds": [0],
-        "device": "cpu",
-        "threads": 1,
-        "deterministic": True,
-        "datasets": {
-            "dvs128_gesture": {
-                "source": "standin",
-                "standin": {**dvs["standin"], "n_users": 4, "n_test_users": 1, "reps_per_class": 1},
-                "preprocess": {**dvs["preprocess"], "n_frames": 12, "size": 16},
-            }
-        },
-        "experiments": {
-            EXPERIMENT: {
-                "dataset": "dvs128_gesture",
-                "model": "dvs128_gesture",
-                "model_kwargs": {**model_kwargs, "height": 16, "width": 16},
-                "paper": base["experiments"]["dvs128_asm"]["paper"],
-                "recipe": {
-                    "optimizer": "adam",
-                    "lr": 1.0e-2,
-                    "schedule": "cosine",
-                    "epochs": EPOCHS,
-                    "batch_size": 8,
-                    "fp16": False,
-                },
-            }
-        },
-    }
+    return tiny_dvs128_preset(PRESET, "fault injection: a tiny DVS128 run", EXPERIMENT, EPOCHS)
 
 
 def _snakemake(work: Path, *args: str) -> subprocess.Popen:

@@ -31,6 +31,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from helpers import tiny_dvs128_preset
 
 from bidl.io import load_checkpoint
 
@@ -358,44 +359,8 @@ FIT_TO_NODE = (
 
 
 def tiny_preset(epochs: int = 2) -> dict:
-    """One small DVS128 network on a small stand-in (the default preset's keys, cut down)."""
-    base = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    dvs = base["datasets"]["dvs128_gesture"]
-    model_kwargs = {**base["experiments"]["dvs128_asm"]["model_kwargs"], "channels": [4, 8, 8], "hidden": 16}
-    preset = {
-        "name": PRESET,
-        "description": "a tiny DVS128 run on a test SLURM cluster",
-        "device": "cpu",
-        "threads": 1,
-        "deterministic": True,
-        "datasets": {
-            "dvs128_gesture": {
-                "source": "standin",
-                "standin": {**dvs["standin"], "n_users": 4, "n_test_users": 1, "reps_per_class": 1},
-                "preprocess": {**dvs["preprocess"], "n_frames": 12, "size": 16},
-            }
-        },
-        "experiments": {
-            EXPERIMENT: {
-                "dataset": "dvs128_gesture",
-                "model": "dvs128_gesture",
-                "model_kwargs": {**model_kwargs, "height": 16, "width": 16},
-                "paper": base["experiments"]["dvs128_asm"]["paper"],
-                "recipe": {
-                    "optimizer": "adam",
-                    "lr": 1.0e-2,
-                    "schedule": "cosine",
-                    "epochs": epochs,
-                    "batch_size": 8,
-                    "fp16": False,
-                },
-            }
-        },
-    }
-    for key in ("seed", "seeds"):  # the training seeds: the default preset's first alone
-        if key in base:
-            preset[key] = base[key][:1] if key == "seeds" else base[key]
-    return preset
+    """One small DVS128 network on a small stand-in (tests/helpers.py), as the fault tests train it."""
+    return tiny_dvs128_preset(PRESET, "a tiny DVS128 run on a test SLURM cluster", EXPERIMENT, epochs)
 
 
 def copy_repo(target: Path, preset: dict) -> Path:
