@@ -70,21 +70,30 @@ def read_jobs(log: Path) -> list[Job]:
     return finished
 
 
-def _peak_memory(root: Path) -> dict[str, float]:
-    """Peak resident MB per benchmark file stem (``max_rss``), from every ``benchmarks/**/*.tsv``."""
+def _benchmark_key(tsv: Path, root: Path) -> tuple[str, ...]:
+    """The wildcard values a benchmark file names: ``benchmarks/<preset>/train/dvs128_asm/seed0.tsv`` ->
+    ``("dvs128_asm", "0")``, ``benchmarks/<preset>/bench.tsv`` -> ``("bench",)``."""
+    parts = list(tsv.relative_to(root / "benchmarks").with_suffix("").parts[1:])
+    parts = parts[1:] if len(parts) > 1 else parts  # the folder of the rule's files
+    return tuple(part[4:] if part.startswith("seed") and part[4:].isdigit() else part for part in parts)
+
+
+def _peak_memory(root: Path) -> dict[tuple[str, ...], float]:
+    """Peak resident MB (``max_rss``) per benchmark file of ``benchmarks/**/*.tsv``, keyed by the wildcard
+    values its path names (:func:`_benchmark_key`)."""
     peaks = {}
     for tsv in (root / "benchmarks").glob("**/*.tsv"):
         lines = tsv.read_text().splitlines()
         if len(lines) >= 2:
             row = dict(zip(lines[0].split("\t"), lines[1].split("\t"), strict=False))
             try:
-                peaks[tsv.stem] = float(row.get("max_rss", "nan"))
+                peaks[_benchmark_key(tsv, root)] = float(row.get("max_rss", "nan"))
             except ValueError:
                 continue
     return peaks
 
 
-def report(jobs: list[Job], cores: int, top: int, peaks: dict[str, float]) -> str:
+def report(jobs: list[Job], cores: int, top: int, peaks: dict[tuple[str, ...], float]) -> str:
     start = min(job.start for job in jobs)
     end = max(job.end for job in jobs)
     wall = (end - start).total_seconds()
@@ -109,8 +118,10 @@ def report(jobs: list[Job], cores: int, top: int, peaks: dict[str, float]) -> st
         )
     lines += ["", f"The {top} longest jobs:", "", "| job | wall s | threads | peak MB |", "|---|---|---|---|"]
     for job in sorted(jobs, key=lambda j: -j.seconds)[:top]:
-        value = job.wildcards.split("=")[-1] if job.wildcards else job.rule
-        peak = peaks.get(value)
+        values = (
+            tuple(w.split("=", 1)[1] for w in job.wildcards.split(", ")) if job.wildcards else (job.rule,)
+        )
+        peak = peaks.get(values)
         peak_text = "-" if peak is None else f"{peak:.0f}"
         lines.append(f"| {job.rule} {job.wildcards} | {job.seconds:.0f} | {job.threads} | {peak_text} |")
     return "\n".join(lines)
