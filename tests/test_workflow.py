@@ -349,6 +349,17 @@ def test_a_bad_distributed_section_is_rejected_naming_the_key(tmp_path):
         validate_config(config, SCHEMA)
 
 
+def _copy_repo(work: Path) -> None:
+    """A copy of the repository at ``work`` without results, data, logs or Snakemake state."""
+    shutil.copytree(
+        REPO,
+        work,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "results", "resources", "logs", "benchmarks", ".snakemake", "__pycache__"
+        ),
+    )
+
+
 def _rules_run(log: str) -> set[str]:
     """The rules of every job a Snakemake run's log says it started."""
     return {
@@ -366,13 +377,7 @@ def test_the_paper_presets_smoke_form_runs_every_rule_of_its_dag(tmp_path):
     dry_run = snakemake("-n", "--forceall", "--configfile", "config/paper.yaml", "--nolock").stdout
     paper_rules = {rule for rule, _ in _jobs(dry_run)}
     work = tmp_path / "repo"
-    shutil.copytree(
-        REPO,
-        work,
-        ignore=shutil.ignore_patterns(
-            ".git", ".venv", "results", "resources", "logs", "benchmarks", ".snakemake", "__pycache__"
-        ),
-    )
+    _copy_repo(work)
     run = snakemake("--cores", "2", "--configfile", "config/paper.yaml", "--config", "smoke=true", cwd=work)
     ran = _rules_run(run.stdout + run.stderr)
     missing = paper_rules - {"download", "check_placed"} - ran
@@ -444,13 +449,7 @@ def test_default_pipeline_end_to_end(tmp_path):
     counts (Figure 4: 3x and 8x), Table 3 has every paper dataset's network against its trained baselines,
     every table is written in Markdown, CSV and LaTeX, and the HTML report builds."""
     work = tmp_path / "repo"
-    shutil.copytree(
-        REPO,
-        work,
-        ignore=shutil.ignore_patterns(
-            ".git", ".venv", "results", "resources", "logs", "benchmarks", ".snakemake", "__pycache__"
-        ),
-    )
+    _copy_repo(work)
     snakemake("--cores", "2", cwd=work)
     table = work / "results" / "default" / "tables" / "table2.csv"
     rows = {r["experiment"]: r for r in csv.DictReader(table.open())}
@@ -661,13 +660,7 @@ def test_every_rule_declares_a_log_that_its_script_writes_and_no_script_reads_th
     assert not readers, f"scripts reading the whole config: {readers}"
 
     work = tmp_path / "repo"
-    shutil.copytree(
-        REPO,
-        work,
-        ignore=shutil.ignore_patterns(
-            ".git", ".venv", "results", "resources", "logs", "benchmarks", ".snakemake", "__pycache__"
-        ),
-    )
+    _copy_repo(work)
     snakemake("--cores", "1", "results/default/tables/table1.md", cwd=work)
     log = (work / "logs/default/render/table1.log").read_text()
     for suffix in (".md", ".csv", ".tex"):
