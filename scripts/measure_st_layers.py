@@ -76,15 +76,12 @@ def main(shape: dict[str, int], preset: str, counts_file: Path, csv_file: Path) 
     return counts
 
 
-if "snakemake" in globals():
-    with redirect_output(snakemake.log[0]):  # noqa: F821
-        main(
-            dict(snakemake.params.shape),  # noqa: F821
-            snakemake.params.preset,  # noqa: F821
-            Path(snakemake.output.counts),  # noqa: F821
-            Path(snakemake.output.csv),  # noqa: F821
-        )
-elif __name__ == "__main__":
+def _from_snakemake(smk) -> None:
+    with redirect_output(smk.log[0]):
+        main(dict(smk.params.shape), smk.params.preset, Path(smk.output.counts), Path(smk.output.csv))
+
+
+def _cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
         "--shape-json", default='{"T": 8, "H": 16, "W": 16, "C": 64, "K": 64, "U": 3, "I": 3, "J": 3}'
@@ -94,3 +91,9 @@ elif __name__ == "__main__":
     parser.add_argument("--csv", type=Path, required=True)
     args = parser.parse_args()
     main(json.loads(args.shape_json), args.preset, args.counts, args.csv)
+
+
+if "snakemake" in globals():
+    _from_snakemake(snakemake)  # noqa: F821
+elif __name__ == "__main__":
+    _cli()

@@ -70,21 +70,24 @@ def _cli() -> None:
     main(args.dataset, args.cache, args.out_dir, seed=args.seed, **params)
 
 
-if "snakemake" in globals():
-    _sm = globals()["snakemake"]
-    _out = Path(_sm.output["json"])
-    if _out.name != "probe.json":
-        raise ValueError(f"output.json must be named <out_dir>/probe.json, got {_out}")
-    with redirect_output(_sm.log[0]):
+def _from_snakemake(smk) -> None:
+    out = Path(smk.output["json"])
+    if out.name != "probe.json":
+        raise ValueError(f"output.json must be named <out_dir>/probe.json, got {out}")
+    with redirect_output(smk.log[0]):
         setup_logging(None)
         main(
-            _sm.params["dataset"],
-            Path(_sm.input["split"]).parent,
-            _out.parent,
-            seed=_sm.params["seed"],
-            loader=_sm.params["loader"],
-            threads=_sm.threads,
-            **dict(_sm.params["probe"]),
+            smk.params["dataset"],
+            Path(smk.input["split"]).parent,
+            out.parent,
+            seed=smk.params["seed"],
+            loader=smk.params["loader"],
+            threads=smk.threads,
+            **dict(smk.params["probe"]),
         )
+
+
+if "snakemake" in globals():
+    _from_snakemake(snakemake)  # noqa: F821
 elif __name__ == "__main__":
     _cli()

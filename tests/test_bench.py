@@ -4,10 +4,12 @@ SpikingJelly (and the same spikes in snnTorch), settings errors that name the ke
 its install command, and the table and figure rendered from a measurement file. No test asserts a wall-clock
 bound."""
 
+import copy
 import csv
 import importlib
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -37,7 +39,7 @@ from bidl.pipeline.bench import (
     spikingjelly_lif,
     summary_rows,
 )
-from bidl.pipeline.config import load_yaml
+from bidl.pipeline.config import SCHEMA, load_yaml, validate_config
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = load_yaml(REPO / "config" / "config.yaml")
@@ -236,7 +238,7 @@ def test_the_spikingjelly_network_refuses_what_a_lifnode_cannot_express():
         ({"dvs128": {"input_density": 0.0}}, "bench.dvs128.input_density"),
         ({"memory": "yes"}, "bench.memory"),
         ({"lif_layer": {"theta": "high"}}, "bench.lif_layer.theta"),
-        ({"dvs128": 5}, "must be mappings"),
+        ({"dvs128": 5}, "bench.dvs128: 5 is not of type 'object'"),
         ({"lif_bn_layer": {"shape": [60, 16, 8]}}, "bench.lif_bn_layer.shape"),
         ({"lif_bn_layer": {"shape": [4, 2, 3, 5], "noise": -0.1}}, "bench.lif_bn_layer.noise"),
         ({"dvs128": {"paper_model_kwargs": "state"}}, "bench.dvs128.paper_model_kwargs"),
@@ -253,12 +255,20 @@ def test_bench_setup_takes_the_experiments_network_and_input_from_the_preset():
     assert settings.repeats >= 5 and list(settings.lif_shape) == [60, 16, 32, 40, 40]
     assert experiment["model"] == "dvs128_gesture" and experiment["model_kwargs"]["norm"] == "input"
     assert shape == [16, 60, 2, 40, 40]
-    config = {**DEFAULT, "bench": {**DEFAULT["bench"], "dvs128": {"experiment": "imdb"}}}
-    with pytest.raises(ConfigError, match="bench.dvs128.experiment: 'imdb' trains on imdb"):
-        bench_setup(config)
-    config["bench"]["dvs128"] = {"experiment": "nope"}
-    with pytest.raises(ConfigError, match="bench.dvs128.experiment: 'nope' is not an experiment"):
-        bench_setup(config)
+
+
+@pytest.mark.parametrize(
+    ("experiment", "message"),
+    [
+        ("imdb", "bench.dvs128.experiment: 'imdb' trains on imdb, not dvs128_gesture"),
+        ("nope", "bench.dvs128.experiment: 'nope' is not an experiment of this config"),
+    ],
+)
+def test_the_config_check_names_a_bench_experiment_that_is_not_a_dvs128_one(experiment, message):
+    config = copy.deepcopy(DEFAULT)
+    config["bench"]["dvs128"] = {"experiment": experiment}
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        validate_config(config, SCHEMA)
 
 
 def test_a_missing_peer_is_named_with_its_install_command(monkeypatch):

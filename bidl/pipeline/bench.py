@@ -210,126 +210,41 @@ class BenchSettings:
 
     @classmethod
     def from_mapping(cls, section: Mapping[str, Any] | None) -> BenchSettings:
-        """Build from the config's ``bench`` mapping; a bad value raises :class:`ConfigError` naming the key
-        (``bench.repeats`` ...)."""
+        """Build from the config's ``bench`` mapping, the absent keys at their defaults. The section is
+        checked against the config schema's ``bench`` definition (its one statement of the keys and their
+        ranges); a bad value raises :class:`ConfigError` naming the key (``bench.repeats`` ...)."""
+        from .config import validate_section
+
         section = dict(section or {})
-        mappings = ("lif_layer", "lif_bn_layer", "linear_lif", "dvs128")
-        if not all(isinstance(section.get(g) or {}, Mapping) for g in mappings):
-            raise ConfigError(f"bench: {', '.join(mappings)} must be mappings")
-        known = {"repeats", "warmup", "threads", "seed", "surrogate", "copy_mb", "memory"}
-        groups = {
-            "lif_layer": {"shape", "alpha", "theta"},
-            "lif_bn_layer": {"shape", "noise"},
-            "linear_lif": {"timesteps", "batch_size", "neurons", "alpha", "theta"},
-            "dvs128": {"experiment", "model_kwargs", "paper_model_kwargs", "input_density"},
-        }
-        unknown = sorted(set(section) - known - set(groups))
-        if unknown:
-            raise ConfigError(f"bench: unknown key(s) {unknown}; known: {sorted(known | set(groups))}")
-        for group, keys in groups.items():
-            extra = sorted(set(section.get(group) or {}) - keys)
-            if extra:
-                raise ConfigError(f"bench.{group}: unknown key(s) {extra}; known: {sorted(keys)}")
+        validate_section(section, "bench", "bench")
         lif = section.get("lif_layer") or {}
         lif_bn = section.get("lif_bn_layer")
         linear = section.get("linear_lif") or {}
         dvs = section.get("dvs128") or {}
-        values = dict(
-            repeats=_integer(section, "repeats", cls.repeats, minimum=5),
-            warmup=_integer(section, "warmup", cls.warmup, minimum=0),
-            threads=_integer(section, "threads", None, minimum=1, nullable=True),
-            seed=_integer(section, "seed", cls.seed, minimum=0),
+        paper = dvs.get("paper_model_kwargs")
+        return cls(
+            repeats=section.get("repeats", cls.repeats),
+            warmup=section.get("warmup", cls.warmup),
+            threads=section.get("threads"),
+            seed=section.get("seed", cls.seed),
             surrogate=section.get("surrogate", cls.surrogate),
-            copy_mb=_integer(section, "copy_mb", cls.copy_mb, minimum=1),
+            copy_mb=section.get("copy_mb", cls.copy_mb),
             memory=section.get("memory", cls.memory),
             lif_shape=tuple(lif.get("shape", cls.lif_shape)),
-            lif_alpha=_leak(lif, "lif_layer.alpha", cls.lif_alpha),
-            lif_theta=_real(lif, "lif_layer.theta", cls.lif_theta),
+            lif_alpha=float(lif.get("alpha", cls.lif_alpha)),
+            lif_theta=float(lif.get("theta", cls.lif_theta)),
             lif_bn_shape=None if lif_bn is None else tuple(lif_bn.get("shape", ())),
-            lif_bn_noise=_real(lif_bn or {}, "lif_bn_layer.noise", cls.lif_bn_noise),
-            linear_timesteps=_integer(
-                linear, "timesteps", cls.linear_timesteps, minimum=1, group="linear_lif"
-            ),
-            linear_batch_size=_integer(
-                linear, "batch_size", cls.linear_batch_size, minimum=1, group="linear_lif"
-            ),
+            lif_bn_noise=float((lif_bn or {}).get("noise", cls.lif_bn_noise)),
+            linear_timesteps=linear.get("timesteps", cls.linear_timesteps),
+            linear_batch_size=linear.get("batch_size", cls.linear_batch_size),
             linear_neurons=tuple(linear.get("neurons", cls.linear_neurons)),
-            linear_alpha=_leak(linear, "linear_lif.alpha", cls.linear_alpha),
-            linear_theta=_real(linear, "linear_lif.theta", cls.linear_theta),
+            linear_alpha=float(linear.get("alpha", cls.linear_alpha)),
+            linear_theta=float(linear.get("theta", cls.linear_theta)),
             dvs128_experiment=str(dvs.get("experiment", cls.dvs128_experiment)),
             dvs128_model_kwargs=dict(dvs.get("model_kwargs") or {}),
-            dvs128_paper_model_kwargs=_optional_mapping(dvs, "paper_model_kwargs"),
-            dvs128_input_density=_real(dvs, "dvs128.input_density", cls.dvs128_input_density),
+            dvs128_paper_model_kwargs=None if paper is None else dict(paper),
+            dvs128_input_density=float(dvs.get("input_density", cls.dvs128_input_density)),
         )
-        if values["surrogate"] not in SURROGATES:
-            raise ConfigError(f"bench.surrogate: {values['surrogate']!r} is not one of {SURROGATES}")
-        if not isinstance(values["memory"], bool):
-            raise ConfigError(f"bench.memory: expected true or false, got {values['memory']!r}")
-        shape = values["lif_shape"]
-        if len(shape) < 3 or not all(isinstance(s, int) and s >= 1 for s in shape):
-            raise ConfigError(
-                f"bench.lif_layer.shape: expected [T, B, ...] of positive integers, got {shape}"
-            )
-        bn_shape = values["lif_bn_shape"]
-        if bn_shape is not None and (
-            len(bn_shape) < 4 or not all(isinstance(s, int) and s >= 1 for s in bn_shape)
-        ):
-            raise ConfigError(
-                "bench.lif_bn_layer.shape: expected [T, B, C, ...] of positive integers, got "
-                f"{list(bn_shape)}"
-            )
-        if values["lif_bn_noise"] < 0:
-            raise ConfigError(f"bench.lif_bn_layer.noise: expected >= 0, got {values['lif_bn_noise']}")
-        neurons = values["linear_neurons"]
-        if not neurons or not all(isinstance(n, int) and n >= 1 for n in neurons):
-            raise ConfigError(f"bench.linear_lif.neurons: expected positive integers, got {list(neurons)}")
-        density = values["dvs128_input_density"]
-        if not 0.0 < density <= 1.0:
-            raise ConfigError(f"bench.dvs128.input_density: expected a fraction in (0, 1], got {density}")
-        return cls(**values)
-
-
-def _integer(
-    section: Mapping[str, Any],
-    key: str,
-    default: int | None,
-    *,
-    minimum: int,
-    nullable: bool = False,
-    group: str = "",
-) -> int | None:
-    value = section.get(key, default)
-    name = f"bench.{group + '.' if group else ''}{key}"
-    if value is None and nullable:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{name}: expected an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def _optional_mapping(section: Mapping[str, Any], key: str) -> dict[str, Any] | None:
-    """``section[key]`` as a dict, ``None`` where it is absent or null; ``ConfigError`` for anything else."""
-    value = section.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"bench.dvs128.{key}: expected a mapping of model keywords or null, got {value!r}")
-    return dict(value)
-
-
-def _real(section: Mapping[str, Any], name: str, default: float) -> float:
-    value = section.get(name.split(".")[-1], default)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"bench.{name}: expected a number, got {value!r}")
-    return float(value)
-
-
-def _leak(section: Mapping[str, Any], name: str, default: float) -> float:
-    value = section.get(name.split(".")[-1], default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 < value < 1.0:
-        # SpikingJelly's tau = 1 / (1 - alpha) must be finite and > 1
-        raise ConfigError(f"bench.{name}: expected a leak factor in (0, 1), got {value!r}")
-    return float(value)
 
 
 # -- environment --
@@ -1195,14 +1110,7 @@ def bench_setup(config: Mapping[str, Any]) -> tuple[BenchSettings, dict[str, Any
     times (``bench.dvs128.experiment``) and that experiment's input ``[B, T, 2, H, W]`` (the recipe's batch
     size, the dataset's ``n_frames`` and ``size``). Errors name the key at fault."""
     settings = BenchSettings.from_mapping(config.get("bench"))
-    name = settings.dvs128_experiment
-    experiment = config.get("experiments", {}).get(name)
-    if experiment is None:
-        raise ConfigError(f"bench.dvs128.experiment: {name!r} is not an experiment of this config")
-    if experiment["dataset"] != "dvs128_gesture":
-        raise ConfigError(
-            f"bench.dvs128.experiment: {name!r} trains on {experiment['dataset']}, not dvs128_gesture"
-        )
+    experiment = config["experiments"][settings.dvs128_experiment]  # the config's validation checked it
     preprocess = config["datasets"]["dvs128_gesture"]["preprocess"]
     shape = [
         experiment["recipe"]["batch_size"],

@@ -13,9 +13,14 @@ import yaml
 
 from ..errors import ConfigError
 
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+"""The repository's config schema (``workflow/schemas/config.schema.yaml``)."""
+
 __all__ = [
     "load_yaml",
     "validate_config",
+    "validate_section",
+    "SCHEMA",
     "load_config",
     "model_problems",
     "check_machine",
@@ -78,16 +83,7 @@ def validate_config(
     (:func:`model_problems`)."""
     if not isinstance(schema, Mapping):
         schema = load_yaml(schema)
-    validator = jsonschema.Draft202012Validator(schema)
-    problems = []
-    for error in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
-        where = key_path(error.absolute_path)
-        if error.validator == "additionalProperties":
-            extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-            allowed = sorted(error.schema.get("properties", {}))
-            problems.append(f"{where}: unknown key(s) {extra}; allowed: {allowed}")
-        else:
-            problems.append(f"{where}: {error.message}")
+    problems = _schema_problems(schema, config)
     if not problems:
         problems = _dangling_references(config) + _variant_recipe_problems(config, schema)
     if not problems:
@@ -97,6 +93,38 @@ def validate_config(
         problems = model_problems(config) + augment_problems(config)
     if problems:
         raise ConfigError(f"{source}: invalid configuration:\n  " + "\n  ".join(problems))
+
+
+def _schema_problems(schema: Mapping[str, Any], instance: Any, prefix: tuple = ()) -> list[str]:
+    """What ``schema`` finds wrong with ``instance``, each problem prefixed with its dotted key (``prefix``
+    first: the key ``instance`` sits at in the whole config)."""
+    validator = jsonschema.Draft202012Validator(schema)
+    problems = []
+    for error in sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path))):
+        where = key_path([*prefix, *error.absolute_path])
+        if error.validator == "additionalProperties":
+            extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+            allowed = sorted(error.schema.get("properties", {}))
+            problems.append(f"{where}: unknown key(s) {extra}; allowed: {allowed}")
+        else:
+            problems.append(f"{where}: {error.message}")
+    return problems
+
+
+def validate_section(
+    section: Any, definition: str, where: str, schema: Mapping[str, Any] | None = None
+) -> None:
+    """Validate one section of a config (``section``, found at the dotted key ``where``) against the schema's
+    ``$defs/<definition>`` (``schema``: the repository's :data:`SCHEMA` unless given); raise one ConfigError
+    listing every problem with its dotted key. For the code that takes a section alone (a script's
+    ``params:``, a test): the whole config is validated by :func:`validate_config`."""
+    schema = load_yaml(SCHEMA) if schema is None else schema
+    defs = schema.get("$defs") or {}
+    if definition not in defs:
+        raise KeyError(f"the config schema defines no {definition!r} (it defines: {sorted(defs)})")
+    problems = _schema_problems({**defs[definition], "$defs": defs}, section, tuple(where.split(".")))
+    if problems:
+        raise ConfigError(f"{where}: invalid configuration:\n  " + "\n  ".join(problems))
 
 
 def _variant_recipe_problems(config: Mapping[str, Any], schema: Mapping[str, Any]) -> list[str]:
@@ -133,8 +161,8 @@ def _variant_recipe_problems(config: Mapping[str, Any], schema: Mapping[str, Any
 
 def _dangling_references(config: Mapping[str, Any]) -> list[str]:
     """Experiments of the pipeline config whose ``dataset`` is not declared under ``datasets``, or whose
-    ``init_from`` names no other experiment; baselines whose ``of`` names no experiment or whose name is an
-    experiment's."""
+    ``init_from`` names no other experiment; a bench whose DVS128 experiment is not one of this config on
+    ``dvs128_gesture``; baselines whose ``of`` names no experiment or whose name is an experiment's."""
     datasets = config.get("datasets") if isinstance(config, Mapping) else None
     experiments = config.get("experiments") if isinstance(config, Mapping) else None
     if not isinstance(datasets, Mapping) or not isinstance(experiments, Mapping):
@@ -153,6 +181,18 @@ def _dangling_references(config: Mapping[str, Any]) -> list[str]:
             problems.append(
                 f"experiments.{name}.init_from: {source!r} is not another experiment of this config "
                 f"(experiments: {sorted(experiments)})"
+            )
+    bench = (config.get("bench") or {}).get("dvs128") or {}
+    if config.get("bench") is not None:
+        from .bench import BenchSettings
+
+        name = bench.get("experiment", BenchSettings.dvs128_experiment)
+        if name not in experiments:
+            problems.append(f"bench.dvs128.experiment: {name!r} is not an experiment of this config")
+        elif experiments[name].get("dataset") != "dvs128_gesture":
+            problems.append(
+                f"bench.dvs128.experiment: {name!r} trains on {experiments[name].get('dataset')}, "
+                "not dvs128_gesture"
             )
     for name, baseline in (config.get("baselines") or {}).items():
         if not isinstance(baseline, Mapping):
@@ -484,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--schema",
         type=Path,
-        default=Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml",
+        default=SCHEMA,
         help="the config schema (default: the repository's workflow/schemas/config.schema.yaml)",
     )
     parser.add_argument(
