@@ -19,8 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bidl.data.download import check_placed_files, download, extract_archive, file_digest, is_archive
 from bidl.data.sources import SOURCES, Source, get_source
+from bidl.data.sources.download import check_placed_files, download, extract_archive, file_digest, is_archive
 from bidl.data.staging import remove_leftovers
 from bidl.errors import BidlError, ConfigError, DownloadError
 from bidl.io import redirect_output

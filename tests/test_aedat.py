@@ -1,4 +1,4 @@
-"""AEDAT 3.1 and tonic .npy readers (bidl.data.aedat)."""
+"""AEDAT 3.1 and tonic .npy readers (bidl.data.formats.aedat)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 
-from bidl.data.aedat import EVENT_DTYPE, read_aedat31, read_tonic_npy, write_aedat31
+from bidl.data.formats.aedat import EVENT_DTYPE, read_aedat31, read_tonic_npy, write_aedat31
 from bidl.errors import DataFormatError
 
 HEADER = b"#!AER-DAT3.1\r\n#Format: RAW\r\n#!END-HEADER\r\n"

@@ -1,4 +1,4 @@
-"""Offline tests of bidl.data.download, bidl.data.sources and scripts/fetch_data.py.
+"""Offline tests of bidl.data.sources.download, bidl.data.sources and scripts/fetch_data.py.
 
 A local HTTP server on 127.0.0.1 (port 0) serves byte strings with Range support and can simulate a
 connection dropped half way, a figshare-style WAF answer (HTTP 202 + x-amzn-waf-action), an empty body,
@@ -26,14 +26,14 @@ from pathlib import Path
 
 import pytest
 
-from bidl.data import download as dl
-from bidl.data.download import (
+from bidl.data.sources import SOURCES, RemoteFile, Source, get_source
+from bidl.data.sources import download as dl
+from bidl.data.sources.download import (
     check_placed_files,
     download,
     extract_archive,
     file_digest,
 )
-from bidl.data.sources import SOURCES, RemoteFile, Source, get_source
 from bidl.errors import ConfigError, DataFormatError, DownloadError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -189,7 +189,7 @@ def test_a_killed_download_resumes_where_it_stopped(server: Server, tmp_path: Pa
     big_md5 = hashlib.md5(big).hexdigest()
     server.routes["/k.bin"] = Route(big, kind="stall")
     dest, part = tmp_path / "k.bin", tmp_path / "k.bin.part"
-    code = f"from bidl.data.download import download; download({server.url('/k.bin')!r}, {str(dest)!r}, md5={big_md5!r}, chunk=4096)"  # noqa: E501
+    code = f"from bidl.data.sources.download import download; download({server.url('/k.bin')!r}, {str(dest)!r}, md5={big_md5!r}, chunk=4096)"  # noqa: E501
     process = subprocess.Popen([sys.executable, "-c", code])
     deadline = time.monotonic() + 60
     while not (part.exists() and part.stat().st_size >= len(big) // 4):
@@ -617,7 +617,7 @@ def test_luna16_zenodo_files_are_verified_against_the_zenodo_api(monkeypatch) ->
     src = get_source("luna16", "zenodo")
     assert src.checksums is not None and all(rf.urls for rf in src.files)
     assert {rf.name for rf in src.files} >= {"annotations.csv", "candidates.csv", "seg-lungs-LUNA16.zip"}
-    from bidl.data import luna16
+    from bidl.data.sources import zenodo
 
     asked = []
 
@@ -625,7 +625,7 @@ def test_luna16_zenodo_files_are_verified_against_the_zenodo_api(monkeypatch) ->
         asked.append(record)
         return {rf.name: {"md5": "a" * 32, "size": 1} for rf in src.files}
 
-    monkeypatch.setattr(luna16, "fetch_zenodo_checksums", fake)
+    monkeypatch.setattr(zenodo, "fetch_zenodo_checksums", fake)
     table = src.checksums()
     assert sorted(asked) == [3723295, 4121926] and set(table) == {rf.name for rf in src.files}
 
@@ -756,7 +756,8 @@ def test_a_luna16_file_without_a_recorded_checksum_is_named_when_it_cannot_be_ve
 
 
 def test_write_luna16_checksums_records_the_zenodo_api(tmp_path: Path, monkeypatch) -> None:
-    from bidl.data import luna16, sources
+    from bidl.data import sources
+    from bidl.data.sources import zenodo
 
     names = {rf.name for rf in get_source("luna16", "zenodo").files}
     part2 = {"subset7.zip", "subset8.zip", "subset9.zip"}
@@ -765,7 +766,7 @@ def test_write_luna16_checksums_records_the_zenodo_api(tmp_path: Path, monkeypat
         | {"sampleSubmission.csv": {"md5": "b" * 32, "size": 7}},  # a file the fetch step does not take
         4121926: {n: {"md5": "c" * 32, "size": None} for n in part2},
     }
-    monkeypatch.setattr(luna16, "fetch_zenodo_checksums", lambda record, **_: answers[record])
+    monkeypatch.setattr(zenodo, "fetch_zenodo_checksums", lambda record, **_: answers[record])
     path = tmp_path / "luna16_checksums.json"
     assert dl._main(["--write-luna16-checksums", str(path)]) == 0
     recorded = sources.read_recorded_checksums(path)
@@ -785,7 +786,7 @@ def test_write_luna16_checksums_records_the_zenodo_api(tmp_path: Path, monkeypat
     def unreachable(record, **_):
         raise OSError("no route to host")
 
-    monkeypatch.setattr(luna16, "fetch_zenodo_checksums", unreachable)
+    monkeypatch.setattr(zenodo, "fetch_zenodo_checksums", unreachable)
     with pytest.raises(DownloadError, match="cannot read the checksums of Zenodo record 3723295.*no route"):
         sources.write_luna16_checksums(tmp_path / "new.json")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["luna16_checksums.json"]

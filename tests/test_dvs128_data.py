@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from bidl.data.aedat import EVENT_DTYPE, write_aedat31
 from bidl.data.dvs128 import (
     N_CLASSES,
     STANDIN_CLASSES,
@@ -21,7 +20,8 @@ from bidl.data.dvs128 import (
     read_labels_csv,
     standin_trial,
 )
-from bidl.data.events import events_to_frames
+from bidl.data.formats.aedat import EVENT_DTYPE, write_aedat31
+from bidl.data.formats.events import events_to_frames
 from bidl.errors import DataFormatError
 
 SMALL = {"n_users": 3, "lightings": ("led", "natural"), "reps_per_class": 1, "seed": 7}
@@ -153,7 +153,7 @@ def test_standin_has_ibm_layout_and_right_label_counts_per_split(small_standin):
 def test_standin_files_carry_real_file_features_and_read_back_exactly(small_standin):
     """User 3's trials run through 2**31 us (labels on that clock); every file holds a special-event packet
     and invalid events; the reader returns exactly the generated events."""
-    from bidl.data.aedat import read_aedat31
+    from bidl.data.formats.aedat import read_aedat31
 
     folder = small_standin / "DvsGesture"
     for user in (1, 3):
@@ -205,7 +205,7 @@ def _frame_directions(events: np.ndarray, n_frames: int) -> list[str]:
 @pytest.mark.parametrize("label", range(8))
 def test_standin_order_pairs_change_direction_only_in_their_order(label):
     """ON events lead the disc; within a repetition d1 is followed directly by d2, never the reverse."""
-    from bidl.data.dvs128 import _PAIR_MOVES, _pair_gesture
+    from bidl.data.standins.dvs128_gesture import _PAIR_MOVES, _pair_gesture
 
     d1, d2 = _PAIR_MOVES[label]
     parts, n_frames = _pair_gesture(np.random.default_rng(label), label, 1.0, t0=0)

@@ -31,17 +31,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import bidl.data.cifar10dvs as cifar10dvs
+import bidl.data.cifar10_dvs as cifar10_dvs
 import bidl.data.dvs128 as dvs128
+import bidl.data.formats.jpeg as jpeg
 import bidl.data.imdb as imdb
 import bidl.data.jester as jester
-import bidl.data.jpeg as jpeg
 import bidl.data.luna16 as luna16
 import bidl.data.rgb_gesture as rgb_gesture
 import bidl.data.staging as staging
-from bidl.data.aedat import EVENT_DTYPE, encode_aedat31
-from bidl.data.aedat2 import encode_aedat2, split_aedat2_header
-from bidl.data.download import extract_archive
+from bidl.data.formats.aedat import EVENT_DTYPE, encode_aedat31
+from bidl.data.formats.aedat2 import encode_aedat2, split_aedat2_header
+from bidl.data.sources.download import extract_archive
 from bidl.errors import ConfigError, DataFormatError
 from bidl.pipeline.config import load_yaml, validate_config
 
@@ -116,8 +116,8 @@ FORMATS: dict[str, Format] = {
         Format(
             "CIFAR10-DVS AEDAT 2.0",
             "cifar10_dvs",
-            cifar10dvs,
-            lambda root: cifar10dvs.generate_standin(root, per_class=2),
+            cifar10_dvs,
+            lambda root: cifar10_dvs.generate_standin(root, per_class=2),
             lambda raw, s, split: raw / (s["splits"][split]["names"][0] + ".aedat"),
             {"size": 16, "n_frames": 4, "test_fraction": 0.5},
         ),
@@ -983,7 +983,8 @@ STEPS = [
         lambda tmp: tmp,
         lambda tmp: None,
         lambda tmp: (
-            "import bidl.data.imdb\nbidl.data.imdb._standin_readme = hang\n"  # the last file it writes
+            # _standin_readme: the last file the generator writes
+            "import bidl.data.standins.imdb\nbidl.data.standins.imdb._standin_readme = hang\n"
             f"script('make_standin').main('imdb', {str(tmp / 'standin')!r}, n_train=8, n_test=4)"
         ),
         lambda tmp: _load_script("make_standin").main("imdb", tmp / "standin", n_train=8, n_test=4),
@@ -995,7 +996,7 @@ STEPS = [
         lambda tmp: tmp,
         lambda tmp: _tar_gz(tmp / "a.tar.gz", {"data/x.txt": b"x" * 1000, "data/y.txt": b"y"}) and None,
         lambda tmp: (
-            "import bidl.data.download as dl\nextract = dl._extract_tar\n"
+            "import bidl.data.sources.download as dl\nextract = dl._extract_tar\n"
             "dl._extract_tar = lambda archive, into: (extract(archive, into), hang())\n"
             f"dl.extract_archive({str(tmp / 'a.tar.gz')!r}, {str(tmp / 'real')!r})"
         ),
@@ -1008,7 +1009,8 @@ STEPS = [
         lambda tmp: tmp,
         _imdb_raw,
         lambda tmp: (
-            "import bidl.data.imdb\nbidl.data.imdb.atomic_savez = hang\n"  # into the staging folder
+            # into the staging folder
+            "import bidl.data.preprocessing\nbidl.data.preprocessing.atomic_savez = hang\n"
             f"script('preprocess').main('imdb', {str(tmp / 'raw')!r}, {str(tmp / 'cache')!r}, max_len=50)"
         ),
         lambda tmp: _load_script("preprocess").main("imdb", tmp / "raw", tmp / "cache", max_len=50) and None,

@@ -8,6 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bidl.data.formats.metaimage import (
+    MetaImage,
+    read_metaimage,
+    voxel_to_world,
+    world_to_voxel,
+    write_metaimage,
+)
 from bidl.data.luna16 import (
     CANDIDATES_HEADER,
     CUBE_SHAPE,
@@ -15,26 +22,20 @@ from bidl.data.luna16 import (
     MALIGNANCY_HEADER,
     PAD_VALUE,
     Luna16Cubes,
-    MetaImage,
     PointTable,
-    _radius_profile,
     convex_hull_slices,
     extract_cubes,
     generate_standin,
-    parse_zenodo_checksums,
     preprocess,
     preprocess_volume,
     read_malignancy_csv,
-    read_metaimage,
     read_point_csv,
     select_samples,
     split_scans,
-    voxel_to_world,
     window_hu,
-    world_to_voxel,
-    write_metaimage,
-    zenodo_file_url,
 )
+from bidl.data.sources.zenodo import parse_zenodo_checksums, zenodo_file_url
+from bidl.data.standins.luna16 import _radius_profile
 from bidl.errors import DataFormatError
 
 SMALL = {"n_scans": 4, "n_nodules": 3, "n_vessels": 3, "seed": 5}
@@ -602,8 +603,8 @@ def test_the_malignancy_labels_are_fetched_from_a_fixed_commit_and_verified_by_s
 
 @pytest.mark.fault
 def test_a_placed_malignancy_file_of_other_content_does_not_verify(tmp_path, fault_log):
-    from bidl.data.download import verify_recorded
     from bidl.data.sources import LUNA16_MALIGNANCY
+    from bidl.data.sources.download import verify_recorded
     from bidl.errors import DownloadError
 
     placed = tmp_path / MALIGNANCY_CSV

@@ -99,7 +99,7 @@ def test_clip_folder_without_frames_and_unknown_class_raise(tmp_path):
 
 def test_standin_pair_strokes_change_direction_only_in_their_order():
     """A repetition: a d1 stroke, one jump to a new place, a d2 stroke; never d2 before d1."""
-    from bidl.data.rgb_gesture import _DIRECTIONS, _repetition
+    from bidl.data.standins.rgb_gesture import _DIRECTIONS, _repetition
 
     for label in range(8):
         first, second = STANDIN_CLASSES[label].split("_then_")

@@ -11,8 +11,8 @@ own header reader returns) and compared with bidl's reader, after applying what 
   reads the address bits unrotated (bidl follows spikingjelly's CIFAR10-DVS orientation).
 
 Framing: ``tonic.transforms.Downsample`` + ``ToFrame(time_window=...)`` against
-:func:`bidl.data.events.events_to_frames`, and bidl's events through tonic's transforms via
-:func:`bidl.data.events.to_tonic` / :func:`~bidl.data.events.from_tonic`.
+:func:`bidl.data.formats.events.events_to_frames`, and bidl's events through tonic's transforms via
+:func:`bidl.data.formats.events.to_tonic` / :func:`~bidl.data.formats.events.from_tonic`.
 """
 
 from __future__ import annotations
@@ -22,16 +22,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bidl.data import cifar10dvs, dvs128
-from bidl.data.aedat import EVENT_DTYPE, POLARITY_EVENT_TYPE, read_aedat31
-from bidl.data.aedat2 import read_aedat2
-from bidl.data.events import TONIC_EVENT_DTYPE, events_to_frames, from_tonic, to_tonic
+from bidl.data import cifar10_dvs, dvs128
+from bidl.data.formats.aedat import EVENT_DTYPE, POLARITY_EVENT_TYPE, read_aedat31
+from bidl.data.formats.aedat2 import read_aedat2
+from bidl.data.formats.events import TONIC_EVENT_DTYPE, events_to_frames, from_tonic, to_tonic
 
 tonic = pytest.importorskip("tonic")
 from tonic.io import get_aer_events_from_file, read_aedat_header_from_file  # noqa: E402
 
 DVS128_SMALL = {"n_users": 3, "lightings": ("led", "natural"), "reps_per_class": 1, "seed": 7}
-CIFAR_SMALL = {"per_class": 5, "seed": 3}  # as tests/test_cifar10dvs_data.py: index 4 runs through the wrap
+CIFAR_SMALL = {"per_class": 5, "seed": 3}  # as tests/test_cifar10_dvs_data.py: index 4 runs through the wrap
 _PACKET_HEADER = np.dtype(
     [("type", "<u2"), ("source", "<u2"), ("size", "<u4"), ("ts_offset", "<u4"), ("overflow", "<u4"),
      ("capacity", "<u4"), ("number", "<u4"), ("valid", "<u4")]
@@ -48,7 +48,7 @@ def dvs128_files(tmp_path_factory) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def cifar_files(tmp_path_factory) -> list[Path]:
-    raw = cifar10dvs.generate_standin(tmp_path_factory.mktemp("c10") / "raw", **CIFAR_SMALL)
+    raw = cifar10_dvs.generate_standin(tmp_path_factory.mktemp("c10") / "raw", **CIFAR_SMALL)
     files = sorted(raw.glob("*/*.aedat"))
     assert len(files) == 50
     return files
@@ -106,7 +106,7 @@ def _unwrap_and_clamp(ts: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(t + (wrapped << 32))
 
 
-def test_every_cifar10dvs_standin_file_reads_as_tonic_reads_it(cifar_files):
+def test_every_cifar10_dvs_standin_file_reads_as_tonic_reads_it(cifar_files):
     specials = wraps = 0
     for path in cifar_files:
         version, raw = _tonic_raw(path)

@@ -1,10 +1,12 @@
 """The datasets of the paper: one entry point from a dataset name and a cached split to a torch ``Dataset``.
 
-Every dataset has a module under ``bidl.data`` with the same four parts: a reader of the raw on-disk format,
-``generate_standin(raw_root, seed=..., **params)`` (a stand-in in that raw format), ``preprocess(raw_root,
-out_dir, **params)`` (``train.npz``, ``test.npz``, ``split.json``) and a :class:`bidl.data.cache.CachedSplit`
-subclass. :data:`DATASETS` names them; the workflow, the scripts and the tables read this table, so a new
-dataset is one module and one :class:`DatasetInfo` here.
+Every dataset has a module under ``bidl.data`` with the same parts: a reader of its raw layout (on the file
+formats of :mod:`bidl.data.formats`), ``preprocess(raw_root, out_dir, **params)`` (``train.npz``,
+``test.npz``, ``split.json``), a :class:`bidl.data.cache.CachedSplit` subclass, and
+``generate_standin(raw_root, seed=..., **params)`` (a stand-in in that raw layout, written by its module in
+:mod:`bidl.data.standins` and importable from the dataset module). :data:`DATASETS` names them; the
+workflow, the scripts and the tables read this table, so a new dataset is one module, one stand-in module and
+one :class:`DatasetInfo` here.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ class DatasetInfo:
     Attributes:
         name: key used in configs, paths and :data:`bidl.data.sources.SOURCES`.
         title: the dataset's name in tables.
-        module: module under ``bidl.data`` (reader, ``generate_standin``, ``preprocess``).
+        module: module under ``bidl.data`` (reader, ``preprocess``, and ``generate_standin`` from
+            :mod:`bidl.data.standins`).
         dataset_class: the :class:`~bidl.data.cache.CachedSplit` subclass in ``module``.
         standin_layout: the raw layout the stand-in writes (the layout of one of the real sources).
         layout_param: ``preprocess`` takes the raw ``layout`` as a keyword (datasets with several real
@@ -94,7 +97,7 @@ DATASETS: dict[str, DatasetInfo] = {
         DatasetInfo(
             name="cifar10_dvs",
             title="CIFAR10-DVS",
-            module="cifar10dvs",
+            module="cifar10_dvs",
             dataset_class="CIFAR10DVSFrames",
             standin_layout="cifar10dvs_aedat2",
             standin_files="*/*.aedat",

@@ -12,16 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from bidl.data.aedat import EVENT_DTYPE
-from bidl.data.aedat2 import (
-    AEDAT2_MAGIC,
-    MAX_BACKSTEP_US,
-    SPECIAL_ADDRESS,
-    encode_aedat2,
-    read_aedat2,
-    write_aedat2,
-)
-from bidl.data.cifar10dvs import (
+from bidl.data.cifar10_dvs import (
     CLASSES,
     STANDIN_PATTERNS,
     STANDIN_SEQUENCES,
@@ -34,6 +25,15 @@ from bidl.data.cifar10dvs import (
     preprocess,
     split_per_class,
     standin_recording,
+)
+from bidl.data.formats.aedat import EVENT_DTYPE
+from bidl.data.formats.aedat2 import (
+    AEDAT2_MAGIC,
+    MAX_BACKSTEP_US,
+    SPECIAL_ADDRESS,
+    encode_aedat2,
+    read_aedat2,
+    write_aedat2,
 )
 from bidl.errors import ConfigError, DataFormatError
 
@@ -373,7 +373,7 @@ def test_dataset_missing_or_malformed_cache_raises_naming_it(tmp_path):
 
 
 def test_figshare_source_lists_the_ten_class_zips():
-    from bidl.data.cifar10dvs import LAYOUT
+    from bidl.data.cifar10_dvs import LAYOUT
     from bidl.data.sources import get_source
 
     src = get_source("cifar10_dvs", "figshare")

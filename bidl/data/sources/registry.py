@@ -2,13 +2,13 @@
 
 Each dataset has one or more named :class:`Source` entries; a source lists its :class:`RemoteFile` items
 (file name, mirror URLs in the order they are tried, checksums). ``scripts/fetch_data.py`` turns a source
-into downloads (``bidl.data.download.download``), archive extraction and, for ``manual`` sources, a check of
-files the user placed by hand (``check_placed_files``). Adding a dataset means appending ``Source`` objects
-to ``_ALL_SOURCES`` below; the machinery does not change.
+into downloads (:func:`bidl.data.sources.download.download`), archive extraction and, for ``manual``
+sources, a check of files the user placed by hand (``check_placed_files``). Adding a dataset means appending
+``Source`` objects to ``_ALL_SOURCES`` below; the machinery does not change.
 
 Checksums and URLs are those hard-coded by the libraries that download these datasets; LUNA16's, which no
-library hard-codes, are kept in ``luna16_checksums.json`` beside this module (see
-:func:`read_recorded_checksums`). Every file is verified against them before it is used.
+library hard-codes, are kept in ``bidl/data/luna16_checksums.json`` (see :func:`read_recorded_checksums`).
+Every file is verified against them before it is used.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from bidl.data.sources import zenodo
 from bidl.errors import ConfigError, DownloadError
 
 __all__ = [
@@ -259,11 +260,11 @@ _LUNA16_RECORDS: tuple[tuple[int, tuple[str, ...]], ...] = (
 )
 
 
-LUNA16_CHECKSUMS = Path(__file__).with_name("luna16_checksums.json")
+LUNA16_CHECKSUMS = Path(__file__).parents[1] / "luna16_checksums.json"
 """LUNA16's checksums, shipped with the package: ``{"files": {name: {"record", "md5", "size"}}}`` (``md5`` and
 ``size`` null where not recorded); written from Zenodo's API by :func:`write_luna16_checksums`."""
 
-_WRITE_COMMAND = "python -m bidl.data.download --write-luna16-checksums"
+_WRITE_COMMAND = "python -m bidl.data.sources.download --write-luna16-checksums"
 
 
 def read_recorded_checksums(path: str | Path) -> dict[str, dict[str, Any]]:
@@ -308,11 +309,9 @@ def _recorded_luna16(path: Path) -> dict[str, dict[str, Any]]:
 
 def _luna16_zenodo_checksums() -> dict[str, dict[str, Any]]:
     """MD5 and size of every file of the two LUNA16 Zenodo records, from the Zenodo API (network)."""
-    from bidl.data import luna16
-
     table: dict[str, dict[str, Any]] = {}
     for record, _ in _LUNA16_RECORDS:
-        table.update(luna16.fetch_zenodo_checksums(record))
+        table.update(zenodo.fetch_zenodo_checksums(record))
     return table
 
 
@@ -325,16 +324,14 @@ def write_luna16_checksums(path: str | Path = LUNA16_CHECKSUMS) -> Path:
         DownloadError: the API cannot be reached or answers something else than a record (nothing is
             written).
     """
-    from bidl.data import luna16
-
     path = Path(path)
     files: dict[str, dict[str, Any]] = {}
     for record, names in _LUNA16_RECORDS:
         try:
-            table = luna16.fetch_zenodo_checksums(record)
+            table = zenodo.fetch_zenodo_checksums(record)
         except (OSError, ValueError) as exc:  # URLError is an OSError; JSON errors are ValueErrors
             raise DownloadError(
-                f"cannot read the checksums of Zenodo record {record} from {luna16.zenodo_api_url(record)} "
+                f"cannot read the checksums of Zenodo record {record} from {zenodo.zenodo_api_url(record)} "
                 f"({exc}); {path} was not written"
             ) from exc
         missing = sorted(set(names) - set(table))
@@ -378,7 +375,7 @@ def luna16_files(checksum_file: str | Path = LUNA16_CHECKSUMS) -> tuple[RemoteFi
         for name in names:
             entry = recorded.get(name, {"md5": None, "size": None})
             md5 = entry["md5"]
-            url = f"https://zenodo.org/record/{record}/files/{name}?download=1"
+            url = zenodo.zenodo_file_url(record, name)
             files.append(RemoteFile(name, (url,), md5, size=entry["size"] if md5 else None))
     return tuple(files)
 
@@ -420,7 +417,7 @@ LUNA16_ZENODO = Source(
         "annotations_with_malignancy.csv (LUNA16's nodules with the LIDC-IDRI readers' ratings), come from "
         f"GitHub, deep-learning-with-pytorch/dlwpt-code at commit {LUNA16_MALIGNANCY_COMMIT} "
         "(the repository states no licence; the data derive from LUNA16 and LIDC-IDRI), verified against the "
-        "SHA-256 recorded in bidl/data/sources.py."
+        "SHA-256 recorded in bidl/data/sources/registry.py."
     ),
     layout="luna16_mhd",
     checksums=_luna16_zenodo_checksums,

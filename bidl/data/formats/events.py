@@ -24,7 +24,7 @@ def events_to_frames(
 
     Args:
         events: structured array ``[N]`` with fields ``t`` (µs), ``x``, ``y`` (pixels) and ``p`` (0 = OFF,
-            1 = ON), e.g. :data:`bidl.data.aedat.EVENT_DTYPE`. Need not be sorted.
+            1 = ON), e.g. :data:`bidl.data.formats.aedat.EVENT_DTYPE`. Need not be sorted.
         window_us: window length in µs (25000 for DVS128 Gesture).
         n_frames: number of windows T (60 for DVS128 Gesture).
         sensor_size: ``(H_in, W_in)`` of the sensor, in pixels.
@@ -80,7 +80,7 @@ TONIC_EVENT_DTYPE = np.dtype([("x", np.int16), ("y", np.int16), ("t", np.int64),
 
 
 def to_tonic(events: np.ndarray) -> np.ndarray:
-    """bidl's events (:data:`bidl.data.aedat.EVENT_DTYPE`) as tonic's structured array
+    """bidl's events (:data:`bidl.data.formats.aedat.EVENT_DTYPE`) as tonic's structured array
     (:data:`TONIC_EVENT_DTYPE`), so that tonic's transforms (``tonic.transforms.ToFrame``, ``Downsample``,
     ``Denoise``, ...) apply to them; tonic itself is not imported.
 
@@ -107,7 +107,7 @@ def to_tonic(events: np.ndarray) -> np.ndarray:
 
 def from_tonic(events: np.ndarray) -> np.ndarray:
     """tonic's structured event array (fields x, y, t, p in any order, as ``tonic.io.events_struct`` or a
-    dataset's ``dtype``) as bidl's :data:`bidl.data.aedat.EVENT_DTYPE`, e.g. to frame the output of a
+    dataset's ``dtype``) as bidl's :data:`bidl.data.formats.aedat.EVENT_DTYPE`, e.g. to frame the output of a
     tonic transform with :func:`events_to_frames`.
 
     Args:
@@ -121,7 +121,7 @@ def from_tonic(events: np.ndarray) -> np.ndarray:
         ValueError: a missing field, a non-integral coordinate or time, a coordinate outside int16, a
             polarity other than 0/1.
     """
-    from bidl.data.aedat import EVENT_DTYPE
+    from bidl.data.formats.aedat import EVENT_DTYPE
 
     _check_event_fields(events, "tonic events")
     out = np.empty(events.shape[0], dtype=EVENT_DTYPE)

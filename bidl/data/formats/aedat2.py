@@ -58,7 +58,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bidl.data.aedat import EVENT_DTYPE
+from bidl.data.formats.aedat import EVENT_DTYPE
 from bidl.errors import DataFormatError
 from bidl.io import default_file_mode
 
@@ -135,8 +135,8 @@ def read_aedat2(path: str | Path) -> np.ndarray:
         path: the ``.aedat`` file.
 
     Returns:
-        Structured array ``[N]`` of :data:`bidl.data.aedat.EVENT_DTYPE` in file order: ``t`` int64 µs (the
-        recording's own clock, 32-bit wraps unwrapped), ``x``/``y`` int16 in ``[0, 128)`` and ``p`` int8
+        Structured array ``[N]`` of :data:`bidl.data.formats.aedat.EVENT_DTYPE` in file order: ``t`` int64 µs
+        (the recording's own clock, 32-bit wraps unwrapped), ``x``/``y`` int16 in ``[0, 128)`` and ``p`` int8
         (1 = ON) in the orientation documented in the module docstring; ``t`` never decreases (32-bit wraps
         unwrapped, small steps back clamped: see the module docstring). Special events (address bit 15 or
         31) are dropped.
@@ -227,8 +227,8 @@ def encode_aedat2(
 
     Args:
         events: structured array ``[N]`` with fields ``t`` (µs, ``t >= 0``), ``x``, ``y`` (pixels in
-            ``[0, 128)``) and ``p`` (0/1), e.g. :data:`bidl.data.aedat.EVENT_DTYPE`; written in the given
-            order. Timestamps are written modulo ``2**32``, as a 32-bit sensor clock wraps; the reader
+            ``[0, 128)``) and ``p`` (0/1), e.g. :data:`bidl.data.formats.aedat.EVENT_DTYPE`; written in the
+            given order. Timestamps are written modulo ``2**32``, as a 32-bit sensor clock wraps; the reader
             unwraps them, so a stream that starts below ``2**32`` and never decreases reads back unchanged.
         header_lines: extra header lines (each must start with ``#``), written after jAER's standard lines.
         special_times: times (µs) of DVS128 sync events (address :data:`SPECIAL_ADDRESS`) to write among

@@ -580,7 +580,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     from bidl.data import sources
 
     parser = argparse.ArgumentParser(
-        prog="python -m bidl.data.download",
+        prog="python -m bidl.data.sources.download",
         description="Write and check the recorded checksums of LUNA16's Zenodo files "
         "(bidl/data/luna16_checksums.json).",
     )
@@ -607,7 +607,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
             print(f"{path}: {len(recorded)} files of LUNA16's Zenodo records recorded")
         else:
             src = sources.get_source("luna16", "zenodo")
-            fix = "Record them with 'python -m bidl.data.download --write-luna16-checksums' (network access)."
+            fix = (
+                "Record them with 'python -m bidl.data.sources.download --write-luna16-checksums' "
+                "(network access)."
+            )
             print("\n".join(verify_recorded(args.verify_luna16, src.files, dataset=src.key, fix=fix)))
     except (DownloadError, DataFormatError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
