@@ -18,8 +18,8 @@ r"""Global-local co-learning and the anti-noise study (paper sections 3.2.2 and 
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -332,7 +332,7 @@ def train_local(
     interleave: Any | None = None,
 ) -> list[dict[str, Any]]:
     """Local learning for ``epochs`` epochs (:func:`local_epoch`, samples in a seeded order per epoch),
-    checkpointed and resumed by the same :class:`bidl.training.RunFolder` as :func:`bidl.training.train`:
+    checkpointed and resumed by the same loop as :func:`bidl.training.train` (:func:`bidl.training.fit`):
     ``checkpoint.pt`` after every epoch (the epoch before kept as a backup, the RNG state saved),
     ``history.csv`` (the same columns; ``train_top1`` is the streamed top-1, ``val_top1`` the clean
     validation top-1 in IIM) and ``model.pt`` at the end. A checkpoint of another configuration
@@ -343,7 +343,7 @@ def train_local(
     ``train_only``) every epoch is an :func:`interleaved_epoch` instead: per batch a BPTT step, then the
     batch's samples streamed with local updates (``train_loss`` and ``train_top1`` are the BPTT steps').
     """
-    from .training import RunFolder, _epoch_order, freeze_except, history_row, make_optimizer, run_epoch
+    from .training import RunFolder, _epoch_order, fit, freeze_except, make_optimizer, validate_epoch
 
     device = torch.device(device)
     model.to(device)
@@ -356,61 +356,32 @@ def train_local(
     )
     frozen = freeze_except(model, interleave.train_only) if interleave is not None else []
     optimizer = make_optimizer(model, interleave) if interleave is not None else None
-    state = run.resume(device)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        if optimizer is not None:
-            optimizer.load_state_dict(state["optimizer"])
-        if "rng" in state:
-            torch.set_rng_state(state["rng"])
-        print(f"resuming from {run.checkpoint} after epoch {run.start_epoch} of {epochs}", flush=True)
-    else:
-        print(f"no checkpoint of this run in {run.out_dir}: learning from epoch 1", flush=True)
-    val_loader = DataLoader(val_set, batch_size=32, shuffle=False) if val_set is not None else None
-    for epoch in range(run.start_epoch, epochs):
-        began = time.perf_counter()
+
+    def epoch_step(trained: nn.Module, epoch: int) -> tuple[float, float]:
+        """The epoch's samples in their seeded order: streamed with local updates (no loss: NaN), or
+        interleaved with BPTT steps."""
         order = _epoch_order(len(train_set), seed, epoch)
-        train_loss = float("nan")
-        try:
-            if interleave is None:
-                train_top1 = local_epoch(
-                    model, train_set, plasticity, n_classes=n_classes, order=order, device=device
-                )
-            else:
-                loader = DataLoader(Subset(train_set, order), batch_size=interleave.batch_size, shuffle=False)
-                train_loss, train_top1 = interleaved_epoch(
-                    model,
-                    loader,
-                    plasticity,
-                    optimizer=optimizer,
-                    n_classes=n_classes,
-                    frozen=frozen,
-                    device=device,
-                )
-            bad = [name for name, tensor in model.state_dict().items() if not torch.isfinite(tensor).all()]
-            if bad:  # a local rule has no loss to watch: its weights are checked instead
-                raise FloatingPointError(f"epoch {epoch + 1}: non-finite values in {', '.join(bad[:5])}")
-            val_loss, val_top1 = float("nan"), float("nan")
-            if val_loader is not None:
-                set_iteration_mode(model, "internal")
-                val_loss, val_top1 = run_epoch(
-                    model,
-                    val_loader,
-                    device=device,
-                    criterion=nn.CrossEntropyLoss(),
-                    desc=f"epoch {epoch + 1} val",
-                )
-        except FloatingPointError as err:  # nothing of this epoch is saved
-            raise run.failed(err, epoch) from None
-        lr = optimizer.param_groups[0]["lr"] if optimizer is not None else float("nan")
-        seconds = time.perf_counter() - began
-        run.save(
-            history_row(epoch + 1, lr, (train_loss, train_top1), (val_loss, val_top1), seconds),
-            model=model.state_dict(),
-            optimizer=optimizer.state_dict() if optimizer is not None else {},
+        if interleave is None:
+            top1 = local_epoch(
+                trained, train_set, plasticity, n_classes=n_classes, order=order, device=device
+            )
+            return float("nan"), top1
+        loader = DataLoader(Subset(train_set, order), batch_size=interleave.batch_size, shuffle=False)
+        return interleaved_epoch(
+            trained,
+            loader,
+            plasticity,
+            optimizer=optimizer,
+            n_classes=n_classes,
+            frozen=frozen,
+            device=device,
         )
-    run.finish(model)
-    return run.history
+
+    validate = None
+    if val_set is not None:
+        val_loader = DataLoader(val_set, batch_size=32, shuffle=False)
+        validate = partial(validate_epoch, model, val_loader, device=device, criterion=nn.CrossEntropyLoss())
+    return fit(run, model, epoch_step, device=device, optimizer=optimizer, validate=validate)
 
 
 NOISE_REFERENCES = ("pixels", "events")

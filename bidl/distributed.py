@@ -12,7 +12,9 @@ as one process with that batch:
   epoch) so that every process takes the same number of steps.
 - **BatchNorm** statistics are taken over the global batch (:class:`SyncBatchNorm`, which, unlike
   PyTorch's, also runs on the CPU with the gloo backend), as in one process.
-- **Rank 0** writes checkpoints, ``history.csv`` and ``model.pt``; the others wait at a barrier. Losses
+- **Rank 0** writes checkpoints, ``history.csv`` and ``model.pt``; the others wait at a barrier
+  (:class:`DataParallel`, which the training loop :func:`bidl.training.fit` calls for every step that
+  differs between one process and several). Losses
   and accuracies are summed over the processes. A run resumes from the checkpoint on every process, as a
   single process does, and a checkpoint of a distributed run resumes in one process and vice versa (the
   weights are saved without DDP's ``module.`` prefix).
@@ -46,6 +48,7 @@ __all__ = [
     "all_sum",
     "all_gather_rng_states",
     "barrier",
+    "DataParallel",
     "local_batch_size",
     "torchrun_command",
 ]
@@ -242,6 +245,73 @@ def convert_sync_batchnorm(module: nn.Module) -> nn.Module:
         if new is not child:
             setattr(module, name, new)
     return module
+
+
+@dataclass(frozen=True)
+class DataParallel:
+    """What data-parallel training adds to a training loop, for the process ``here`` of a run seeded with
+    ``seed``: BatchNorm over the global batch, the DDP wrapper, rank 0 deciding first, the barriers and each
+    process's own random numbers. In one process (the default ``World()``) every step is a no-op or returns
+    its input, so a loop calls the same steps either way."""
+
+    here: World = World()
+    seed: int = 0
+
+    @property
+    def main(self) -> bool:
+        """Whether this process writes the run's files (rank 0)."""
+        return self.here.main
+
+    def sync_batchnorm(self, model: nn.Module) -> nn.Module:
+        """``model`` with its BatchNorms converted to :class:`SyncBatchNorm` (statistics of the global batch,
+        as in one process) when distributed; returns the module (:func:`convert_sync_batchnorm`)."""
+        return convert_sync_batchnorm(model) if self.here.distributed else model
+
+    def wrap(self, model: nn.Module, device: torch.device) -> nn.Module:
+        """The module that trains: ``model`` in DDP's wrapper when distributed (it averages the gradients and
+        starts every process from rank 0's weights), ``model`` itself otherwise. Save ``model``, not the
+        wrapper: its state-dict keys have no ``module.`` prefix."""
+        if not self.here.distributed:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [device.index] if device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+
+    @contextmanager
+    def main_first(self) -> Iterator[None]:
+        """Run the block on rank 0 first and on the other processes after it has finished: rank 0 decides
+        and writes (e.g. sets a stale checkpoint aside), the others then read what it left."""
+        if not self.here.main:
+            barrier()
+        yield
+        if self.here.main:
+            barrier()
+
+    def barrier(self) -> None:
+        """Wait for every process (:func:`barrier`)."""
+        barrier()
+
+    def seed_ranks(self) -> None:
+        """For a run that starts afresh, after the model is built (the same weights everywhere): seed
+        process ``r``'s torch generator with ``seed + r``, so that each process draws its own noise. Nothing
+        in one process."""
+        if self.here.distributed:
+            torch.manual_seed(self.seed + self.here.rank)
+
+    def rng_states(self) -> list[Tensor]:
+        """Every process's torch CPU random state, in rank order (:func:`all_gather_rng_states`)."""
+        return all_gather_rng_states()
+
+    def restore_rng(self, state: dict[str, Any]) -> None:
+        """Set this process's torch CPU random state from a checkpoint ``state``: its own entry of
+        ``rng_per_rank`` when the checkpoint was written by as many processes as run now, the saved ``rng``
+        (rank 0's) otherwise. A checkpoint without either leaves the state unchanged."""
+        rngs = state.get("rng_per_rank") or ([state["rng"]] if "rng" in state else [])
+        if not rngs:
+            return
+        own = rngs[self.here.rank] if len(rngs) == self.here.size else state.get("rng", rngs[0])
+        torch.set_rng_state(own)
 
 
 LAUNCHERS = ("local", "srun")

@@ -1,5 +1,8 @@
 """Training by BPTT in IIM: seeded, resumable, checkpointed every epoch, with a metrics CSV.
 
+:func:`train` sets a run up and hands it to :func:`fit`, the checkpointed loop that local learning
+(:func:`bidl.colearning.train_local`) runs too.
+
 A *recipe* is a plain mapping (from the config) with the keys of :class:`Recipe`.
 """
 
@@ -12,6 +15,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +26,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from .data.augment import parse_augment
-from .distributed import (
-    all_gather_rng_states,
-    all_sum,
-    barrier,
-    convert_sync_batchnorm,
-    local_batch_size,
-    process_group,
-    shard,
-    world,
-)
+from .distributed import DataParallel, World, all_sum, local_batch_size, process_group, shard, world
 from .io import atomic_torch_save, atomic_write_csv, leftover_temporaries, load_checkpoint
 from .state import reset_states, set_iteration_mode
 
@@ -42,6 +37,10 @@ __all__ = [
     "PREVIOUS_CHECKPOINT",
     "resolve_device",
     "train",
+    "fit",
+    "MixedPrecision",
+    "validate_epoch",
+    "check_finite_weights",
     "make_optimizer",
     "make_scheduler",
     "lr_factor",
@@ -227,6 +226,32 @@ def _use_fp16(recipe: Recipe, device: torch.device) -> bool:
     return bool(recipe.fp16)
 
 
+@dataclass
+class MixedPrecision:
+    """How a run computes: in fp16 (``enabled``: autocast to float16 and the dynamic loss scale
+    ``scaler``) or in full precision (neither)."""
+
+    enabled: bool = False
+    scaler: torch.amp.GradScaler | None = None
+
+    @classmethod
+    def for_recipe(cls, recipe: Recipe, device: torch.device) -> MixedPrecision:
+        """The recipe's choice (``recipe.fp16``, ``"auto"``: fp16 on CUDA) on ``device``, the scale
+        starting at ``recipe.loss_scale``; fp16 asked for on the CPU raises ``ValueError``."""
+        if not _use_fp16(recipe, device):
+            return cls()
+        return cls(True, torch.amp.GradScaler(device.type, init_scale=recipe.loss_scale))
+
+    def state_dict(self) -> dict[str, Any]:
+        """The loss scaler's state, as a checkpoint stores it (``{}`` in full precision)."""
+        return self.scaler.state_dict() if self.scaler is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any] | None) -> None:
+        """Continue with a checkpoint's loss scale (nothing in full precision or for an empty state)."""
+        if self.scaler is not None and state:
+            self.scaler.load_state_dict(state)
+
+
 def _trains_batchnorm(model: nn.Module, frozen: list[nn.Module] = ()) -> bool:
     """Whether training ``model`` (but its ``frozen`` submodules) updates BatchNorm statistics."""
     held = {id(m) for f in frozen for m in f.modules()}
@@ -336,6 +361,51 @@ def recalibrate_batchnorm(
         norm.momentum = momentum
     model.train(was_training)
     return used
+
+
+def validate_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    epoch: int,
+    *,
+    device: torch.device,
+    criterion: nn.Module,
+    fp16: bool = False,
+) -> tuple[float, float]:
+    """(mean loss, top-1 %) of ``model`` over ``loader`` after epoch ``epoch`` (counted from 0), in IIM and
+    eval mode, without gradients (:func:`run_epoch`)."""
+    set_iteration_mode(model, "internal")
+    desc = f"epoch {epoch + 1} val"
+    return run_epoch(model, loader, device=device, criterion=criterion, fp16=fp16, desc=desc)
+
+
+def check_finite_weights(model: nn.Module, epoch: int) -> None:
+    """Raise ``FloatingPointError`` naming the first entries of ``model``'s state dict (weights, buffers)
+    that hold a NaN or an infinity after epoch ``epoch`` (counted from 0)."""
+    bad = [name for name, tensor in model.state_dict().items() if not torch.isfinite(tensor).all()]
+    if bad:
+        raise FloatingPointError(f"epoch {epoch + 1}: non-finite values in {', '.join(bad[:5])}")
+
+
+def _epoch_loader(
+    train_set: Dataset,
+    seed: int,
+    epoch: int,
+    here: World,
+    batch_size: int,
+    num_workers: int,
+    trains_batchnorm: bool,
+) -> DataLoader:
+    """This process's training batches of epoch ``epoch``: its :func:`shard` of the seeded epoch order, less
+    a last batch of a single sample where the model trains BatchNorm (it has no batch statistics; the order is
+    random, so a different sample sits out each epoch). A dataset with ``set_epoch`` (per-epoch random
+    sampling, e.g. Jester's frame draws) is told the epoch first."""
+    if hasattr(train_set, "set_epoch"):
+        train_set.set_epoch(epoch)
+    order = shard(_epoch_order(len(train_set), seed, epoch), here)
+    if len(order) % batch_size == 1 and len(order) > 1 and trains_batchnorm:
+        order = order[:-1]
+    return DataLoader(Subset(train_set, order), batch_size=batch_size, shuffle=False, num_workers=num_workers)
 
 
 def _free_name(folder: Path, pattern: str) -> Path:
@@ -489,9 +559,9 @@ def _write_history(path: Path, history: list[dict[str, Any]]) -> None:
 
 
 class RunFolder:
-    """One training run's folder and its checkpoints, for every training loop (BPTT in :func:`train`, local
-    learning in :func:`bidl.colearning.train_local`): a loop calls :meth:`resume`, then per epoch its own
-    step and :meth:`save`, and at the end :meth:`finish`.
+    """One training run's folder and its checkpoints, for the training loop :func:`fit` (BPTT in
+    :func:`train`, local learning in :func:`bidl.colearning.train_local`): it calls :meth:`resume`, then
+    per epoch :meth:`save` (or :meth:`failed`), and at the end :meth:`finish`.
 
     - ``checkpoint.pt`` after every epoch (atomically; the epoch before kept as :data:`PREVIOUS_CHECKPOINT`,
       resumed from when the newest is damaged) with the epoch, the history, the run's ``fingerprint``, the
@@ -642,7 +712,10 @@ def train(
 
 
 def _train(model, train_set, val_set, recipe, out_dir, seed, device, num_workers, fingerprint):
+    """:func:`train`'s set-up (in the process group): the run folder, the model and its optimisation, the
+    epoch step and the validation; then :func:`fit`."""
     here = world()
+    parallel = DataParallel(here, seed)
     run = RunFolder(
         out_dir,
         run_identity(recipe, seed, fingerprint),
@@ -652,121 +725,163 @@ def _train(model, train_set, val_set, recipe, out_dir, seed, device, num_workers
     )
     seed_everything(seed)
     set_iteration_mode(model, "internal")
-    model.to(device)
-    if here.distributed:
-        convert_sync_batchnorm(model)  # statistics of the global batch, as in one process
+    parallel.sync_batchnorm(model.to(device))
     frozen = freeze_except(model, recipe.train_only)
+    trains_batchnorm = _trains_batchnorm(model, frozen)
     batch_size = local_batch_size(recipe.batch_size, here)
-    fp16 = _use_fp16(recipe, device)
+    precision = MixedPrecision.for_recipe(recipe, device)
     optimizer = make_optimizer(model, recipe)
     scheduler = make_scheduler(optimizer, recipe)
-    scaler = torch.amp.GradScaler(device.type, init_scale=recipe.loss_scale) if fp16 else None
     criterion = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
 
-    if not here.main:  # rank 0 decides first (and sets a stale checkpoint aside); the others then read
-        barrier()
-    state = run.resume(device)
-    if here.main:
-        barrier()
-    start_epoch = run.start_epoch
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        rngs = state.get("rng_per_rank") or [state["rng"]]
-        torch.set_rng_state(rngs[here.rank] if len(rngs) == here.size else state["rng"])
-        # the next epoch's rate from this run's schedule (a run extended past its old length continues with
-        # the rate a run of the new length has there, not the old run's last one)
-        for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
-            group["lr"] = base * lr_factor(recipe, start_epoch)
-        scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
-        if here.main:
-            print(f"resuming from {run.checkpoint} after epoch {start_epoch} of {recipe.epochs}", flush=True)
-    else:
-        if here.main:
-            print(f"no checkpoint of this run in {run.out_dir}: training from epoch 1", flush=True)
-        if here.distributed:
-            torch.manual_seed(seed + here.rank)  # the same weights everywhere; each process its own noise
+    def epoch_step(trained: nn.Module, epoch: int) -> tuple[float, float]:
+        """BPTT over the epoch's batches, the schedule's step, then BatchNorm recalibration."""
+        loader = _epoch_loader(train_set, seed, epoch, here, batch_size, num_workers, trains_batchnorm)
+        result = run_epoch(
+            trained,
+            loader,
+            device=device,
+            criterion=criterion,
+            optimizer=optimizer,
+            scaler=precision.scaler,
+            fp16=precision.enabled,
+            grad_clip=recipe.grad_clip,
+            desc=f"epoch {epoch + 1}/{recipe.epochs} train",
+            frozen=frozen,
+        )
+        scheduler.step()
+        recalibrate_batchnorm(
+            model,
+            loader,
+            batches=recipe.bn_recalibration_batches,
+            device=device,
+            fp16=precision.enabled,
+            frozen=frozen,
+        )
+        return result
 
-    # the model that trains: the DDP wrapper in data-parallel training (it averages the gradients), the
-    # model itself otherwise; ``model`` is what is saved (no ``module.`` prefix)
-    trained = model
-    if here.distributed:
-        from torch.nn.parallel import DistributedDataParallel
-
-        ids = [device.index] if device.type == "cuda" else None
-        trained = DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
-
-    val_loader = None
+    validate = None
     if val_set is not None:
         val_share = Subset(val_set, shard(range(len(val_set)), here, drop_remainder=False))
         val_loader = DataLoader(val_share, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    for epoch in range(start_epoch, recipe.epochs):
-        began = time.perf_counter()
-        if hasattr(train_set, "set_epoch"):  # per-epoch random sampling (Jester's frame draws), resumable
-            train_set.set_epoch(epoch)
-        order = shard(_epoch_order(len(train_set), seed, epoch), here)
-        if len(order) % batch_size == 1 and len(order) > 1 and _trains_batchnorm(model, frozen):
-            # a last batch of one sample cannot train BatchNorm (no batch statistics): it sits this epoch
-            # out; the epoch order is random, so a different sample each epoch
-            order = order[:-1]
-        loader = DataLoader(
-            Subset(train_set, order), batch_size=batch_size, shuffle=False, num_workers=num_workers
+        validate = partial(
+            validate_epoch, model, val_loader, device=device, criterion=criterion, fp16=precision.enabled
         )
-        lr = optimizer.param_groups[0]["lr"]
+    return fit(
+        run,
+        model,
+        epoch_step,
+        device=device,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        precision=precision,
+        validate=validate,
+        parallel=parallel,
+        record={"recipe": asdict(recipe)},
+    )
+
+
+def fit(
+    run: RunFolder,
+    model: nn.Module,
+    epoch_step: Callable[[nn.Module, int], tuple[float, float]],
+    *,
+    device: torch.device,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    precision: MixedPrecision | None = None,
+    validate: Callable[[int], tuple[float, float]] | None = None,
+    parallel: DataParallel | None = None,
+    record: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """The checkpointed training loop of every training run (BPTT in :func:`train`, local learning in
+    :func:`bidl.colearning.train_local`); returns the run's history.
+
+    1. Resume (:meth:`RunFolder.resume`, rank 0 first): the model, ``optimizer``, ``scheduler`` (whose
+       rate continues with ``run.lr_factor`` of the next epoch), loss scale (``precision``) and each
+       process's random state; or, starting afresh, each process's own seed (``parallel``).
+    2. Per epoch ``e`` (from 0) up to ``run.epochs``: ``epoch_step(trained, e)`` -> (train loss, train
+       top-1 %), ``trained`` being the model or its DDP wrapper; the weights checked for NaN and infinity
+       (:func:`check_finite_weights`); ``validate(e)`` -> (val loss, val top-1 %), NaN without; the history
+       row; the checkpoint (:meth:`RunFolder.save`): ``model``, ``optimizer`` (``{}`` without one),
+       ``scheduler`` (with one), ``scaler`` and ``fp16`` (with ``precision``), every process's random
+       state ``rng_per_rank``, ``world_size`` and the entries of ``record``.
+       A ``FloatingPointError`` of an epoch (a non-finite loss or weight) saves nothing of it and stops the
+       run with :meth:`RunFolder.failed`: the last good checkpoint stays.
+    3. :meth:`RunFolder.finish`: ``model.pt``, the checkpoint marked finished.
+
+    ``parallel`` (:class:`~bidl.distributed.DataParallel`; one process without) adds the barriers around
+    the writes of rank 0.
+    """
+    if scheduler is not None and optimizer is None:
+        raise ValueError("fit: a scheduler was given without the optimizer whose rates it sets")
+    parallel = parallel or DataParallel()
+    with parallel.main_first():  # rank 0 sets a stale checkpoint aside before the others read
+        state = run.resume(device)
+    if state is not None:
+        _restore(state, model, optimizer, scheduler, precision, parallel)
+        if scheduler is not None:
+            _continue_schedule(optimizer, scheduler, run.lr_factor(run.start_epoch))
+        if parallel.main:
+            print(f"resuming from {run.checkpoint} after epoch {run.start_epoch} of {run.epochs}", flush=True)
+    else:
+        if parallel.main:
+            print(f"no checkpoint of this run in {run.out_dir}: training from epoch 1", flush=True)
+        parallel.seed_ranks()
+    trained = parallel.wrap(model, device)
+    for epoch in range(run.start_epoch, run.epochs):
+        began = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"] if optimizer is not None else float("nan")
         try:
-            train_loss, train_top1 = run_epoch(
-                trained,
-                loader,
-                device=device,
-                criterion=criterion,
-                optimizer=optimizer,
-                scaler=scaler,
-                fp16=fp16,
-                grad_clip=recipe.grad_clip,
-                desc=f"epoch {epoch + 1}/{recipe.epochs} train",
-                frozen=frozen,
-            )
-            scheduler.step()
-            recalibrate_batchnorm(
-                model,
-                loader,
-                batches=recipe.bn_recalibration_batches,
-                device=device,
-                fp16=fp16,
-                frozen=frozen,
-            )
-            val_loss, val_top1 = (float("nan"), float("nan"))
-            if val_loader is not None:
-                val_loss, val_top1 = run_epoch(
-                    model,
-                    val_loader,
-                    device=device,
-                    criterion=criterion,
-                    fp16=fp16,
-                    desc=f"epoch {epoch + 1} val",
-                )
+            train_result = epoch_step(trained, epoch)
+            check_finite_weights(model, epoch)
+            val_result = validate(epoch) if validate is not None else (float("nan"), float("nan"))
         except FloatingPointError as err:  # nothing of this epoch is saved
             raise run.failed(err, epoch) from None
-        row = history_row(
-            epoch + 1, lr, (train_loss, train_top1), (val_loss, val_top1), time.perf_counter() - began,
-            echo=here.main,
-        )  # fmt: skip
-        rngs = all_gather_rng_states()
+        seconds = time.perf_counter() - began
+        row = history_row(epoch + 1, lr, train_result, val_result, seconds, echo=parallel.main)
+        parts: dict[str, Any] = {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict() if optimizer is not None else {},
+        }
+        if scheduler is not None:
+            parts["scheduler"] = scheduler.state_dict()
+        if precision is not None:
+            parts.update(scaler=precision.state_dict(), fp16=precision.enabled)
         run.save(
-            row,
-            model=model.state_dict(),
-            optimizer=optimizer.state_dict(),
-            scheduler=scheduler.state_dict(),
-            scaler=scaler.state_dict() if scaler is not None else {},
-            rng_per_rank=rngs,
-            recipe=asdict(recipe),
-            fp16=fp16,
-            world_size=here.size,
+            row, **parts, rng_per_rank=parallel.rng_states(), world_size=parallel.here.size, **(record or {})
         )
-        barrier()
+        parallel.barrier()
     run.finish(model)
-    barrier()
+    parallel.barrier()
     return run.history
+
+
+def _restore(
+    state: dict[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    precision: MixedPrecision | None,
+    parallel: DataParallel,
+) -> None:
+    """Load a checkpoint ``state`` into the run's parts (those given) and this process's random state."""
+    model.load_state_dict(state["model"])
+    if optimizer is not None:
+        optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    if precision is not None:
+        precision.load_state_dict(state.get("scaler"))
+    parallel.restore_rng(state)
+
+
+def _continue_schedule(
+    optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler, factor: float
+) -> None:
+    """Set every group's rate to its base rate times ``factor``, the schedule's factor of the next epoch:
+    a run extended past its old length continues with the rate a run of the new length has there, not
+    with the old run's last one."""
+    for group, base in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
+        group["lr"] = base * factor
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]

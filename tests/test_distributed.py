@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from bidl.distributed import (
+    DataParallel,
     DistributedSettings,
     SyncBatchNorm,
     World,
@@ -243,3 +244,31 @@ def test_a_failed_torchrun_fails_the_job_naming_the_log(tmp_path):
         script.launch(DistributedSettings(nproc_per_node=2, backend="gloo"), log, **values)
     assert "missing.npz" in log.read_text()
     assert not (tmp_path / "out" / "model.pt").exists()
+
+
+def test_data_parallel_steps_and_each_processs_random_state():
+    """In one process the data-parallel steps leave the model as it is; a resumed process takes its own
+    random state when the checkpoint was written by as many processes, rank 0's otherwise."""
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    one = DataParallel()
+    assert one.wrap(model, torch.device("cpu")) is model and one.sync_batchnorm(model) is model
+    assert type(model[1]) is nn.BatchNorm1d
+    DataParallel(World(rank=1, size=2)).sync_batchnorm(model)
+    assert type(model[1]) is SyncBatchNorm
+    with one.main_first():  # no barrier to wait at in one process
+        pass
+    states = [torch.manual_seed(seed).get_state() for seed in (10, 11)]
+    state = {"rng": states[0], "rng_per_rank": states}
+    for here, expected, saved in [
+        (World(rank=1, size=2), states[1], state),
+        (World(rank=1, size=3), states[0], state),  # another world size: rank 0's state
+        (World(), states[1], {"rng": states[1]}),  # a checkpoint with only ``rng``
+    ]:
+        torch.manual_seed(0)
+        DataParallel(here).restore_rng(saved)
+        assert torch.equal(torch.get_rng_state(), expected), here
+    DataParallel(World(rank=1, size=2), seed=5).seed_ranks()
+    drawn = torch.get_rng_state()
+    assert torch.equal(drawn, torch.manual_seed(6).get_state())
+    DataParallel(seed=5).seed_ranks()  # one process: its state stays
+    assert torch.equal(torch.get_rng_state(), drawn)

@@ -430,3 +430,41 @@ def test_train_local_stops_on_non_finite_weights_and_keeps_the_last_good_checkpo
     history = run()
     assert [row["epoch"] for row in history] == [1, 2] and (tmp_path / "model.pt").exists()
     assert not list(tmp_path.glob("checkpoint.stale-*.pt"))  # resumed, not set aside
+
+
+def test_train_local_killed_and_rerun_ends_with_the_uninterrupted_runs_weights(tmp_path, monkeypatch):
+    """Interleaved co-learning with training noise (random numbers drawn in every BPTT step) killed in epoch
+    2 and rerun: it resumes after epoch 1 with the saved random state and ends with the weights of a run
+    that was never interrupted."""
+    import bidl.colearning as colearning
+    from bidl.io import load_checkpoint
+    from bidl.training import Recipe
+
+    def run(out):
+        torch.manual_seed(0)
+        network = _small_dvs(norm="input", alpha=0.8, noise=0.3)
+        model = with_population_head(network, head="fc2", n_classes=11, population=3)
+        plasticity = attach_plasticity(model.fc2, "rstdp", rule_kwargs=dict(lr_plus=1e-2, lr_minus=1e-3))
+        recipe = Recipe(lr=1e-2, batch_size=2, train_only=("fc2",), fp16=False)
+        colearning.train_local(
+            model, _toy_set(4), None, plasticity, out, epochs=3, n_classes=11, interleave=recipe
+        )
+        return load_checkpoint(out / "model.pt")
+
+    straight = run(tmp_path / "straight")
+    real, calls = colearning.interleaved_epoch, []
+
+    def dying(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(colearning, "interleaved_epoch", dying)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "killed")
+    assert load_checkpoint(tmp_path / "killed" / "checkpoint.pt")["epoch"] == 1
+    monkeypatch.setattr(colearning, "interleaved_epoch", real)
+    resumed = run(tmp_path / "killed")
+    assert straight.keys() == resumed.keys()
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)

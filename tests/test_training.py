@@ -102,6 +102,29 @@ def test_non_finite_loss_stops_training_and_keeps_the_last_checkpoint(tmp_path):
     assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == before
 
 
+def test_a_non_finite_weight_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    """The loop checks the weights after every epoch, for BPTT as for local learning: a weight turned NaN
+    after epoch 2's steps (with finite losses and no validation set to see it) stops the run, epoch 2
+    unsaved and no model.pt written."""
+    import bidl.training
+
+    real, calls = bidl.training.recalibrate_batchnorm, []
+
+    def poisoning(model, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            with torch.no_grad():
+                model.fc1.synapse.weight[0, 0] = float("nan")
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(bidl.training, "recalibrate_batchnorm", poisoning)
+    pattern = r"epoch 2: non-finite values in fc1\.synapse\.weight"
+    with pytest.raises(FloatingPointError, match=pattern) as err:
+        train(tiny_model(), order_task(n=32), None, replace(RECIPE, epochs=3), tmp_path, seed=0)
+    assert "(after epoch 1) is kept" in str(err.value)
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["epoch"] == 1 and not (tmp_path / "model.pt").exists()
+
+
 def test_evaluation_reports_both_modes_and_the_time_shuffled_control(tmp_path):
     torch.manual_seed(0)
     data = order_task(n=128)
