@@ -17,7 +17,7 @@ from .layers import (
     TemporalAggregation,
     TimeDistributed,
 )
-from .neurons import LIAF, LIF, LIFPlus
+from .neurons import LIAF, LIF, LIFPlus, ReLUNeuron
 from .plasticity import Plasticity, attach_plasticity, detach_plasticity
 from .state import (
     ITERATION_MODES,
@@ -41,6 +41,7 @@ __all__ = [
     "LIF",
     "LIFPlus",
     "Plasticity",
+    "ReLUNeuron",
     "ConvLIAF",
     "ConvLIF",
     "ConvLIFPlus",

@@ -37,9 +37,9 @@ from .functional import (
     lifplus_state_keys,
     lifplus_step,
 )
-from .state import StatefulModule
+from .state import SpatioTemporalModule, StatefulModule
 
-__all__ = ["LIF", "LIAF", "LIFPlus", "SHARING_MODES", "ACTIVATIONS"]
+__all__ = ["LIF", "LIAF", "LIFPlus", "ReLUNeuron", "SHARING_MODES", "ACTIVATIONS"]
 
 SHARING_MODES = ("all", "channel")
 _PARAM_NAMES = ("alpha", "beta", "theta", "v_reset")
@@ -349,3 +349,37 @@ class LIFPlus(LIF):
         changed = {k: v for k, v in self.constants.items() if v != LIFPLUS_CONSTANTS[k]}
         constants = "".join(f", {k}={v}" for k, v in changed.items())
         return f"{modes}{constants}, {super().extra_repr()}"
+
+
+class ReLUNeuron(SpatioTemporalModule):
+    r"""The non-spiking twin of a neuron: a ReLU where the neuron was, with no state and no parameters.
+
+    .. math::
+        Y_t = \max(0, N(X_t))
+
+    ``N`` is the neuron's BatchNorm on the membrane (``norm``: applied to each step's input, with each step's
+    batch statistics in training, as the neuron applies it to its membrane) or the identity. Without the
+    membrane there is no memory: each step's output depends on that step's input alone, so a network of
+    these units sees a sequence as a bag of frames until its temporal aggregation.
+    :func:`bidl.models.twins.non_spiking_twin` puts one in place of every neuron of a network.
+
+    Example:
+        >>> import torch
+        >>> ReLUNeuron()(torch.tensor([[[-1.0, 2.0], [0.5, -0.5]]]))
+        tensor([[[0.0000, 2.0000],
+                 [0.5000, 0.0000]]])
+    """
+
+    def __init__(self, *, norm: nn.Module | None = None, iteration: str = "internal"):
+        super().__init__(iteration)
+        self.norm = norm
+
+    def _one_step(self, x: Tensor) -> Tensor:
+        return torch.relu(self.norm(x) if self.norm is not None else x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.iteration == "external" or self.norm is None:
+            return self._one_step(x)
+        if x.dim() < 2:
+            raise ValueError(f"ReLUNeuron in IIM expects [B, T, ...], got shape {tuple(x.shape)}")
+        return torch.stack([self._one_step(x[:, t]) for t in range(x.shape[1])], dim=1)

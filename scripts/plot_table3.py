@@ -13,7 +13,7 @@ from matplotlib.ticker import FormatStrFormatter, LogLocator  # noqa: E402
 from bidl.io import atomic_path, read_csv_rows, redirect_output  # noqa: E402
 
 REQUIRED = ("dataset", "network", "kind", "top-1 (IIM)", "G(MAC+AC) / sample", "data source")
-MARKERS = {"Conv3D": "s", "ConvLSTM": "^", "LSTM": "^"}
+MARKERS = {"Conv3D": "s", "ConvLSTM": "^", "LSTM": "^", "ReLU twin": "x"}
 
 
 def main(csv_file: Path, out_file: Path, preset: str = "") -> None:

@@ -1,6 +1,6 @@
 """Render the paper's Table 3 as measured here: per dataset, the paper's network against its Conv3D and
-ConvLSTM (LSTM) baselines trained side by side on the same data; accuracy against GMACs per sample and
-energy per sample (zero inputs skipped); Markdown, CSV and LaTeX."""
+ConvLSTM (LSTM) baselines and its non-spiking twin, trained side by side on the same data; accuracy against
+GMACs per sample and energy per sample (zero inputs skipped); Markdown, CSV and LaTeX."""
 
 import argparse
 from pathlib import Path
@@ -33,7 +33,7 @@ COLUMNS = (
     "data source",
     "departs from the paper",
 )
-KINDS = {"conv3d": "Conv3D", "convlstm": "ConvLSTM", "lstm": "LSTM"}  # display names
+KINDS = {"conv3d": "Conv3D", "convlstm": "ConvLSTM", "lstm": "LSTM", "relu": "ReLU twin"}  # display names
 
 
 def kind_of(model: str, neuron: str) -> str:
@@ -165,7 +165,9 @@ def render(
         "Conv3D: the paper network with each ConvLIF "
         "replaced by a causal 3x3x3 Conv3D + BatchNorm + ReLU (same depth); ConvLSTM / LSTM: each ConvLIF "
         "(FCLIAF) replaced by a ConvLSTM (with BatchNorm on its input path) or an LSTM of the same width "
-        "(bidl.models.baselines).",
+        "(bidl.models.baselines). ReLU twin: the paper network itself with a ReLU in place of every neuron "
+        "(no membrane, no spikes; the neuron's BatchNorm kept; bidl.models.twins), trained with the same "
+        "recipe: what spiking itself costs or gives on this data.",
         "GMACs / GACs per sample (all timesteps), measured by bidl.cost.model_cost on evaluation samples: "
         "synapses fed by binary spikes accumulate (ACs, one per active input and output), all others "
         "multiply-accumulate (MACs). ops vs BIDL = (MACs + ACs) over the paper network's. Energy "

@@ -12,9 +12,10 @@ from torch.utils.data import TensorDataset
 
 from bidl.ann import CausalConv3d, ConvLSTM
 from bidl.evaluation import predict
-from bidl.models import baselines, cifar10dvs, create_model, dvs128, imdb, list_models, luna16, resnet
+from bidl.models import baselines, cifar10_dvs, create_model, dvs128, imdb, list_models, luna16, resnet
 from bidl.models.baselines import BASELINES, NEURON_KEYWORDS, baselines_of, structural_kwargs
 from bidl.models.registry import load_matching_weights
+from bidl.models.twins import TWINS
 
 CONFIG = Path(__file__).resolve().parents[1] / "config"
 PRESETS = {name: yaml.safe_load((CONFIG / f"{name}.yaml").read_text()) for name in ("config", "paper")}
@@ -69,6 +70,21 @@ def test_every_baseline_is_registered():
     assert set(baselines_of("jester_v2")) == {"conv3d", "convlstm"}
     with pytest.raises(KeyError, match="nope"):
         baselines_of("nope")
+
+
+def test_baselines_are_named_after_the_paper_network_from_registry_to_config():
+    for model, kinds in BASELINES.items():
+        network = model.removesuffix("_authors")
+        network = "jester_v1" if network == "jester_v2" else network  # v2: v1's ResNet18, other neurons
+        assert kinds == {kind: f"{network}_{kind}" for kind in kinds}, model
+    for preset, config in PRESETS.items():
+        for name, entry in config["baselines"].items():
+            of = entry["of"]
+            kind = baselines.baseline_kind(entry["model"])
+            network = config["experiments"][of]["model"]
+            registered = TWINS[network] if kind == "relu" else baselines_of(network)[kind]
+            assert entry["model"] == registered, (preset, name)
+            assert name == f"{of}_{kind}", (preset, name)
 
 
 @pytest.mark.parametrize(("experiment", "kind", "name"), CASES, ids=CASE_IDS)
@@ -187,7 +203,7 @@ def test_every_experiment_builds_its_baselines_from_its_model_kwargs(preset):
 # the paper builder (whose defaults win), its authors' variant (the remaining defaults) -> the baselines
 PAPER_BUILDERS = [
     (dvs128.dvs128_gesture, dvs128.dvs128_gesture_authors, "dvs128_gesture"),
-    (cifar10dvs.cifar10_dvs, cifar10dvs.cifar10_dvs_authors, "cifar10_dvs"),
+    (cifar10_dvs.cifar10_dvs, cifar10_dvs.cifar10_dvs_authors, "cifar10_dvs"),
     (luna16.luna16_cls, luna16.luna16_cls_authors, "luna16_cls"),
     (resnet.jester_v1, resnet.jester_v1_authors, "jester_v1"),
     (resnet.jester_v2, resnet.jester_v2, "jester_v2"),

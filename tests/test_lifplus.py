@@ -25,7 +25,7 @@ from bidl.functional import (
     lifplus_step,
 )
 from bidl.models import create_model
-from bidl.models.cifar10dvs import ConvPoolClassifier
+from bidl.models.cifar10_dvs import ConvPoolClassifier
 
 # every constant given explicitly (none equal to its library default), so the traces below do not depend on
 # LIFPLUS_CONSTANTS; each trace overrides the ones its mode uses

@@ -6,6 +6,7 @@ import torch
 from bidl import get_iteration_mode, reset_states, set_iteration_mode
 from bidl.models import count_parameters, create_model, list_models
 from bidl.models.baselines import BASELINES
+from bidl.models.twins import TWINS
 
 
 def test_registry_lists_and_builds_models():
@@ -73,6 +74,8 @@ TINY = {
 TINY.update(
     {name: TINY[paper] for paper, kinds in BASELINES.items() if paper in TINY for name in kinds.values()}
 )
+# the non-spiking twins (bidl.models.twins) take their network's keywords
+TINY.update({twin: TINY[paper] for paper, twin in TWINS.items()})
 
 
 def _tiny(name):
@@ -131,6 +134,9 @@ NORM_PLACEMENT = {
     "imdb": "input",
     "imdb_authors": "state",
 }
+# a twin keeps its network's BatchNorm where the network has it (the neuron's on the membrane: the twin's on
+# the step's input, before its ReLU)
+NORM_PLACEMENT.update({twin: NORM_PLACEMENT[net] for net, twin in TWINS.items() if net in NORM_PLACEMENT})
 
 
 def _placement(block) -> str | None:

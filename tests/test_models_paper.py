@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-import bidl.models.cifar10dvs
+import bidl.models.cifar10_dvs
 import bidl.models.imdb
 import bidl.models.luna16
 import bidl.models.rgb_gesture  # noqa: F401  (the imports register the models)

@@ -1,6 +1,15 @@
 """The paper's networks behind a registry: ``create_model(name, **overrides)``, ``list_models()``."""
 
-from . import baselines, cifar10dvs, dvs128, imdb, luna16, resnet, rgb_gesture  # noqa: F401  (register their models)
+from . import (  # noqa: F401  (register their models)
+    baselines,
+    cifar10_dvs,
+    dvs128,
+    imdb,
+    luna16,
+    resnet,
+    rgb_gesture,
+    twins,
+)
 from .dvs128 import DVS128GestureNet
 from .registry import (
     count_parameters,

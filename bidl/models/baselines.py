@@ -5,11 +5,15 @@ side with the paper's network on the same data.
 Every builder takes the same *structural* keyword arguments as the paper's builder it mirrors, with the
 paper's full-size defaults (``channels``, ``hidden``, ``height``, ``width``, ``in_channels``, ``n_classes``,
 ``aggregation``, ``head_per_step``, ``widths``, ``blocks``, ``vocab_size``, ``embedding_dim``, ``dropout``,
-``iteration``), so that an experiment's ``model_kwargs`` less its neuron keywords
-(:func:`structural_kwargs`, :data:`NEURON_KEYWORDS`) build the baseline. Neuron keywords raise ``TypeError``
-naming them. :data:`BASELINES` maps each paper builder (and its ``_authors`` variant) to its baselines; the
-baselines mirror the *paper* builders' structure (``cifar10_dvs``'s temporal sum before the head, not the
-authors' per-step head).
+``iteration``). Those defaults and the fixed kernels and strides are the constants the paper network's
+module declares (``CHANNELS``, ``KERNELS``, ``STRIDES``, ``N_CLASSES``, ... of :mod:`bidl.models.dvs128`,
+:mod:`~bidl.models.rgb_gesture`, :mod:`~bidl.models.cifar10_dvs`, :mod:`~bidl.models.luna16`,
+:mod:`~bidl.models.resnet`, :mod:`~bidl.models.imdb`), so each architecture is declared once and a change
+there changes the paper network and its baselines together. An experiment's ``model_kwargs`` less its neuron
+keywords (:func:`structural_kwargs`, :data:`NEURON_KEYWORDS`) build the baseline. Neuron keywords raise
+``TypeError`` naming them. :data:`BASELINES` maps each paper builder (and its ``_authors`` variant) to its
+baselines; the baselines mirror the *paper* builders' structure (``cifar10_dvs``'s temporal sum before the
+head, not the authors' per-step head).
 
 Inputs and outputs are those of the paper network of the same dataset: ``[B, T, C, H, W]`` float frames
 (``[B, L]`` int64 tokens for IMDB) -> ``[B, n_classes]`` logits, in IIM; one step per call in EIM
@@ -51,8 +55,9 @@ The networks, per family (``c`` = ``channels`` / ``widths``; the paper network's
 - Luna16Cls (:func:`luna16_cls_conv3d`, :func:`luna16_cls_convlstm`; [3 ConvLIF k3 + MaxPool2, temporal
   mean, 3 FC]): ``3 x {Conv3D(3x3x3) -> BN -> ReLU | ConvLSTM(k3)} -> MaxPool2 -> flatten -> mean over T ->
   FC -> ReLU -> FC -> ReLU -> FC``.
-- Jester (:func:`jester_conv3d`, :func:`jester_convlstm`; [ResNet18 with LIAF, ResNet-D shortcuts, GAP per
-  step, mean over T, FC]):
+- Jester (:func:`jester_v1_conv3d`, :func:`jester_v1_convlstm`, the baselines of ``jester_v1`` and of
+  ``jester_v2``, which has the same ResNet18 with other neurons; [ResNet18 with LIAF, ResNet-D shortcuts, GAP
+  per step, mean over T, FC]):
 
   - Conv3D: a causal R3D-18 (Tran et al. 2018) of the same widths and blocks: stem ``Conv3D(3x7x7, s2) -> BN
     -> ReLU -> MaxPool(3, s2)`` per frame, basic blocks ``Conv3D(3x3x3, s) -> BN -> ReLU -> Conv3D(3x3x3) ->
@@ -82,8 +87,9 @@ from torch import Tensor, nn
 from ..ann import LSTM, CausalConv3d, ConvLSTM
 from ..functional import LIFPLUS_CONSTANTS, LIFPLUS_MODES
 from ..layers import TemporalAggregation, TimeDistributed
+from . import cifar10_dvs, dvs128, imdb, luna16, resnet, rgb_gesture
 from .registry import register_model
-from .resnet import RESNET18_BLOCKS, RESNET18_WIDTHS
+from .twins import TWINS
 
 __all__ = [
     "BASELINES",
@@ -91,8 +97,8 @@ __all__ = [
     "NEURON_KEYWORDS",
     "ConvBaseline",
     "IMDBLSTM",
-    "JesterConv3d",
-    "JesterConvLSTM",
+    "JesterV1Conv3d",
+    "JesterV1ConvLSTM",
     "R3DBasicBlock",
     "baselines_of",
     "baseline_kind",
@@ -102,8 +108,8 @@ __all__ = [
     "dvs128_gesture_conv3d",
     "dvs128_gesture_convlstm",
     "imdb_lstm",
-    "jester_conv3d",
-    "jester_convlstm",
+    "jester_v1_conv3d",
+    "jester_v1_convlstm",
     "luna16_cls_conv3d",
     "luna16_cls_convlstm",
     "rgb_gesture_conv3d",
@@ -164,12 +170,12 @@ BASELINES: dict[str, dict[str, str]] = {
     ),
     **dict.fromkeys(
         ("jester_v1", "jester_v1_authors", "jester_v2"),
-        {"conv3d": "jester_conv3d", "convlstm": "jester_convlstm"},
+        {"conv3d": "jester_v1_conv3d", "convlstm": "jester_v1_convlstm"},
     ),
     **dict.fromkeys(("imdb", "imdb_authors"), {"lstm": "imdb_lstm"}),
 }
 """Paper builder name -> {baseline kind: registered baseline name} (Table 3: Conv3D and ConvLSTM, or LSTM for
-IMDB)."""
+IMDB). The non-spiking twins, Table 3's baselines of kind ``relu``, are :data:`bidl.models.twins.TWINS`."""
 
 
 def structural_kwargs(model_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -192,8 +198,10 @@ def baselines_of(model: str) -> dict[str, str]:
 
 
 def baseline_kind(model: str) -> str | None:
-    """The kind (``"conv3d"``, ``"convlstm"``, ``"lstm"``) of a registered baseline, ``None`` for any other
-    model (a paper network)."""
+    """The kind (``"conv3d"``, ``"convlstm"``, ``"lstm"``; ``"relu"`` for a non-spiking twin) of a registered
+    baseline, ``None`` for any other model (a paper network)."""
+    if model in TWINS.values():
+        return "relu"
     for kinds in BASELINES.values():
         for kind, name in kinds.items():
             if name == model:
@@ -325,16 +333,16 @@ def _dvs128(
     aggregation: str,
     iteration: str,
 ) -> ConvBaseline:
-    if len(channels) != 3:
-        raise ValueError(f"channels: expected 3 widths, got {list(channels)}")
+    if len(channels) != len(dvs128.CHANNELS):
+        raise ValueError(f"channels: expected {len(dvs128.CHANNELS)} widths, got {list(channels)}")
     return ConvBaseline(
         cell=cell,
         in_channels=in_channels,
         height=height,
         width=width,
         channels=channels,
-        kernels=(3, 3, 3),
-        strides=(2, 2, 2),
+        kernels=(dvs128.KERNEL,) * len(channels),
+        strides=(dvs128.STRIDE,) * len(channels),
         pool=False,
         hidden=(hidden,),
         n_classes=n_classes,
@@ -349,13 +357,13 @@ def _dvs128(
 @register_model
 def dvs128_gesture_conv3d(
     *,
-    channels: Sequence[int] = (64, 128, 256),
-    hidden: int = 256,
-    height: int = 40,
-    width: int = 40,
-    in_channels: int = 2,
-    n_classes: int = 11,
-    aggregation: str = "mean",
+    channels: Sequence[int] = dvs128.CHANNELS,
+    hidden: int = dvs128.HIDDEN,
+    height: int = dvs128.HEIGHT,
+    width: int = dvs128.WIDTH,
+    in_channels: int = dvs128.IN_CHANNELS,
+    n_classes: int = dvs128.N_CLASSES,
+    aggregation: str = dvs128.AGGREGATION,
     iteration: str = "internal",
 ) -> ConvBaseline:
     """Conv3D baseline of :func:`~bidl.models.dvs128.dvs128_gesture`: ``BN(2) -> 3 x {causal Conv3D(3x3x3,
@@ -377,13 +385,13 @@ def dvs128_gesture_conv3d(
 @register_model
 def dvs128_gesture_convlstm(
     *,
-    channels: Sequence[int] = (64, 128, 256),
-    hidden: int = 256,
-    height: int = 40,
-    width: int = 40,
-    in_channels: int = 2,
-    n_classes: int = 11,
-    aggregation: str = "mean",
+    channels: Sequence[int] = dvs128.CHANNELS,
+    hidden: int = dvs128.HIDDEN,
+    height: int = dvs128.HEIGHT,
+    width: int = dvs128.WIDTH,
+    in_channels: int = dvs128.IN_CHANNELS,
+    n_classes: int = dvs128.N_CLASSES,
+    aggregation: str = dvs128.AGGREGATION,
     iteration: str = "internal",
 ) -> ConvBaseline:
     """ConvLSTM baseline of :func:`~bidl.models.dvs128.dvs128_gesture`: ``BN(2) -> 3 x ConvLSTM(k3, s2) ->
@@ -403,14 +411,14 @@ def dvs128_gesture_convlstm(
 
 
 @register_model
-def rgb_gesture_conv3d(*, n_classes: int = 10, **kwargs: Any) -> ConvBaseline:
+def rgb_gesture_conv3d(*, n_classes: int = rgb_gesture.N_CLASSES, **kwargs: Any) -> ConvBaseline:
     """Conv3D baseline of :func:`~bidl.models.rgb_gesture.rgb_gesture`: :func:`dvs128_gesture_conv3d` with 10
     classes (keyword arguments as that builder)."""
     return dvs128_gesture_conv3d(n_classes=n_classes, **kwargs)
 
 
 @register_model
-def rgb_gesture_convlstm(*, n_classes: int = 10, **kwargs: Any) -> ConvBaseline:
+def rgb_gesture_convlstm(*, n_classes: int = rgb_gesture.N_CLASSES, **kwargs: Any) -> ConvBaseline:
     """ConvLSTM baseline of :func:`~bidl.models.rgb_gesture.rgb_gesture`: :func:`dvs128_gesture_convlstm`
     with 10 classes (keyword arguments as that builder)."""
     return dvs128_gesture_convlstm(n_classes=n_classes, **kwargs)
@@ -429,16 +437,16 @@ def _cifar10_dvs(
     head_per_step: bool,
     iteration: str,
 ) -> ConvBaseline:
-    if len(channels) != 5:
-        raise ValueError(f"channels: expected 5 widths, got {list(channels)}")
+    if len(channels) != len(cifar10_dvs.CHANNELS):
+        raise ValueError(f"channels: expected {len(cifar10_dvs.CHANNELS)} widths, got {list(channels)}")
     return ConvBaseline(
         cell=cell,
         in_channels=in_channels,
         height=height,
         width=width,
         channels=channels,
-        kernels=(5, 3, 3, 3, 3),
-        strides=(2, 1, 1, 1, 1),
+        kernels=cifar10_dvs.KERNELS,
+        strides=cifar10_dvs.STRIDES,
         pool=True,
         hidden=(hidden,),
         n_classes=n_classes,
@@ -451,17 +459,17 @@ def _cifar10_dvs(
 @register_model
 def cifar10_dvs_conv3d(
     *,
-    channels: Sequence[int] = (32, 64, 128, 256, 512),
-    hidden: int = 512,
-    height: int = 128,
-    width: int = 128,
-    in_channels: int = 2,
-    n_classes: int = 10,
-    aggregation: str = "sum",
-    head_per_step: bool = False,
+    channels: Sequence[int] = cifar10_dvs.CHANNELS,
+    hidden: int = cifar10_dvs.HIDDEN,
+    height: int = cifar10_dvs.HEIGHT,
+    width: int = cifar10_dvs.WIDTH,
+    in_channels: int = cifar10_dvs.IN_CHANNELS,
+    n_classes: int = cifar10_dvs.N_CLASSES,
+    aggregation: str = cifar10_dvs.AGGREGATION,
+    head_per_step: bool = cifar10_dvs.HEAD_PER_STEP,
     iteration: str = "internal",
 ) -> ConvBaseline:
-    """Conv3D baseline of :func:`~bidl.models.cifar10dvs.cifar10_dvs`: ``5 x {causal Conv3D(3x5x5 s2, then
+    """Conv3D baseline of :func:`~bidl.models.cifar10_dvs.cifar10_dvs`: ``5 x {causal Conv3D(3x5x5 s2, then
     3x3x3) -> BN -> ReLU -> MaxPool2} -> flatten -> sum over T -> FC(hidden) -> ReLU -> FC(n_classes)``;
     ``[B, 10, 2, 128, 128]`` -> 10 logits."""
     return _cifar10_dvs(
@@ -481,17 +489,17 @@ def cifar10_dvs_conv3d(
 @register_model
 def cifar10_dvs_convlstm(
     *,
-    channels: Sequence[int] = (32, 64, 128, 256, 512),
-    hidden: int = 512,
-    height: int = 128,
-    width: int = 128,
-    in_channels: int = 2,
-    n_classes: int = 10,
-    aggregation: str = "sum",
-    head_per_step: bool = False,
+    channels: Sequence[int] = cifar10_dvs.CHANNELS,
+    hidden: int = cifar10_dvs.HIDDEN,
+    height: int = cifar10_dvs.HEIGHT,
+    width: int = cifar10_dvs.WIDTH,
+    in_channels: int = cifar10_dvs.IN_CHANNELS,
+    n_classes: int = cifar10_dvs.N_CLASSES,
+    aggregation: str = cifar10_dvs.AGGREGATION,
+    head_per_step: bool = cifar10_dvs.HEAD_PER_STEP,
     iteration: str = "internal",
 ) -> ConvBaseline:
-    """ConvLSTM baseline of :func:`~bidl.models.cifar10dvs.cifar10_dvs`: ``5 x {ConvLSTM(k5 s2, then k3) ->
+    """ConvLSTM baseline of :func:`~bidl.models.cifar10_dvs.cifar10_dvs`: ``5 x {ConvLSTM(k5 s2, then k3) ->
     MaxPool2} -> flatten -> sum over T -> FC(hidden) -> ReLU -> FC(n_classes)``; ``[B, 10, 2, 128, 128]`` ->
     10 logits."""
     return _cifar10_dvs(
@@ -521,18 +529,18 @@ def _luna16(
     head_per_step: bool,
     iteration: str,
 ) -> ConvBaseline:
-    if len(channels) != 3:
-        raise ValueError(f"channels: expected 3 widths, got {list(channels)}")
-    if len(hidden) != 2:
-        raise ValueError(f"hidden: expected 2 widths, got {list(hidden)}")
+    if len(channels) != len(luna16.CHANNELS):
+        raise ValueError(f"channels: expected {len(luna16.CHANNELS)} widths, got {list(channels)}")
+    if len(hidden) != len(luna16.HIDDEN):
+        raise ValueError(f"hidden: expected {len(luna16.HIDDEN)} widths, got {list(hidden)}")
     return ConvBaseline(
         cell=cell,
         in_channels=in_channels,
         height=height,
         width=width,
         channels=channels,
-        kernels=(3, 3, 3),
-        strides=(1, 1, 1),
+        kernels=luna16.KERNELS,
+        strides=luna16.STRIDES,
         pool=True,
         hidden=hidden,
         n_classes=n_classes,
@@ -545,14 +553,14 @@ def _luna16(
 @register_model
 def luna16_cls_conv3d(
     *,
-    channels: Sequence[int] = (32, 64, 128),
-    hidden: Sequence[int] = (512, 128),
-    height: int = 32,
-    width: int = 32,
-    in_channels: int = 1,
-    n_classes: int = 2,
-    aggregation: str = "mean",
-    head_per_step: bool = False,
+    channels: Sequence[int] = luna16.CHANNELS,
+    hidden: Sequence[int] = luna16.HIDDEN,
+    height: int = luna16.HEIGHT,
+    width: int = luna16.WIDTH,
+    in_channels: int = luna16.IN_CHANNELS,
+    n_classes: int = luna16.N_CLASSES,
+    aggregation: str = luna16.AGGREGATION,
+    head_per_step: bool = luna16.HEAD_PER_STEP,
     iteration: str = "internal",
 ) -> ConvBaseline:
     """Conv3D baseline of :func:`~bidl.models.luna16.luna16_cls`: ``3 x {causal Conv3D(3x3x3) -> BN -> ReLU ->
@@ -575,14 +583,14 @@ def luna16_cls_conv3d(
 @register_model
 def luna16_cls_convlstm(
     *,
-    channels: Sequence[int] = (32, 64, 128),
-    hidden: Sequence[int] = (512, 128),
-    height: int = 32,
-    width: int = 32,
-    in_channels: int = 1,
-    n_classes: int = 2,
-    aggregation: str = "mean",
-    head_per_step: bool = False,
+    channels: Sequence[int] = luna16.CHANNELS,
+    hidden: Sequence[int] = luna16.HIDDEN,
+    height: int = luna16.HEIGHT,
+    width: int = luna16.WIDTH,
+    in_channels: int = luna16.IN_CHANNELS,
+    n_classes: int = luna16.N_CLASSES,
+    aggregation: str = luna16.AGGREGATION,
+    head_per_step: bool = luna16.HEAD_PER_STEP,
     iteration: str = "internal",
 ) -> ConvBaseline:
     """ConvLSTM baseline of :func:`~bidl.models.luna16.luna16_cls`: ``3 x {ConvLSTM(k3) -> MaxPool2} ->
@@ -616,10 +624,10 @@ class R3DBasicBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, stride: int, iteration: str = "internal"):
         super().__init__()
-        u = TEMPORAL_KERNEL
-        self.conv1 = CausalConv3d(in_channels, out_channels, (u, 3, 3), stride, 1, iteration=iteration)
+        u, k = TEMPORAL_KERNEL, resnet.BLOCK_KERNEL
+        self.conv1 = CausalConv3d(in_channels, out_channels, (u, k, k), stride, k // 2, iteration=iteration)
         self.bn1 = _bn_relu(out_channels, iteration)
-        self.conv2 = CausalConv3d(out_channels, out_channels, (u, 3, 3), 1, 1, iteration=iteration)
+        self.conv2 = CausalConv3d(out_channels, out_channels, (u, k, k), 1, k // 2, iteration=iteration)
         self.bn2 = _bn_relu(out_channels, iteration, relu=False)
         if stride != 1 or in_channels != out_channels:
             pool = [TimeDistributed(nn.AvgPool2d(stride, ceil_mode=True), iteration)] if stride != 1 else []
@@ -651,11 +659,19 @@ class _JesterHead(nn.Module):
 
 
 def _check_stages(widths: Sequence[int], blocks: Sequence[int]) -> None:
-    if len(widths) != 4 or len(blocks) != 4:
-        raise ValueError(f"widths, blocks: expected 4 stages each, got {list(widths)} and {list(blocks)}")
+    stages = len(resnet.STAGE_STRIDES)
+    if len(widths) != stages or len(blocks) != stages:
+        raise ValueError(
+            f"widths, blocks: expected {stages} stages each, got {list(widths)} and {list(blocks)}"
+        )
 
 
-class JesterConv3d(nn.Module):
+def _stem_pool() -> nn.MaxPool2d:
+    """The max-pooling after the ResNet stem (:data:`bidl.models.resnet.POOL_KERNEL`, ``POOL_STRIDE``)."""
+    return nn.MaxPool2d(resnet.POOL_KERNEL, stride=resnet.POOL_STRIDE, padding=resnet.POOL_KERNEL // 2)
+
+
+class JesterV1Conv3d(nn.Module):
     """Causal R3D (ResNet of :class:`R3DBasicBlock`) with GAP per step, mean over T and an FC classifier: the
     Conv3D baseline of the Jester ResNet18-LIAF (see the module docstring). Input ``[B, T, C, H, W]`` (IIM)
     or ``[B, C, H, W]`` per step (EIM); output ``[B, n_classes]``."""
@@ -663,22 +679,23 @@ class JesterConv3d(nn.Module):
     def __init__(
         self,
         *,
-        in_channels: int = 3,
-        n_classes: int = 27,
-        widths: Sequence[int] = RESNET18_WIDTHS,
-        blocks: Sequence[int] = RESNET18_BLOCKS,
-        aggregation: str = "mean",
+        in_channels: int = resnet.IN_CHANNELS,
+        n_classes: int = resnet.N_CLASSES,
+        widths: Sequence[int] = resnet.RESNET18_WIDTHS,
+        blocks: Sequence[int] = resnet.RESNET18_BLOCKS,
+        aggregation: str = resnet.AGGREGATION,
         iteration: str = "internal",
     ):
         super().__init__()
         _check_stages(widths, blocks)
-        u = TEMPORAL_KERNEL
-        self.stem = CausalConv3d(in_channels, widths[0], (u, 7, 7), 2, 3, iteration=iteration)
+        u, k = TEMPORAL_KERNEL, resnet.STEM_KERNEL
+        self.stem = CausalConv3d(
+            in_channels, widths[0], (u, k, k), resnet.STEM_STRIDE, k // 2, iteration=iteration
+        )
         self.stem_bn = _bn_relu(widths[0], iteration)
-        self.pool = TimeDistributed(nn.MaxPool2d(3, stride=2, padding=1), iteration)
+        self.pool = TimeDistributed(_stem_pool(), iteration)
         stages, channels = [], widths[0]
-        for index, (width, count) in enumerate(zip(widths, blocks, strict=True)):
-            stride = 1 if index == 0 else 2
+        for width, count, stride in zip(widths, blocks, resnet.STAGE_STRIDES, strict=True):
             stage = []
             for block in range(count):
                 stage.append(R3DBasicBlock(channels, width, stride if block == 0 else 1, iteration))
@@ -693,42 +710,35 @@ class JesterConv3d(nn.Module):
         return self.head(x)
 
 
-class JesterConvLSTM(nn.Module):
+class JesterV1ConvLSTM(nn.Module):
     """The ResNet stem per frame, then ``ceil(blocks_i / 2)`` ConvLSTM layers of width ``widths_i`` per stage
     (the first with the stage's stride), GAP per step, mean over T and an FC classifier: the ConvLSTM baseline
-    of the Jester ResNet18-LIAF (see the module docstring). Shapes as :class:`JesterConv3d`."""
+    of the Jester ResNet18-LIAF (see the module docstring). Shapes as :class:`JesterV1Conv3d`."""
 
     def __init__(
         self,
         *,
-        in_channels: int = 3,
-        n_classes: int = 27,
-        widths: Sequence[int] = RESNET18_WIDTHS,
-        blocks: Sequence[int] = RESNET18_BLOCKS,
-        aggregation: str = "mean",
+        in_channels: int = resnet.IN_CHANNELS,
+        n_classes: int = resnet.N_CLASSES,
+        widths: Sequence[int] = resnet.RESNET18_WIDTHS,
+        blocks: Sequence[int] = resnet.RESNET18_BLOCKS,
+        aggregation: str = resnet.AGGREGATION,
         iteration: str = "internal",
     ):
         super().__init__()
         _check_stages(widths, blocks)
+        k = resnet.STEM_KERNEL
+        stem = nn.Conv2d(in_channels, widths[0], k, stride=resnet.STEM_STRIDE, padding=k // 2)
         self.stem = TimeDistributed(
-            nn.Sequential(
-                nn.Conv2d(in_channels, widths[0], 7, stride=2, padding=3),
-                nn.BatchNorm2d(widths[0]),
-                nn.ReLU(),
-                nn.MaxPool2d(3, stride=2, padding=1),
-            ),
-            iteration,
+            nn.Sequential(stem, nn.BatchNorm2d(widths[0]), nn.ReLU(), _stem_pool()), iteration
         )
+        k = resnet.BLOCK_KERNEL
         stages, channels = [], widths[0]
-        for index, (width, count) in enumerate(zip(widths, blocks, strict=True)):
-            stride = 1 if index == 0 else 2
+        for width, count, stride in zip(widths, blocks, resnet.STAGE_STRIDES, strict=True):
             layers = []
             for layer in range(max(1, math.ceil(count / 2))):
-                layers.append(
-                    ConvLSTM(
-                        channels, width, 3, stride if layer == 0 else 1, 1, norm=True, iteration=iteration
-                    )
-                )
+                s = stride if layer == 0 else 1
+                layers.append(ConvLSTM(channels, width, k, s, k // 2, norm=True, iteration=iteration))
                 channels = width
             stages.append(nn.Sequential(*layers))
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
@@ -741,18 +751,18 @@ class JesterConvLSTM(nn.Module):
 
 
 @register_model
-def jester_conv3d(
+def jester_v1_conv3d(
     *,
-    widths: Sequence[int] = RESNET18_WIDTHS,
-    blocks: Sequence[int] = RESNET18_BLOCKS,
-    in_channels: int = 3,
-    n_classes: int = 27,
-    aggregation: str = "mean",
+    widths: Sequence[int] = resnet.RESNET18_WIDTHS,
+    blocks: Sequence[int] = resnet.RESNET18_BLOCKS,
+    in_channels: int = resnet.IN_CHANNELS,
+    n_classes: int = resnet.N_CLASSES,
+    aggregation: str = resnet.AGGREGATION,
     iteration: str = "internal",
-) -> JesterConv3d:
+) -> JesterV1Conv3d:
     """Conv3D baseline of the Jester networks (:func:`~bidl.models.resnet.jester_v1`, ``jester_v2``): a causal
-    R3D-18 of the same widths, ``[B, 16, 3, 112, 112]`` -> 27 logits (see :class:`JesterConv3d`)."""
-    return JesterConv3d(
+    R3D-18 of the same widths, ``[B, 16, 3, 112, 112]`` -> 27 logits (see :class:`JesterV1Conv3d`)."""
+    return JesterV1Conv3d(
         in_channels=in_channels,
         n_classes=n_classes,
         widths=widths,
@@ -763,19 +773,19 @@ def jester_conv3d(
 
 
 @register_model
-def jester_convlstm(
+def jester_v1_convlstm(
     *,
-    widths: Sequence[int] = RESNET18_WIDTHS,
-    blocks: Sequence[int] = RESNET18_BLOCKS,
-    in_channels: int = 3,
-    n_classes: int = 27,
-    aggregation: str = "mean",
+    widths: Sequence[int] = resnet.RESNET18_WIDTHS,
+    blocks: Sequence[int] = resnet.RESNET18_BLOCKS,
+    in_channels: int = resnet.IN_CHANNELS,
+    n_classes: int = resnet.N_CLASSES,
+    aggregation: str = resnet.AGGREGATION,
     iteration: str = "internal",
-) -> JesterConvLSTM:
+) -> JesterV1ConvLSTM:
     """ConvLSTM baseline of the Jester networks: the ResNet stem, one ConvLSTM per stage of ResNet18 (widths
     and strides of the stages), GAP per step, mean over T, FC; ``[B, 16, 3, 112, 112]`` -> 27 logits (see
-    :class:`JesterConvLSTM`)."""
-    return JesterConvLSTM(
+    :class:`JesterV1ConvLSTM`)."""
+    return JesterV1ConvLSTM(
         in_channels=in_channels,
         n_classes=n_classes,
         widths=widths,
@@ -803,11 +813,11 @@ class IMDBLSTM(nn.Module):
     def __init__(
         self,
         *,
-        vocab_size: int = 1001,
-        embedding_dim: int = 256,
-        hidden: int = 256,
-        n_classes: int = 2,
-        dropout: float = 0.5,
+        vocab_size: int = imdb.VOCAB_SIZE,
+        embedding_dim: int = imdb.EMBEDDING_DIM,
+        hidden: int = imdb.HIDDEN,
+        n_classes: int = imdb.N_CLASSES,
+        dropout: float = imdb.DROPOUT,
         iteration: str = "internal",
     ):
         super().__init__()
@@ -824,11 +834,11 @@ class IMDBLSTM(nn.Module):
 @register_model
 def imdb_lstm(
     *,
-    vocab_size: int = 1001,
-    embedding_dim: int = 256,
-    hidden: int = 256,
-    n_classes: int = 2,
-    dropout: float = 0.5,
+    vocab_size: int = imdb.VOCAB_SIZE,
+    embedding_dim: int = imdb.EMBEDDING_DIM,
+    hidden: int = imdb.HIDDEN,
+    n_classes: int = imdb.N_CLASSES,
+    dropout: float = imdb.DROPOUT,
     iteration: str = "internal",
 ) -> IMDBLSTM:
     """LSTM baseline of :func:`~bidl.models.imdb.imdb`: ``Embedding(vocab, E) -> LSTM(E -> hidden) -> last

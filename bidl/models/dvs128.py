@@ -18,6 +18,23 @@ from .registry import authors_neuron, register_model
 
 __all__ = ["DVS128GestureNet", "dvs128_gesture"]
 
+# The architecture at the paper's size, declared once: the builders here and the baselines of this network
+# (bidl.models.baselines) take their defaults from these.
+IN_CHANNELS = 2
+"""Input channels: the ON and OFF event counts of a frame."""
+HEIGHT, WIDTH = 40, 40
+"""Input frame size (the 128 x 128 sensor binned to 40 x 40 by the data pipeline)."""
+CHANNELS = (64, 128, 256)
+"""Widths of the three ConvLIF blocks."""
+KERNEL, STRIDE = 3, 2
+"""Spatial kernel and stride of every conv (padding ``KERNEL // 2``)."""
+HIDDEN = 256
+"""Width of the hidden FCLIF block."""
+N_CLASSES = 11
+"""Output neurons: the 11 gestures."""
+AGGREGATION = "mean"
+"""Temporal aggregation of the output spikes (the mean spike rate)."""
+
 
 class DVS128GestureNet(nn.Module):
     """Three ConvLIF and two FCLIF blocks with a mean-rate readout.
@@ -29,13 +46,13 @@ class DVS128GestureNet(nn.Module):
     def __init__(
         self,
         *,
-        in_channels: int = 2,
-        height: int = 40,
-        width: int = 40,
-        n_classes: int = 11,
-        channels: Sequence[int] = (64, 128, 256),
-        hidden: int = 256,
-        aggregation: str = "mean",
+        in_channels: int = IN_CHANNELS,
+        height: int = HEIGHT,
+        width: int = WIDTH,
+        n_classes: int = N_CLASSES,
+        channels: Sequence[int] = CHANNELS,
+        hidden: int = HIDDEN,
+        aggregation: str = AGGREGATION,
         norm: str | None = "state",
         iteration: str = "internal",
         **neuron_kwargs,
@@ -46,9 +63,9 @@ class DVS128GestureNet(nn.Module):
         c1, c2, c3 = channels
         common = dict(norm=norm, iteration=iteration, **neuron_kwargs)
         self.input_norm = TimeDistributed(nn.BatchNorm2d(in_channels), iteration=iteration)
-        self.conv1 = ConvLIF(in_channels, c1, 3, stride=2, padding=1, **common)
-        self.conv2 = ConvLIF(c1, c2, 3, stride=2, padding=1, **common)
-        self.conv3 = ConvLIF(c2, c3, 3, stride=2, padding=1, **common)
+        self.conv1 = ConvLIF(in_channels, c1, KERNEL, stride=STRIDE, padding=KERNEL // 2, **common)
+        self.conv2 = ConvLIF(c1, c2, KERNEL, stride=STRIDE, padding=KERNEL // 2, **common)
+        self.conv3 = ConvLIF(c2, c3, KERNEL, stride=STRIDE, padding=KERNEL // 2, **common)
         spatial = _conv_out(_conv_out(_conv_out(height))) * _conv_out(_conv_out(_conv_out(width)))
         self.fc1 = FCLIF(c3 * spatial, hidden, **common)
         self.fc2 = FCLIF(hidden, n_classes, **common)
@@ -74,8 +91,8 @@ class DVS128GestureNet(nn.Module):
         return self.tail(self.features(x))
 
 
-def _conv_out(size: int, kernel: int = 3, stride: int = 2, padding: int = 1) -> int:
-    return (size + 2 * padding - kernel) // stride + 1
+def _conv_out(size: int, kernel: int = KERNEL, stride: int = STRIDE) -> int:
+    return (size + 2 * (kernel // 2) - kernel) // stride + 1
 
 
 @register_model
@@ -90,11 +107,11 @@ def dvs128_gesture(*, learnable: bool = True, **kwargs) -> DVS128GestureNet:
 def dvs128_gesture_authors(
     *,
     sharing: str = "all",
-    channels: Sequence[int] = (64, 128, 256),
-    hidden: int = 256,
-    height: int = 40,
-    width: int = 40,
-    n_classes: int = 11,
+    channels: Sequence[int] = CHANNELS,
+    hidden: int = HIDDEN,
+    height: int = HEIGHT,
+    width: int = WIDTH,
+    n_classes: int = N_CLASSES,
     norm: str | None = "state",
     iteration: str = "internal",
     **neuron_kwargs: Any,

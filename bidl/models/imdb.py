@@ -42,6 +42,19 @@ from .registry import authors_neuron, register_model
 
 __all__ = ["IMDBNet", "imdb", "imdb_authors"]
 
+# The architecture at the paper's size, declared once: the builders here and the baseline of this network
+# (bidl.models.baselines) take their defaults from these.
+VOCAB_SIZE = 1001
+"""Token ids: ``0 = <pad>``, ``1..999`` words, ``1000 = <unk>``."""
+EMBEDDING_DIM = 256
+"""The paper's embedding width (the authors' config: 16)."""
+HIDDEN = 256
+"""Width of the FCLIAF layer."""
+N_CLASSES = 2
+"""The paper's outputs: 2 logits for cross-entropy (the authors' code: 1, with a sigmoid)."""
+DROPOUT = 0.5
+"""Dropout before the FC classifier."""
+
 
 class IMDBNet(nn.Module):
     """Embedding, an FCLIAF layer over the token sequence, and an FC classifier on its last step.
@@ -59,11 +72,11 @@ class IMDBNet(nn.Module):
     def __init__(
         self,
         *,
-        vocab_size: int = 1001,
-        embedding_dim: int = 256,
-        hidden: int = 256,
-        n_classes: int = 2,
-        dropout: float = 0.5,
+        vocab_size: int = VOCAB_SIZE,
+        embedding_dim: int = EMBEDDING_DIM,
+        hidden: int = HIDDEN,
+        n_classes: int = N_CLASSES,
+        dropout: float = DROPOUT,
         norm: str | None = "state",
         iteration: str = "internal",
         **neuron_kwargs,
@@ -83,8 +96,8 @@ class IMDBNet(nn.Module):
 @register_model
 def imdb(
     *,
-    embedding_dim: int = 256,
-    n_classes: int = 2,
+    embedding_dim: int = EMBEDDING_DIM,
+    n_classes: int = N_CLASSES,
     liaf_readout: str = "pre_reset",
     learnable: bool = True,
     norm: str | None = "input",
@@ -107,11 +120,11 @@ def imdb(
 @register_model
 def imdb_authors(
     *,
-    vocab_size: int = 1001,
+    vocab_size: int = VOCAB_SIZE,
     embedding_dim: int = 16,
-    hidden: int = 256,
+    hidden: int = HIDDEN,
     n_classes: int = 1,
-    dropout: float = 0.5,
+    dropout: float = DROPOUT,
     activation: str = "relu",
     liaf_mode: str = "NTR",
     liaf_readout: str = "pre_reset",

@@ -34,17 +34,38 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .cifar10dvs import ConvPoolClassifier, neuron_options
+from .cifar10_dvs import ConvPoolClassifier, neuron_options
 from .registry import authors_neuron, register_model
 
 __all__ = ["luna16_cls", "luna16_cls_authors"]
+
+# The architecture at the paper's size, declared once: the builders here and the baselines of this network
+# (bidl.models.baselines) take their defaults from these.
+IN_CHANNELS = 1
+"""Input channels: one CT slice per step."""
+HEIGHT, WIDTH = 32, 32
+"""Input slice size (a nodule-centred 32 x 32 crop)."""
+CHANNELS = (32, 64, 128)
+"""Widths of the three ConvLIF blocks."""
+KERNELS = (3, 3, 3)
+"""Spatial kernel of each conv (padding ``kernel // 2``)."""
+STRIDES = (1, 1, 1)
+"""Stride of each conv (each block is followed by a 2x2 max-pooling)."""
+HIDDEN = (512, 128)
+"""Widths of the FC head's two hidden layers."""
+N_CLASSES = 2
+"""Output classes: nodule or not."""
+AGGREGATION = "mean"
+"""Temporal aggregation of the features before the head (the paper's temporal average layer)."""
+HEAD_PER_STEP = False
+"""The paper's head placement: once, after the temporal aggregation (the authors' code: on every step)."""
 
 
 @register_model
 def luna16_cls(
     *,
     neuron: str = "lif",
-    head_per_step: bool = False,
+    head_per_step: bool = HEAD_PER_STEP,
     learnable: bool = True,
     norm: str | None = "input",
     **kwargs,
@@ -60,14 +81,14 @@ def luna16_cls(
 @register_model
 def luna16_cls_authors(
     *,
-    channels: Sequence[int] = (32, 64, 128),
-    hidden: Sequence[int] = (512, 128),
-    height: int = 32,
-    width: int = 32,
-    in_channels: int = 1,
-    n_classes: int = 2,
+    channels: Sequence[int] = CHANNELS,
+    hidden: Sequence[int] = HIDDEN,
+    height: int = HEIGHT,
+    width: int = WIDTH,
+    in_channels: int = IN_CHANNELS,
+    n_classes: int = N_CLASSES,
     neuron: str = "liaf",
-    aggregation: str = "mean",
+    aggregation: str = AGGREGATION,
     head_per_step: bool = True,
     activation: str | None = None,
     liaf_mode: str | None = None,
@@ -88,17 +109,17 @@ def luna16_cls_authors(
     ``sharing``, ``learnable``, ``noise``, ``surrogate``), by default
     :data:`~bidl.models.registry.AUTHORS_NEURON` and this network's training noise 0.
     """
-    if len(channels) != 3:
-        raise ValueError(f"channels: expected 3 widths, got {list(channels)}")
-    if len(hidden) != 2:
-        raise ValueError(f"hidden: expected 2 widths, got {list(hidden)}")
+    if len(channels) != len(CHANNELS):
+        raise ValueError(f"channels: expected {len(CHANNELS)} widths, got {list(channels)}")
+    if len(hidden) != len(HIDDEN):
+        raise ValueError(f"hidden: expected {len(HIDDEN)} widths, got {list(hidden)}")
     return ConvPoolClassifier(
         in_channels=in_channels,
         height=height,
         width=width,
         channels=channels,
-        kernels=(3, 3, 3),
-        strides=(1, 1, 1),
+        kernels=KERNELS,
+        strides=STRIDES,
         hidden=hidden,
         n_classes=n_classes,
         neuron=neuron,

@@ -92,8 +92,27 @@ __all__ = [
     "jester_v2",
 ]
 
+# The architecture at the paper's size, declared once: the builders here and the baselines of these networks
+# (bidl.models.baselines) take their defaults from these.
 RESNET18_BLOCKS = (2, 2, 2, 2)
+"""Basic blocks per stage: ResNet18."""
 RESNET18_WIDTHS = (64, 128, 256, 512)
+"""Widths of the four stages; the stem has the first."""
+STAGE_STRIDES = (1, 2, 2, 2)
+"""Stride of each stage's first block."""
+STEM_KERNEL, STEM_STRIDE = 7, 2
+"""Spatial kernel and stride of the stem conv (padding ``STEM_KERNEL // 2``)."""
+POOL_KERNEL, POOL_STRIDE = 3, 2
+"""Max-pooling after the stem (padding ``POOL_KERNEL // 2``)."""
+BLOCK_KERNEL = 3
+"""Spatial kernel of the basic blocks' convs (padding ``BLOCK_KERNEL // 2``)."""
+IN_CHANNELS = 3
+"""Input channels: RGB frames."""
+N_CLASSES = 27
+"""Output classes: the 27 Jester gestures."""
+AGGREGATION = "mean"
+"""Temporal aggregation of the pooled features before the FC (the paper's "summed at the SumLayer and then
+divided by T")."""
 
 
 class ElectricallyCoupledLIAF(LIAF):
@@ -179,9 +198,10 @@ class LIAFBasicBlock(nn.Module):
         iteration: str = "internal",
     ):
         super().__init__()
-        self.conv1 = TimeDistributed(_conv_bn(in_channels, out_channels, 3, stride, 1), iteration)
+        k = BLOCK_KERNEL
+        self.conv1 = TimeDistributed(_conv_bn(in_channels, out_channels, k, stride, k // 2), iteration)
         self.neuron1 = make_neuron(out_channels)
-        self.conv2 = TimeDistributed(_conv_bn(out_channels, out_channels, 3, 1, 1), iteration)
+        self.conv2 = TimeDistributed(_conv_bn(out_channels, out_channels, k, 1, k // 2), iteration)
         if stride != 1 or in_channels != out_channels:
             pool = [nn.AvgPool2d(stride, ceil_mode=True)] if stride != 1 else []
             shortcut = nn.Sequential(*pool, *_conv_bn(in_channels, out_channels, 1, 1, 0))
@@ -218,13 +238,13 @@ class JesterResNet(nn.Module):
     def __init__(
         self,
         *,
-        in_channels: int = 3,
-        n_classes: int = 27,
+        in_channels: int = IN_CHANNELS,
+        n_classes: int = N_CLASSES,
         widths: Sequence[int] = RESNET18_WIDTHS,
         blocks: Sequence[int] = RESNET18_BLOCKS,
         coupling: bool = False,
         coupling_kernel: int = 3,
-        aggregation: str = "mean",
+        aggregation: str = AGGREGATION,
         iteration: str = "internal",
         **neuron_kwargs,
     ):
@@ -242,12 +262,13 @@ class JesterResNet(nn.Module):
                 kwargs.setdefault("channels", channels)
             return LIAF(iteration=iteration, **kwargs)
 
-        self.stem = TimeDistributed(_conv_bn(in_channels, widths[0], 7, 2, 3), iteration)
+        stem = _conv_bn(in_channels, widths[0], STEM_KERNEL, STEM_STRIDE, STEM_KERNEL // 2)
+        self.stem = TimeDistributed(stem, iteration)
         self.stem_neuron = make_neuron(widths[0])
-        self.pool = TimeDistributed(nn.MaxPool2d(3, stride=2, padding=1), iteration)
+        pool = nn.MaxPool2d(POOL_KERNEL, stride=POOL_STRIDE, padding=POOL_KERNEL // 2)
+        self.pool = TimeDistributed(pool, iteration)
         stages, channels = [], widths[0]
-        for index, (width, count) in enumerate(zip(widths, blocks)):
-            stride = 1 if index == 0 else 2
+        for width, count, stride in zip(widths, blocks, STAGE_STRIDES, strict=True):
             stage = []
             for block in range(count):
                 stage.append(
@@ -275,8 +296,8 @@ def jester_v1_authors(
     *,
     widths: Sequence[int] = RESNET18_WIDTHS,
     blocks: Sequence[int] = RESNET18_BLOCKS,
-    in_channels: int = 3,
-    n_classes: int = 27,
+    in_channels: int = IN_CHANNELS,
+    n_classes: int = N_CLASSES,
     activation: str = "relu",
     liaf_mode: str = "NTR",
     liaf_readout: str = "pre_reset",
@@ -334,8 +355,8 @@ def jester_v2(
     *,
     widths: Sequence[int] = RESNET18_WIDTHS,
     blocks: Sequence[int] = RESNET18_BLOCKS,
-    in_channels: int = 3,
-    n_classes: int = 27,
+    in_channels: int = IN_CHANNELS,
+    n_classes: int = N_CLASSES,
     coupling: bool = True,
     coupling_kernel: int = 3,
     activation: str = "relu",

@@ -30,9 +30,13 @@ from .registry import load_matching_weights, register_model
 
 __all__ = ["load_matching_weights", "rgb_gesture", "rgb_gesture_authors"]
 
+N_CLASSES = 10
+"""The paper's output neurons: the 10 gestures (the rest of the architecture is :mod:`bidl.models.dvs128`'s;
+the authors' config keeps its 11)."""
+
 
 @register_model
-def rgb_gesture(*, n_classes: int = 10, **kwargs) -> DVS128GestureNet:
+def rgb_gesture(*, n_classes: int = N_CLASSES, **kwargs) -> DVS128GestureNet:
     """The paper's RGB-gesture network: :func:`~bidl.models.dvs128.dvs128_gesture` with 10 classes,
     ``[B, 60, 2, 40, 40]`` -> 10 mean spike rates. Keyword arguments as that builder."""
     return dvs128_gesture(n_classes=n_classes, **kwargs)

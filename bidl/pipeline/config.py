@@ -369,7 +369,8 @@ def load_config(path: str | Path, schema: Mapping[str, Any] | str | Path) -> dic
 def resolve_experiment(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     """The config entry of experiment ``name``, or the experiment-like entry of baseline ``name``: the
     experiment it is compared with (``of``), with the baseline's model, the experiment's structural model
-    keywords (neuron keywords dropped) and recipe, each updated by the baseline's own, and ``baseline_of``."""
+    keywords (neuron keywords dropped; a non-spiking twin takes them all) and recipe, each updated by the
+    baseline's own, and ``baseline_of``."""
     if name in config["experiments"]:
         entry = dict(config["experiments"][name])
         entry.pop("variants", None)
@@ -388,14 +389,17 @@ def resolve_experiment(config: Mapping[str, Any], name: str) -> dict[str, Any]:
     baselines = config.get("baselines") or {}
     if name not in baselines:
         raise KeyError(f"{name!r} is neither an experiment nor a baseline of config {config.get('name')!r}")
-    from ..models.baselines import structural_kwargs
+    from ..models.baselines import baseline_kind, structural_kwargs
 
     spec = baselines[name]
     base = config["experiments"][spec["of"]]
+    own = base.get("model_kwargs", {})
+    if baseline_kind(spec["model"]) != "relu":  # a non-spiking twin takes all its network's keywords
+        own = structural_kwargs(own)
     return {
         "dataset": base["dataset"],
         "model": spec["model"],
-        "model_kwargs": {**structural_kwargs(base.get("model_kwargs", {})), **spec.get("model_kwargs", {})},
+        "model_kwargs": {**own, **spec.get("model_kwargs", {})},
         "recipe": {**base["recipe"], **spec.get("recipe", {})},
         "baseline_of": spec["of"],
     }

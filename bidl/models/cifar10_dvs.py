@@ -56,6 +56,28 @@ NEURONS = ("lif", "liaf", "lifplus")
 _BLOCKS = {"lif": ConvLIF, "liaf": ConvLIAF, "lifplus": ConvLIFPlus}
 _LIFPLUS_KEYWORDS = (*LIFPLUS_MODES, "reversal", *LIFPLUS_CONSTANTS)
 
+# The architecture at the paper's size, declared once: the builders here and the baselines of this network
+# (bidl.models.baselines) take their defaults from these.
+IN_CHANNELS = 2
+"""Input channels: the ON and OFF event counts of a frame."""
+HEIGHT, WIDTH = 128, 128
+"""Input frame size (the sensor's)."""
+CHANNELS = (32, 64, 128, 256, 512)
+"""Widths of the five ConvLIF blocks."""
+KERNELS = (5, 3, 3, 3, 3)
+"""Spatial kernel of each conv (padding ``kernel // 2``)."""
+STRIDES = (2, 1, 1, 1, 1)
+"""Stride of each conv (each block is followed by a 2x2 max-pooling)."""
+HIDDEN = 512
+"""Width of the FC head's hidden layer."""
+N_CLASSES = 10
+"""Output classes: the 10 CIFAR-10 classes."""
+AGGREGATION = "sum"
+"""The paper's temporal aggregation: the features summed over T, then the head once (:func:`cifar10_dvs`;
+the authors' code: the head on every step, its outputs averaged)."""
+HEAD_PER_STEP = False
+"""The paper's head placement: once, after the temporal aggregation (the authors' code: on every step)."""
+
 
 def neuron_options(
     neuron: str,
@@ -171,8 +193,8 @@ class ConvPoolClassifier(nn.Module):
 def cifar10_dvs(
     *,
     neuron: str = "lif",
-    aggregation: str = "sum",
-    head_per_step: bool = False,
+    aggregation: str = AGGREGATION,
+    head_per_step: bool = HEAD_PER_STEP,
     learnable: bool = True,
     norm: str | None = "input",
     **kwargs,
@@ -193,12 +215,12 @@ def cifar10_dvs(
 @register_model
 def cifar10_dvs_authors(
     *,
-    channels: Sequence[int] = (32, 64, 128, 256, 512),
-    hidden: int = 512,
-    height: int = 128,
-    width: int = 128,
-    in_channels: int = 2,
-    n_classes: int = 10,
+    channels: Sequence[int] = CHANNELS,
+    hidden: int = HIDDEN,
+    height: int = HEIGHT,
+    width: int = WIDTH,
+    in_channels: int = IN_CHANNELS,
+    n_classes: int = N_CLASSES,
     neuron: str = "liaf",
     aggregation: str = "mean",
     head_per_step: bool = True,
@@ -223,15 +245,15 @@ def cifar10_dvs_authors(
     ``neuron="lifplus"`` also the LIF+ stage modes (``decay``, ``accumulation``, ``reversal``, ``trigger``,
     ``inhibition``, ``refractory``) and constants (:data:`~bidl.functional.LIFPLUS_CONSTANTS`).
     """
-    if len(channels) != 5:
-        raise ValueError(f"channels: expected 5 widths, got {list(channels)}")
+    if len(channels) != len(CHANNELS):
+        raise ValueError(f"channels: expected {len(CHANNELS)} widths, got {list(channels)}")
     return ConvPoolClassifier(
         in_channels=in_channels,
         height=height,
         width=width,
         channels=channels,
-        kernels=(5, 3, 3, 3, 3),
-        strides=(2, 1, 1, 1, 1),
+        kernels=KERNELS,
+        strides=STRIDES,
         hidden=(hidden,),
         n_classes=n_classes,
         neuron=neuron,
