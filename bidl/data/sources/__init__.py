@@ -9,28 +9,7 @@
 Stand-ins, generated in place of a source, are in :mod:`bidl.data.standins`.
 """
 
-from bidl.data.sources.registry import (
-    LUNA16_CHECKSUMS,
-    LUNA16_MALIGNANCY,
-    SOURCES,
-    RemoteFile,
-    Source,
-    figshare_urls,
-    get_source,
-    luna16_files,
-    read_recorded_checksums,
-    write_luna16_checksums,
-)
+from bidl.data.sources import registry
+from bidl.data.sources.registry import *  # noqa: F403  (the registry's public names, listed once there)
 
-__all__ = [
-    "LUNA16_CHECKSUMS",
-    "LUNA16_MALIGNANCY",
-    "SOURCES",
-    "RemoteFile",
-    "Source",
-    "figshare_urls",
-    "get_source",
-    "luna16_files",
-    "read_recorded_checksums",
-    "write_luna16_checksums",
-]
+__all__ = list(registry.__all__)

@@ -18,19 +18,9 @@ from scipy import ndimage
 
 from bidl.data.rgb_gesture import FPS, SPLIT_DIRS
 from bidl.data.staging import staged_replacement
+from bidl.data.standins.dvs128_gesture import STANDIN_CLASSES as DVS128_CLASSES
 
-STANDIN_CLASSES: tuple[str, ...] = (
-    "right_then_up",
-    "up_then_right",
-    "left_then_down",
-    "down_then_left",
-    "right_then_down",
-    "down_then_right",
-    "left_then_up",
-    "up_then_left",
-    "circle_clockwise",
-    "circle_counterclockwise",
-)
+STANDIN_CLASSES: tuple[str, ...] = DVS128_CLASSES[:10]  # its moving gestures, not its pulsing disc
 """The stand-in's 10 classes; index = label. Classes 2k and 2k+1 are order-only pairs (up = row 0)."""
 ORDER_PAIRS: tuple[tuple[int, int], ...] = ((0, 1), (2, 3), (4, 5), (6, 7), (8, 9))
 
