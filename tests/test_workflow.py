@@ -331,7 +331,7 @@ def test_the_slurm_profile_requests_the_gpus_and_nodes_of_distributed_training(t
 
 def test_the_kubernetes_profile_dry_runs_where_its_plugin_is_installed():
     for plugin in ("snakemake_executor_plugin_kubernetes", "snakemake_storage_plugin_fs"):
-        pytest.importorskip(plugin, reason="the cluster extra is not installed")
+        pytest.importorskip(plugin, reason="the test extra is not installed")
     out = snakemake("-n", "--profile", "workflow/profiles/kubernetes", "--forceall", "--nolock").stdout
     assert all(job["mem_mb"] == "64000" for job in _job_resources(out, "train"))
 
