@@ -107,12 +107,15 @@ def jester_v2_relu(**kwargs: Any) -> nn.Module:
 
 
 TWINS: dict[str, str] = {
-    "dvs128_gesture": "dvs128_gesture_relu",
-    "rgb_gesture": "rgb_gesture_relu",
-    "cifar10_dvs": "cifar10_dvs_relu",
-    "luna16_cls": "luna16_cls_relu",
-    "imdb": "imdb_relu",
-    "jester_v1": "jester_v1_relu",
-    "jester_v2": "jester_v2_relu",
+    twin.__name__.removesuffix("_relu"): twin.__name__
+    for twin in (
+        dvs128_gesture_relu,
+        rgb_gesture_relu,
+        cifar10_dvs_relu,
+        luna16_cls_relu,
+        imdb_relu,
+        jester_v1_relu,
+        jester_v2_relu,
+    )
 }
-"""Paper network -> its registered non-spiking twin."""
+"""Paper network -> its registered non-spiking twin (``<network>_relu``)."""

@@ -182,11 +182,8 @@ def _dangling_references(config: Mapping[str, Any]) -> list[str]:
                 f"experiments.{name}.init_from: {source!r} is not another experiment of this config "
                 f"(experiments: {sorted(experiments)})"
             )
-    bench = (config.get("bench") or {}).get("dvs128") or {}
-    if config.get("bench") is not None:
-        from .bench import BenchSettings
-
-        name = bench.get("experiment", BenchSettings.dvs128_experiment)
+    name = _bench_experiment(config)
+    if name is not None:
         if name not in experiments:
             problems.append(f"bench.dvs128.experiment: {name!r} is not an experiment of this config")
         elif experiments[name].get("dataset") != "dvs128_gesture":
@@ -205,6 +202,16 @@ def _dangling_references(config: Mapping[str, Any]) -> list[str]:
                 f"(experiments: {sorted(experiments)})"
             )
     return problems
+
+
+def _bench_experiment(config: Mapping[str, Any]) -> str | None:
+    """The experiment the bench's DVS128 part times (``bench.dvs128.experiment`` or its default); ``None``
+    where the config has no bench."""
+    if config.get("bench") is None:
+        return None
+    from .bench import BenchSettings
+
+    return (config["bench"].get("dvs128") or {}).get("experiment", BenchSettings.dvs128_experiment)
 
 
 def _model_uses(config: Mapping[str, Any]):
@@ -245,13 +252,9 @@ def _model_uses(config: Mapping[str, Any]):
             origins = {k: f"experiments.{study['experiment']}.model_kwargs.{k}" for k in kwargs}
             origins |= {"neuron": "lifplus_study.experiment"} | {k: f"{where}.{k}" for k in stages}
             yield where, base["model"], f"experiments.{study['experiment']}.model", kwargs, origins, where
-    bench = config.get("bench")
-    if bench is not None:
-        from .bench import BenchSettings
-
-        dvs128 = bench.get("dvs128") or {}
-        name = dvs128.get("experiment", BenchSettings.dvs128_experiment)
-        overrides = dvs128.get("model_kwargs") or {}
+    name = _bench_experiment(config)
+    if name is not None:
+        overrides = (config["bench"].get("dvs128") or {}).get("model_kwargs") or {}
         if name in experiments and overrides:
             base = experiments[name]
             kwargs = {**(base.get("model_kwargs") or {}), **overrides}

@@ -51,8 +51,6 @@ the raw uint32 timestamps; its equal-count framing uses file order, which clampi
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -60,7 +58,7 @@ import numpy as np
 
 from bidl.data.formats.aedat import EVENT_DTYPE
 from bidl.errors import DataFormatError
-from bidl.io import default_file_mode
+from bidl.io import atomic_write_bytes
 
 __all__ = [
     "AEDAT2_MAGIC",
@@ -285,17 +283,5 @@ def write_aedat2(
     *,
     special_times: Sequence[int] = (),
 ) -> Path:
-    """Write :func:`encode_aedat2`'s bytes to ``path`` atomically (temporary file + ``os.replace``)."""
-    path = Path(path)
-    data = encode_aedat2(events, header_lines, special_times=special_times)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, default_file_mode())
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write :func:`encode_aedat2`'s bytes to ``path`` atomically (:func:`bidl.io.atomic_write_bytes`)."""
+    return atomic_write_bytes(path, encode_aedat2(events, header_lines, special_times=special_times))

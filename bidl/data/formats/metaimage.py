@@ -25,7 +25,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from bidl.errors import DataFormatError
-from bidl.io import default_file_mode
+from bidl.io import atomic_write_bytes, default_file_mode
 
 ELEMENT_TYPES: dict[str, str] = {
     "MET_SHORT": "i2",
@@ -269,19 +269,6 @@ def read_metaimage(path: str | Path, *, element_types: Collection[str] | None = 
     return MetaImage(array, origin, spacing, flipped, path)  # type: ignore[arg-type]
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, default_file_mode())
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _fmt(values: Sequence[float]) -> str:
     return " ".join(repr(float(v)) if not float(v).is_integer() else str(int(v)) for v in values)
 
@@ -317,7 +304,7 @@ def write_metaimage(
     if compress:
         return _write_compressed_metaimage(path, array, spacing, origin, transform)
     raw = path.with_suffix(".raw")
-    _atomic_write_bytes(raw, np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes())
+    atomic_write_bytes(raw, np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes())
     lines = [
         "ObjectType = Image",
         "NDims = 3",
@@ -333,7 +320,7 @@ def write_metaimage(
         f"ElementType = {by_dtype[key]}",
         f"ElementDataFile = {raw.name}",
     ]
-    _atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("ascii"))
+    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode("ascii"))
     return path
 
 

@@ -16,9 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -26,6 +24,7 @@ from typing import Any
 
 from bidl.data.sources import zenodo
 from bidl.errors import ConfigError, DownloadError
+from bidl.io import atomic_write_text
 
 __all__ = [
     "LUNA16_CHECKSUMS",
@@ -353,17 +352,7 @@ def write_luna16_checksums(path: str | Path = LUNA16_CHECKSUMS) -> Path:
         "provenance": f"Zenodo's API, https://zenodo.org/api/records/<record>, read on {today}.",
         "files": dict(sorted(files.items())),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(json.dumps(document, indent=1) + "\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_text(path, json.dumps(document, indent=1) + "\n")
 
 
 def luna16_files(checksum_file: str | Path = LUNA16_CHECKSUMS) -> tuple[RemoteFile, ...]:
